@@ -1,0 +1,84 @@
+"""The ``crossmodal-har`` command line: thin. Parses, validates, calls the library.
+
+Each subcommand lives in ``crossmodal_har/commands/<name>.py`` and defines:
+    NAME: str            the subcommand (e.g. "evaluate")
+    HELP: str            one line for ``--help``
+    add_arguments(parser) -> None
+    run(args) -> int     exit status
+Command modules keep heavy imports (torch, transformers, av) inside ``run`` so that ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from typing import List, Optional
+
+log = logging.getLogger(__name__)
+
+
+def _command_modules():
+    import crossmodal_har.commands as pkg
+
+    mods = []
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        mods.append(importlib.import_module(f"{pkg.__name__}.{info.name}"))
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from crossmodal_har import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="crossmodal-har",
+        description="Out-of-distribution wearable HAR via IMU-video cross-modal pretraining "
+        "(Cheshmi et al., MLHC 2025).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """One logging setup for the program; only rank 0 logs at INFO under DDP."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    level = logging.WARNING if (quiet or rank != 0) else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    if verbose < 2:
+        for noisy in ("matplotlib", "PIL", "urllib3", "httpx", "filelock"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point; callable from tests as ``main([...])``. Returns the exit status."""
+    from crossmodal_har.errors import UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose, args.quiet)
+    # No network unless the user explicitly asks for a hub id (see --allow-download on the commands
+    # that load pretrained weights).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

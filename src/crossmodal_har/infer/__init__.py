@@ -1,0 +1,1 @@
+"""crossmodal_har.infer"""

@@ -1,0 +1,73 @@
+import dataclasses
+import json
+from typing import List, Optional
+
+import pytest
+
+from crossmodal_har.cli import main
+from crossmodal_har.config import apply_overrides, from_dict, to_dict
+from crossmodal_har.errors import ConfigError, DataError
+from crossmodal_har.io import atomic_write_json, read_json
+from crossmodal_har.signals.types import PreprocessConfig
+
+
+@dataclasses.dataclass
+class Inner:
+    a: int = 1
+    b: Optional[float] = None
+
+
+@dataclasses.dataclass
+class Outer:
+    name: str = "x"
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    tags: List[str] = dataclasses.field(default_factory=list)
+
+
+def test_from_dict_nested_and_roundtrip():
+    cfg = from_dict(Outer, {"name": "y", "inner": {"a": 3, "b": 2}, "tags": ["t"]})
+    assert cfg.inner.a == 3 and cfg.inner.b == 2.0 and cfg.tags == ["t"]
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(ConfigError, match="unknown key.*nmae"):
+        from_dict(Outer, {"nmae": "typo"})
+    with pytest.raises(ConfigError, match=r"config\.inner: unknown key\(s\) c\b"):
+        from_dict(Outer, {"inner": {"c": 1}})
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(ConfigError, match="expected an integer"):
+        from_dict(Outer, {"inner": {"a": "three"}})
+
+
+def test_preprocess_validation():
+    assert from_dict(PreprocessConfig, {}).window_samples == 250
+    with pytest.raises(ConfigError):
+        from_dict(PreprocessConfig, {"normalization": "minmax"})
+    with pytest.raises(ConfigError):
+        from_dict(PreprocessConfig, {"median_kernel": 4})
+
+
+def test_overrides():
+    d = apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=[1, 2]", "d=hello"])
+    assert d == {"a": {"b": 2}, "c": [1, 2], "d": "hello"}
+
+
+def test_atomic_json_and_errors(tmp_path):
+    p = atomic_write_json(tmp_path / "x" / "a.json", {"k": 1})
+    assert read_json(p) == {"k": 1}
+    assert not list((tmp_path / "x").glob("*.tmp"))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n "k": \n}')
+    with pytest.raises(DataError) as ei:
+        read_json(bad)
+    assert str(ei.value).startswith(f"{bad}:3:")
+
+
+def test_cli_help_and_version(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["--version"])
+    assert ei.value.code == 0
+    assert "crossmodal-har" in capsys.readouterr().out
