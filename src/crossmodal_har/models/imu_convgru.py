@@ -1,0 +1,118 @@
+"""IMU2CLIP's IMU encoder (Moon et al., 2022), written from its description.
+
+Group-normalise the six raw channels, apply a stack of blocks (dilated 1-D convolution without bias,
+then max-pooling), group-normalise the features, and run a GRU over the shortened sequence; the GRU's
+final hidden state is the embedding. With the defaults a 250-sample window shrinks
+250 → 77 → 23 → 5 time steps before the GRU.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from crossmodal_har.config import from_dict, to_dict
+from crossmodal_har.errors import ConfigError, UserError
+from crossmodal_har.models.base import Encoder, check_imu_input
+from crossmodal_har.models.registry import register_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConvGRUConfig:
+    """Architecture of the conv-GRU IMU encoder.
+
+    Attributes:
+        in_channels: IMU channels (acc in g, gyro in rad/s).
+        window: input length W in samples; checked so that the conv stack leaves >= 1 step.
+        conv_channels: feature channels of every conv block.
+        kernel_sizes: one conv block per entry (IMU2CLIP: 10, 5, 5).
+        dilation: dilation of every conv (IMU2CLIP: 2).
+        pool_size: max-pool kernel and stride after each conv (IMU2CLIP: 3).
+        input_groups: GroupNorm groups over the input channels (must divide in_channels).
+        feature_groups: GroupNorm groups over the conv features (must divide conv_channels).
+        hidden_size: GRU hidden size = embedding dimension (IMU2CLIP: 512).
+    """
+
+    in_channels: int = 6
+    window: int = 250
+    conv_channels: int = 32
+    kernel_sizes: List[int] = field(default_factory=lambda: [10, 5, 5])
+    dilation: int = 2
+    pool_size: int = 3
+    input_groups: int = 2
+    feature_groups: int = 4
+    hidden_size: int = 512
+
+    def out_steps(self) -> int:
+        n = self.window
+        for k in self.kernel_sizes:
+            n = n - self.dilation * (k - 1)
+            n = n // self.pool_size if n > 0 else 0
+        return n
+
+    def validate(self) -> None:
+        if not self.kernel_sizes:
+            raise ConfigError("convgru: kernel_sizes must list at least one conv block")
+        if any(k < 1 for k in self.kernel_sizes) or self.dilation < 1 or self.pool_size < 1:
+            raise ConfigError("convgru: kernel sizes, dilation and pool_size must be >= 1")
+        if self.in_channels % self.input_groups:
+            raise ConfigError(f"convgru: input_groups ({self.input_groups}) must divide in_channels ({self.in_channels})")
+        if self.conv_channels % self.feature_groups:
+            raise ConfigError(
+                f"convgru: feature_groups ({self.feature_groups}) must divide conv_channels ({self.conv_channels})"
+            )
+        if self.out_steps() < 1:
+            raise ConfigError(f"convgru: a window of {self.window} samples is too short for this conv stack")
+
+
+class _ConvPool(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, dilation: int, pool: int):
+        super().__init__(nn.Conv1d(cin, cout, kernel_size=kernel, dilation=dilation, bias=False), nn.MaxPool1d(pool))
+
+
+class ConvGRUEncoder(Encoder):
+    """``forward(x [B, W, C]) -> [B, hidden_size]``."""
+
+    kind = "imu"
+
+    def __init__(self, cfg: ConvGRUConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model_cfg = to_dict(cfg)
+        self.embed_dim = cfg.hidden_size
+        self.window = cfg.window
+        layers: List[nn.Module] = [nn.GroupNorm(cfg.input_groups, cfg.in_channels)]
+        cin = cfg.in_channels
+        for k in cfg.kernel_sizes:
+            layers.append(_ConvPool(cin, cfg.conv_channels, k, cfg.dilation, cfg.pool_size))
+            cin = cfg.conv_channels
+        layers.append(nn.GroupNorm(cfg.feature_groups, cfg.conv_channels))
+        self.conv = nn.Sequential(*layers)
+        self.gru = nn.GRU(input_size=cfg.conv_channels, hidden_size=cfg.hidden_size, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_imu_input(x, self.cfg.window, self.cfg.in_channels, "convgru")
+        feats = self.conv(x.transpose(1, 2))  # [B, F, T']
+        _, h = self.gru(feats.transpose(1, 2))  # h: [1, B, H]
+        return h[-1]
+
+
+def build_convgru(config: Dict[str, Any], *, pretrained: Optional[str] = None, allow_download: bool = False):
+    """Builder for ``convgru*`` names. There are no public pretrained weights in Hugging Face layout."""
+    cfg = from_dict(ConvGRUConfig, config, where="model config (convgru)")
+    if pretrained is not None:
+        raise UserError(
+            "convgru has no Hugging Face pretrained weights; load a saved encoder with "
+            "crossmodal_har.models.io.load_encoder (or --encoder RUN_DIR) instead"
+        )
+    return ConvGRUEncoder(cfg)
+
+
+for _name in ("convgru", "convgru-tiny"):
+    register_model(_name, kind="imu")(build_convgru)

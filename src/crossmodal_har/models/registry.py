@@ -1,0 +1,191 @@
+"""Registry of encoders: architectures are data.
+
+Every name (``patchtst``, ``patchtst-tiny``, ``videomae-base`` …) has a JSON file in
+``models/configs/<name>.json`` holding its architecture fields, and a builder registered with
+:func:`register_model`. :func:`create_model` merges the named config with keyword overrides, validates
+the result as a typed dataclass (unknown keys are errors) and calls the builder::
+
+    enc = create_model("patchtst-tiny")                      # random init, ms on CPU
+    enc = create_model("patchtst", d_model=64)               # override a field
+    enc = create_model("videomae-base", pretrained="path/to/local/dir")
+    enc = create_model("videomae-base", pretrained="MCG-NJU/videomae-base-ssv2", allow_download=True)
+
+Each created module carries ``model_name`` and ``model_cfg`` (resolved config dict), so
+:func:`crossmodal_har.models.io.save_encoder` needs nothing else to save it and rebuild it later.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from crossmodal_har.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+
+# Modules whose import registers the built-in models (imported lazily: no work at package import).
+_BUILTIN_MODULES = (
+    "crossmodal_har.models.imu_patchtst",
+    "crossmodal_har.models.imu_convgru",
+)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered name: its builder and its modality (``imu`` | ``video``)."""
+
+    name: str
+    builder: Callable[..., Any]
+    kind: str
+
+
+_REGISTRY: Dict[str, ModelEntry] = {}
+_builtins_loaded = False
+
+
+def register_model(name: str, *, kind: Optional[str] = None) -> Callable[[Callable], Callable]:
+    """Decorator registering ``builder`` under ``name``.
+
+    The builder is called as ``builder(config: dict, *, pretrained, allow_download)`` where ``config``
+    is the named JSON config merged with overrides; it returns an :class:`~crossmodal_har.models.base.Encoder`
+    (or any module with ``kind``/``embed_dim``/``model_cfg``). ``kind`` is ``imu`` or ``video`` (used by
+    :func:`list_models`); when omitted, the builder's ``kind`` attribute is used.
+
+    The same builder may be registered under several names (e.g. ``patchtst`` and ``patchtst-tiny``).
+    """
+
+    def deco(builder: Callable) -> Callable:
+        k = kind or getattr(builder, "kind", None)
+        if k not in ("imu", "video"):
+            raise ValueError(f"register_model({name!r}): kind must be 'imu' or 'video', got {k!r}")
+        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
+            raise ValueError(f"model name {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name=name, builder=builder, kind=k)
+        return builder
+
+    return deco
+
+
+def _ensure_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    for mod in _BUILTIN_MODULES:
+        importlib.import_module(mod)
+    _builtins_loaded = True
+
+
+def list_models(kind: Optional[str] = None) -> List[str]:
+    """Registered model names, sorted; ``kind`` = ``imu`` or ``video`` filters."""
+    _ensure_builtins()
+    if kind is not None and kind not in ("imu", "video"):
+        raise UserError(f"unknown model kind {kind!r}: expected imu or video")
+    return sorted(n for n, e in _REGISTRY.items() if kind is None or e.kind == kind)
+
+
+def model_kind(name: str) -> str:
+    """``imu`` or ``video`` for a registered name."""
+    return _entry(name).kind
+
+
+def _entry(name: str) -> ModelEntry:
+    _ensure_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UserError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def model_config(name: str) -> Dict[str, Any]:
+    """The named config ``models/configs/<name>.json`` as a dict (architecture fields only)."""
+    _entry(name)
+    fname = f"{name}.json"
+    try:
+        text = resources.files("crossmodal_har.models").joinpath("configs", fname).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"model {name!r} has no config file models/configs/{fname}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:  # a packaging bug, but say where
+        raise ConfigError(f"models/configs/{fname}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"models/configs/{fname}: expected a JSON object")
+    return data
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: Optional[str] = None,
+    allow_download: bool = False,
+    **overrides: Any,
+):
+    """Build encoder ``name`` from its named config plus ``overrides``.
+
+    Args:
+        name: a registered name (see :func:`list_models`).
+        pretrained: a local directory in Hugging Face layout (``config.json`` + ``*.safetensors``) or,
+            only with ``allow_download=True``, a hub id. ``None`` = random initialisation.
+        allow_download: permit fetching ``pretrained`` from the Hugging Face hub.
+        **overrides: config fields replacing the named config's (unknown keys raise ConfigError).
+
+    Returns:
+        The encoder, with ``model_name`` and ``model_cfg`` set, in training mode.
+    """
+    entry = _entry(name)
+    cfg = dict(model_config(name))
+    cfg.update(overrides)
+    model = entry.builder(cfg, pretrained=pretrained, allow_download=allow_download)
+    model.model_name = name
+    if getattr(model, "kind", None) != entry.kind:
+        raise RuntimeError(f"builder for {name!r} returned kind {getattr(model, 'kind', None)!r}, expected {entry.kind!r}")
+    return model
+
+
+def resolve_pretrained(pretrained: str, allow_download: bool) -> Tuple[str, bool]:
+    """Where to load ``pretrained`` weights from: ``(path_or_id, local_files_only)``.
+
+    A path that exists is used locally. Anything else is treated as a hub id and needs
+    ``allow_download=True``; otherwise a UserError explains what to do. No network call happens here.
+    """
+    p = Path(os.path.expanduser(str(pretrained)))
+    if p.exists():
+        if not p.is_dir():
+            raise UserError(f"pretrained weights {pretrained!r}: expected a directory (Hugging Face layout)")
+        return str(p), True
+    if not allow_download:
+        raise UserError(
+            f"pretrained weights {pretrained!r}: no such local directory; to fetch it from the Hugging Face "
+            "hub pass --allow-download (allow_download=True), or download it yourself and pass the directory"
+        )
+    return str(pretrained), False
+
+
+def hf_from_pretrained(cls: Any, pretrained: str, allow_download: bool, **hf_overrides: Any):
+    """``cls.from_pretrained`` with safetensors only, offline unless allowed; errors become UserError.
+
+    Missing or unexpected keys are logged as warnings, listed by name (never dropped silently).
+    """
+    source, local_only = resolve_pretrained(pretrained, allow_download)
+    try:
+        model, info = cls.from_pretrained(
+            source,
+            local_files_only=local_only,
+            use_safetensors=True,  # never unpickle a .bin checkpoint
+            output_loading_info=True,
+            **hf_overrides,
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise UserError(f"could not load pretrained weights {pretrained!r} as {cls.__name__}: {exc}") from None
+    for what in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = list(info.get(what) or [])
+        if keys:
+            shown = ", ".join(str(k) for k in keys[:20]) + (" …" if len(keys) > 20 else "")
+            log.warning("%s from %s: %d %s (%s)", cls.__name__, pretrained, len(keys), what.replace("_", " "), shown)
+    return model

@@ -1,0 +1,161 @@
+"""Contract tests across every registered encoder (timm style) + registry and save/load behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from crossmodal_har.errors import ConfigError, DataError, UserError
+from crossmodal_har.models.io import load_encoder, save_encoder
+from crossmodal_har.models.registry import create_model, list_models, model_config, model_kind
+
+# Names cheap enough to instantiate in a unit test; every registered family must have one.
+TINY = [n for n in list_models() if n.endswith("-tiny") or n.endswith("-small")]
+BIG = [n for n in list_models() if n not in TINY]
+PREPROCESS = {"rate_hz": 50.0, "window_s": 5.0, "stride_s": 2.5, "normalization": "zscore", "median_kernel": 5}
+
+
+def _input(model, batch: int = 3, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if model.kind == "imu":
+        return torch.randn(batch, model.window, 6, generator=g)
+    return torch.randint(0, 256, (batch, model.num_frames, model.input_size, model.input_size, 3),
+                         generator=g, dtype=torch.uint8)
+
+
+def test_every_family_has_a_tiny_variant():
+    families = {n.split("-")[0] for n in list_models()}
+    tiny_families = {n.split("-")[0] for n in list_models() if n.endswith("-tiny")}
+    assert families == tiny_families
+    assert {"patchtst", "patchtst-small", "patchtst-tiny", "convgru", "convgru-tiny"} <= set(list_models())
+    assert all(model_kind(n) == "imu" for n in list_models("imu"))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_named_configs_validate(name):
+    """Every JSON config (big ones included) parses into its dataclass without building weights."""
+    cfg = model_config(name)
+    assert isinstance(cfg, dict) and cfg
+    with pytest.raises(ConfigError, match="unknown key"):
+        create_model(name, not_a_field=1)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_encoder_contract(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    assert model.kind in ("imu", "video") and model.model_name == name
+    x = _input(model)
+    out = model(x)
+    assert out.shape == (3, model.embed_dim)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    no_grad = [k for k, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert not no_grad, f"parameters without gradient: {no_grad}"
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_save_load_round_trip(name, tmp_path):
+    torch.manual_seed(1)
+    model = create_model(name)
+    model.eval()
+    x = _input(model, seed=2)
+    with torch.no_grad():
+        ref = model(x)
+    save_encoder(model, tmp_path / "run", PREPROCESS, extra={"method": "test"})
+    meta = json.loads((tmp_path / "run" / "encoder.json").read_text())
+    assert meta["format_version"] == 1 and meta["model"] == name and meta["embed_dim"] == model.embed_dim
+    assert meta["preprocess"] == PREPROCESS and meta["extra"] == {"method": "test"}
+    loaded, meta2 = load_encoder(tmp_path / "run")
+    assert meta2["model"] == name and not loaded.training
+    with torch.no_grad():
+        assert torch.equal(loaded(x), ref)
+    # also accepts the json file path and a parent run dir with encoder/ inside
+    load_encoder(tmp_path / "run" / "encoder.json")
+
+
+def test_load_rejects_wrong_key_set(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = create_model("patchtst-tiny")
+    save_encoder(model, tmp_path, PREPROCESS)
+    state = load_file(str(tmp_path / "encoder.safetensors"))
+    dropped = sorted(state)[0]
+    del state[dropped]
+    state["bogus.weight"] = torch.zeros(2)
+    save_file(state, str(tmp_path / "encoder.safetensors"))
+    with pytest.raises(DataError) as err:
+        load_encoder(tmp_path)
+    assert dropped in str(err.value) and "bogus.weight" in str(err.value)
+
+
+def test_load_rejects_shape_mismatch_and_bad_meta(tmp_path):
+    model = create_model("convgru-tiny")
+    save_encoder(model, tmp_path, PREPROCESS)
+    meta = json.loads((tmp_path / "encoder.json").read_text())
+    meta["config"]["hidden_size"] = 24
+    meta["embed_dim"] = 24
+    (tmp_path / "encoder.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="shape mismatch"):
+        load_encoder(tmp_path)
+    meta["config"]["typo_field"] = 1
+    (tmp_path / "encoder.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="typo_field"):
+        load_encoder(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="encoder.json"):
+        load_encoder(tmp_path / "empty")
+    with pytest.raises(UserError, match="no such"):
+        load_encoder(tmp_path / "missing")
+
+
+def test_registry_errors():
+    with pytest.raises(UserError, match="unknown model"):
+        create_model("no-such-model")
+    with pytest.raises(ConfigError):
+        create_model("patchtst-tiny", d_model="big")
+    with pytest.raises(ConfigError, match="divisible"):
+        create_model("patchtst-tiny", d_model=15)
+    with pytest.raises(ConfigError, match="too short"):
+        create_model("convgru-tiny", window=20)
+
+
+def test_pretrained_needs_local_dir_or_permission(tmp_path):
+    with pytest.raises(UserError, match="allow-download"):
+        create_model("patchtst-tiny", pretrained="namctin/patchtst_etth1_pretrain")
+
+
+def test_patchtst_pretrained_from_local_dir(tmp_path):
+    """A local Hugging Face directory (safetensors) loads offline and gives the same weights."""
+    src = create_model("patchtst-tiny")
+    src.backbone.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    loaded = create_model("patchtst-tiny", pretrained=str(tmp_path / "hf"))
+    x = torch.randn(2, 250, 6)
+    src.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.allclose(src(x), loaded(x))
+
+
+def test_patchtst_embedding_is_flattened_cls_tokens():
+    model = create_model("patchtst-tiny").eval()
+    x = torch.randn(2, 250, 6)
+    with torch.no_grad():
+        hidden = model.backbone(past_values=x).last_hidden_state
+        assert hidden.shape == (2, 6, 15 + 1, 16)  # 15 patches of 16 + CLS
+        assert torch.equal(model(x), hidden[:, :, 0, :].reshape(2, -1))
+
+
+def test_wrong_window_is_a_clear_error():
+    model = create_model("patchtst-tiny")
+    with pytest.raises(ValueError, match=r"\[B, 250, 6\]"):
+        model(torch.randn(2, 200, 6))
+
+
+def test_freeze_keeps_eval_mode():
+    model = create_model("convgru-tiny").freeze()
+    model.train()
+    assert not model.training and all(not m.training for m in model.modules())
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model.trainable_parameters() == []
