@@ -159,3 +159,92 @@ def test_freeze_keeps_eval_mode():
     assert not model.training and all(not m.training for m in model.modules())
     assert not any(p.requires_grad for p in model.parameters())
     assert model.trainable_parameters() == []
+
+
+# ---------------------------------------------------------------- video encoders
+
+
+def _frames(b=2, k=10, s=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, k, s, s, 3), generator=g, dtype=torch.uint8)
+
+
+def test_pixel_normalisation_and_resize():
+    from crossmodal_har.models.video_common import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, to_pixel_values
+
+    frames = torch.full((1, 2, 8, 8, 3), 255, dtype=torch.uint8)
+    frames[..., 1] = 0
+    px = to_pixel_values(frames, 8, IMAGENET_MEAN, IMAGENET_STD)
+    assert px.shape == (1, 2, 3, 8, 8)
+    assert torch.allclose(px[0, 0, 0], torch.full((8, 8), (1 - 0.485) / 0.229))
+    assert torch.allclose(px[0, 0, 1], torch.full((8, 8), (0 - 0.456) / 0.224))
+    px = to_pixel_values(frames, 4, CLIP_MEAN, CLIP_STD)  # resized 8 -> 4, constant image stays constant
+    assert px.shape == (1, 2, 3, 4, 4)
+    assert torch.allclose(px[0, 1, 2], torch.full((4, 4), (1 - CLIP_MEAN[2]) / CLIP_STD[2]), atol=1e-5)
+
+
+def test_videomae_embedding_is_mean_of_last_hidden_state_and_checks_frames():
+    from crossmodal_har.models.video_common import IMAGENET_MEAN, IMAGENET_STD, to_pixel_values
+
+    enc = create_model("videomae-tiny").eval()
+    x = _frames()
+    with torch.no_grad():
+        hidden = enc.backbone(pixel_values=to_pixel_values(x, 32, IMAGENET_MEAN, IMAGENET_STD)).last_hidden_state
+        assert hidden.shape == (2, 5 * 2 * 2, 32)  # 10 frames / tubelet 2 × (32/16)² patches
+        assert torch.allclose(enc(x), hidden.mean(1))
+    with pytest.raises(ValueError, match="10 frames"):
+        enc(_frames(k=8))
+    with pytest.raises(ValueError, match="uint8"):
+        enc(x.float())
+    with pytest.raises(ConfigError, match="tubelet"):
+        create_model("videomae-tiny", num_frames=9)
+
+
+def test_clip_frame_selection():
+    enc = create_model("clip-tiny").eval()
+    x = _frames(k=10)
+    with torch.no_grad():
+        single = {i: enc(x[:, i:i + 1]) for i in (0, 5, 9)}  # a 1-frame clip: its only frame
+        assert torch.allclose(enc(x), single[5], atol=1e-6)  # middle = K // 2
+        enc3 = create_model("clip-tiny", frame_pooling="mean3").eval()
+        enc3.load_state_dict(enc.state_dict())
+        expect = (single[0] + single[5] + single[9]) / 3
+        assert torch.allclose(enc3(x), expect, atol=1e-6)
+
+
+def test_frozen_clip_tower_gets_no_gradient_and_stays_eval():
+    enc = create_model("clip-tiny").freeze()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    enc.train()
+    assert not enc.training and not enc.backbone.training
+    out = enc(_frames())
+    assert not out.requires_grad
+    head = torch.nn.Linear(enc.embed_dim, 4)
+    opt = torch.optim.SGD(list(head.parameters()) + enc.trainable_parameters(), lr=1.0)
+    head(out).sum().backward()
+    opt.step()
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+
+
+def test_video_pretrained_from_local_hf_dirs(tmp_path):
+    """Full checkpoints (CLIP with its text tower, VideoMAE pretraining with its decoder) load offline
+    into the encoders, including VideoMAE at 10 frames from a 16-frame checkpoint."""
+    from transformers import CLIPConfig, CLIPModel, VideoMAEConfig, VideoMAEForPreTraining
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, projection_dim=16)
+    clip = CLIPModel(CLIPConfig(text_config=small, vision_config=dict(small, image_size=32, patch_size=16),
+                                projection_dim=16))
+    clip.save_pretrained(tmp_path / "clip")
+    enc = create_model("clip-tiny", pretrained=str(tmp_path / "clip"))
+    assert torch.equal(enc.backbone.visual_projection.weight, clip.visual_projection.weight)
+
+    vcfg = VideoMAEConfig(image_size=32, patch_size=16, num_frames=16, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64, use_mean_pooling=False,
+                          decoder_hidden_size=16, decoder_num_attention_heads=2, decoder_intermediate_size=32,
+                          decoder_num_hidden_layers=1)
+    vmae = VideoMAEForPreTraining(vcfg)
+    vmae.save_pretrained(tmp_path / "vmae")
+    venc = create_model("videomae-tiny", pretrained=str(tmp_path / "vmae"))
+    w = "embeddings.patch_embeddings.projection.weight"
+    assert torch.equal(venc.backbone.state_dict()[w], vmae.videomae.state_dict()[w])
+    assert venc(_frames()).shape == (2, 32)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 _BUILTIN_MODULES = (
     "crossmodal_har.models.imu_patchtst",
     "crossmodal_har.models.imu_convgru",
+    "crossmodal_har.models.video_videomae",
+    "crossmodal_har.models.video_clip",
 )
 
 
@@ -167,10 +169,19 @@ def resolve_pretrained(pretrained: str, allow_download: bool) -> Tuple[str, bool
     return str(pretrained), False
 
 
-def hf_from_pretrained(cls: Any, pretrained: str, allow_download: bool, **hf_overrides: Any):
+def hf_from_pretrained(
+    cls: Any,
+    pretrained: str,
+    allow_download: bool,
+    *,
+    unused_prefixes: Tuple[str, ...] = (),
+    **hf_overrides: Any,
+):
     """``cls.from_pretrained`` with safetensors only, offline unless allowed; errors become UserError.
 
-    Missing or unexpected keys are logged as warnings, listed by name (never dropped silently).
+    Missing or unexpected keys are logged as warnings, listed by name (never dropped silently);
+    unexpected keys under ``unused_prefixes`` (e.g. a full CLIP checkpoint's ``text_model.``) are
+    expected and logged at INFO level.
     """
     source, local_only = resolve_pretrained(pretrained, allow_download)
     try:
@@ -184,7 +195,12 @@ def hf_from_pretrained(cls: Any, pretrained: str, allow_download: bool, **hf_ove
     except (OSError, ValueError, EnvironmentError) as exc:
         raise UserError(f"could not load pretrained weights {pretrained!r} as {cls.__name__}: {exc}") from None
     for what in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-        keys = list(info.get(what) or [])
+        keys = sorted(str(k) for k in (info.get(what) or []))
+        if what == "unexpected_keys" and unused_prefixes:
+            ignored = [k for k in keys if k.startswith(unused_prefixes)]
+            keys = [k for k in keys if not k.startswith(unused_prefixes)]
+            if ignored:
+                log.info("%s from %s: %d unused weights under %s", cls.__name__, pretrained, len(ignored), unused_prefixes)
         if keys:
             shown = ", ".join(str(k) for k in keys[:20]) + (" …" if len(keys) > 20 else "")
             log.warning("%s from %s: %d %s (%s)", cls.__name__, pretrained, len(keys), what.replace("_", " "), shown)
