@@ -3,7 +3,8 @@
 A GoPro MP4 carries, beside its video, a timed data track (handler "GoPro MET", sample format
 ``gpmd``) whose samples ("payloads", usually one per ~1 s) are GPMF (see :mod:`.gpmf`). This
 module reads every payload with its presentation time and duration (PyAV), decodes the ACCL and
-GYRO streams, and puts each IMU sample on the video clock.
+GYRO streams, and puts each IMU sample on the video clock: seconds from the video stream's first
+presentation time (the convention of :mod:`crossmodal_har.pairs.sources`).
 
 Timing (see docs/gopro.md):
     * Sample indices come from ``TSMP`` (total samples so far) when present, else from counting.
@@ -143,21 +144,20 @@ class GoProTelemetry:
     streams: Dict[str, ImuStream] = field(default_factory=dict)
 
     def meta(self) -> Dict[str, Any]:
-        """JSON-able summary: camera, firmware, rates (Hz), sample counts, timing, axis order."""
-        out: Dict[str, Any] = {
+        """JSON-able summary: camera, firmware, and per stream its measured rate (Hz), sample
+        count, declared sample count (TSMP), declared unit, stored axis order and timing method."""
+        return {
             "camera": self.camera, "device_name": self.device_name, "firmware": self.media.firmware,
             "video_duration_s": self.media.video_duration_s, "video_fps": self.media.video_fps,
             "axes": "GoPro camera frame X, Y, Z (Z out of the top; upright camera reads acc_z = +1 g)",
+            "streams": {
+                key: {"rate_hz": round(s.rate_hz, 4), "samples": int(len(s.t)),
+                      "declared_samples": s.declared_total, "declared_unit": s.unit,
+                      "axis_order": s.axis_order, "timing": s.timing,
+                      "first_s": float(s.t[0]), "last_s": float(s.t[-1])}
+                for key, s in self.streams.items()
+            },
         }
-        for key, s in self.streams.items():
-            k = key.lower()
-            out[f"{k}_rate_hz"] = round(s.rate_hz, 4)
-            out[f"{k}_samples"] = int(len(s.t))
-            out[f"{k}_declared_samples"] = s.declared_total
-            out[f"{k}_unit"] = s.unit
-            out[f"{k}_axis_order"] = s.axis_order
-            out[f"{k}_timing"] = s.timing
-        return out
 
 
 def camera_model(firmware: str, device_name: str = "") -> str:
@@ -399,14 +399,16 @@ def telemetry_from_payloads(payloads: Sequence[Payload], *, media: Optional[Medi
                                  "(truncated or corrupt telemetry)") from None
         per_payload.append(blocks)
     camera = camera_model(media.firmware, device_name)
-    clock_offset = _frame_locked_offset(per_payload, [p.pts_s for p in payloads])
+    # The video clock starts at the video stream's first presentation time (0 on GoPro files).
+    pts_all = [p.pts_s - media.video_start_s for p in payloads]
+    clock_offset = _frame_locked_offset(per_payload, pts_all)
     tele = GoProTelemetry(src, camera, device_name, media)
     for key in IMU_KEYS:
         chunks: List[_Chunk] = []
         unit = axis_desc = None
         transform: Optional[Callable[[np.ndarray], np.ndarray]] = None
         declared = None
-        for p, blocks in zip(payloads, per_payload):
+        for p, pts, blocks in zip(payloads, pts_all, per_payload):
             b = blocks.get(key)
             if b is None:
                 continue
@@ -429,7 +431,7 @@ def telemetry_from_payloads(payloads: Sequence[Payload], *, media: Optional[Medi
             unit = _norm_unit(u) if u else unit
             timo = b.prop_number("TIMO") or 0.0
             stmp = b.prop_number("STMP") if use_stmp else None
-            chunks.append(_Chunk(p.pts_s, p.duration_s, vals, None if tsmp is None else int(tsmp), stmp, float(timo)))
+            chunks.append(_Chunk(pts, p.duration_s, vals, None if tsmp is None else int(tsmp), stmp, float(timo)))
         if not chunks:
             continue
         if unit is None:
@@ -532,54 +534,33 @@ def _subject(path: Path, root: Path) -> str:
     return parts[0] if len(parts) > 1 else path.stem
 
 
-_LABEL_COLS = ("session", "start", "end", "label")
-
-
-def _read_labels(root: Path) -> Dict[str, List[Tuple[float, float, str]]]:
-    """Optional ``<src>/labels.csv`` (session,start,end,label[,subject]; times in s, video clock)."""
-    import csv
-
-    path = root / "labels.csv"
-    out: Dict[str, List[Tuple[float, float, str]]] = {}
-    if not path.is_file():
-        return out
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header[:4]) != _LABEL_COLS:
-            raise DataError(path, f"header must start with {','.join(_LABEL_COLS)}", line=1)
-        for line, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            try:
-                start, end = float(row[1]), float(row[2])
-            except (ValueError, IndexError):
-                raise DataError(path, "start/end must be numbers (s)", line=line) from None
-            if not end > start:
-                raise DataError(path, f"end {end} is not after start {start}", line=line)
-            out.setdefault(row[0].strip(), []).append((start, end, row[3].strip()))
-    return out
-
-
 def iter_gopro_sessions(src_dir: PathLike) -> Iterator[Any]:
     """One ``SessionSpec`` per GoPro MP4 under ``src_dir`` (recursively), IMU loaded lazily.
 
     Session name: path under ``src_dir`` without suffix (``a/b.MP4`` -> ``a__b``); subject: the
     first folder under ``src_dir``, or the file stem for files directly in it. Labels come from an
-    optional ``src_dir/labels.csv`` (session,start,end,label; s on the video clock).
+    optional ``src_dir/labels.csv`` (session,start,end,label[,subject]; s on the video clock),
+    whose subject column, when given, overrides the folder's. After ``load_imu()``, ``meta`` also
+    holds the camera, firmware, measured rates and sample counts.
     ``load_imu()`` returns an :class:`ImuRecording` on the video clock in g and rad/s and raises
     :class:`DataError` for a file without telemetry, truncated telemetry, or not from a GoPro.
     """
-    from crossmodal_har.pairs.sources import SessionSpec  # ingestion's type; imported lazily
+    from crossmodal_har.pairs.sources import SessionSpec, read_labels_csv  # ingestion's; lazily
 
     root = Path(src_dir)
-    labels = _read_labels(root)
-    for path in find_gopro_files(root):
+    files = find_gopro_files(root)
+    labels, label_subjects = read_labels_csv(root / "labels.csv")
+    for path in files:
         name = session_name(path, root)
-        subject = _subject(path, root)
+        subject = label_subjects.get(name) or _subject(path, root)
+        meta: Dict[str, Any] = {"layout": "gopro", "file": path.relative_to(root).as_posix()}
 
-        def load(path: Path = path, name: str = name, subject: str = subject) -> ImuRecording:
-            return load_gopro_imu(path, name=name, subject=subject)
+        def load(path: Path = path, name: str = name, subject: str = subject,
+                 meta: Dict[str, Any] = meta) -> ImuRecording:
+            tele = read_telemetry(path)
+            meta["camera"] = tele.camera
+            meta["gopro"] = tele.meta()
+            return load_gopro_imu(path, name=name, subject=subject, telemetry=tele)
 
         yield SessionSpec(name=name, subject=subject, video_path=path, load_imu=load,
-                          labels=list(labels.get(name, [])), meta={"layout": "gopro", "file": path.name})
+                          labels=list(labels.get(name, [])), meta=meta)
