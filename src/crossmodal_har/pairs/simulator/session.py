@@ -1,0 +1,144 @@
+"""One simulated session, start to finish: plan → trajectory → video + IMU → files (+ faults)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from crossmodal_har.io import atomic_write_json, atomic_write_text
+from crossmodal_har.pairs.simulator.config import SimConfig
+from crossmodal_har.pairs.simulator.imu import imu_sample_times, synthesize_imu, to_declared_units
+from crossmodal_har.pairs.simulator.motion import build_trajectory, plan_bouts
+from crossmodal_har.pairs.simulator.render import Renderer, make_scene
+from crossmodal_har.pairs.simulator.subjects import SubjectParams
+from crossmodal_har.pairs.simulator.writer import VideoWriter, format_imu_csv, truncate_file
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SessionTask:
+    """What one worker needs to simulate one session (picklable)."""
+
+    name: str
+    subject: SubjectParams
+    subject_index: int
+    session_index: int
+    duration_s: float
+    faulted: bool
+    config: SimConfig
+    out_dir: str
+
+    def seeds(self) -> List[np.random.SeedSequence]:
+        """Independent streams: plan, motion noise, IMU noise, scene, faults — so turning a fault on
+        does not change the clean parts of the data."""
+        root = np.random.SeedSequence([int(self.config.seed), 104729, self.subject_index, self.session_index])
+        return root.spawn(5)
+
+
+def _choose_dropouts(rng: np.random.Generator, duration_s: float, n: int, length: float) -> List[List[float]]:
+    """Non-overlapping stretches [start, end) (s) inside the session, at least 1 s from its ends."""
+    spans: List[List[float]] = []
+    lo, hi = 1.0, duration_s - 1.0 - length
+    if n == 0 or hi <= lo:
+        return spans
+    for _ in range(50 * n):
+        if len(spans) == n:
+            break
+        s = float(rng.uniform(lo, hi))
+        if all(s + length + 0.5 < a or s > b + 0.5 for a, b in spans):
+            spans.append([s, s + length])
+    return sorted(spans)
+
+
+def run_session(task: SessionTask) -> Dict:
+    """Simulate ``task`` and write ``<out_dir>/<name>/{video.mp4, imu.csv, session.json}``.
+
+    Returns the session's summary (bouts, faults, counts) for ``simulation.json`` and ``labels.csv``.
+    """
+    t_start = time.process_time()
+    cfg = task.config
+    subj = task.subject
+    s_plan, s_motion, s_imu, s_scene, s_fault = (np.random.default_rng(s) for s in task.seeds())
+    session_dir = Path(task.out_dir) / task.name
+    session_dir.mkdir(parents=True, exist_ok=True)
+
+    scene = make_scene(s_scene)
+    bouts = plan_bouts(s_plan, task.duration_s, subj)
+    traj = build_trajectory(bouts, subj, s_motion, fine_hz=cfg.fine_hz, arena=scene,
+                            start_yaw=float(s_motion.uniform(-np.pi, np.pi)))
+
+    # --- faults (decided up front, from their own stream) ---
+    faults: Dict = {"sync_offset_s": 0.0, "dropouts_s": [], "corrupt_frames": [], "corrupt_mode": "none",
+                    "truncated_bytes": None}
+    n_frames = max(1, int(round(task.duration_s * cfg.fps)))
+    if task.faulted:
+        faults["sync_offset_s"] = float(cfg.sync_offset_s)
+        faults["dropouts_s"] = _choose_dropouts(s_fault, task.duration_s, cfg.dropouts, cfg.dropout_s)
+        if cfg.corrupt_video in ("zero", "noise"):
+            k = min(cfg.corrupt_frames, n_frames)
+            faults["corrupt_frames"] = sorted(int(i) for i in s_fault.choice(n_frames, size=k, replace=False))
+        faults["corrupt_mode"] = cfg.corrupt_video
+
+    # --- video ---
+    renderer = Renderer(scene, size=cfg.size, hfov_deg=cfg.hfov_deg)
+    frame_t = np.arange(n_frames) / cfg.fps
+    pos, R = traj.pose_at(frame_t)
+    bad = set(faults["corrupt_frames"])
+    writer = VideoWriter(session_dir / "video.mp4", cfg.size, cfg.fps, crf=cfg.crf)
+    try:
+        for i in range(n_frames):
+            img = renderer.render(pos[i], R[i])
+            if i in bad:
+                if faults["corrupt_mode"] == "zero":
+                    img = np.zeros_like(img)
+                else:
+                    img = s_fault.integers(0, 256, img.shape, dtype=np.uint8)
+            writer.write(img)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    if task.faulted and cfg.corrupt_video == "truncate":
+        faults["truncated_bytes"] = truncate_file(session_dir / "video.mp4", float(s_fault.uniform(0.4, 0.8)))
+
+    # --- IMU ---
+    times = imu_sample_times(s_imu, task.duration_s, subj.imu_rate_hz)
+    data = synthesize_imu(traj, subj, times, s_imu)
+    keep = np.ones(len(times), dtype=bool)
+    for a, b in faults["dropouts_s"]:
+        keep &= ~((times >= a) & (times < b))
+    times, data = times[keep], data[keep]
+    written_t = times + faults["sync_offset_s"]
+    vals, tcol = to_declared_units(data, written_t, subj.acc_unit, subj.gyro_unit, subj.time_unit)
+    atomic_write_text(session_dir / "imu.csv", format_imu_csv(tcol, vals, subj.time_unit))
+
+    declared_offset = -faults["sync_offset_s"] if cfg.declare_offset else 0.0
+    atomic_write_json(session_dir / "session.json", {
+        "imu_offset_s": declared_offset,
+        "acc_unit": subj.acc_unit,
+        "gyro_unit": subj.gyro_unit,
+        "time_unit": subj.time_unit,
+        "subject": subj.name,
+        "mounting": subj.mounting,
+        "imu_rate_hz": subj.imu_rate_hz,
+        "fps": cfg.fps,
+        "simulator": {"format_version": FORMAT_VERSION, "seed": cfg.seed, "subject_index": task.subject_index,
+                      "session_index": task.session_index},
+    })
+    return {
+        "name": task.name,
+        "subject": subj.name,
+        "duration_s": task.duration_s,
+        "n_frames": n_frames,
+        "imu_rate_hz": subj.imu_rate_hz,
+        "n_imu_samples": int(len(times)),
+        "scene": scene.to_dict(),
+        "bouts": [{"label": b.label, "start": round(b.start, 3), "end": round(b.end, 3)} for b in bouts],
+        "faults": faults,
+        "cpu_s": time.process_time() - t_start,
+    }

@@ -1,0 +1,88 @@
+"""Writing one paired session: video.mp4 (PyAV/libx264), imu.csv, session.json."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from crossmodal_har.io import atomic_write, atomic_write_text
+
+IMU_HEADER = "time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"
+
+
+def format_imu_csv(times: np.ndarray, data: np.ndarray, time_unit: str) -> str:
+    """CSV text with the paired-folder header; time to 1 µs (s) or 1 µs (ms with 3 decimals)."""
+    tfmt = "%.3f" if time_unit == "ms" else "%.6f"
+    fmt = tfmt + ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f"
+    rows = np.concatenate([np.asarray(times, dtype=np.float64)[:, None], np.asarray(data, dtype=np.float64)], 1)
+    lines = [IMU_HEADER]
+    lines.extend(fmt % tuple(r) for r in rows.tolist())
+    return "\n".join(lines) + "\n"
+
+
+class VideoWriter:
+    """Streams RGB frames into an H.264 MP4 (yuv420p, constant frame rate, single-threaded encoder
+    so that the bytes are a function of the frames). Written to a temporary file and moved into
+    place on :meth:`close`."""
+
+    def __init__(self, path: os.PathLike, size: int, fps: float, crf: int = 23):
+        import av
+        from fractions import Fraction
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._container = av.open(str(self.tmp), mode="w", format="mp4")
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width = size
+        stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.codec_context.time_base = 1 / rate
+        stream.options = {"preset": "veryfast", "crf": str(int(crf)), "threads": "1"}
+        self._stream = stream
+        self._av = av
+        self._n = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf.pts = self._n
+        self._n += 1
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._container.close()
+        except Exception:  # noqa: BLE001 - best effort cleanup of a failed write
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+def truncate_file(path: os.PathLike, fraction: float) -> int:
+    """Keep only the first ``fraction`` of a file's bytes (atomically); returns the new size."""
+    data = Path(path).read_bytes()
+    keep = max(1, int(len(data) * fraction))
+    atomic_write(path, lambda p: p.write_bytes(data[:keep]))
+    return keep
+
+
+def write_text(path: os.PathLike, text: str) -> None:
+    atomic_write_text(path, text)
+
+
+def labels_csv(rows: list) -> str:
+    """``session,start,end,label,subject`` text (seconds, 3 decimals)."""
+    out = ["session,start,end,label,subject"]
+    for session, start, end, label, subject in rows:
+        out.append(f"{session},{start:.3f},{end:.3f},{label},{subject}")
+    return "\n".join(out) + "\n"
