@@ -1,0 +1,105 @@
+"""``crossmodal-har ingest``: paired IMU + video → window store (or merge several stores)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+NAME = "ingest"
+HELP = "ingest paired IMU + video (paired folders, Ego4D, GoPro) into a window store"
+DESCRIPTION = (
+    "Decode each video once, cut IMU windows with the signal layer, pair each window with K frames "
+    "(or a frozen encoder's embedding) and write a sharded, memory-mapped window store. Resumable: "
+    "re-run the same command after an interruption. Exit status 3 when some sessions failed (see "
+    "STORE/report.json). With --merge STORE... --out STORE, join stores made on several machines."
+)
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", choices=("paired", "ego4d", "gopro"), default="paired",
+                   help="source layout (default: paired)")
+    p.add_argument("--src", help="source directory")
+    p.add_argument("--out", required=True, help="store directory to write")
+    p.add_argument("--merge", nargs="+", metavar="STORE", help="merge these stores into --out (no ingestion)")
+    p.add_argument("--video-mode", choices=("frames", "embeddings"), default="frames",
+                   help="store uint8 frames (default) or float16 embeddings of a frozen video encoder")
+    p.add_argument("--video-encoder", help="registry name of the video encoder (embeddings mode), e.g. videomae-tiny")
+    p.add_argument("--video-encoder-weights", metavar="DIR_OR_HUB_ID",
+                   help="pretrained weights for the video encoder (a local directory; a hub id needs --allow-download)")
+    p.add_argument("--allow-download", action="store_true", help="allow fetching --video-encoder-weights from the hub")
+    p.add_argument("--frames", type=int, default=None,
+                   help="K frames per window (default 10; embeddings mode: the encoder's num_frames)")
+    p.add_argument("--frames-per-slot", type=int, default=1,
+                   help="J frames stored per slot so training can jitter (frames mode; default 1 = slot centres)")
+    p.add_argument("--size", type=int, default=None,
+                   help="frame side in pixels after resize + centre crop (default 64; embeddings: the encoder's)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes, one video each at a time (default 1)")
+    p.add_argument("--num-shards", type=int, default=1, help="split sessions across this many machines")
+    p.add_argument("--shard-index", type=int, default=0, help="this machine's part, 0..num-shards-1")
+    p.add_argument("--shard-size", type=int, default=1024, help="most windows per store shard (default 1024)")
+    p.add_argument("--min-imu-coverage", type=float, default=0.5,
+                   help="a session whose IMU overlaps less than this fraction of its video is an error (default 0.5)")
+    p.add_argument("--preprocess", metavar="FILE", help="YAML/JSON file with PreprocessConfig keys")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preprocess key, e.g. --set window_s=5 --set stride_s=2.5")
+    g = p.add_argument_group("ego4d layout")
+    g.add_argument("--ego4d-json", help="Ego4D metadata file (default: SRC/ego4d.json)")
+    g.add_argument("--imu-dir", help="directory of <video_uid>.csv IMU files (default: SRC/imu or SRC/v2/imu)")
+    g.add_argument("--video-dir", help="directory of <video_uid>.mp4 (default: SRC/full_scale or SRC/v2/full_scale)")
+    g.add_argument("--imu-offset-s", type=float, help="seconds added to every IMU timestamp (ego4d)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from crossmodal_har.config import apply_overrides, from_dict, load_config_file
+    from crossmodal_har.errors import PartialRunError, UserError
+    from crossmodal_har.pairs.ingest import IngestConfig, encoder_geometry, ingest
+    from crossmodal_har.pairs.store import merge_stores
+    from crossmodal_har.signals.types import PreprocessConfig
+
+    if args.merge:
+        if args.src:
+            raise UserError("--merge takes stores, not --src")
+        path = merge_stores(args.merge, args.out)
+        log.info("merged %d store(s) into %s", len(args.merge), path.parent)
+        return 0
+    if not args.src:
+        raise UserError("--src is required (or --merge STORE ...)")
+    pre = load_config_file(args.preprocess) if args.preprocess else {}
+    pre = apply_overrides(pre, args.overrides)
+    preprocess = from_dict(PreprocessConfig, pre, where="preprocess")
+    source = {}
+    ego = {"ego4d_json": args.ego4d_json, "imu_dir": args.imu_dir, "video_dir": args.video_dir,
+           "imu_offset_s": args.imu_offset_s}
+    given = {k: v for k, v in ego.items() if v is not None}
+    if given and args.layout != "ego4d":
+        raise UserError(f"--{next(iter(given)).replace('_', '-')} applies to --layout ego4d only")
+    source.update(given)
+
+    frames, size = args.frames, args.size
+    if args.video_mode == "embeddings":
+        if not args.video_encoder:
+            raise UserError("--video-mode embeddings needs --video-encoder NAME")
+        geo = encoder_geometry(args.video_encoder, args.video_encoder_weights, args.allow_download)
+        for flag, mine, theirs in (("--frames", frames, geo["frames"]), ("--size", size, geo["size"])):
+            if mine is not None and mine != theirs:
+                raise UserError(f"{flag} {mine} does not match encoder {args.video_encoder!r} ({theirs})")
+        frames, size = geo["frames"], geo["size"]
+    cfg = from_dict(IngestConfig, {
+        "layout": args.layout, "video_mode": args.video_mode, "video_encoder": args.video_encoder,
+        "video_encoder_weights": args.video_encoder_weights, "frames": frames if frames is not None else 10,
+        "frames_per_slot": args.frames_per_slot, "size": size if size is not None else 64,
+        "shard_size": args.shard_size, "num_shards": args.num_shards, "shard_index": args.shard_index,
+        "min_imu_coverage": args.min_imu_coverage, "source": source, "preprocess": preprocess,
+    }, where="ingest")
+    report = ingest(args.src, args.out, cfg, workers=max(1, args.workers), allow_download=args.allow_download,
+                    progress=False if args.no_progress else None)
+    drops = ", ".join(f"{k} {v}" for k, v in report["windows_dropped"].items() if v) or "none"
+    log.info("%s: %d windows kept from %d session(s); dropped: %s", args.out, report["windows_kept"],
+             report["sessions_ok"], drops)
+    if report["partial"]:
+        raise PartialRunError(f"{report['sessions_failed']} of {report['sessions_total']} session(s) failed; "
+                              f"see {args.out}/report.json (first: {report['errors'][0]['error']})")
+    return 0
