@@ -1,0 +1,204 @@
+"""Read a long IMU recording in chunks, with bounded memory and exact line numbers in errors.
+
+CSV: pandas' C parser with ``chunksize`` and float64 columns (the same fast path as
+:func:`crossmodal_har.signals.readers.read_imu_table`). Parquet: ``pyarrow`` row batches.
+
+Unlike the training reader, rows with missing or non-finite values (``NaN``, empty cells, blank
+lines) are *not* an error here: a long recording from a patient's home has bad stretches, and the
+predictor marks them instead of refusing the file. Anything that cannot be a number, a missing
+column or time that does not strictly increase is a :class:`DataError` naming the file and the
+global line (CSV; the header is line 1) or row (Parquet).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Union
+
+import numpy as np
+
+from crossmodal_har.errors import DataError
+from crossmodal_har.signals.types import CHANNELS
+from crossmodal_har.signals.units import Units, to_canonical
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+COLUMNS = ("time",) + CHANNELS
+DEFAULT_CHUNK_ROWS = 500_000
+
+
+@dataclass
+class RawChunk:
+    """Consecutive rows of a recording, converted to canonical units.
+
+    Attributes:
+        t: [n] float64 seconds (NaN where the time cell was missing).
+        data: [n, 6] float64, acc in g then gyro in rad/s (NaN/inf where bad).
+        first_row: 0-based global index of the chunk's first data row.
+        line_offset: CSV line of data row ``r`` is ``r + line_offset`` (None for Parquet).
+    """
+
+    t: np.ndarray
+    data: np.ndarray
+    first_row: int
+    line_offset: Optional[int]
+
+
+def where(path: Path, row: int, line_offset: Optional[int]) -> dict:
+    """Keyword arguments for DataError locating global data row ``row``."""
+    if line_offset is None:
+        return {"line": None}
+    return {"line": row + line_offset}
+
+
+def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[RawChunk]:
+    """Yield the recording at ``path`` as :class:`RawChunk` s of at most ``chunk_rows`` rows.
+
+    Time is checked to increase strictly across chunk borders (rows without a time are skipped by
+    the check); problems raise :class:`DataError` with the global line.
+    """
+    path = Path(path)
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be >= 1")
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        raw = _iter_parquet(path, chunk_rows)
+    elif suffix == ".csv":
+        raw = _iter_csv(path, chunk_rows)
+    else:
+        raise DataError(path, f"unsupported recording format {suffix!r} (expected .csv or .parquet)")
+    last_t = None
+    last_row = -1
+    for arr, first_row, line_offset in raw:
+        time = arr[:, 0]
+        fin = np.isfinite(time)
+        idx = np.flatnonzero(fin)
+        if len(idx):
+            tt = time[idx]
+            if last_t is not None:
+                tt_prev = np.concatenate([[last_t], tt])
+                rows = np.concatenate([[last_row], idx + first_row])
+            else:
+                tt_prev, rows = tt, idx + first_row
+            dt = np.diff(tt_prev)
+            bad = np.flatnonzero(~(dt > 0))
+            if len(bad):
+                k = int(bad[0])
+                r, r_prev = int(rows[k + 1]), int(rows[k])
+                what = "duplicated time" if dt[k] == 0 else "time goes backwards:"
+                prev_where = f"line {r_prev + line_offset}" if line_offset is not None else f"row {r_prev + 1}"
+                msg = (f"{what} {tt_prev[k + 1]!r} after {tt_prev[k]!r} ({prev_where}); "
+                       "timestamps must be strictly increasing")
+                if line_offset is None:
+                    msg = f"row {r + 1}: " + msg
+                raise DataError(path, msg, **where(path, r, line_offset))
+            last_t = float(tt[-1])
+            last_row = int(idx[-1]) + first_row
+        t, data = to_canonical(time, arr[:, 1:4], arr[:, 4:7], units)
+        yield RawChunk(t=t, data=data, first_row=first_row, line_offset=line_offset)
+
+
+# ----------------------------------------------------------------------------------------- CSV
+
+def _iter_csv(path: Path, chunk_rows: int):
+    import pandas as pd
+
+    from crossmodal_har.signals import readers
+
+    # Reuse the training reader's checks for empty/binary files and the header.
+    readers._sniff_text(path)
+    header = readers._read_header(path)
+    readers._check_header(path, header, line=1)
+    # Data row r is on line r + 2: blank lines are kept as NaN rows so that the count is exact.
+    reader = pd.read_csv(path, usecols=list(COLUMNS), dtype={c: np.float64 for c in COLUMNS},
+                         engine="c", skip_blank_lines=False, skipinitialspace=True,
+                         encoding="utf-8", chunksize=chunk_rows)
+    first_row = 0
+    n_rows = 0
+    with reader:
+        while True:
+            try:
+                df = next(reader)
+            except StopIteration:
+                break
+            except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+                _diagnose(path, header, first_row + 2)
+                raise DataError(path, f"cannot parse CSV near line {first_row + 2}: {exc}") from None
+            arr = df[list(COLUMNS)].to_numpy(dtype=np.float64)
+            n_rows += len(arr)
+            yield arr, first_row, 2
+            first_row += len(arr)
+    if n_rows == 0:
+        raise DataError(path, "no data rows after the header", line=2)
+
+
+def _diagnose(path: Path, header: List[str], from_line: int) -> None:
+    """Slow path after the fast parser failed: find the first bad cell at or after ``from_line``.
+
+    Empty and ``nan`` cells are allowed (marked later as non-finite stretches); text that is not a
+    number and rows with the wrong number of fields are errors.
+    """
+    idx = {c: header.index(c) for c in COLUMNS}
+    ncols = len(header)
+    with open(path, "r", encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        next(reader, None)
+        for row in reader:
+            lineno = reader.line_num
+            if lineno < from_line or not row:
+                continue
+            if len(row) != ncols:
+                raise DataError(path, f"row has {len(row)} fields, the header has {ncols}", line=lineno)
+            for col in COLUMNS:
+                cell = row[idx[col]].strip()
+                if cell == "":
+                    continue
+                try:
+                    float(cell)
+                except ValueError:
+                    raise DataError(path, f"cannot parse {cell[:40]!r} as a number in column {col}",
+                                    line=lineno) from None
+
+
+# ------------------------------------------------------------------------------------- Parquet
+
+def _iter_parquet(path: Path, chunk_rows: int):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.stat().st_size == 0:
+        raise DataError(path, "empty file")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(path, f"not a valid Parquet file ({exc})") from None
+    names = list(pf.schema_arrow.names)
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise DataError(path, f"missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)} "
+                              f"(found {','.join(names)})")
+    for c in COLUMNS:
+        tp = pf.schema_arrow.field(c).type
+        if not (pa.types.is_floating(tp) or pa.types.is_integer(tp)):
+            raise DataError(path, f"column {c} has type {tp}, expected numbers")
+    first_row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(COLUMNS)):
+            arr = np.empty((batch.num_rows, len(COLUMNS)), dtype=np.float64)
+            for j, c in enumerate(COLUMNS):
+                col = batch.column(c)
+                arr[:, j] = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False) \
+                    if col.null_count == 0 else np.asarray(col.to_pandas(), dtype=np.float64)
+            yield arr, first_row, None
+            first_row += len(arr)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(path, f"cannot read Parquet file near row {first_row + 1} ({exc})") from None
+    if first_row == 0:
+        raise DataError(path, "no data rows")
