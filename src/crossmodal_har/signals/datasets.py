@@ -1,0 +1,231 @@
+"""Labelled datasets → :class:`WindowSet`.
+
+``load_labelled(spec, cfg)`` accepts
+  * a directory in the generic format (docs/data-formats.md),
+  * ``hapt`` (UCI HAPT, converted once from the offline copy into the cache),
+    ``hapt:<path>`` (a ``HAPT.pkl.gz`` or an official UCI HAPT folder with ``RawData/``),
+  * ``uestc:<dir>`` (UESTC-MMEA-CL sensor files).
+Every source is first converted into the generic format, then windowed the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+from crossmodal_har.config import to_dict
+from crossmodal_har.errors import ConfigError, DataError
+from crossmodal_har.io import atomic_write
+from crossmodal_har.signals.generic import (assign_labels, list_recordings, read_labels, read_meta,
+                                            sort_classes)
+from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.types import DatasetReport, PreprocessConfig, WindowSet
+from crossmodal_har.signals.windows import recording_windows
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+CACHE_ENV = "CROSSMODAL_HAR_CACHE"
+# Bump when windowing/resampling maths change so stale caches are not reused.
+WINDOW_CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$CROSSMODAL_HAR_CACHE`` or ``~/.cache/crossmodal-har``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "crossmodal-har"
+
+
+def resolve_dataset(spec: PathLike, *, cache_dir: Optional[PathLike] = None, progress: bool = True,
+                    allow_download: bool = False) -> Path:
+    """Turn a dataset spec into a generic-format directory (converting into the cache if needed)."""
+    text = os.fspath(spec)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if text == "hapt" or text.startswith("hapt:"):
+        from crossmodal_har.signals import hapt
+
+        source = text[5:] or None
+        return hapt.ensure_generic(cache, source=source, allow_download=allow_download, progress=progress)
+    if text.startswith("uestc:"):
+        from crossmodal_har.signals import uestc
+
+        return uestc.ensure_generic(Path(text[6:]), cache, progress=progress)
+    path = Path(text)
+    if not path.exists():
+        raise ConfigError(f"dataset {text!r} not found: expected a directory in the generic format, "
+                          "'hapt', 'hapt:<path>' or 'uestc:<dir>'")
+    return path
+
+
+def load_labelled(spec: PathLike, cfg: Optional[PreprocessConfig] = None, *, skip_bad: bool = False,
+                  cache_dir: Optional[PathLike] = None, progress: bool = True,
+                  allow_download: bool = False) -> WindowSet:
+    """Load a labelled dataset as windows in physical units (g, rad/s).
+
+    Args:
+        spec: generic dataset directory, ``hapt``, ``hapt:<path>`` or ``uestc:<dir>``.
+        cfg: preprocessing (rate, window, stride, median filter, quality thresholds).
+        skip_bad: skip a bad recording (or labels row) and list it in
+            ``report.skipped_recordings`` instead of raising its DataError.
+        cache_dir: where converted datasets and window caches live (default
+            ``$CROSSMODAL_HAR_CACHE`` or ``~/.cache/crossmodal-har``). Windows are cached for
+            ``hapt``/``uestc`` always, and for generic directories only when ``cache_dir`` is given.
+        progress: show a progress bar (on a terminal).
+        allow_download: for ``hapt`` with no local copy, download the UCI archive (checksummed).
+
+    Returns:
+        WindowSet of the windows that lie wholly inside one labelled segment and pass the quality
+        checks. ``report`` counts recordings, exclusions by reason, unlabelled windows, short and
+        skipped recordings.
+    """
+    cfg = cfg or PreprocessConfig()
+    cfg.validate()
+    text = os.fspath(spec)
+    converted = text == "hapt" or text.startswith(("hapt:", "uestc:"))
+    root = resolve_dataset(spec, cache_dir=cache_dir, progress=progress, allow_download=allow_download)
+    use_cache = converted or cache_dir is not None
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = "hapt" if text.startswith("hapt") else ("uestc" if text.startswith("uestc:") else root.name)
+    key = _cache_key(root, cfg, skip_bad) if use_cache else None
+    if key is not None:
+        cached = _load_cache(cache_root / "windows" / f"{key}.npz", cfg, name)
+        if cached is not None:
+            log.info("loaded %d windows of %s from the window cache", len(cached), name)
+            return cached
+    ws = load_generic(root, cfg, skip_bad=skip_bad, progress=progress, name=name)
+    if key is not None:
+        _save_cache(cache_root / "windows" / f"{key}.npz", ws)
+    return ws
+
+
+def load_generic(root: PathLike, cfg: PreprocessConfig, *, skip_bad: bool = False, progress: bool = True,
+                 name: str = "") -> WindowSet:
+    """Window a dataset in the generic format (no caching). See :func:`load_labelled`."""
+    from tqdm.auto import tqdm
+
+    root = Path(root)
+    meta = read_meta(root)
+    recordings = list_recordings(root)
+    report = DatasetReport()
+    labels = read_labels(root / "labels.csv", list(recordings), meta.units, classes=meta.classes,
+                         skip_bad=skip_bad, report=report)
+    present = set(labels.classes)
+    if meta.classes is not None:
+        class_names = [c for c in meta.classes if c in present]
+        absent = [c for c in meta.classes if c not in present]
+        if absent:
+            log.warning("%s: classes with no labelled segment: %s", root, ", ".join(absent))
+    else:
+        class_names = sort_classes(labels.classes)
+    class_index = {c: i for i, c in enumerate(class_names)}
+    W = cfg.window_samples
+    xs: List[np.ndarray] = []
+    ys: List[np.ndarray] = []
+    subj: List[np.ndarray] = []
+    recs: List[np.ndarray] = []
+    starts: List[np.ndarray] = []
+    ends: List[np.ndarray] = []
+    for rec_name, path in tqdm(recordings.items(), desc=f"windowing {name or root.name}", unit="rec",
+                               disable=None if progress else True):
+        subject = labels.subjects.get(rec_name, rec_name)
+        try:
+            rec = read_imu_table(path, meta.units, subject=subject, name=rec_name)
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            log.warning("skipping %s", exc)
+            report.skipped_recordings.append({"path": os.fspath(path), "error": str(exc)})
+            continue
+        report.recordings_read += 1
+        x, s, e, reasons = recording_windows(rec, cfg)
+        if len(x) == 0:
+            report.short_recordings.append(rec_name)
+            continue
+        bad = reasons != ""
+        for reason, count in zip(*np.unique(reasons[bad].astype(str), return_counts=True)):
+            report.exclude(str(reason), int(count))
+        ok = np.flatnonzero(~bad)
+        y = assign_labels(s[ok], e[ok], labels.segments.get(rec_name, []), class_index)
+        lab = y >= 0
+        report.unlabelled_windows += int((~lab).sum())
+        sel = ok[lab]
+        if not len(sel):
+            continue
+        xs.append(x[sel])
+        ys.append(y[lab])
+        subj.append(np.full(len(sel), subject, dtype=object))
+        recs.append(np.full(len(sel), rec_name, dtype=object))
+        starts.append(s[sel])
+        ends.append(e[sel])
+    if xs:
+        x_all = np.concatenate(xs)
+        y_all = np.concatenate(ys)
+        ws = WindowSet(x=x_all, y=y_all, subject=np.concatenate(subj), recording=np.concatenate(recs),
+                       start_s=np.concatenate(starts), end_s=np.concatenate(ends),
+                       class_names=class_names, preprocess=cfg, report=report, name=name or root.name)
+    else:
+        ws = WindowSet(x=np.zeros((0, W, 6), np.float32), y=np.zeros(0, np.int64),
+                       subject=np.zeros(0, object), recording=np.zeros(0, object),
+                       start_s=np.zeros(0), end_s=np.zeros(0), class_names=class_names,
+                       preprocess=cfg, report=report, name=name or root.name)
+    report.windows_kept = len(ws)
+    if report.short_recordings:
+        log.info("%d recording(s) shorter than one window (%.1f s): %s", len(report.short_recordings),
+                 cfg.window_s, ", ".join(report.short_recordings[:10]))
+    return ws
+
+
+# ------------------------------------------------------------------------------------ caching
+
+def _cache_key(root: Path, cfg: PreprocessConfig, skip_bad: bool) -> str:
+    files = []
+    for p in sorted([root / "dataset.json", root / "labels.csv", *(root / "recordings").glob("*")]):
+        if p.is_file():
+            st = p.stat()
+            files.append([p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns])
+    pre = to_dict(cfg)
+    pre.pop("normalization", None)  # applied at model input, not stored in windows
+    payload = {"v": WINDOW_CACHE_VERSION, "root": os.fspath(root.resolve()), "files": files,
+               "preprocess": pre, "skip_bad": bool(skip_bad)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _report_to_dict(r: DatasetReport) -> Dict:
+    return {"recordings_read": r.recordings_read, "windows_kept": r.windows_kept,
+            "windows_excluded": dict(r.windows_excluded), "skipped_recordings": list(r.skipped_recordings),
+            "short_recordings": list(r.short_recordings), "unlabelled_windows": r.unlabelled_windows}
+
+
+def _save_cache(path: Path, ws: WindowSet) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, x=ws.x, y=ws.y, subject=ws.subject.astype(str), recording=ws.recording.astype(str),
+                     start_s=ws.start_s, end_s=ws.end_s,
+                     meta=np.array(json.dumps({"class_names": ws.class_names, "name": ws.name,
+                                               "report": _report_to_dict(ws.report)})))
+    try:
+        atomic_write(path, write)
+    except OSError as exc:  # a read-only cache must not break loading
+        log.warning("could not write window cache %s: %s", path, exc)
+
+
+def _load_cache(path: Path, cfg: PreprocessConfig, name: str) -> Optional[WindowSet]:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            rep = DatasetReport(**meta["report"])
+            return WindowSet(x=z["x"], y=z["y"], subject=z["subject"].astype(object),
+                             recording=z["recording"].astype(object), start_s=z["start_s"], end_s=z["end_s"],
+                             class_names=list(meta["class_names"]), preprocess=cfg, report=rep,
+                             name=meta.get("name") or name)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable window cache %s: %s", path, exc)
+        return None

@@ -1,0 +1,114 @@
+"""Declared source units and conversion to the canonical sample (g, rad/s, seconds)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from crossmodal_har.errors import ConfigError, DataError
+from crossmodal_har.signals.types import STANDARD_GRAVITY
+
+# Factor that turns a value in the declared unit into the canonical unit.
+ACC_UNITS = {"g": 1.0, "m/s^2": 1.0 / STANDARD_GRAVITY}
+GYRO_UNITS = {"rad/s": 1.0, "deg/s": math.pi / 180.0}
+TIME_UNITS = {"s": 1.0, "ms": 1e-3}
+
+_KINDS = {"acc_unit": ACC_UNITS, "gyro_unit": GYRO_UNITS, "time_unit": TIME_UNITS}
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _unit_problem(key: str, value: Any) -> Optional[str]:
+    table = _KINDS[key]
+    if not isinstance(value, str) or value not in table:
+        return f"unknown {key} {value!r}; expected one of {' | '.join(table)}"
+    return None
+
+
+@dataclass(frozen=True)
+class Units:
+    """Units a source declares. Canonical is ``Units("g", "rad/s", "s")``.
+
+    Attributes:
+        acc_unit: ``g`` or ``m/s^2`` (standard gravity 9.80665 m/s^2 = 1 g).
+        gyro_unit: ``rad/s`` or ``deg/s``.
+        time_unit: ``s`` or ``ms``.
+    """
+
+    acc_unit: str = "g"
+    gyro_unit: str = "rad/s"
+    time_unit: str = "s"
+
+    def __post_init__(self) -> None:
+        for key in _KINDS:
+            problem = _unit_problem(key, getattr(self, key))
+            if problem:
+                raise ConfigError(problem)
+
+    @property
+    def time_scale(self) -> float:
+        """Seconds per unit of the declared time column."""
+        return TIME_UNITS[self.time_unit]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], path: Optional[PathLike] = None) -> "Units":
+        """Build from a dict (e.g. ``dataset.json``); problems are DataErrors naming ``path``.
+
+        Keys other than the three unit keys are ignored here (the caller validates its file).
+        """
+        text = None
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                text = None
+        kwargs = {}
+        for key in _KINDS:
+            if key not in data:
+                raise DataError(path, f"missing key {key!r} (expected {' | '.join(_KINDS[key])})")
+            problem = _unit_problem(key, data[key])
+            if problem:
+                raise DataError(path, problem, line=_line_of(text, key))
+            kwargs[key] = data[key]
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        return {"acc_unit": self.acc_unit, "gyro_unit": self.gyro_unit, "time_unit": self.time_unit}
+
+
+def _line_of(text: Optional[str], key: str) -> Optional[int]:
+    """1-based line of the first occurrence of ``"key"`` in a JSON text, for error messages."""
+    if not text:
+        return None
+    needle = f'"{key}"'
+    for i, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return i
+    return None
+
+
+def to_canonical(time: np.ndarray, acc: np.ndarray, gyro: np.ndarray, units: Units) -> Tuple[np.ndarray, np.ndarray]:
+    """Convert declared units to canonical ones.
+
+    Args:
+        time: [T] timestamps in ``units.time_unit``.
+        acc: [T, 3] accelerometer in ``units.acc_unit``.
+        gyro: [T, 3] gyroscope in ``units.gyro_unit``.
+
+    Returns:
+        ``(t, data)``: ``t`` [T] float64 seconds; ``data`` [T, 6] float64, acc in g then gyro in rad/s.
+    """
+    t = np.asarray(time, dtype=np.float64) * TIME_UNITS[units.time_unit]
+    acc = np.asarray(acc, dtype=np.float64)
+    gyro = np.asarray(gyro, dtype=np.float64)
+    if acc.ndim != 2 or acc.shape[1] != 3 or gyro.shape != acc.shape or t.shape != (acc.shape[0],):
+        raise ValueError(f"shape mismatch: time {t.shape}, acc {acc.shape}, gyro {gyro.shape}")
+    data = np.empty((len(t), 6), dtype=np.float64)
+    data[:, :3] = acc * ACC_UNITS[units.acc_unit]
+    data[:, 3:] = gyro * GYRO_UNITS[units.gyro_unit]
+    return t, data
