@@ -1,0 +1,119 @@
+"""Figures of an evaluation: balanced accuracy vs shots (CI bands) and confusion matrices.
+
+Matplotlib with the non-interactive Agg backend; files are written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Union
+
+import numpy as np
+
+from crossmodal_har.io import atomic_write
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: PathLike) -> Path:
+    plt = _plt()
+    try:
+        return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def _shots_key(s: Any) -> float:
+    return float("inf") if s == "all" else float(s)
+
+
+def plot_shots_curve(summary: Sequence[Dict[str, Any]], path: PathLike, metric: str = "balanced_accuracy") -> Path:
+    """``metric`` mean vs shots per class, one line per method/protocol, shaded 95 % CI band.
+
+    Shots are placed at equally spaced positions (1, 5, 10, …, all) so ``all`` fits on the axis.
+    """
+    plt = _plt()
+    shots = sorted({r["shots"] for r in summary}, key=_shots_key)
+    pos = {s: i for i, s in enumerate(shots)}
+    lines: Dict[str, List[Dict[str, Any]]] = {}
+    methods = {r.get("method", "") for r in summary}
+    for r in summary:
+        label = r["protocol"] if len(methods) <= 1 else f"{r.get('method', '')} / {r['protocol']}"
+        lines.setdefault(label, []).append(r)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, rows in lines.items():
+        rows = sorted(rows, key=lambda r: _shots_key(r["shots"]))
+        x = np.array([pos[r["shots"]] for r in rows], dtype=float)
+        y = np.array([np.nan if r.get(f"{metric}_mean") is None else r[f"{metric}_mean"] for r in rows])
+        lo = np.array([np.nan if r.get(f"{metric}_ci95_low") is None else r[f"{metric}_ci95_low"] for r in rows])
+        hi = np.array([np.nan if r.get(f"{metric}_ci95_high") is None else r[f"{metric}_ci95_high"] for r in rows])
+        (ln,) = ax.plot(x, y, marker="o", label=label)
+        if np.isfinite(lo).any():
+            ax.fill_between(x, np.clip(lo, 0, 1), np.clip(hi, 0, 1), color=ln.get_color(), alpha=0.18, linewidth=0)
+    ax.set_xticks(range(len(shots)))
+    ax.set_xticklabels([str(s) for s in shots])
+    ax.set_xlabel("labelled windows per class (shots)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylim(0, 1.0)
+    ax.grid(alpha=0.3)
+    n = sorted({r["n_seeds"] for r in summary})
+    ax.set_title(f"{metric.replace('_', ' ')} on test subjects (mean, 95% CI over {'/'.join(map(str, n))} seeds)",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_confusion(summary: Sequence[Dict[str, Any]], class_names: Sequence[str], path: PathLike,
+                   max_panels: int = 12) -> Path:
+    """Row-normalised confusion matrices (summed over seeds) of each method/protocol at its
+    largest shots setting."""
+    plt = _plt()
+    best: Dict[tuple, Dict[str, Any]] = {}
+    for r in summary:
+        if "confusion_matrix" not in r:
+            continue
+        key = (r.get("method", ""), r["protocol"])
+        if key not in best or _shots_key(r["shots"]) > _shots_key(best[key]["shots"]):
+            best[key] = r
+    panels = list(best.values())[:max_panels]
+    n = max(1, len(panels))
+    cols = min(n, 3)
+    rows_n = math.ceil(n / cols)
+    size = 2.2 + 0.35 * len(class_names)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(size * cols, size * rows_n), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, panels):
+        cm = np.asarray(r["confusion_matrix"], dtype=np.float64)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        k = len(class_names)
+        ax.set_xticks(range(k))
+        ax.set_yticks(range(k))
+        ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=7)
+        ax.set_yticklabels(class_names, fontsize=7)
+        if k <= 15:
+            for i in range(k):
+                for j in range(k):
+                    if cm[i].sum():
+                        ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                                color="white" if norm[i, j] > 0.6 else "black")
+        title = f"{r['protocol']}, shots={r['shots']}"
+        if r.get("method"):
+            title = f"{r['method']}: {title}"
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("predicted", fontsize=7)
+        ax.set_ylabel("true", fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
