@@ -1,0 +1,215 @@
+"""The pretraining run configuration (``PretrainConfig``) and named configs shipped with the package.
+
+Named configs (``siglip``, ``siglip-tiny``, ``paper/siglip-frozen`` ...) are YAML files in
+``crossmodal_har/train/configs/`` (package data, so an installed package has them); the repository's
+top-level ``configs/`` holds symlinks to them. ``--config`` takes either a path or such a name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple, Union
+
+from crossmodal_har.errors import ConfigError
+
+METHODS = ("siglip", "clip", "imu2clip", "imu-mae")
+CROSSMODAL_METHODS = ("siglip", "clip", "imu2clip")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a linear warmup then cosine decay from ``lr`` to ``final_lr`` (per step).
+
+    Attributes:
+        lr: peak learning rate (paper: 1e-4).
+        final_lr: learning rate at the last step (paper: 1e-7).
+        weight_decay: AdamW decoupled weight decay (not applied to biases, norms, temperature).
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+        warmup_fraction: fraction of the total steps spent warming up linearly from 0 to ``lr``.
+        grad_clip: max global L2 norm of gradients; 0 disables clipping.
+    """
+
+    lr: float = 1e-4
+    final_lr: float = 1e-7
+    weight_decay: float = 0.01
+    betas: Tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_fraction: float = 0.05
+    grad_clip: float = 1.0
+
+    def validate(self) -> None:
+        if not self.lr > 0 or self.final_lr < 0 or self.final_lr > self.lr:
+            raise ConfigError(f"optim: need lr > 0 and 0 <= final_lr <= lr, got {self.lr}, {self.final_lr}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"optim.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ConfigError("optim.grad_clip and optim.weight_decay must be >= 0")
+
+
+@dataclass
+class SplitConfig:
+    """Subject-disjoint split of the store into train / val (model selection) / test (zero-shot).
+
+    Explicit subject lists win; otherwise the sorted subjects are shuffled with ``seed`` and the
+    first ``test_fraction`` go to test, the next ``val_fraction`` to val (at least one subject each
+    when there are enough subjects), the rest to train. The resolved split is saved in the run.
+    """
+
+    val_subjects: List[str] = field(default_factory=list)
+    test_subjects: List[str] = field(default_factory=list)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ConfigError("split: val_fraction and test_fraction must be in [0, 1) and sum below 1")
+        both = set(self.val_subjects) & set(self.test_subjects)
+        if both:
+            raise ConfigError(f"split: subjects in both val and test: {sorted(both)}")
+
+
+@dataclass
+class PretrainConfig:
+    """One pretraining run. Every field can be set from YAML or ``--set key=value``.
+
+    Attributes:
+        method: ``siglip`` (the paper's), ``clip``, ``imu2clip`` (frozen CLIP image tower,
+            conv-GRU IMU encoder, InfoNCE) or ``imu-mae`` (IMU-only masked reconstruction).
+        imu_encoder: registry name of the IMU encoder (``patchtst``, ``convgru``, ``*-tiny`` ...).
+        imu_encoder_overrides: keyword overrides passed to ``create_model``.
+        imu_pretrained: local directory or hub id of pretrained IMU weights (optional).
+        video_encoder: registry name of the video tower (``videomae-base``, ``clip-vit-b32`` ...).
+            In the ``frozen`` mode on an embeddings store it only documents which encoder made them.
+        video_encoder_overrides: keyword overrides for the video tower.
+        video_pretrained: local directory or hub id of pretrained video weights (optional).
+        video_mode: ``trainable`` (end-to-end on frames, the paper's), ``frozen`` (no gradient to
+            the video tower: embeddings read from an embeddings store, or the tower run under
+            ``no_grad`` on a frames store), ``auto`` (frozen on an embeddings store, trainable on a
+            frames store; imu2clip is always frozen).
+        clip_frames: imu2clip: ``middle`` frame, or ``mean3`` = mean embedding of first/middle/last.
+        allow_download: let pretrained hub ids download (off: no network).
+        embed_dim: output size of the projection heads (paper: 512).
+        head_dropout: dropout inside the projection heads.
+        init_logit_scale: initial log-temperature of the contrastive loss; None = the loss's own
+            default (SigLIP: log 10, the paper's; CLIP: log(1/0.07)).
+        init_logit_bias: initial bias of the sigmoid loss (SigLIP paper: -10).
+        mask_ratio: imu-mae: fraction of patches masked (0.4).
+        augment_rotation: apply a random 3-D rotation jointly to acc and gyro of training windows.
+        batch_size: windows per device per step (paper: 32).
+        epochs: passes over the training windows (paper: 25).
+        max_steps: if set, the run (and the lr schedule) lasts this many optimiser steps instead.
+        time_budget_s: stop cleanly (checkpoint + export) after this many seconds of training;
+            the schedule is not shortened, so a stopped run is resumable where it left off.
+        optim: optimiser and schedule.
+        split: subject-disjoint train/val/test split.
+        precision: ``auto`` (bf16 autocast on CUDA when supported, else fp16 with loss scaling,
+            fp32 on CPU), ``32``, ``bf16``, ``16``.
+        num_workers: DataLoader worker processes per device.
+        seed: seeds model init, data order (per epoch) and augmentation.
+        log_every_steps: write train metrics every N steps.
+        checkpoint_every_steps: write ``checkpoint.pt`` every N steps (and at each epoch end).
+        val_every_epochs: validate on the val subjects every N epochs (0 = never).
+        val_max_windows: cap on validation windows (retrieval among all of them); 0 = no cap.
+    """
+
+    method: Literal["siglip", "clip", "imu2clip", "imu-mae"] = "siglip"
+    imu_encoder: str = "patchtst"
+    imu_encoder_overrides: Dict[str, Any] = field(default_factory=dict)
+    imu_pretrained: Optional[str] = None
+    video_encoder: str = "videomae-base"
+    video_encoder_overrides: Dict[str, Any] = field(default_factory=dict)
+    video_pretrained: Optional[str] = None
+    video_mode: Literal["auto", "frozen", "trainable"] = "auto"
+    clip_frames: Literal["middle", "mean3"] = "middle"
+    allow_download: bool = False
+    embed_dim: int = 512
+    head_dropout: float = 0.1
+    init_logit_scale: Optional[float] = None
+    init_logit_bias: float = -10.0
+    mask_ratio: float = 0.4
+    augment_rotation: bool = False
+    batch_size: int = 32
+    epochs: int = 25
+    max_steps: Optional[int] = None
+    time_budget_s: Optional[float] = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    precision: Literal["auto", "32", "bf16", "16"] = "auto"
+    num_workers: int = 0
+    seed: int = 0
+    log_every_steps: int = 10
+    checkpoint_every_steps: int = 500
+    val_every_epochs: int = 1
+    val_max_windows: int = 0
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {list(METHODS)}, got {self.method!r}")
+        if self.method == "imu2clip" and self.video_mode == "trainable":
+            raise ConfigError("imu2clip keeps its CLIP tower frozen: video_mode must be auto or frozen")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ConfigError("batch_size and epochs must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(f"time_budget_s must be > 0, got {self.time_budget_s}")
+        if not 0 < self.mask_ratio < 1:
+            raise ConfigError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if not 0 <= self.head_dropout < 1:
+            raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+        if self.embed_dim < 1 or self.num_workers < 0:
+            raise ConfigError("embed_dim must be >= 1 and num_workers >= 0")
+        if self.log_every_steps < 1 or self.checkpoint_every_steps < 1 or self.val_every_epochs < 0:
+            raise ConfigError("log_every_steps, checkpoint_every_steps must be >= 1; val_every_epochs >= 0")
+
+
+# --------------------------------------------------------------------------- named configs
+
+def configs_dir() -> Path:
+    """The directory of named run configs shipped inside the package."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def list_configs() -> List[str]:
+    """Names accepted by ``--config``: ``siglip``, ``siglip-tiny``, ``paper/siglip-4gpu`` ..."""
+    root = configs_dir()
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config_path(spec: Union[str, os.PathLike]) -> Path:
+    """A path to an existing file, or a named config (``siglip-tiny``, ``paper/siglip``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = str(spec)
+    if name.endswith((".yaml", ".yml")):
+        name = name.rsplit(".", 1)[0]
+    if name.startswith("configs/"):
+        name = name[len("configs/"):]
+    candidate = configs_dir() / f"{name}.yaml"
+    if ".." not in Path(name).parts and candidate.is_file():
+        return candidate
+    raise ConfigError(f"{spec}: no such config file or named config; named configs: {', '.join(list_configs())}")
+
+
+def load_pretrain_config(spec: Optional[Union[str, os.PathLike]] = None,
+                         overrides: Iterable[str] = (), **fields: Any) -> PretrainConfig:
+    """Load a config file or named config, apply ``KEY=VALUE`` overrides then ``fields``; validate."""
+    from crossmodal_har.config import apply_overrides, from_dict, load_config_file
+
+    data: Dict[str, Any] = {}
+    where = "config"
+    if spec is not None:
+        path = resolve_config_path(spec)
+        data = load_config_file(path)
+        where = str(spec)
+    data = apply_overrides(data, list(overrides))
+    for k, v in fields.items():
+        if v is not None:
+            data[k] = v
+    return from_dict(PretrainConfig, data, where=where)

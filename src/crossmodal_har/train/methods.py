@@ -1,0 +1,208 @@
+"""Pretraining methods as modules: ``forward(batch) -> (loss, logs)``, one module per run.
+
+* ``siglip`` / ``clip``: IMU encoder → projection head, video tower (or stored embeddings) →
+  projection head, both L2-normalised, sigmoid (SigLIP) or softmax (CLIP/InfoNCE) loss over the
+  global batch (the losses gather across DDP ranks).
+* ``imu2clip``: as ``clip`` with a CLIP image tower on the middle frame (or first/middle/last),
+  kept truly frozen: no gradients, eval mode throughout, not in the optimiser.
+* ``imu-mae``: IMU-only masked patch reconstruction (no video).
+
+Every method exposes ``imu_encoder`` (the encoder that is exported for downstream evaluation).
+Cross-modal methods also expose ``embed_imu`` / ``embed_video`` (normalised projected embeddings)
+and ``pair_loss`` (the loss on already-computed embeddings, local to this process) used by
+validation and zero-shot evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from crossmodal_har.errors import ConfigError
+from crossmodal_har.signals.normalize import normalize_windows
+
+log = logging.getLogger(__name__)
+
+
+def _with_shape_overrides(name: str, overrides: Mapping[str, Any], shape: Mapping[str, Any]) -> Dict[str, Any]:
+    """Add data-dependent fields (window length, frame count ...) the named config has and the user
+    did not set explicitly, so a tiny model fits the store it trains on."""
+    from crossmodal_har.models.registry import model_config
+
+    out = dict(overrides)
+    named = model_config(name)
+    for key, value in shape.items():
+        if value is not None and key in named and key not in out:
+            out[key] = value
+    return out
+
+
+def build_encoder(name: str, overrides: Mapping[str, Any], pretrained: Optional[str], allow_download: bool,
+                  arch: Optional[Mapping[str, Any]] = None):
+    """An encoder from the registry; with ``arch`` (a saved ``model_cfg``) the architecture is rebuilt
+    exactly and no pretrained weights are loaded (they come from the run's saved weights)."""
+    from crossmodal_har.models.registry import create_model
+
+    if arch is not None:
+        return create_model(name, **dict(arch))
+    return create_model(name, pretrained=pretrained, allow_download=allow_download, **dict(overrides))
+
+
+class CrossModalMethod(nn.Module):
+    """IMU tower + video tower (or stored video embeddings) + heads + contrastive loss."""
+
+    def __init__(self, cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_size: int = 1,
+                 arch: Optional[Mapping[str, Any]] = None):
+        super().__init__()
+        from crossmodal_har.models.heads import ProjectionHead
+
+        self.method = cfg.method
+        self.normalization = data_info["preprocess"]["normalization"]
+        self.augment_rotation = bool(cfg.augment_rotation)
+        window = int(data_info["window"])
+        self.imu_encoder = build_encoder(
+            cfg.imu_encoder,
+            _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides,
+                                  {"context_length": window, "window": window}),
+            cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
+        self.imu_head = ProjectionHead(self.imu_encoder.embed_dim, cfg.embed_dim, dropout=cfg.head_dropout)
+
+        self.video_kind = data_info["video_kind"]
+        frozen = cfg.method == "imu2clip" or cfg.video_mode == "frozen" or (
+            cfg.video_mode == "auto" and self.video_kind == "embeddings")
+        if cfg.video_mode == "trainable" and self.video_kind == "embeddings":
+            raise ConfigError("video_mode=trainable needs a frames store (this one holds embeddings); "
+                              "use video_mode=frozen or ingest with --video-mode frames")
+        self.video_frozen = frozen
+        self.video_encoder = None
+        if self.video_kind == "frames":
+            shape = {"num_frames": data_info.get("num_frames")}
+            if cfg.method == "imu2clip":
+                shape["frame_pooling"] = cfg.clip_frames
+            self.video_encoder = build_encoder(
+                cfg.video_encoder, _with_shape_overrides(cfg.video_encoder, cfg.video_encoder_overrides, shape),
+                cfg.video_pretrained, cfg.allow_download, None if arch is None else arch["video_encoder"]["config"])
+            if frozen:
+                self.video_encoder.freeze()
+            video_in = self.video_encoder.embed_dim
+        else:
+            video_in = int(data_info["video_dim"])
+        self.video_head = ProjectionHead(video_in, cfg.embed_dim, dropout=cfg.head_dropout)
+        self.loss_fn = self._make_loss(cfg, rank, world_size)
+
+    @staticmethod
+    def _make_loss(cfg: Any, rank: int, world_size: int) -> nn.Module:
+        from crossmodal_har.models.losses import ClipLoss, SigLipLoss
+
+        scale = {} if cfg.init_logit_scale is None else {"init_logit_scale": cfg.init_logit_scale}
+        if cfg.method == "siglip":
+            return SigLipLoss(rank=rank, world_size=world_size, init_logit_bias=cfg.init_logit_bias, **scale)
+        return ClipLoss(rank=rank, world_size=world_size, **scale)
+
+    def prepare_imu(self, imu: torch.Tensor) -> torch.Tensor:
+        """Raw windows (g, rad/s) → model input: rotation augmentation when training, then normalisation."""
+        imu = imu.float()
+        if self.training and self.augment_rotation:
+            from crossmodal_har.models.augment import random_rotation
+
+            imu = random_rotation(imu)
+        return normalize_windows(imu, self.normalization)
+
+    def embed_imu(self, imu: torch.Tensor) -> torch.Tensor:
+        """[B, W, 6] raw windows → [B, E] L2-normalised projected embeddings."""
+        z = self.imu_head(self.imu_encoder(self.prepare_imu(imu)))
+        return nn.functional.normalize(z.float(), dim=-1)
+
+    def video_features(self, video: torch.Tensor) -> torch.Tensor:
+        """The video tower's output (or the stored embedding) before the head."""
+        if self.video_encoder is None:
+            return video.float()
+        if self.video_frozen:
+            with torch.no_grad():
+                return self.video_encoder(video).float()
+        return self.video_encoder(video)
+
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        z = self.video_head(self.video_features(video))
+        return nn.functional.normalize(z.float(), dim=-1)
+
+    def pair_loss(self, imu_emb: torch.Tensor, video_emb: torch.Tensor) -> torch.Tensor:
+        """The method's loss on embeddings of this process only (no gathering): validation."""
+        saved = self.loss_fn.rank, self.loss_fn.world_size
+        self.loss_fn.rank, self.loss_fn.world_size = 0, 1
+        try:
+            return self.loss_fn(imu_emb, video_emb)
+        finally:
+            self.loss_fn.rank, self.loss_fn.world_size = saved
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        imu_emb = self.embed_imu(batch["imu"])
+        video_emb = self.embed_video(batch["video"])
+        loss = self.loss_fn(imu_emb, video_emb)
+        logs = {"logit_scale": self.loss_fn.logit_scale.detach().exp()}
+        if hasattr(self.loss_fn, "logit_bias"):
+            logs["logit_bias"] = self.loss_fn.logit_bias.detach()
+        return loss, logs
+
+
+class MaskedImuMethod(nn.Module):
+    """IMU-only masked patch reconstruction (``imu-mae``); the video in the batch is ignored."""
+
+    def __init__(self, cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_size: int = 1,
+                 arch: Optional[Mapping[str, Any]] = None):
+        super().__init__()
+        from crossmodal_har.models.mae import ImuMaskedAutoencoder
+
+        self.method = cfg.method
+        self.normalization = data_info["preprocess"]["normalization"]
+        self.augment_rotation = bool(cfg.augment_rotation)
+        window = int(data_info["window"])
+        encoder = build_encoder(
+            cfg.imu_encoder,
+            _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides,
+                                  {"context_length": window, "window": window}),
+            cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
+        self.mae = ImuMaskedAutoencoder(encoder, mask_ratio=cfg.mask_ratio)
+
+    @property
+    def imu_encoder(self):
+        return self.mae.encoder
+
+    def prepare_imu(self, imu: torch.Tensor) -> torch.Tensor:
+        imu = imu.float()
+        if self.training and self.augment_rotation:
+            from crossmodal_har.models.augment import random_rotation
+
+            imu = random_rotation(imu)
+        return normalize_windows(imu, self.normalization)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        return self.mae(self.prepare_imu(batch["imu"])), {}
+
+
+def build_method(cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_size: int = 1,
+                 arch: Optional[Mapping[str, Any]] = None) -> nn.Module:
+    """The method module for ``cfg.method``.
+
+    Args:
+        cfg: a ``PretrainConfig``.
+        data_info: ``{"video_kind", "video_dim", "num_frames", "window", "preprocess": {...}}``.
+        rank, world_size: for the DDP-aware losses.
+        arch: ``model.json``'s architecture section to rebuild a trained run exactly (no pretrained
+            weights are loaded; the caller loads the run's weights).
+    """
+    if cfg.method == "imu-mae":
+        return MaskedImuMethod(cfg, data_info, rank, world_size, arch)
+    return CrossModalMethod(cfg, data_info, rank, world_size, arch)
+
+
+def architecture(model: nn.Module) -> Dict[str, Any]:
+    """Registry name + resolved config of each encoder in a method (what ``arch`` takes back)."""
+    out: Dict[str, Any] = {}
+    for key in ("imu_encoder", "video_encoder"):
+        enc = getattr(model, key, None)
+        out[key] = None if enc is None else {"model": enc.model_name, "config": dict(enc.model_cfg)}
+    return out
