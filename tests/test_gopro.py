@@ -256,3 +256,104 @@ def test_gopro_extract_bad_input_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no GoPro telemetry track" in err[0] and "phone.mp4" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------- IMU and video in sync
+
+
+def _best_lag(t_sig: np.ndarray, sig: np.ndarray, t_imu: np.ndarray, imu: np.ndarray,
+              max_lag_s: float = 0.5, step_s: float = 0.01):
+    """Lag L (s) maximising |corr(imu(t + L), sig(t))|, and that correlation."""
+    lags = np.arange(-max_lag_s, max_lag_s + step_s / 2, step_s)
+    cs = np.array([np.corrcoef(np.interp(t_sig + lag, t_imu, imu), sig)[0, 1] for lag in lags])
+    i = int(np.argmax(np.abs(cs)))
+    return float(lags[i]), float(cs[i])
+
+
+@needs_samples
+def test_max_gyro_matches_the_cameras_frame_locked_orientation(recordings):
+    # CORI: the camera's orientation quaternion for every video frame (w, x, y, z). Its rate of
+    # turn, placed at frame index / fps, must line up with our gyro timeline.
+    from scipy.spatial.transform import Rotation
+
+    payloads, media = gopro.read_payloads(GOPRO_DIR / "max-heromode.mp4")
+    q = np.concatenate([b.values() for p in payloads
+                        for b in gpmf.iter_samples(gpmf.parse(p.data), keys=["CORI"])])
+    assert len(q) >= media.video_frames
+    rot = Rotation.from_quat(q[:, [1, 2, 3, 0]])
+    w_frames = np.linalg.norm((rot[:-1].inv() * rot[1:]).as_rotvec(), axis=1) * media.video_fps
+    t_frames = (np.arange(len(q) - 1) + 0.5) / media.video_fps
+    rec = recordings["max-heromode.mp4"]
+    lag, corr = _best_lag(t_frames, w_frames, rec.t, np.linalg.norm(rec.data[:, 3:], axis=1))
+    assert corr > 0.9 and abs(lag) <= 0.03, (lag, corr)
+
+
+@needs_samples
+def test_karma_gyro_yaw_matches_image_motion(recordings):
+    # Horizontal image motion between consecutive frames (phase correlation) follows the rate of
+    # turn about the camera's Z (up) axis, with no lag beyond a frame or two.
+    import av
+
+    frames, times = [], []
+    with av.open(str(GOPRO_DIR / "karma.mp4")) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        for f in c.decode(stream):
+            frames.append(f.to_ndarray(width=128, height=72, format="gray").astype(np.float64))
+            times.append(f.time)
+    win = np.outer(np.hanning(72), np.hanning(128))
+    spec = [np.fft.fft2((f - f.mean()) * win) for f in frames]
+    dx = []
+    for a, b in zip(spec[1:], spec[:-1]):
+        r = a * np.conj(b)
+        corr = np.fft.ifft2(r / (np.abs(r) + 1e-9)).real
+        ix = int(np.unravel_index(np.argmax(corr), corr.shape)[1])
+        dx.append(ix - 128 if ix > 64 else ix)
+    t_mid = (np.array(times[1:]) + np.array(times[:-1])) / 2
+    rec = recordings["karma.mp4"]
+    lag, corr = _best_lag(t_mid, np.array(dx, float), rec.t, rec.data[:, 5])
+    assert corr > 0.8 and abs(lag) <= 0.07, (lag, corr)
+
+
+# ------------------------------------------------------------------- ingestion (issue 3)
+
+
+@needs_samples
+@pytest.mark.slow
+def test_ingest_gopro_layout_pairs_frames_with_imu(tmp_path, recordings):
+    pytest.importorskip("crossmodal_har.pairs.ingest")
+    from crossmodal_har.pairs.store import WindowStore
+    from crossmodal_har.signals.windows import recording_windows
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in SAMPLES:
+        (src / f).symlink_to(GOPRO_DIR / f)
+    store_dir = tmp_path / "store"
+    assert main(["ingest", "--layout", "gopro", "--src", str(src), "--out", str(store_dir), "--no-progress"]) == 0
+    report = json.loads((store_dir / "report.json").read_text())
+    assert report["sessions_ok"] == 2 and not report["errors"]
+    store = WindowStore(store_dir)
+    man = store.manifest
+    ftimes = np.asarray(store.frame_times[:])
+    pre = store.preprocess
+    k = ftimes.shape[1]
+    for f in SAMPLES:
+        sess = f[:-4]
+        rows = np.flatnonzero(man["session"].to_numpy() == sess)
+        assert len(rows) >= 2, f"{sess}: only {len(rows)} windows"
+        rec = recordings[f]
+        x, start, end, reasons = recording_windows(rec, pre)
+        fps = 30000 / 1001
+        for i in rows:
+            s0, s1 = float(man["start_s"].iloc[i]), float(man["end_s"].iloc[i])
+            assert s1 - s0 == pytest.approx(5.0)
+            # the first frame is the one at the centre of the window's first slot: same interval
+            assert abs(ftimes[i, 0] - (s0 + 0.5 * 5.0 / k)) <= 0.5 / fps + 1e-6
+            assert s0 <= ftimes[i, 0] and ftimes[i, -1] <= s1
+            # the IMU stored for that window starts at s0 on the video clock: it is the signal
+            # layer's window of the GoPro recording that starts there
+            j = int(np.argmin(np.abs(start - s0)))
+            assert start[j] == pytest.approx(s0, abs=1e-6) and reasons[j] == ""
+            np.testing.assert_allclose(np.asarray(store.imu[i]), x[j], rtol=1e-5, atol=1e-6)
+            assert rec.t[0] <= s0 + 1.0 / pre.rate_hz
