@@ -104,15 +104,26 @@ def _check_header(path: Path, header: List[str], line: Optional[int]) -> None:
                               f"{','.join(COLUMNS)} (found {','.join(header)})", line=line)
 
 
+def _unique_names(header: List[str]) -> List[str]:
+    seen: dict = {}
+    out = []
+    for h in header:
+        n = seen.get(h, 0)
+        seen[h] = n + 1
+        out.append(h if n == 0 else f"{h}.{n}")
+    return out
+
+
 def _read_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     _sniff_text(path)
     header = _read_header(path)
     _check_header(path, header, line=1)
+    names = _unique_names(header)  # stripped names, so " acc_x" in a header still matches
     try:
-        df = pd.read_csv(path, usecols=list(COLUMNS), dtype={c: np.float64 for c in COLUMNS},
-                         engine="c", skip_blank_lines=False, skipinitialspace=True,
+        df = pd.read_csv(path, header=0, names=names, usecols=list(COLUMNS), dtype={c: np.float64 for c in COLUMNS},
+                         engine="c", skip_blank_lines=False,
                          encoding="utf-8", na_filter=True)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         _diagnose_csv(path, header)  # raises with the line when it can find it
