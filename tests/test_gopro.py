@@ -177,7 +177,8 @@ def test_truncated_files(tmp_path):
     import av
 
     fast = tmp_path / "fast.mp4"
-    with av.open(str(GOPRO_DIR / "karma.mp4")) as inp, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
+    faststart = {"movflags": "faststart"}
+    with av.open(str(GOPRO_DIR / "karma.mp4")) as inp, av.open(str(fast), "w", options=faststart) as out:
         vin = inp.streams.video[0]
         met = next(s for s in inp.streams if "GoPro MET" in s.metadata.get("handler_name", ""))
         vout, mout = out.add_stream_from_template(vin), out.add_stream_from_template(met)
