@@ -213,6 +213,19 @@ def test_sessions_over_a_folder(tmp_path):
     assert specs["max"].meta["gopro"]["streams"]["ACCL"]["samples"] == 2082
     with pytest.raises(DataError, match="no GoPro telemetry"):
         specs["alice__phone"].load_imu()
+    # same stem, suffixes differing in case: both kept, told apart by suffix
+    if not (tmp_path / "max.MP4").exists():  # case-sensitive file system
+        (tmp_path / "max.MP4").symlink_to(GOPRO_DIR / "max-heromode.mp4")
+        names = [s.name for s in gopro.iter_gopro_sessions(tmp_path)]
+        assert names == sorted(names) and {"max__mp4", "max__MP4"} <= set(names)
+    from crossmodal_har.errors import UserError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no .mp4"):
+        list(gopro.iter_gopro_sessions(empty))
+    with pytest.raises(UserError, match="no such directory"):
+        list(gopro.iter_gopro_sessions(tmp_path / "nope"))
 
 
 # ------------------------------------------------------------------------------ the command

@@ -34,6 +34,7 @@ layer's anti-aliased resampling to 50 Hz follows), over the interval both cover.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from crossmodal_har.errors import DataError
+from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.pairs import gpmf
 from crossmodal_har.signals.types import STANDARD_GRAVITY, ImuRecording
 
@@ -513,10 +514,14 @@ def load_gopro_imu(path: PathLike, *, name: Optional[str] = None, subject: Optio
 
 
 def find_gopro_files(src_dir: PathLike) -> List[Path]:
-    """Every ``.mp4``/``.MP4`` under ``src_dir`` (recursively), sorted, hidden files skipped."""
+    """Every ``.mp4``/``.MP4`` under ``src_dir`` (recursively), sorted, hidden files skipped.
+
+    Raises:
+        UserError: ``src_dir`` is not a directory.
+    """
     root = Path(src_dir)
     if not root.is_dir():
-        raise DataError(root, "source directory not found")
+        raise UserError(f"--src {root}: no such directory")
     files = [p for p in root.rglob("*") if p.suffix.lower() == ".mp4" and p.is_file()
              and not any(part.startswith(".") for part in p.relative_to(root).parts)]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
@@ -528,9 +533,25 @@ def session_name(path: Path, root: Path) -> str:
     return "__".join(rel.parts)
 
 
+def _session_names(files: Sequence[Path], root: Path) -> List[str]:
+    names = [session_name(p, root) for p in files]
+    seen: Dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    # two files that differ only by suffix case (a.mp4, a.MP4) keep their suffix in the name
+    return [n + "__" + p.suffix.lstrip(".") if seen[n] > 1 else n for n, p in zip(names, files)]
+
+
 def _subject(path: Path, root: Path) -> str:
     parts = path.relative_to(root).parts
     return parts[0] if len(parts) > 1 else path.stem
+
+
+def _load_session_imu(path: Path, name: str, subject: str, meta: Dict[str, Any]) -> ImuRecording:
+    tele = read_telemetry(path)
+    meta["camera"] = tele.camera
+    meta["gopro"] = tele.meta()
+    return load_gopro_imu(path, name=name, subject=subject, telemetry=tele)
 
 
 def iter_gopro_sessions(src_dir: PathLike) -> Iterator[Any]:
@@ -548,18 +569,16 @@ def iter_gopro_sessions(src_dir: PathLike) -> Iterator[Any]:
 
     root = Path(src_dir)
     files = find_gopro_files(root)
+    if not files:
+        raise UserError(f"--src {root}: no .mp4/.MP4 files (searched recursively)")
     labels, label_subjects = read_labels_csv(root / "labels.csv")
-    for path in files:
-        name = session_name(path, root)
+    names = _session_names(files, root)
+    for name in sorted(set(labels) - set(names)):
+        log.warning("labels.csv names session %r, which has no MP4 under %s", name, root)
+    for name, path in sorted(zip(names, files)):
         subject = label_subjects.get(name) or _subject(path, root)
         meta: Dict[str, Any] = {"layout": "gopro", "file": path.relative_to(root).as_posix()}
 
-        def load(path: Path = path, name: str = name, subject: str = subject,
-                 meta: Dict[str, Any] = meta) -> ImuRecording:
-            tele = read_telemetry(path)
-            meta["camera"] = tele.camera
-            meta["gopro"] = tele.meta()
-            return load_gopro_imu(path, name=name, subject=subject, telemetry=tele)
-
+        load = functools.partial(_load_session_imu, path, name, subject, meta)
         yield SessionSpec(name=name, subject=subject, video_path=path, load_imu=load,
                           labels=list(labels.get(name, [])), meta=meta)
