@@ -410,12 +410,12 @@ def merge_stores(sources: Sequence[PathLike], out: PathLike, *, link: bool = Tru
     seen: Dict[str, Path] = {}
     shards: List[Dict[str, Any]] = []
     for st in stores:
-        for s in st.shards:
-            owner = seen.get(s["session"])
-            if owner is not None and owner != st.path:
-                raise UserError(f"session {s['session']!r} is in both {owner} and {st.path}")
-            seen[s["session"]] = st.path
-            shards.append(dict(s, _src=st.path))
+        sessions = {s["session"] for s in st.shards}
+        for name in sorted(sessions):
+            if name in seen:
+                raise UserError(f"session {name!r} is in both {seen[name]} and {st.path}")
+            seen[name] = st.path
+        shards.extend(dict(s, _src=st.path) for s in st.shards)
     shards.sort(key=lambda s: (s["session"], int(s.get("chunk", 0))))
     (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
     for s in shards:
