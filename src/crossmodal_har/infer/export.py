@@ -1,0 +1,120 @@
+"""Export a classifier bundle to ONNX and check it against PyTorch.
+
+The graph takes ``windows`` [batch, W, 6] float32 in physical units (g, rad/s) and returns
+``logits`` [batch, C]; the bundle's normalisation is inside the graph, the batch axis is dynamic.
+We use the TorchScript-based exporter (``dynamo=False``, opset 17): it handles the transformers
+PatchTST encoder without extra dependencies (onnxscript), and opset 17 has LayerNormalization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+@contextlib.contextmanager
+def _export_friendly(model):
+    """Temporarily rewrite ops the TorchScript exporter gets wrong into equivalent ones.
+
+    ``Tensor.unfold`` with a *negative* dimension (transformers' ``PatchTSTPatchify``) is exported
+    with its output axes swapped (torch 2.13, opset 17); the same call with the positive dimension
+    exports correctly. The parity check after export guards this.
+    """
+    import types
+
+    patched = []
+    for mod in model.modules():
+        if type(mod).__name__ == "PatchTSTPatchify" and hasattr(mod, "sequence_start"):
+            def forward(self, past_values):
+                if past_values.shape[-2] != self.sequence_length:
+                    raise ValueError(f"input length {past_values.shape[-2]} != {self.sequence_length}")
+                out = past_values[:, self.sequence_start:, :]
+                out = out.unfold(dimension=out.dim() - 2, size=self.patch_length, step=self.patch_stride)
+                return out.transpose(-2, -3).contiguous()
+
+            mod.forward = types.MethodType(forward, mod)
+            patched.append(mod)
+    try:
+        yield model
+    finally:
+        for mod in patched:
+            del mod.forward  # back to the class method
+
+
+def export_onnx(model, out_path: PathLike, window_samples: int, *, opset: int = OPSET,
+                channels: int = 6) -> Path:
+    """Write ``model`` (physical windows -> logits) to ``out_path`` with a dynamic batch axis."""
+    import io
+    import warnings
+
+    import torch
+
+    from crossmodal_har.io import atomic_write_bytes
+
+    model = model.eval()
+    example = torch.randn(2, int(window_samples), channels)
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings(), _export_friendly(model):
+        warnings.simplefilter("ignore")  # tracer warnings about python control flow on shapes
+        torch.onnx.export(
+            model, (example,), buf, dynamo=False, opset_version=int(opset),
+            input_names=["windows"], output_names=["logits"],
+            dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
+            do_constant_folding=True,
+        )
+    return atomic_write_bytes(out_path, buf.getvalue())
+
+
+def check_parity(model, onnx_path: PathLike, window_samples: int, *, batch: int = 7, seed: int = 0,
+                 channels: int = 6) -> float:
+    """Max absolute logit difference between PyTorch and ONNX Runtime on one random batch.
+
+    The batch is a plausible IMU window (gravity on z, noise, a few g of motion) so that a
+    normalisation-free bundle is also exercised in its working range; ``batch`` differs from the
+    export example's size to exercise the dynamic axis.
+    """
+    import torch
+
+    from crossmodal_har.infer.predict import OnnxRunner
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 0.5, size=(batch, int(window_samples), channels)).astype(np.float32)
+    x[:, :, 2] += 1.0
+    with torch.inference_mode():
+        ref = model.eval()(torch.from_numpy(x)).numpy()
+    got = OnnxRunner(onnx_path)(x)
+    if got.shape != ref.shape:
+        raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {ref.shape}")
+    return float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64))))
+
+
+def export_bundle(bundle_dir: PathLike, out_path: Optional[PathLike] = None, *, opset: int = OPSET,
+                  tolerance: float = PARITY_TOLERANCE) -> tuple:
+    """Export a bundle and verify parity. Returns ``(onnx_path, max_abs_diff)``.
+
+    Raises:
+        RuntimeError: the difference exceeds ``tolerance`` (the file is removed).
+    """
+    from crossmodal_har.infer.bundle import ONNX_NAME, load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    out = Path(out_path) if out_path is not None else bundle.path / ONNX_NAME
+    W = bundle.preprocess.window_samples
+    export_onnx(bundle.model, out, W, opset=opset)
+    diff = check_parity(bundle.model, out, W)
+    if not diff <= tolerance:
+        out.unlink(missing_ok=True)
+        raise RuntimeError(f"ONNX export of {bundle_dir}: max |torch - onnx| = {diff:.3g} > {tolerance:g}; "
+                           "file removed")
+    return out, diff
