@@ -343,10 +343,17 @@ def test_ingest_gopro_layout_pairs_frames_with_imu(tmp_path, recordings):
     src.mkdir()
     for f in SAMPLES:
         (src / f).symlink_to(GOPRO_DIR / f)
+    # two bad files: each a clear per-file error in the report, the others ingested (exit 3)
+    _plain_mp4(src / "phone.mp4")
+    data = (GOPRO_DIR / "karma.mp4").read_bytes()
+    (src / "cut.mp4").write_bytes(data[: len(data) // 2])
     store_dir = tmp_path / "store"
-    assert main(["ingest", "--layout", "gopro", "--src", str(src), "--out", str(store_dir), "--no-progress"]) == 0
+    assert main(["ingest", "--layout", "gopro", "--src", str(src), "--out", str(store_dir), "--no-progress"]) == 3
     report = json.loads((store_dir / "report.json").read_text())
-    assert report["sessions_ok"] == 2 and not report["errors"]
+    assert report["sessions_ok"] == 2 and report["partial"]
+    errors = {e["session"]: e["error"] for e in report["errors"]}
+    assert set(errors) == {"phone", "cut"}
+    assert "no GoPro telemetry track" in errors["phone"] and "cut.mp4: not a readable MP4" in errors["cut"]
     store = WindowStore(store_dir)
     man = store.manifest
     ftimes = np.asarray(store.frame_times[:])

@@ -192,7 +192,8 @@ def read_payloads(path: PathLike) -> Tuple[List[Payload], MediaInfo]:
     try:
         container = av.open(os.fspath(path))
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DataError(path, f"not a readable MP4 (truncated or corrupt?): {exc}") from None
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise DataError(path, f"not a readable MP4 (truncated or corrupt?): {why}") from None
     try:
         info = MediaInfo(firmware=str(container.metadata.get("firmware", "")).strip())
         if container.streams.video:
@@ -229,8 +230,9 @@ def read_payloads(path: PathLike) -> Tuple[List[Payload], MediaInfo]:
                 tb = pkt.time_base
                 payloads.append(Payload(float(pkt.pts * tb), float((pkt.duration or 0) * tb), bytes(pkt)))
         except av.FFmpegError as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
             raise DataError(path, f"telemetry track unreadable after {len(payloads)} payloads "
-                                  f"(truncated file?): {exc}") from None
+                                  f"(truncated file?): {why}") from None
     finally:
         container.close()
     if not payloads:
