@@ -248,3 +248,36 @@ def test_video_pretrained_from_local_hf_dirs(tmp_path):
     w = "embeddings.patch_embeddings.projection.weight"
     assert torch.equal(venc.backbone.state_dict()[w], vmae.videomae.state_dict()[w])
     assert venc(_frames()).shape == (2, 32)
+
+
+# ---------------------------------------------------------------- IMU encoders: equivalence and export
+
+
+@pytest.mark.parametrize("overrides", [{}, {"patch_stride": 8}, {"scaling": "std"}, {"context_length": 100, "patch_stride": 5}])
+def test_patchtst_own_patchify_equals_transformers_forward(overrides):
+    model = create_model("patchtst-tiny", **overrides).eval()
+    x = torch.randn(3, model.window, 6)
+    with torch.no_grad():
+        assert torch.allclose(model.hidden_states(x), model.backbone(past_values=x).last_hidden_state, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,overrides", [("patchtst-tiny", {}), ("patchtst-tiny", {"patch_stride": 8}),
+                                            ("convgru-tiny", {})])
+def test_imu_encoders_export_to_onnx(name, overrides, tmp_path):
+    import io
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+
+    model = create_model(name, **overrides).eval()
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(2, 250, 6),), buf, dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["z"], dynamic_axes={"x": {0: "b"}, "z": {0: "b"}})
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 250, 6)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert np.abs(sess.run(None, {"x": x.numpy()})[0] - ref).max() < 1e-4

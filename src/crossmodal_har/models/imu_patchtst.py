@@ -111,9 +111,31 @@ class PatchTSTEncoder(Encoder):
             backbone = PatchTSTModel(PatchTSTConfig(**cfg.hf_kwargs(), do_mask_input=False))
         self.backbone = backbone
 
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, W, C] -> [B, C, P, patch_length], as PatchTST's patchifier (right-aligned: the first
+        W - (patch_length + stride × (P - 1)) samples are dropped). Written with reshape (or an index
+        gather for overlapping patches) because transformers' ``unfold`` exports to a wrong ONNX graph."""
+        cfg = self.cfg
+        p = cfg.num_patches
+        start = cfg.context_length - (cfg.patch_length + cfg.patch_stride * (p - 1))
+        x = x[:, start:, :].transpose(1, 2)  # [B, C, W']
+        if cfg.patch_stride == cfg.patch_length:
+            return x.reshape(x.shape[0], x.shape[1], p, cfg.patch_length)
+        # overlapping patches: index gather (Tensor.unfold exports to a wrong ONNX graph)
+        idx = (torch.arange(p, device=x.device) * cfg.patch_stride)[:, None] + torch.arange(
+            cfg.patch_length, device=x.device)[None, :]
+        return x[:, :, idx]
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """Last hidden states [B, C, P (+1 with CLS first), d_model] — what ``PatchTSTModel`` returns."""
+        bb = self.backbone
+        if self.cfg.scaling is not None:
+            x, _, _ = bb.scaler(x, torch.ones_like(x))
+        return bb.encoder(patch_input=self.patchify(x)).last_hidden_state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_imu_input(x, self.cfg.context_length, self.cfg.num_input_channels, "patchtst")
-        hidden = self.backbone(past_values=x, return_dict=True).last_hidden_state  # [B, C, P(+1), d]
+        hidden = self.hidden_states(x)  # [B, C, P(+1), d]
         if self.cfg.pooling == "cls":
             pooled = hidden[:, :, 0, :]
         else:
