@@ -8,6 +8,7 @@ top-level ``configs/`` holds symlinks to them. ``--config`` takes either a path 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple, Union
@@ -197,6 +198,20 @@ def resolve_config_path(spec: Union[str, os.PathLike]) -> Path:
     raise ConfigError(f"{spec}: no such config file or named config; named configs: {', '.join(list_configs())}")
 
 
+_EXP_FLOAT = re.compile(r"[+-]?[0-9]+[eE][+-]?[0-9]+")
+
+
+def _yaml11_float(override: str) -> str:
+    """``lr=3e-4`` → ``lr=0.0003``: YAML 1.1 (PyYAML) reads a mantissa without a dot as a string."""
+    key, sep, value = override.partition("=")
+    if sep and _EXP_FLOAT.fullmatch(value.strip()):
+        mantissa, _, exponent = value.strip().lower().partition("e")
+        if exponent[0] not in "+-":
+            exponent = "+" + exponent  # YAML 1.1 floats need a signed exponent
+        return f"{key}={mantissa}.0e{exponent}"
+    return override
+
+
 def load_pretrain_config(spec: Optional[Union[str, os.PathLike]] = None,
                          overrides: Iterable[str] = (), **fields: Any) -> PretrainConfig:
     """Load a config file or named config, apply ``KEY=VALUE`` overrides then ``fields``; validate."""
@@ -208,7 +223,7 @@ def load_pretrain_config(spec: Optional[Union[str, os.PathLike]] = None,
         path = resolve_config_path(spec)
         data = load_config_file(path)
         where = str(spec)
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(data, [_yaml11_float(o) for o in overrides])
     for k, v in fields.items():
         if v is not None:
             data[k] = v

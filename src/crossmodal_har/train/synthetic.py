@@ -117,3 +117,40 @@ class SyntheticSource:
             split=parts, meta={"source": "synthetic", "shuffle_pairs": self.shuffle_pairs,
                                "class_names": [f"c{i}" for i in range(self.classes)]},
         )
+
+
+def write_synthetic_store(path: str, source: SyntheticSource, shard_windows: int = 256) -> str:
+    """Write ``source``'s windows as a window store (``crossmodal_har.pairs.store`` layout), one
+    session per subject, so store-reading code paths can be tested without simulating video."""
+    import pandas as pd
+
+    from crossmodal_har.config import to_dict
+    from crossmodal_har.pairs.store import ShardData, write_shard, write_store_json
+    from crossmodal_har.signals.types import PreprocessConfig
+
+    imu, video, labels, subjects = source.arrays()
+    classes = [f"c{i}" for i in range(source.classes)]
+    window_s = source.window / source.rate_hz
+    pre = PreprocessConfig(rate_hz=source.rate_hz, window_s=window_s, stride_s=window_s)
+    shards = []
+    for s in sorted(set(subjects)):
+        rows = np.flatnonzero(subjects == s)
+        for c, start in enumerate(range(0, len(rows), shard_windows)):
+            r = rows[start:start + shard_windows]
+            t0 = np.arange(start, start + len(r)) * window_s
+            k = video.shape[1] if video.ndim == 5 else source.num_frames
+            times = t0[:, None] + (np.arange(k)[None, :] + 0.5) * window_s / k
+            manifest = pd.DataFrame({"session": s, "subject": s, "start_s": t0, "end_s": t0 + window_s,
+                                     "label": [classes[i] for i in labels[r]], "flags": ""})
+            name = f"{s}-{c:04d}"
+            write_shard(path, name, ShardData(imu=imu[r], video=video[r], frame_times=times, manifest=manifest))
+            shards.append({"name": name, "n": int(len(r)), "session": s, "chunk": c})
+    frames_mode = source.video_kind == "frames"
+    meta = {"layout": "synthetic", "preprocess": to_dict(pre),
+            "video_mode": "frames" if frames_mode else "embeddings",
+            "video_encoder": None if frames_mode else "synthetic", "video_encoder_weights": None,
+            "frames": source.num_frames if frames_mode else 1, "frames_per_slot": 1,
+            "size": source.frame_size, "embed_dim": None if frames_mode else source.video_dim,
+            "class_names": classes}
+    write_store_json(path, meta, shards)
+    return path
