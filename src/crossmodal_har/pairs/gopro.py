@@ -177,6 +177,22 @@ def _clean_handler(name: str) -> str:
     return "".join(ch for ch in name if ch.isprintable()).strip()
 
 
+def _discard_others(container: Any, keep: Any) -> None:
+    """Tell the demuxer to skip every other stream, so that only the telemetry samples are read
+    from disk (~0.1 % of a GoPro file) instead of the whole file."""
+    import av
+
+    discard = getattr(getattr(av.stream, "Discard", None), "all", None)
+    if discard is None:  # older PyAV: read everything, still correct
+        return
+    for s in container.streams:
+        if s is not keep:
+            try:
+                s.discard = discard
+            except (AttributeError, TypeError, ValueError):  # pragma: no cover
+                return
+
+
 def read_payloads(path: PathLike) -> Tuple[List[Payload], MediaInfo]:
     """Read every GPMF payload of the "GoPro MET" track with its pts and duration (s).
 
@@ -220,6 +236,7 @@ def read_payloads(path: PathLike) -> Tuple[List[Payload], MediaInfo]:
             raise DataError(path, "no GoPro telemetry track ('GoPro MET' GPMF data); "
                                   "not a GoPro MP4, or the camera recorded without telemetry")
         info.declared_payloads = int(met.frames or 0)
+        _discard_others(container, met)
         payloads: List[Payload] = []
         try:
             for pkt in container.demux(met):
