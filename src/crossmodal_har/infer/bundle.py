@@ -49,12 +49,17 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def build_head(spec: Mapping[str, Any]):
-    """Build a classification head from its JSON spec.
+    """Build an (untrained) classification head from its JSON spec; weights come from the bundle.
 
-    ``{"type": "linear", "in_features": D, "num_classes": C}`` or
-    ``{"type": "mlp", "in_features": D, "hidden": H, "num_classes": C, "dropout": p}``.
+    Types (the heads :func:`crossmodal_har.evaluate.protocols.fit_protocol` makes):
+    ``linear`` (``nn.Linear``; finetune, supervised), ``standardized-linear`` (linear on
+    standardised embeddings; linear-probe), ``knn`` (cosine vote against ``bank_size`` stored
+    training embeddings, ``k``, ``temperature``). All need ``in_features`` and ``num_classes``.
     """
+    import numpy as np
     import torch.nn as nn
+
+    from crossmodal_har.evaluate.protocols import KnnHead, StandardizedLinear
 
     kind = spec.get("type")
     try:
@@ -63,39 +68,40 @@ def build_head(spec: Mapping[str, Any]):
         raise UserError(f"head spec needs in_features and num_classes: {dict(spec)}") from None
     if kind == "linear":
         return nn.Linear(d, c)
-    if kind == "mlp":
-        hid = int(spec.get("hidden", d))
-        return nn.Sequential(nn.Linear(d, hid), nn.GELU(), nn.Dropout(float(spec.get("dropout", 0.0))),
-                             nn.Linear(hid, c))
-    raise UserError(f"unknown head type {kind!r} (expected linear | mlp)")
+    if kind == "standardized-linear":
+        return StandardizedLinear(np.zeros(d, np.float32), np.ones(d, np.float32), c)
+    if kind == "knn":
+        n = int(spec["bank_size"])
+        return KnnHead(np.zeros((n, d), np.float32), np.arange(n) % c, c, int(spec["k"]),
+                       float(spec["temperature"]))
+    raise UserError(f"unknown head type {kind!r} (expected linear | standardized-linear | knn)")
 
 
-def _classifier_module_cls():
+def head_spec(head, n_classes: int) -> Dict[str, Any]:
+    """The JSON spec that :func:`build_head` turns back into a head of the same shape."""
     import torch.nn as nn
 
-    from crossmodal_har.signals.normalize import normalize_windows
+    from crossmodal_har.evaluate.protocols import KnnHead, StandardizedLinear
 
-    class WindowClassifier(nn.Module):
-        """Physical-unit windows [B, W, 6] -> logits [B, C]: normalise, encode, classify."""
-
-        def __init__(self, encoder: nn.Module, head: nn.Module, normalization: str):
-            super().__init__()
-            self.encoder = encoder
-            self.head = head
-            self.normalization = normalization
-
-        def embed(self, x):
-            return self.encoder(normalize_windows(x, self.normalization))
-
-        def forward(self, x):
-            return self.head(self.embed(x))
-
-    return WindowClassifier
+    if isinstance(head, StandardizedLinear):
+        return {"type": "standardized-linear", "in_features": int(head.linear.in_features),
+                "num_classes": int(n_classes)}
+    if isinstance(head, KnnHead):
+        return {"type": "knn", "in_features": int(head.bank.shape[1]), "num_classes": int(n_classes),
+                "bank_size": int(head.bank.shape[0]), "k": int(head.k), "temperature": float(head.temperature)}
+    if isinstance(head, nn.Linear):
+        return {"type": "linear", "in_features": int(head.in_features), "num_classes": int(n_classes)}
+    raise TypeError(f"cannot describe head of type {type(head).__name__} in a bundle")
 
 
 def make_classifier(encoder, head, normalization: str):
-    """Wrap an encoder and a head into the bundle's module (normalisation inside ``forward``)."""
-    return _classifier_module_cls()(encoder, head, normalization)
+    """Encoder + head as one module, physical windows -> logits (normalisation inside ``forward``).
+
+    This is the evaluation harness's ``WindowClassifier``, so a fitted classifier is saved as is.
+    """
+    from crossmodal_har.evaluate.protocols import WindowClassifier
+
+    return WindowClassifier(encoder, head, normalization)
 
 
 @dataclass
@@ -142,6 +148,7 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    head_spec = dict(head_spec)
     if len(class_names) != int(head_spec["num_classes"]):
         raise ValueError(f"{len(class_names)} class names for a head with {head_spec['num_classes']} outputs")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,129 @@
+"""``crossmodal-har train-classifier``: train a deployable classifier bundle on a labelled dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+NAME = "train-classifier"
+HELP = "train a classifier on all labelled training subjects and write a self-contained bundle"
+DESCRIPTION = (
+    "Splits the dataset's subjects into training and validation (subject-disjoint); trains with the "
+    "evaluation harness's protocol code on every training subject (the validation subjects only "
+    "choose the epoch / stop early) and writes MODEL_DIR/model.safetensors + bundle.json. "
+    "There is no test split here: the validation metrics in the bundle were used for model selection "
+    "and are optimistic; use `crossmodal-har evaluate` for an unbiased estimate."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="generic dataset directory, 'hapt', or 'uestc:<dir>'")
+    p.add_argument("--encoder", default="random", help="'random' or an encoder/run directory (encoder.json)")
+    p.add_argument("--protocol", default="supervised",
+                   choices=("linear-probe", "finetune", "supervised", "knn"))
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="bundle directory to write")
+    p.add_argument("--model", default=None, help="architecture for --encoder random (default patchtst-small)")
+    p.add_argument("--normalization", choices=("zscore", "none"), default=None,
+                   help="per-window normalisation for --encoder random (default: the harness's, none)")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs (supervised, finetune)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (supervised, finetune)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (head, or whole model for supervised)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="fraction of subjects for validation")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batch order")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable recordings (listed in bundle.json)")
+    p.add_argument("--cache-dir", default=None, help="dataset/window cache directory")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import datetime
+    import platform
+
+    import numpy as np
+    import torch
+
+    from crossmodal_har import __version__
+    from crossmodal_har.config import to_dict
+    from crossmodal_har.errors import ConfigError, UserError
+    from crossmodal_har.evaluate.harness import EvaluateConfig
+    from crossmodal_har.evaluate.protocols import EncoderSource, FitConfig, fit_protocol
+    from crossmodal_har.evaluate.splits import SplitConfig, subject_split
+    from crossmodal_har.infer.bundle import head_spec, save_bundle
+    from crossmodal_har.signals.datasets import load_labelled
+
+    progress = False if args.no_progress else None
+    defaults = EvaluateConfig()
+    if args.encoder == "random":
+        pre = defaults.preprocess
+        if args.normalization:
+            pre = dataclasses.replace(pre, normalization=args.normalization)
+        source = EncoderSource.random(args.model or defaults.model, pre)
+    else:
+        if args.model or args.normalization:
+            raise UserError("--model/--normalization apply to --encoder random only (a saved encoder "
+                            "brings its own architecture and preprocessing)")
+        source = EncoderSource.from_dir(args.encoder)
+    fit = FitConfig(device=args.device)
+    for tcfg in (fit.supervised, fit.finetune):
+        for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
+                          ("patience", "patience")):
+            if getattr(args, flag) is not None:
+                setattr(tcfg, key, getattr(args, flag))
+        tcfg.validate()
+    if args.lr is not None:
+        fit.linear_probe.lr = args.lr
+
+    ws = load_labelled(args.dataset, source.preprocess, skip_bad=args.skip_bad, cache_dir=args.cache_dir,
+                       progress=not args.no_progress)
+    if len(ws) == 0:
+        raise ConfigError(f"dataset {args.dataset!r} has no labelled windows")
+    n_classes = len(ws.class_names)
+    # A deployable model: every subject not used for validation trains (no test split here). The
+    # harness's splitter needs a test fraction; its test subjects simply join training.
+    split = subject_split(ws.subject, ws.y, n_classes,
+                          SplitConfig(val_fraction=args.val_fraction, test_fraction=min(0.2, 0.99 - args.val_fraction),
+                                      seed=args.seed))
+    train_idx = np.sort(np.concatenate([split.train, split.test]))
+    train_subjects = sorted(split.subjects["train"] + split.subjects["test"])
+    train_ws, val_ws = ws.subset(train_idx), ws.subset(split.val)
+    log.info("training on %d windows of %d subjects; validation %d windows of %d subjects", len(train_ws),
+             len(train_subjects), len(val_ws), len(split.subjects["val"]))
+    fitted = fit_protocol(args.protocol, source, train_ws, val_ws, fit, args.seed, progress=progress,
+                          desc=args.protocol)
+    module = fitted.module
+    spec = head_spec(module.head, n_classes)
+    import transformers
+
+    provenance = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": str(args.dataset),
+        "encoder": source.info(),
+        "protocol": args.protocol,
+        "seed": args.seed,
+        "best_epoch": fitted.best_epoch,
+        "fit_seconds": round(fitted.seconds, 2),
+        "fit_config": to_dict(fit),
+        "subjects": {"train": train_subjects, "val": split.subjects["val"]},
+        "windows": {"train": int(len(train_ws)), "val": int(len(val_ws))},
+        "dataset_report": to_dict(ws.report),
+        "versions": {"crossmodal_har": __version__, "torch": torch.__version__,
+                     "transformers": transformers.__version__, "python": platform.python_version()},
+        "note": "validation metrics were used for early stopping/model selection (optimistic)",
+    }
+    path = save_bundle(args.out, module, encoder_name=source.model_name, encoder_config=source.config,
+                       head_spec=spec, preprocess=source.preprocess, class_names=list(ws.class_names),
+                       metrics=fitted.val_metrics, provenance=provenance)
+    ba = fitted.val_metrics.get("balanced_accuracy")
+    print(f"wrote bundle {path.parent} ({args.protocol}, {len(ws.class_names)} classes, "
+          f"validation balanced accuracy {ba:.3f})" if ba is not None else f"wrote bundle {path.parent}")
+    if ws.report.skipped_recordings:
+        from crossmodal_har.errors import PartialRunError
+
+        raise PartialRunError(f"{len(ws.report.skipped_recordings)} recording(s) were skipped "
+                              f"(listed in {path})")
+    return 0
