@@ -281,3 +281,14 @@ def test_imu_encoders_export_to_onnx(name, overrides, tmp_path):
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.abs(sess.run(None, {"x": x.numpy()})[0] - ref).max() < 1e-4
+
+
+def test_pickle_checkpoints_are_refused(tmp_path):
+    """A directory with only pytorch_model.bin (pickle) is not loaded: safetensors only."""
+    create_model("patchtst-tiny").backbone.save_pretrained(tmp_path)
+    for f in tmp_path.glob("*.safetensors"):
+        f.rename(tmp_path / "pytorch_model.bin")
+    with pytest.raises(UserError, match="safetensors"):
+        create_model("patchtst-tiny", pretrained=str(tmp_path))
+    with pytest.raises(UserError, match="convgru has no"):
+        create_model("convgru-tiny", pretrained=str(tmp_path))
