@@ -131,6 +131,8 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     }
     # Timing is informative only and kept out of the deterministic files' content.
     summary_for_file = dict(summary)
+    # how the work was run (processes, progress bar) does not change the data
+    summary_for_file["config"] = {k: v for k, v in summary["config"].items() if k not in ("workers", "progress")}
     summary_for_file["sessions"] = [{k: v for k, v in s.items() if k != "cpu_s"} for s in sessions]
     summary_for_file["totals"] = {k: v for k, v in summary["totals"].items() if k != "session_cpu_s"}
     atomic_write_json(out / "simulation.json", summary_for_file)

@@ -211,9 +211,15 @@ class Trajectory:
         """
         _, R = self.pose_at(times)
         a = self._interp(self.acc, times) - GRAVITY
-        f_body = np.einsum("nji,nj->ni", R, a)
+        f_body = _mul_T(R, a)
         w_body = self._interp(self.omega, times)
-        return f_body @ R_mount, w_body @ R_mount
+        Rm = np.broadcast_to(np.asarray(R_mount, dtype=np.float64), R.shape)
+        return _mul_T(Rm, f_body), _mul_T(Rm, w_body)
+
+
+def _mul_T(R: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``R[n]^T v[n]`` for each n, elementwise (no BLAS: bit-identical from run to run)."""
+    return np.stack([R[:, 0, i] * v[:, 0] + R[:, 1, i] * v[:, 1] + R[:, 2, i] * v[:, 2] for i in range(3)], axis=-1)
 
 
 def _filtered_noise(rng: np.random.Generator, n: int, sigma_samples: float) -> np.ndarray:
@@ -431,6 +437,7 @@ def _steer(t, speed, heading_rate, arena, start_xy, start_yaw, lateral) -> np.nd
     sp = speed[idx]
     hr = heading_rate[idx]
     c_state = 0.0
+    homing = False  # turning back toward the middle until facing it (hysteresis)
     for j in range(len(idx)):
         v = sp[j]
         c = 0.0
@@ -438,10 +445,14 @@ def _steer(t, speed, heading_rate, arena, start_xy, start_yaw, lateral) -> np.nd
             look = 2.0 + 1.5 * v
             ax, ay = x + look * math.cos(h), y + look * math.sin(h)
             margin = L - 1.5
+            want = math.atan2(-y, -x)
+            err = (want - h + math.pi) % (2 * math.pi) - math.pi
             if abs(ax) > margin or abs(ay) > margin:
-                want = math.atan2(-y, -x)
-                err = (want - h + math.pi) % (2 * math.pi) - math.pi
-                c = 1.5 * math.copysign(min(1.0, abs(err)), err)
+                homing = True
+            elif abs(err) < 0.5:
+                homing = False
+            if homing:
+                c = 1.5 * math.copysign(min(1.0, abs(err) + 0.3), err)
             else:
                 dx = centres[:, 0] - x
                 dy = centres[:, 1] - y

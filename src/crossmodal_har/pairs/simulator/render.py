@@ -126,7 +126,7 @@ class Renderer:
         rel = self._bcen - o
         dist = np.linalg.norm(rel, axis=1)
         # keep boxes in the view cone (widened by their radius) and not hidden in fog
-        cosang = (rel @ fwd) / np.maximum(dist, 1e-6)
+        cosang = (rel[:, 0] * fwd[0] + rel[:, 1] * fwd[1] + rel[:, 2] * fwd[2]) / np.maximum(dist, 1e-6)
         sin_margin = np.clip(self._brad / np.maximum(dist, 1e-6), 0, 1)
         cone = cosang > (self._cos_half_diag - sin_margin - 0.05)
         keep = (cone | (dist < self._brad + 0.5)) & (dist < 3.0 * self.fog_m)
@@ -145,7 +145,10 @@ class Renderer:
         f32 = np.float32
         o = np.asarray(pos, dtype=f32)
         Rm = np.asarray(R, dtype=f32)
-        D = Rm @ self._dirs_T  # [3, P] world ray directions
+        # [3, P] world ray directions. Written out instead of ``Rm @ dirs``: BLAS may pick a
+        # different kernel from call to call, and 1-ulp differences would flip texture cells.
+        d0, d1, d2 = self._dirs_T
+        D = np.stack([Rm[k, 0] * d0 + Rm[k, 1] * d1 + Rm[k, 2] * d2 for k in range(3)])
         D += (D == 0) * f32(1e-7)
         dx, dy, dz = D
         ox, oy, oz = (f32(v) for v in o)
@@ -202,7 +205,8 @@ class Renderer:
 
         # sky: horizon→zenith gradient, a sun glow and a faint azimuthal band (heading cue)
         elev = np.clip(dz, 0.0, 1.0) ** f32(0.6)
-        sun = np.clip(sc.sun_dir @ D, 0.0, 1.0) ** 12
+        sd = sc.sun_dir
+        sun = np.clip(sd[0] * dx + sd[1] * dy + sd[2] * dz, 0.0, 1.0) ** 12
         az_band = f32(0.06) * np.sin(3 * np.arctan2(dy, dx) + f32(sc.salt % 7)) * (1 - elev)
         sky = (sc.sky_horizon[:, None] + (sc.sky_zenith - sc.sky_horizon)[:, None] * elev) * (1 + az_band) \
             + f32(0.6) * sun

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from crossmodal_har.io import atomic_write_json, atomic_write_text
 from crossmodal_har.pairs.simulator.config import SimConfig
 from crossmodal_har.pairs.simulator.imu import imu_sample_times, synthesize_imu, to_declared_units
-from crossmodal_har.pairs.simulator.motion import build_trajectory, plan_bouts
+from crossmodal_har.pairs.simulator.motion import Bout, build_trajectory, plan_bouts
 from crossmodal_har.pairs.simulator.render import Renderer, make_scene
 from crossmodal_har.pairs.simulator.subjects import SubjectParams
 from crossmodal_har.pairs.simulator.writer import VideoWriter, format_imu_csv, truncate_file
@@ -32,6 +32,8 @@ class SessionTask:
     faulted: bool
     config: SimConfig
     out_dir: str
+    script: Optional[List[Bout]] = None  # fixed bouts instead of random ones (tests, demos)
+    look_around: bool = True  # slow random head motion on top of the activities
 
     def seeds(self) -> List[np.random.SeedSequence]:
         """Independent streams: plan, motion noise, IMU noise, scene, faults — so turning a fault on
@@ -68,9 +70,9 @@ def run_session(task: SessionTask) -> Dict:
     session_dir.mkdir(parents=True, exist_ok=True)
 
     scene = make_scene(s_scene)
-    bouts = plan_bouts(s_plan, task.duration_s, subj)
+    bouts = task.script if task.script is not None else plan_bouts(s_plan, task.duration_s, subj)
     traj = build_trajectory(bouts, subj, s_motion, fine_hz=cfg.fine_hz, arena=scene,
-                            start_yaw=float(s_motion.uniform(-np.pi, np.pi)))
+                            start_yaw=float(s_motion.uniform(-np.pi, np.pi)), look_around=task.look_around)
 
     # --- faults (decided up front, from their own stream) ---
     faults: Dict = {"sync_offset_s": 0.0, "dropouts_s": [], "corrupt_frames": [], "corrupt_mode": "none",
@@ -138,7 +140,8 @@ def run_session(task: SessionTask) -> Dict:
         "imu_rate_hz": subj.imu_rate_hz,
         "n_imu_samples": int(len(times)),
         "scene": scene.to_dict(),
-        "bouts": [{"label": b.label, "start": round(b.start, 3), "end": round(b.end, 3)} for b in bouts],
+        "bouts": [{"label": b.label, "start": round(b.start, 3), "end": round(b.end, 3), "params": b.params}
+                  for b in bouts],
         "faults": faults,
         "cpu_s": time.process_time() - t_start,
     }

@@ -1,0 +1,280 @@
+"""Egomotion simulator: layout, determinism, faults, and physical agreement of IMU and video."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossmodal_har.pairs.simulator import ACTIVITIES, SimConfig, simulate
+from crossmodal_har.pairs.simulator.motion import Bout, build_trajectory, euler_to_R, plan_bouts
+from crossmodal_har.pairs.simulator.session import SessionTask, run_session
+from crossmodal_har.pairs.simulator.subjects import sample_subject
+
+G = 9.80665
+HEADER = "time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"
+
+
+def read_imu(session_dir: Path):
+    """imu.csv in canonical units (s, g, rad/s) using the session.json declarations."""
+    meta = json.loads((session_dir / "session.json").read_text())
+    with open(session_dir / "imu.csv") as fh:
+        assert fh.readline().strip() == HEADER
+    arr = np.loadtxt(session_dir / "imu.csv", delimiter=",", skiprows=1, ndmin=2)
+    t = arr[:, 0] * (1e-3 if meta["time_unit"] == "ms" else 1.0)
+    acc = arr[:, 1:4] / (G if meta["acc_unit"] == "m/s^2" else 1.0)
+    gyro = arr[:, 4:7] * (math.pi / 180 if meta["gyro_unit"] == "deg/s" else 1.0)
+    return t, acc, gyro, meta, arr
+
+
+def decode(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def phase_shift(a: np.ndarray, b: np.ndarray) -> tuple:
+    """(dy, dx) such that b(y, x) ≈ a(y - dy, x - dx), sub-pixel by a parabola through the peak."""
+    win = np.outer(np.hanning(a.shape[0]), np.hanning(a.shape[1]))
+    A = np.fft.fft2((a - a.mean()) * win)
+    B = np.fft.fft2((b - b.mean()) * win)
+    r = B * np.conj(A)
+    r = np.real(np.fft.ifft2(r / (np.abs(r) + 1e-9)))
+    iy, ix = np.unravel_index(np.argmax(r), r.shape)
+    out = []
+    for axis, i in ((0, iy), (1, ix)):
+        n = r.shape[axis]
+        line = r[:, ix] if axis == 0 else r[iy, :]
+        y0, y1, y2 = line[(i - 1) % n], line[i], line[(i + 1) % n]
+        den = y0 - 2 * y1 + y2
+        frac = 0.5 * (y0 - y2) / den if den != 0 else 0.0
+        v = i + frac
+        out.append(v - n if v > n / 2 else v)
+    return tuple(out)
+
+
+def test_phase_shift_sign_convention():
+    rng = np.random.default_rng(0)
+    a = rng.random((32, 48))
+    from scipy.ndimage import gaussian_filter
+
+    a = gaussian_filter(a, 1.0)
+    dy, dx = phase_shift(a, np.roll(a, 3, axis=1))
+    assert abs(dx - 3) < 0.2 and abs(dy) < 0.2
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    summary = simulate(out, subjects=5, minutes=5.0, seed=3, size=32, progress=False)
+    return out, summary
+
+
+def test_layout_and_headers(corpus):
+    out, summary = corpus
+    sessions = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(sessions) == 5 and summary["totals"]["sessions"] == 5
+    labels = (out / "labels.csv").read_text().splitlines()
+    assert labels[0] == "session,start,end,label,subject"
+    names = {s.name for s in sessions}
+    rates, units = set(), set()
+    for line in labels[1:]:
+        sess, start, end, label, subject = line.split(",")
+        assert sess in names and label in ACTIVITIES and float(end) > float(start)
+        assert sess.startswith(subject)
+    for s in sessions:
+        t, acc, gyro, meta, _ = read_imu(s)
+        assert {"imu_offset_s", "acc_unit", "gyro_unit", "time_unit", "subject"} <= set(meta)
+        assert meta["imu_offset_s"] == 0.0
+        assert np.all(np.diff(t) > 0) and t[0] >= 0
+        rate = 1.0 / np.median(np.diff(t))
+        assert abs(rate - meta["imu_rate_hz"]) < 0.01 * meta["imu_rate_hz"]
+        rates.add(meta["imu_rate_hz"])
+        units.add((meta["acc_unit"], meta["gyro_unit"], meta["time_unit"]))
+        frames = decode(s / "video.mp4")
+        assert frames.shape == (600, 32, 32, 3)  # 60 s at 10 fps
+        # session labels cover the whole session without gaps
+        rows = [ln.split(",") for ln in labels[1:] if ln.startswith(s.name + ",")]
+        assert float(rows[0][1]) == 0.0 and abs(float(rows[-1][2]) - 60.0) < 1e-6
+        assert all(float(a[2]) == float(b[1]) for a, b in zip(rows, rows[1:]))
+    assert 50.0 not in rates and len(rates) == 5
+    assert ("m/s^2", "deg/s", "ms") in units and ("g", "rad/s", "s") in units
+    sim = json.loads((out / "simulation.json").read_text())
+    assert sim["seed"] == 3 and len(sim["sessions"]) == 5 and len(sim["subjects"]) == 5
+
+
+def test_declared_units_and_gravity_at_rest(corpus):
+    """Static bouts read 1 g in canonical units whatever the file's units (m/s^2 files read ~9.8)."""
+    out, summary = corpus
+    checked = 0
+    for sess in summary["sessions"]:
+        t, acc, gyro, meta, raw = read_imu(out / sess["name"])
+        for b in sess["bouts"]:
+            if b["label"] not in ("sit", "stand") or b["end"] - b["start"] < 4:
+                continue
+            m = (t > b["start"] + 1.5) & (t < b["end"] - 1.5)
+            mag = np.linalg.norm(acc[m], axis=1)
+            assert abs(np.median(mag) - 1.0) < 0.05, (sess["name"], b)
+            raw_mag = np.median(np.linalg.norm(raw[m, 1:4], axis=1))
+            assert abs(raw_mag - (G if meta["acc_unit"] == "m/s^2" else 1.0)) < 0.05 * raw_mag
+            checked += 1
+    assert checked >= 3
+
+
+def test_activities_differ_in_imu(corpus):
+    """Walking/running shake the accelerometer more than standing; a fall has an impact."""
+    out, summary = corpus
+    std = {}
+    peaks = []
+    for sess in summary["sessions"]:
+        t, acc, gyro, meta, _ = read_imu(out / sess["name"])
+        mag = np.linalg.norm(acc, axis=1)
+        for b in sess["bouts"]:
+            m = (t > b["start"] + 1.0) & (t < b["end"] - 1.0)
+            if m.sum() < 50:
+                continue
+            std.setdefault(b["label"], []).append(mag[m].std())
+            if b["label"] == "fall":
+                peaks.append(mag[(t > b["start"]) & (t < b["end"])].max())
+    assert np.median(std["walk"]) > 3 * np.median(std.get("stand", std.get("sit")))
+    if "run" in std:
+        assert np.median(std["run"]) > np.median(std["walk"])
+    assert all(p > 2.0 for p in peaks)
+
+
+def test_deterministic_and_workers(tmp_path):
+    kw = dict(subjects=2, minutes=0.5, seed=11, size=32, progress=False, session_minutes=0.125)
+    simulate(tmp_path / "a", **kw)
+    simulate(tmp_path / "b", workers=2, **kw)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 2 * 2 * 3 + 2
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    simulate(tmp_path / "c", **{**kw, "seed": 12})
+    assert (tmp_path / "a/sub01_s01/imu.csv").read_bytes() != (tmp_path / "c/sub01_s01/imu.csv").read_bytes()
+
+
+def test_plan_bouts_grammar():
+    subj = sample_subject(0, 0)
+    rng = np.random.default_rng(0)
+    bouts = plan_bouts(rng, 3600.0, subj)
+    labels = [b.label for b in bouts]
+    assert set(labels) == set(ACTIVITIES)
+    for a, b in zip(labels, labels[1:]):
+        if a == "sit_down":
+            assert b == "sit"
+        if b == "sit":
+            assert a == "sit_down"
+        if a in ("sit", "fall"):
+            assert b == "stand_up"
+    assert bouts[-1].end == pytest.approx(3600.0)
+
+
+def test_angular_velocity_matches_rotation_derivative():
+    """omega_body from the Euler-rate formula equals vee(R^T dR/dt) computed numerically."""
+    subj = sample_subject(1, 0)
+    bouts = [Bout("walk", 0.0, 6.0, {}), Bout("fall", 6.0, 10.0, {"direction": "left", "onset": 0.3,
+                                                                   "fall_s": 0.7})]
+    traj = build_trajectory(bouts, subj, np.random.default_rng(0), fine_hz=400.0)
+    R = euler_to_R(traj.euler[:, 0], traj.euler[:, 1], traj.euler[:, 2])
+    dR = np.gradient(R, traj.t, axis=0)
+    W = np.einsum("nji,njk->nik", R, dR)
+    w = np.stack([W[:, 2, 1], W[:, 0, 2], W[:, 1, 0]], axis=-1)
+    inner = slice(10, -10)
+    err = np.abs(w[inner] - traj.omega[inner]).max()
+    assert err < 0.02 * max(1.0, np.abs(traj.omega).max())
+
+
+def _scripted(tmp_path: Path, subject_overrides: dict, bouts, size: int = 64, name: str = "turn"):
+    subj = dataclasses.replace(sample_subject(0, 5, "head"), **subject_overrides)
+    cfg = SimConfig(subjects=1, minutes=1, seed=5, size=size, progress=False)
+    task = SessionTask(name=name, subject=subj, subject_index=0, session_index=0,
+                       duration_s=bouts[-1].end, faulted=False, config=cfg, out_dir=str(tmp_path),
+                       script=bouts, look_around=False)
+    return run_session(task), subj
+
+
+def test_turn_gyro_agrees_with_heading_and_rendered_video(tmp_path):
+    """(1) gyro yaw integrates to the camera's heading change; (2) the decoded video shifts
+    horizontally by focal × yaw angle between frames, in the direction the gyro says."""
+    turns = [(0.5, 2.0, math.pi / 2), (3.5, 1.6, -2 * math.pi / 3)]
+    bouts = [Bout("stand", 0.0, 2.0), Bout("turn", 2.0, 8.0, {"turns": turns}), Bout("stand", 8.0, 10.0)]
+    summary, subj = _scripted(tmp_path, {"gyro_unit": "deg/s", "acc_unit": "m/s^2", "time_unit": "ms"}, bouts)
+    sdir = tmp_path / "turn"
+    t, acc, gyro, meta, raw = read_imu(sdir)
+    assert meta["gyro_unit"] == "deg/s" and np.abs(raw[:, 4:]).max() > 30  # really written in deg/s
+    assert meta["acc_unit"] == "m/s^2" and abs(np.linalg.norm(raw[t < 1.5, 1:4], axis=1).mean() - G) < 0.3
+    assert raw[-1, 0] > 9000  # ms
+    w_cam = gyro @ subj.R_mount.T  # sensor → camera frame
+    dt = np.median(np.diff(t))
+    for start, dur, angle in turns:
+        m = (t >= 2.0 + start - 0.3) & (t <= 2.0 + start + dur + 0.3)
+        assert w_cam[m, 2].sum() * dt == pytest.approx(angle, abs=0.05)
+
+    frames = decode(sdir / "video.mp4").astype(np.float64).mean(axis=3)
+    fps = 10.0
+    focal = 32.0 / math.tan(math.radians(45.0))
+    c = slice(16, 48)  # central columns: perspective stretch < 25%
+    measured, predicted = [], []
+    for i in range(len(frames) - 1):
+        t0, t1 = i / fps, (i + 1) / fps
+        m = (t >= t0) & (t < t1)
+        dpsi = w_cam[m, 2].sum() * dt
+        dy, dx = phase_shift(frames[i][8:56, c], frames[i + 1][8:56, c])
+        measured.append(dx)
+        predicted.append(focal * dpsi)
+    measured, predicted = np.array(measured), np.array(predicted)
+    moving = np.abs(predicted) > 1.5
+    assert moving.sum() >= 15
+    assert np.all(np.sign(measured[moving]) == np.sign(predicted[moving]))
+    ratio = measured[moving] / predicted[moving]
+    assert 0.8 < np.median(ratio) < 1.35
+    assert np.corrcoef(measured, predicted)[0, 1] > 0.95
+    still = np.abs(predicted) < 0.1
+    assert np.abs(measured[still]).max() < 0.5
+
+
+def test_faults_recorded_and_applied(tmp_path):
+    out = tmp_path / "f"
+    simulate(out, subjects=1, minutes=0.5, seed=2, size=32, progress=False, sync_offset_s=0.7,
+             dropouts=2, dropout_s=1.5, corrupt_video="zero", corrupt_frames=4, declare_offset=True)
+    sim = json.loads((out / "simulation.json").read_text())
+    f = sim["sessions"][0]["faults"]
+    assert f["sync_offset_s"] == 0.7 and len(f["dropouts_s"]) == 2 and len(f["corrupt_frames"]) == 4
+    sdir = out / "sub01_s01"
+    t, *_ , meta, _ = read_imu(sdir)
+    assert meta["imu_offset_s"] == -0.7
+    assert 0.7 <= t[0] < 0.7 + 0.02
+    gaps = np.diff(t)
+    assert (gaps > 1.4).sum() == 2
+    frames = decode(sdir / "video.mp4")
+    for i in f["corrupt_frames"]:
+        assert frames[i].mean() < 8
+    assert np.median(frames.reshape(len(frames), -1).mean(axis=1)) > 60
+
+    out2 = tmp_path / "g"
+    simulate(out2, subjects=1, minutes=0.5, seed=2, size=32, progress=False, corrupt_video="truncate")
+    full = (tmp_path / "f/sub01_s01/video.mp4").stat().st_size
+    assert (out2 / "sub01_s01/video.mp4").stat().st_size < 0.85 * full
+    import av
+
+    with pytest.raises(av.error.FFmpegError):
+        decode(out2 / "sub01_s01/video.mp4")
+
+
+def test_cli(tmp_path, capsys):
+    from crossmodal_har.cli import main
+
+    rc = main(["simulate", "--out", str(tmp_path / "o"), "--subjects", "1", "--minutes", "0.2",
+               "--seed", "1", "--size", "32", "--mounting", "waist"])
+    assert rc == 0
+    assert "simulated min per CPU min" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "o/sub01_s01/session.json").read_text())
+    assert meta["mounting"] == "waist"
+    rc = main(["simulate", "--out", str(tmp_path / "o"), "--size", "33"])
+    assert rc == 2
