@@ -71,3 +71,13 @@ def test_cli_help_and_version(capsys):
         main(["--version"])
     assert ei.value.code == 0
     assert "crossmodal-har" in capsys.readouterr().out
+
+
+def test_atomic_write_uses_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    p = atomic_write_json(tmp_path / "perm.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
