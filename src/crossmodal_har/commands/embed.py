@@ -1,0 +1,66 @@
+"""``crossmodal-har embed``: per-window embeddings of a recording (Parquet or .npy)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+NAME = "embed"
+HELP = "write per-window embeddings (start, end, e0..eD-1) of a recording for your own analyses"
+DESCRIPTION = (
+    "Streams FILE through the same preprocessing and windows as `predict` and writes the encoder's "
+    "embedding of every window that passes the quality checks. --out FILE.parquet (columns start, "
+    "end, e0..) or FILE.npy (float64 [N, 2 + D]: start, end, embedding)."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from crossmodal_har.commands.predict import add_unit_arguments
+
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="MODEL_DIR", help="classifier bundle (its encoder is used)")
+    src.add_argument("--encoder", metavar="RUN_DIR", help="encoder/run directory with encoder.json")
+    p.add_argument("--input", required=True, metavar="FILE", help="recording (.csv or .parquet)")
+    p.add_argument("--out", required=True, metavar="FILE.parquet|FILE.npy")
+    add_unit_arguments(p)
+    p.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between window starts")
+    p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from crossmodal_har.commands.predict import resolve_units
+    from crossmodal_har.config import from_dict
+    from crossmodal_har.errors import DataError, UserError
+    from crossmodal_har.infer.embed import embed_file, make_embedder
+    from crossmodal_har.signals.types import PreprocessConfig
+
+    if args.chunk_rows < 1 or args.batch_size < 1:
+        raise UserError("--chunk-rows and --batch-size must be >= 1")
+    units = resolve_units(args)
+    if args.model:
+        from crossmodal_har.infer.bundle import load_bundle
+
+        bundle = load_bundle(args.model)
+        encoder, pre = bundle.model.encoder, bundle.preprocess
+    else:
+        from crossmodal_har.models.io import load_encoder
+
+        encoder, meta = load_encoder(args.encoder)
+        if not isinstance(meta.get("preprocess"), dict):
+            raise DataError(args.encoder, "encoder.json has no 'preprocess' section")
+        pre = from_dict(PreprocessConfig, meta["preprocess"], where=f"{args.encoder}: preprocess")
+    if args.stride is not None:
+        if not args.stride > 0:
+            raise UserError("--stride must be > 0 seconds")
+        pre = dataclasses.replace(pre, stride_s=float(args.stride))
+    dim = int(getattr(encoder, "embed_dim"))
+    res = embed_file(args.input, args.out, make_embedder(encoder.eval(), pre.normalization), pre, units, dim,
+                     chunk_rows=args.chunk_rows, batch_size=args.batch_size)
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(res["skipped"].items())) or "none"
+    print(f"wrote {args.out}: {res['windows']} windows x {dim} dims (without embedding: {skipped})")
+    return 0
