@@ -23,7 +23,7 @@ from crossmodal_har.config import to_dict
 from crossmodal_har.errors import ConfigError, DataError
 from crossmodal_har.io import atomic_write
 from crossmodal_har.signals.generic import (assign_labels, list_recordings, read_labels, read_meta,
-                                            sort_classes)
+                                            read_skipped, sort_classes)
 from crossmodal_har.signals.readers import read_imu_table
 from crossmodal_har.signals.types import DatasetReport, PreprocessConfig, WindowSet
 from crossmodal_har.signals.windows import recording_windows
@@ -43,7 +43,7 @@ def default_cache_dir() -> Path:
 
 
 def resolve_dataset(spec: PathLike, *, cache_dir: Optional[PathLike] = None, progress: bool = True,
-                    allow_download: bool = False) -> Path:
+                    allow_download: bool = False, skip_bad: bool = False) -> Path:
     """Turn a dataset spec into a generic-format directory (converting into the cache if needed)."""
     text = os.fspath(spec)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -55,7 +55,7 @@ def resolve_dataset(spec: PathLike, *, cache_dir: Optional[PathLike] = None, pro
     if text.startswith("uestc:"):
         from crossmodal_har.signals import uestc
 
-        return uestc.ensure_generic(Path(text[6:]), cache, progress=progress)
+        return uestc.ensure_generic(Path(text[6:]), cache, progress=progress, skip_bad=skip_bad)
     path = Path(text)
     if not path.exists():
         raise ConfigError(f"dataset {text!r} not found: expected a directory in the generic format, "
@@ -88,7 +88,8 @@ def load_labelled(spec: PathLike, cfg: Optional[PreprocessConfig] = None, *, ski
     cfg.validate()
     text = os.fspath(spec)
     converted = text == "hapt" or text.startswith(("hapt:", "uestc:"))
-    root = resolve_dataset(spec, cache_dir=cache_dir, progress=progress, allow_download=allow_download)
+    root = resolve_dataset(spec, cache_dir=cache_dir, progress=progress, allow_download=allow_download,
+                           skip_bad=skip_bad)
     use_cache = converted or cache_dir is not None
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     name = "hapt" if text.startswith("hapt") else ("uestc" if text.startswith("uestc:") else root.name)
@@ -113,6 +114,7 @@ def load_generic(root: PathLike, cfg: PreprocessConfig, *, skip_bad: bool = Fals
     meta = read_meta(root)
     recordings = list_recordings(root)
     report = DatasetReport()
+    report.skipped_recordings.extend(read_skipped(root))
     labels = read_labels(root / "labels.csv", list(recordings), meta.units, classes=meta.classes,
                          skip_bad=skip_bad, report=report)
     present = set(labels.classes)

@@ -35,6 +35,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 LABEL_COLUMNS = ("recording", "start", "end", "label")
 OPTIONAL_LABEL_COLUMNS = ("subject",)
 META_OPTIONAL_KEYS = ("name", "classes", "description", "source")
+# Written by converters (e.g. UESTC with skip_bad): source files left out, merged into the report.
+SKIPPED_FILE = "skipped.json"
 
 
 @dataclass
@@ -95,6 +97,17 @@ def read_meta(root: PathLike) -> DatasetMeta:
             raise DataError(path, f"{key} must be a string")
     return DatasetMeta(units=units, name=str(data.get("name", "")), classes=classes,
                        description=str(data.get("description", "")), source=str(data.get("source", "")))
+
+
+def read_skipped(root: PathLike) -> List[Dict[str, str]]:
+    """Source files a converter left out (``<root>/skipped.json``), if any."""
+    p = Path(root) / SKIPPED_FILE
+    if not p.is_file():
+        return []
+    data = read_json(p)
+    if not isinstance(data, list):
+        raise DataError(p, "expected a list of {path, error}")
+    return [{"path": str(d.get("path", "")), "error": str(d.get("error", ""))} for d in data]
 
 
 def list_recordings(root: PathLike) -> Dict[str, Path]:
