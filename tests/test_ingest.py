@@ -264,3 +264,17 @@ def test_workers_equal_sequential(tmp_path):
     np.testing.assert_array_equal(a.imu[:], b.imu[:])
     np.testing.assert_array_equal(a.video[:], b.video[:])
     pd.testing.assert_frame_equal(a.manifest, b.manifest)
+
+
+def test_imu_only_mode(tmp_path):
+    src = tmp_path / "src"
+    make_session(src, "a", seconds=9, fps=FPS)
+    make_session(src, "b", seconds=8, fps=FPS, video=False)  # no video needed without video
+    (src / "labels.csv").write_text("session,start,end,label\na,0,9,walk\n")
+    assert _ingest(src, tmp_path / "imu", "--video-mode", "none") == 0
+    st = WindowStore(tmp_path / "imu")
+    assert st.video.shape == (4, 0) and list(st.manifest["session"]) == ["a", "a", "b", "b"]
+    item = PairedWindowDataset(st)[0]
+    assert item["label"] == 0 and item["video"].numel() == 0
+    rec = read_imu_table(src / "b" / "imu.csv", Units())
+    np.testing.assert_array_equal(st.imu[2:], recording_windows(rec, PreprocessConfig())[0])

@@ -23,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--src", help="source directory")
     p.add_argument("--out", required=True, help="store directory to write")
     p.add_argument("--merge", nargs="+", metavar="STORE", help="merge these stores into --out (no ingestion)")
-    p.add_argument("--video-mode", choices=("frames", "embeddings"), default="frames",
-                   help="store uint8 frames (default) or float16 embeddings of a frozen video encoder")
+    p.add_argument("--video-mode", choices=("frames", "embeddings", "none"), default="frames",
+                   help="store uint8 frames (default), float16 embeddings of a frozen video encoder, or none "
+                   "(IMU windows only)")
     p.add_argument("--video-encoder", help="registry name of the video encoder (embeddings mode), e.g. videomae-tiny")
     p.add_argument("--video-encoder-weights", metavar="DIR_OR_HUB_ID",
                    help="pretrained weights for the video encoder (a local directory; a hub id needs --allow-download)")

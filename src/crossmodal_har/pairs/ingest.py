@@ -51,8 +51,8 @@ class IngestConfig:
 
     Attributes:
         layout: ``paired`` | ``ego4d`` | ``gopro``.
-        video_mode: ``frames`` (uint8 frames stored) or ``embeddings`` (float16 vectors from a
-            frozen ``video_encoder``).
+        video_mode: ``frames`` (uint8 frames stored), ``embeddings`` (float16 vectors from a
+            frozen ``video_encoder``) or ``none`` (IMU windows only; videos are not read).
         video_encoder: registry name of the video encoder (embeddings mode).
         video_encoder_weights: local directory or hub id of pretrained weights (embeddings mode).
         frames: K frames per window (slots).
@@ -66,7 +66,7 @@ class IngestConfig:
     """
 
     layout: Literal["paired", "ego4d", "gopro"] = "paired"
-    video_mode: Literal["frames", "embeddings"] = "frames"
+    video_mode: Literal["frames", "embeddings", "none"] = "frames"
     video_encoder: Optional[str] = None
     video_encoder_weights: Optional[str] = None
     frames: int = 10
@@ -245,6 +245,10 @@ def _process(spec, cfg: IngestConfig, store_dir: Path, summary: Dict[str, Any], 
     ok = reasons == "" if len(reasons) else np.zeros(0, bool)
     x, start_s, end_s = x[ok], start_s[ok], end_s[ok]
 
+    if cfg.video_mode == "none":  # IMU-only store (e.g. for IMU pretraining baselines, benchmarks)
+        _write_imu_only(spec, cfg, store_dir, summary, x, start_s, end_s, grav)
+        return
+
     # 3. Video span
     try:
         info = probe_video(spec.video_path)
@@ -357,6 +361,27 @@ def _process(spec, cfg: IngestConfig, store_dir: Path, summary: Dict[str, Any], 
     if stats.bad_packets or stats.stopped_early:
         log.warning("session %s: video damaged (%d bad packets%s); windows without frames were dropped",
                     spec.name, stats.bad_packets, f", stopped: {stats.stopped_early}" if stats.stopped_early else "")
+    summary["labels"] = sorted(set(labels[labels != ""].astype(str))) if len(labels) else []
+
+
+def _write_imu_only(spec, cfg: IngestConfig, store_dir: Path, summary: Dict[str, Any], x: np.ndarray,
+                    start_s: np.ndarray, end_s: np.ndarray, grav: Dict[str, Any]) -> None:
+    import pandas as pd
+
+    from crossmodal_har.pairs.align import split_chunks, window_labels
+    from crossmodal_har.pairs.store import ShardData, write_shard
+
+    labels = window_labels(start_s, end_s, spec.labels)
+    flag = "units_suspect" if grav["verdict"] == "suspect" else ""
+    key = session_key(spec.name)
+    for c, (a, b) in enumerate(split_chunks(len(x), cfg.shard_size)):
+        manifest = pd.DataFrame({"session": spec.name, "subject": spec.subject, "start_s": start_s[a:b],
+                                 "end_s": end_s[a:b], "label": labels[a:b].astype(str), "flags": flag})
+        name = f"{key}-{c:04d}"
+        write_shard(store_dir, name, ShardData(imu=x[a:b], video=np.zeros((b - a, 0), np.uint8),
+                                               frame_times=np.zeros((b - a, 0)), manifest=manifest))
+        summary["shards"].append({"name": name, "n": int(b - a), "session": spec.name, "chunk": int(c)})
+        summary["windows_kept"] += int(b - a)
     summary["labels"] = sorted(set(labels[labels != ""].astype(str))) if len(labels) else []
 
 

@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
-import torch
-import torch.utils.data
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import atomic_write_json, read_json
@@ -198,7 +196,8 @@ class WindowStore:
             (``frames`` | ``embeddings``), ``video_encoder``, ``frames`` K, ``frames_per_slot`` J,
             ``size``, ``frame_policy``, ``class_names``, ``shards``...).
         imu: [N, W, 6] float32 (g, rad/s), a :class:`ShardedArray`.
-        video: [N, K*J, H, W, 3] uint8 (frames) or [N, D] float16 (embeddings).
+        video: [N, K*J, H, W, 3] uint8 (frames), [N, D] float16 (embeddings) or [N, 0] (``none``:
+            an IMU-only store).
         frame_times: [N, K*J] float64, seconds on the video clock.
         manifest: pandas DataFrame, one row per window (``MANIFEST_COLUMNS``).
     """
@@ -314,67 +313,91 @@ class WindowStore:
                 f"shards={len(self.shards)})")
 
 
-class PairedWindowDataset(torch.utils.data.Dataset):
-    """PyTorch Dataset over a :class:`WindowStore` (or a store path).
+def _dataset_class():
+    """Build :class:`PairedWindowDataset` on first use, so that importing the store (e.g. in ingest
+    workers) does not import torch."""
+    global _DATASET_CLASS
+    if _DATASET_CLASS is not None:
+        return _DATASET_CLASS
+    import torch
+    import torch.utils.data
 
-    Items are dicts: ``imu`` float32 tensor [W, 6] (g, rad/s; normalise at model input), ``video``
-    uint8 tensor [K, H, W, 3] (frames mode) or float32 tensor [D] (embeddings mode, stored float16),
-    ``index`` int (store index), ``label`` int (-1 if unlabelled), ``subject`` str.
+    class PairedWindowDataset(torch.utils.data.Dataset):
+        """PyTorch Dataset over a :class:`WindowStore` (or a store path).
 
-    Args:
-        store: a WindowStore or a path to one.
-        indices: store indices this dataset covers (default: all).
-        frame_sampling: ``centre`` (default; evaluation) takes, for each of the K slots, the stored
-            frame nearest the slot centre; ``jitter`` (training) takes a random one of the J frames
-            stored per slot (needs a store ingested with ``--frames-per-slot J`` > 1 to vary).
-        seed: base seed for ``jitter`` (each item draws from ``seed``, epoch and index, see
-            :meth:`set_epoch`), so runs are reproducible across worker counts.
-    """
+        Items are dicts: ``imu`` float32 tensor [W, 6] (g, rad/s; normalise at model input), ``video``
+        uint8 tensor [K, H, W, 3] (frames mode) or float32 tensor [D] (embeddings mode, stored float16),
+        ``index`` int (store index), ``label`` int (-1 if unlabelled), ``subject`` str.
 
-    def __init__(self, store: Union[WindowStore, PathLike], indices: Optional[Sequence[int]] = None,
-                 *, frame_sampling: str = "centre", seed: int = 0):
-        self.store = store if isinstance(store, WindowStore) else WindowStore(store)
-        n = len(self.store)
-        self.indices = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
-        if frame_sampling not in ("centre", "jitter"):
-            raise UserError(f"frame_sampling must be centre|jitter, got {frame_sampling!r}")
-        self.frame_sampling = frame_sampling
-        self.seed = int(seed)
-        self.epoch = 0
-        self.k = int(self.store.meta.get("frames", 0) or 0)
-        self.j = int(self.store.meta.get("frames_per_slot", 1) or 1)
-        self._labels = self.store.labels
-        self._subjects = self.store.manifest["subject"].astype(str).to_numpy()
+        Args:
+            store: a WindowStore or a path to one.
+            indices: store indices this dataset covers (default: all).
+            frame_sampling: ``centre`` (default; evaluation) takes, for each of the K slots, the stored
+                frame nearest the slot centre; ``jitter`` (training) takes a random one of the J frames
+                stored per slot (needs a store ingested with ``--frames-per-slot J`` > 1 to vary).
+            seed: base seed for ``jitter`` (each item draws from ``seed``, epoch and index, see
+                :meth:`set_epoch`), so runs are reproducible across worker counts.
+        """
 
-    def set_epoch(self, epoch: int) -> None:
-        """Change the jitter draw per epoch (call from the training loop)."""
-        self.epoch = int(epoch)
+        def __init__(self, store: Union[WindowStore, PathLike], indices: Optional[Sequence[int]] = None,
+                     *, frame_sampling: str = "centre", seed: int = 0):
+            self.store = store if isinstance(store, WindowStore) else WindowStore(store)
+            n = len(self.store)
+            self.indices = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+            if frame_sampling not in ("centre", "jitter"):
+                raise UserError(f"frame_sampling must be centre|jitter, got {frame_sampling!r}")
+            self.frame_sampling = frame_sampling
+            self.seed = int(seed)
+            self.epoch = 0
+            self.k = int(self.store.meta.get("frames", 0) or 0)
+            self.j = int(self.store.meta.get("frames_per_slot", 1) or 1)
+            self._labels = self.store.labels
+            self._subjects = self.store.manifest["subject"].astype(str).to_numpy()
 
-    def __len__(self) -> int:
-        return len(self.indices)
+        def set_epoch(self, epoch: int) -> None:
+            """Change the jitter draw per epoch (call from the training loop)."""
+            self.epoch = int(epoch)
 
-    def _frame_choice(self, index: int) -> np.ndarray:
-        """Which of the K*J stored frames to return: one per slot."""
-        base = np.arange(self.k) * self.j
-        if self.j == 1:
-            return base
-        if self.frame_sampling == "centre":
-            return base + self.j // 2
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        return base + rng.integers(0, self.j, size=self.k)
+        def __len__(self) -> int:
+            return len(self.indices)
 
-    def __getitem__(self, i: int) -> Dict[str, Any]:
-        index = int(self.indices[i])
-        imu = torch.from_numpy(np.array(self.store.imu[index], dtype=np.float32))
-        if self.store.video_mode == "frames":
-            frames = self.store.video[index]
-            if self.j > 1:
-                frames = frames[self._frame_choice(index)]
-            video = torch.from_numpy(np.array(frames, copy=True))
-        else:
-            video = torch.from_numpy(np.array(self.store.video[index], dtype=np.float32))
-        return {"imu": imu, "video": video, "index": index, "label": int(self._labels[index]),
-                "subject": str(self._subjects[index])}
+        def _frame_choice(self, index: int) -> np.ndarray:
+            """Which of the K*J stored frames to return: one per slot."""
+            base = np.arange(self.k) * self.j
+            if self.j == 1:
+                return base
+            if self.frame_sampling == "centre":
+                return base + self.j // 2
+            rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            return base + rng.integers(0, self.j, size=self.k)
+
+        def __getitem__(self, i: int) -> Dict[str, Any]:
+            index = int(self.indices[i])
+            imu = torch.from_numpy(np.array(self.store.imu[index], dtype=np.float32))
+            if self.store.video_mode == "frames":
+                frames = self.store.video[index]
+                if self.j > 1:
+                    frames = frames[self._frame_choice(index)]
+                video = torch.from_numpy(np.array(frames, copy=True))
+            elif self.store.video_mode == "embeddings":
+                video = torch.from_numpy(np.array(self.store.video[index], dtype=np.float32))
+            else:  # "none": an IMU-only store
+                video = torch.zeros(0)
+            return {"imu": imu, "video": video, "index": index, "label": int(self._labels[index]),
+                    "subject": str(self._subjects[index])}
+
+    PairedWindowDataset.__qualname__ = "PairedWindowDataset"  # picklable as store.PairedWindowDataset
+    _DATASET_CLASS = PairedWindowDataset
+    return PairedWindowDataset
+
+
+_DATASET_CLASS = None
+
+
+def __getattr__(name: str):
+    if name == "PairedWindowDataset":
+        return _dataset_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------- merging
