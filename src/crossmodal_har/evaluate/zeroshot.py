@@ -103,21 +103,32 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, 
     if len(yt) == 0:
         raise UserError("no labelled windows to classify")
     classes = np.unique(yt)
-    return {"balanced_accuracy": float(balanced_accuracy_score(yt, yp)),
+    import warnings
+
+    with warnings.catch_warnings():  # predictions of classes absent from y_true are fine here
+        warnings.simplefilter("ignore", UserWarning)
+        bacc = float(balanced_accuracy_score(yt, yp))
+    return {"balanced_accuracy": bacc,
             "macro_f1": float(f1_score(yt, yp, labels=classes, average="macro", zero_division=0)),
             "accuracy": float(np.mean(yt == yp)), "chance_balanced_accuracy": float(1.0 / len(classes)),
             "n": int(len(yt)), "classes": int(len(classes))}
 
 
-def zeroshot_metrics(emb: Dict[str, np.ndarray]) -> Dict[str, Any]:
-    """All zero-shot measures from ``embed_dataset``'s output (``imu``, ``video``, ``label``, ``subject``)."""
+def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
+    """All zero-shot measures from ``embed_dataset``'s output (``imu``, ``video``, ``label``, ``subject``).
+
+    ``protos`` (``video``, ``label``, ``subject``): the windows whose video embeddings form the class
+    prototypes (default: the evaluated windows themselves; a query never uses its own subject's).
+    """
     res: Dict[str, Any] = {"retrieval": {
         "imu_to_video": retrieval_metrics(emb["imu"], emb["video"]),
         "video_to_imu": retrieval_metrics(emb["video"], emb["imu"]),
     }}
     labels = np.asarray(emb["label"])
     if (labels >= 0).any():
-        pred = zeroshot_classify(emb["imu"], emb["video"], labels, emb["subject"])
+        p = protos or {}
+        pred = zeroshot_classify(emb["imu"], emb["video"], labels, emb["subject"], p.get("video"), p.get("label"),
+                                 p.get("subject"))
         res["classification"] = classification_metrics(labels, pred)
         if (pred[labels >= 0] < 0).any():
             res["classification"]["note"] = ("some windows had no prototype from another subject "
@@ -157,9 +168,14 @@ def load_run_model(run_dir: PathLike, device: str = "cpu"):
 
 
 def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, split: str = "test",
-                 batch_size: int = 64, device: str = "cpu") -> Dict[str, Any]:
+                 batch_size: int = 64, device: str = "cpu", max_prototype_windows: int = 5000) -> Dict[str, Any]:
     """Zero-shot evaluation of ``run_dir`` on the windows of ``store_path`` (``split``: the run's test
-    subjects, or ``all`` windows). Writes ``out_dir/results.json`` and returns it."""
+    subjects, or ``all`` windows). Writes ``out_dir/results.json`` and returns it.
+
+    Class prototypes for the zero-shot classification are mean *video* embeddings of labelled windows
+    of every other subject in the store (train subjects included: only their videos and video labels
+    are used, never an IMU label), at most ``max_prototype_windows`` of them (evenly spaced).
+    """
     from crossmodal_har.io import atomic_write_json
     from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
     from crossmodal_har.train.engine import embed_dataset
@@ -204,7 +220,19 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
         raise UserError(f"{store_path}: only {len(idx)} window(s) for subjects {subjects}")
     ds = PairedWindowDataset(store, idx, frame_sampling="centre")
     emb = embed_dataset(model, ds, batch_size, device)
-    res = zeroshot_metrics(emb)
+    protos = None
+    labelled = np.flatnonzero(store.labels >= 0)
+    if len(labelled) and (store.labels[idx] >= 0).any():
+        others = np.setdiff1d(labelled, idx)
+        if len(others):
+            if len(others) > max_prototype_windows:
+                others = others[np.linspace(0, len(others) - 1, max_prototype_windows).round().astype(int)]
+            pe = embed_dataset(model, PairedWindowDataset(store, others, frame_sampling="centre"), batch_size,
+                               device, video_only=True)
+            protos = {k: np.concatenate([emb[k], pe[k]]) for k in ("video", "label", "subject")}
+    res = zeroshot_metrics(emb, protos)
+    if "classification" in res:
+        res["classification"]["prototype_windows"] = int(len(protos["label"]) if protos else len(idx))
     res.update({"run": os.fspath(run_dir), "method": cfg.method, "store": os.fspath(store_path), "split": split,
                 "subjects": subjects, "windows": int(len(idx)), "class_names": store.class_names})
     out = Path(out_dir)

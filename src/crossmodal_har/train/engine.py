@@ -121,8 +121,10 @@ def _seed_all(seed: int) -> None:
 # --------------------------------------------------------------------------- validation
 
 def embed_dataset(model: Any, dataset: Any, batch_size: int, device: Any, max_windows: int = 0,
-                  num_workers: int = 0) -> Dict[str, np.ndarray]:
+                  num_workers: int = 0, video_only: bool = False) -> Dict[str, np.ndarray]:
     """Normalised IMU and video embeddings of every window (eval mode, no gradients).
+
+    With ``video_only`` the ``imu`` entry is left out (class prototypes need only video).
 
     Returns ``{"imu": [N, E], "video": [N, E], "label": [N], "subject": [N], "index": [N]}``.
     """
@@ -139,13 +141,14 @@ def embed_dataset(model: Any, dataset: Any, batch_size: int, device: Any, max_wi
     with torch.no_grad():
         for batch in loader:
             b = _to_device(batch, device)
-            out["imu"].append(model.embed_imu(b["imu"]).float().cpu())
+            if not video_only:
+                out["imu"].append(model.embed_imu(b["imu"]).float().cpu())
             out["video"].append(model.embed_video(b["video"]).float().cpu())
             out["label"].append(torch.as_tensor(batch["label"]))
             out["subject"].extend(list(batch["subject"]))
             out["index"].append(torch.as_tensor(batch["index"]))
     model.train(was_training)
-    res = {k: torch.cat(v).numpy() for k, v in out.items() if k != "subject"}
+    res = {k: torch.cat(v).numpy() for k, v in out.items() if k != "subject" and v}
     res["subject"] = np.asarray(out["subject"], dtype=object)
     return res
 
