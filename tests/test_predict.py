@@ -1,0 +1,169 @@
+"""predict / embed / export commands end to end on a tiny random bundle and simulated recordings."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crossmodal_har.cli import main
+
+CLASSES = ["rest", "walk", "turn"]
+COLS = ["time", "acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+
+
+def make_bundle(out: Path, model: str = "patchtst-tiny", normalization: str = "none", seed: int = 0) -> Path:
+    import torch
+
+    from crossmodal_har.infer.bundle import build_head, make_classifier, save_bundle
+    from crossmodal_har.models.registry import create_model
+    from crossmodal_har.signals.types import PreprocessConfig
+
+    torch.manual_seed(seed)
+    enc = create_model(model)
+    spec = {"type": "linear", "in_features": enc.embed_dim, "num_classes": len(CLASSES)}
+    head = build_head(spec)
+    with torch.no_grad():  # make logits differ clearly so labels are not decided by rounding
+        head.weight.mul_(20.0)
+    m = make_classifier(enc, head, normalization)
+    save_bundle(out, m, encoder_name=model, encoder_config=enc.model_cfg, head_spec=spec,
+                preprocess=PreprocessConfig(normalization=normalization), class_names=CLASSES,
+                metrics={"balanced_accuracy": 0.5}, provenance={"made_by": "test"})
+    return out
+
+
+def make_recording(path: Path, rate: float = 100.0, seconds: float = 240.0, seed: int = 0) -> Path:
+    """ms timestamps with jitter, acc in m/s^2: activities change every 40 s; one 3 s gap, a run of
+    empty cells, and a 20 s dead-sensor stretch."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate + rng.uniform(0, 0.3 / rate, n)
+    x = rng.normal(0, 0.03, (n, 6))
+    x[:, 2] += 1.0
+    seg = (t // 40).astype(int) % 3
+    x[seg == 1, 0] += 0.6 * np.sin(2 * np.pi * 1.8 * t[seg == 1])
+    x[seg == 2, 5] += 2.0
+    dead = (t > 150) & (t < 170)
+    x[dead] = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    df = pd.DataFrame(np.column_stack([t * 1000.0, x[:, :3] * 9.80665, x[:, 3:]]), columns=COLS)
+    df = df[~((t > 60.0) & (t < 63.0))]  # gap
+    df.iloc[9000:9004, 1:4] = np.nan  # empty cells
+    if path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, index=False, float_format="%.6f")
+    return path
+
+
+UNITS = ["--acc-unit", "m/s^2", "--gyro-unit", "rad/s", "--time-unit", "ms"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("predict")
+    return {"bundle": make_bundle(d / "bundle"), "csv": make_recording(d / "rec.csv"), "dir": d}
+
+
+def predict(env, out, *extra):
+    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(env["csv"]), "--out", str(out),
+               *UNITS, *extra])
+    assert rc == 0
+    return pd.read_csv(out, keep_default_na=False), json.loads(out.with_name(out.stem + ".summary.json").read_text())
+
+
+def test_chunked_prediction_is_identical_and_marks_bad_stretches(env):
+    d = env["dir"]
+    one, s1 = predict(env, d / "one.csv", "--chunk-rows", "1000000", "--batch-size", "16", "--smooth", "3")
+    many, s2 = predict(env, d / "many.csv", "--chunk-rows", "97", "--batch-size", "16", "--smooth", "3")
+    # chunking never changes a byte; the batch size may only move float rounding
+    assert len(one) > 50 and (d / "one.csv").read_bytes() == (d / "many.csv").read_bytes()
+    b256, _ = predict(env, d / "b256.csv", "--chunk-rows", "1000", "--smooth", "3")
+    assert b256["label"].tolist() == one["label"].tolist()
+    for k in ("rows_read", "windows", "windows_ok", "windows_skipped", "seconds_per_activity"):
+        assert s1[k] == s2[k]
+    assert list(one.columns) == ["start", "end", "status", "label", "label_raw"] + [f"p_{c}" for c in CLASSES]
+    st = one["status"]
+    assert set(st) == {"ok", "gap", "non_finite", "flat_line"}
+    gap = one[st == "gap"].iloc[0]
+    assert gap["start"] == pytest.approx(60.0, abs=0.02) and gap["end"] == pytest.approx(63.0, abs=0.02)
+    bad = one[st != "ok"]
+    assert (bad["label"] == "").all() and (bad["p_rest"] == "").all()
+    flat = one[st == "flat_line"]
+    assert flat["start"].min() >= 150.0 - 1e-6 and flat["end"].max() <= 170.0 + 1e-6 and len(flat) >= 5
+    ok = one[st == "ok"]
+    assert set(ok["label"]) <= set(CLASSES)
+    assert np.allclose(ok[[f"p_{c}" for c in CLASSES]].astype(float).sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(np.diff(one["start"].to_numpy()) >= 0)
+    # summary: windows by reason, time per activity = ok windows x hop
+    assert s1["windows_skipped"] == {"flat_line": len(flat)}
+    assert s1["stretches_without_windows"]["gap"]["rows"] == 1
+    assert sum(s1["seconds_per_activity"].values()) == pytest.approx(len(ok) * 2.5)
+    assert s1["rows_read"] == len(pd.read_csv(env["csv"]))
+
+
+def test_parquet_input_and_timeline(env):
+    d = env["dir"]
+    pq = make_recording(d / "rec.parquet")
+    csv_out, _ = predict(env, d / "p_csv.csv")
+    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(pq), "--out", str(d / "p_pq.csv"),
+               *UNITS, "--chunk-rows", "5000", "--timeline", str(d / "tl.png")])
+    assert rc == 0
+    pq_out = pd.read_csv(d / "p_pq.csv", keep_default_na=False)
+    assert pq_out["status"].tolist() == csv_out["status"].tolist()
+    assert (d / "tl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stride_override_and_meta_units(env, tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"acc_unit": "m/s^2", "gyro_unit": "rad/s", "time_unit": "ms"}))
+    out = tmp_path / "s.csv"
+    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(env["csv"]), "--out", str(out),
+               "--meta", str(tmp_path / "dataset.json"), "--stride", "5"])
+    assert rc == 0
+    df = pd.read_csv(out, keep_default_na=False)
+    ok = df[df["status"] == "ok"]
+    assert np.allclose(np.diff(ok["start"].to_numpy()[:5]), 5.0)
+
+
+@pytest.mark.parametrize("body,line,words", [
+    ("0,0,0,1,0,0,0\n0.02,0,0,1,0,0,0\n0.04,0,abc,1,0,0,0\n", 4, "cannot parse 'abc'"),
+    ("0,0,0,1,0,0,0\n0.02,0,0,1,0,0,0\n0.01,0,0,1,0,0,0\n", 4, "time goes backwards"),
+    ("0,0,0,1,0,0,0\n0.02,0,0,1,0,0,0\n0.02,0,0,1,0,0,0\n", 4, "duplicated time"),
+])
+def test_bad_input_names_file_and_global_line(env, tmp_path, capsys, body, line, words):
+    good = "".join(f"{-10 + i * 0.02:.2f},0,0,1,0,0,0\n" for i in range(400))  # lines 2..401
+    # shift the bad rows after the good ones so the error lies in a later chunk
+    shifted = "".join(f"{float(r.split(',')[0]) + 100:.2f}," + r.split(",", 1)[1] for r in body.splitlines(True))
+    f = tmp_path / "bad.csv"
+    f.write_text(",".join(COLS) + "\n" + good + shifted)
+    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(f), "--out", str(tmp_path / "o.csv"),
+               "--chunk-rows", "64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith(f"error: {f}:{line + 400}: ") and words in err[-1], err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_missing_column_and_missing_onnx(env, tmp_path, capsys):
+    f = tmp_path / "cols.csv"
+    f.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y\n0,0,0,1,0,0\n")
+    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(f), "--out", str(tmp_path / "o.csv")])
+    assert rc == 2 and "missing column(s) gyro_z" in capsys.readouterr().err
+    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(env["csv"]), "--out",
+               str(tmp_path / "o.csv"), "--runtime", "onnx", "--onnx", str(tmp_path / "none.onnx")])
+    assert rc == 2 and "export" in capsys.readouterr().err
+
+
+def test_embed_npy_and_parquet_agree(env):
+    d = env["dir"]
+    for ext in ("npy", "parquet"):
+        assert main(["embed", "--model", str(env["bundle"]), "--input", str(env["csv"]), "--out",
+                     str(d / f"emb.{ext}"), *UNITS, "--chunk-rows", "777"]) == 0
+    a = np.load(d / "emb.npy")
+    b = pd.read_parquet(d / "emb.parquet")
+    pred, _ = predict(env, d / "for_embed.csv")
+    ok = pred[pred["status"] == "ok"]
+    dim = json.loads((env["bundle"] / "bundle.json").read_text())["encoder"]["embed_dim"]
+    assert a.shape == (len(ok), 2 + dim) and list(b.columns[:3]) == ["start", "end", "e0"]
+    np.testing.assert_allclose(a[:, 0], ok["start"].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(a[:, 2:], b.iloc[:, 2:].to_numpy(), atol=1e-6)
