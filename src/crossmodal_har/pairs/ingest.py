@@ -128,9 +128,18 @@ def create_video_encoder(name: str, weights: Optional[str] = None, allow_downloa
     """A frozen video encoder from the model registry, in eval mode, gradients off."""
     key = (name, weights, allow_download)
     if key not in _ENCODER_CACHE:
+        import torch
+
         from crossmodal_har.models.registry import create_model
 
-        model = create_model(name, pretrained=weights, allow_download=allow_download)
+        if weights is None:
+            log.warning("video encoder %r has no pretrained weights (--video-encoder-weights): its embeddings "
+                        "are random features, useful for tests only", name)
+        # Seeded so that randomly initialised parts are the same in every process and every resumed
+        # run (a resumed store must equal an uninterrupted one).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = create_model(name, pretrained=weights, allow_download=allow_download)
         if getattr(model, "kind", "video") != "video":
             raise UserError(f"--video-encoder {name!r} is not a video encoder (kind {model.kind!r})")
         model.eval()
@@ -459,7 +468,7 @@ def _worker_run(i: int) -> Dict[str, Any]:
 def _settings(cfg: IngestConfig, src: Path) -> Dict[str, Any]:
     from crossmodal_har.config import to_dict
 
-    return {"src": os.fspath(src), "config": to_dict(cfg)}
+    return {"src": os.fspath(src.resolve()), "config": to_dict(cfg)}
 
 
 def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1, allow_download: bool = False,
@@ -531,6 +540,9 @@ def _run_sessions(todo: Sequence[Any], cfg: IngestConfig, out: Path, ledger: Dic
             return
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        if cfg.video_mode == "embeddings":  # load once here; forked workers share it
+            create_video_encoder(cfg.video_encoder, cfg.video_encoder_weights, allow_download)
 
         # Fork: specs hold closures (load_imu) that cannot be pickled; children inherit them.
         _FORK_SPECS[:] = list(todo)

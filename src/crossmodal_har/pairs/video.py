@@ -66,7 +66,8 @@ def _open(path: Path):
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot open video: {exc}") from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise DataError(path, f"cannot open video: {reason}") from None
     if not container.streams.video:
         container.close()
         raise DataError(path, "no video stream in file")
