@@ -41,7 +41,7 @@ def test_reads_documented_layout_and_units(tmp_path):
     assert data.shape == (125, 6)
     assert data[:, 3].mean() == pytest.approx(math.pi / 2, abs=0.02)  # 90 deg/s in rad/s
     ws = load_labelled(f"uestc:{tmp_path / 'UESTC-MMEA-CL'}", CFG, cache_dir=tmp_path / "cache", progress=False)
-    assert ws.class_names == ["upstairs", "downstairs", "watch_TV"]  # no windows of watch_TV but kept
+    assert ws.class_names == ["upstairs", "downstairs"]  # watch_TV has no window (clip too short)
     assert ws.report.short_recordings == ["32_watch_TV_2022_05_05_16_05_51"]
     # 150 rows at 25 Hz span 0..5.96 s -> 299 samples at 50 Hz -> 2 s windows every 1 s: 4;
     # 100 rows (0..3.96 s) -> 2; 125 rows (0..4.96 s) -> 3

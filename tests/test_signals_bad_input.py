@@ -131,9 +131,14 @@ def test_skip_bad_collects_every_bad_recording(tmp_path):
 def test_skip_bad_skips_bad_label_rows_and_lists_them(tmp_path):
     root = tmp_path / "ds"
     shutil.copytree(BAD / "datasets" / "labels_unknown_recording", root)
-    ws = load_labelled(root, TINY, skip_bad=True, progress=False)
-    assert [s["path"] for s in ws.report.skipped_recordings] == [f"{root / 'labels.csv'}:3"]
-    # rec1 is a constant signal: its windows are excluded as a dead sensor and counted, not dropped.
-    assert len(ws) == 0
-    assert ws.report.windows_excluded == {"flat_line": 4}
-    assert ws.report.recordings_read == 1
+    # rec1 is a constant signal: its windows are excluded as a dead sensor and counted, not dropped;
+    # a dataset left with no usable window is an error that says why.
+    with pytest.raises(DataError, match="1 recording.s. read; 1 skipped as bad; excluded windows flat_line: 4") as info:
+        load_labelled(root, TINY, skip_bad=True, progress=False)
+    assert info.value.path == str(root)
+    f = write_generic_dataset(tmp_path / "ok", [("rec1", _good_frame())],
+                              pd.DataFrame({"recording": ["rec1", "ghost"], "start": [0, 0], "end": [0.5, 1],
+                                            "label": ["a", "a"]}), Units())
+    ws = load_labelled(f, TINY, skip_bad=True, progress=False)
+    assert [s["path"] for s in ws.report.skipped_recordings] == [f"{f / 'labels.csv'}:3"]
+    assert len(ws) > 0

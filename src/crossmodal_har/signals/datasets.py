@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 CACHE_ENV = "CROSSMODAL_HAR_CACHE"
 # Bump when windowing/resampling maths change so stale caches are not reused.
-WINDOW_CACHE_VERSION = 1
+WINDOW_CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -165,22 +165,38 @@ def load_generic(root: PathLike, cfg: PreprocessConfig, *, skip_bad: bool = Fals
         recs.append(np.full(len(sel), rec_name, dtype=object))
         starts.append(s[sel])
         ends.append(e[sel])
-    if xs:
-        x_all = np.concatenate(xs)
-        y_all = np.concatenate(ys)
-        ws = WindowSet(x=x_all, y=y_all, subject=np.concatenate(subj), recording=np.concatenate(recs),
-                       start_s=np.concatenate(starts), end_s=np.concatenate(ends),
-                       class_names=class_names, preprocess=cfg, report=report, name=name or root.name)
-    else:
-        ws = WindowSet(x=np.zeros((0, W, 6), np.float32), y=np.zeros(0, np.int64),
-                       subject=np.zeros(0, object), recording=np.zeros(0, object),
-                       start_s=np.zeros(0), end_s=np.zeros(0), class_names=class_names,
-                       preprocess=cfg, report=report, name=name or root.name)
+    if not xs:
+        raise DataError(root, "no usable labelled windows: " + summarize_report(report, cfg))
+    y_all = np.concatenate(ys)
+    present = np.bincount(y_all, minlength=len(class_names)) > 0
+    if not present.all():
+        # A class with no window cannot be learnt or scored; keep the remaining ones, renumbered.
+        log.warning("%s: no usable windows for class(es) %s; they are left out", root,
+                    ", ".join(c for c, p in zip(class_names, present) if not p))
+        remap = np.cumsum(present) - 1
+        y_all = remap[y_all]
+        class_names = [c for c, p in zip(class_names, present) if p]
+    ws = WindowSet(x=np.concatenate(xs), y=y_all.astype(np.int64), subject=np.concatenate(subj),
+                   recording=np.concatenate(recs), start_s=np.concatenate(starts), end_s=np.concatenate(ends),
+                   class_names=class_names, preprocess=cfg, report=report, name=name or root.name)
     report.windows_kept = len(ws)
     if report.short_recordings:
         log.info("%d recording(s) shorter than one window (%.1f s): %s", len(report.short_recordings),
                  cfg.window_s, ", ".join(report.short_recordings[:10]))
     return ws
+
+
+def summarize_report(report: DatasetReport, cfg: PreprocessConfig) -> str:
+    """One line: what was read and why windows were left out."""
+    parts = [f"{report.recordings_read} recording(s) read"]
+    if report.skipped_recordings:
+        parts.append(f"{len(report.skipped_recordings)} skipped as bad")
+    if report.short_recordings:
+        parts.append(f"{len(report.short_recordings)} shorter than one window ({cfg.window_s:g} s)")
+    if report.windows_excluded:
+        parts.append("excluded windows " + ", ".join(f"{k}: {v}" for k, v in sorted(report.windows_excluded.items())))
+    parts.append(f"{report.unlabelled_windows} window(s) not wholly inside one labelled segment")
+    return "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------------ caching
