@@ -274,7 +274,10 @@ def test_cli(tmp_path, capsys):
                "--seed", "1", "--size", "32", "--mounting", "waist"])
     assert rc == 0
     assert "simulated min per CPU min" in capsys.readouterr().out
-    meta = json.loads((tmp_path / "o/sub01_s01/session.json").read_text())
+    t, acc, gyro, meta, _ = read_imu(tmp_path / "o/sub01_s01")
     assert meta["mounting"] == "waist"
+    # belt-clip phone: sensor y points up, so on average gravity reads +1 g on acc_y
+    mean = acc.mean(axis=0)
+    assert mean[1] > 0.7 and np.abs(mean[[0, 2]]).max() < 0.5
     rc = main(["simulate", "--out", str(tmp_path / "o"), "--size", "33"])
     assert rc == 2

@@ -52,10 +52,9 @@ def run(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in (
         "size", "fps", "hfov_deg", "session_minutes", "mounting", "workers", "crf", "sync_offset_s",
         "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames", "fault_fraction")}
-    options["session_minutes"] = args.session_minutes
     summary = simulate(args.out, subjects=args.subjects, minutes=args.minutes, seed=args.seed, **options)
     tot = summary["totals"]
-    cpu_min = (tot["session_cpu_s"] + tot["parent_cpu_s"]) / 60.0
+    cpu_min = tot["cpu_s"] / 60.0
     print(f"wrote {tot['sessions']} sessions ({tot['minutes']:.1f} min, {tot['frames']} frames, "
           f"{tot['imu_samples']} IMU samples) to {args.out} in {tot['wall_s']:.1f} s "
           f"({tot['minutes'] / max(cpu_min, 1e-9):.1f} simulated min per CPU min)")

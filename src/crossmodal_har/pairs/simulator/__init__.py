@@ -138,7 +138,9 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     atomic_write_json(out / "simulation.json", summary_for_file)
     wall = time.perf_counter() - wall0
     summary["totals"]["wall_s"] = wall
-    summary["totals"]["parent_cpu_s"] = time.process_time() - cpu0
+    # CPU of this process, plus the workers' when sessions ran in other processes
+    own = time.process_time() - cpu0
+    summary["totals"]["cpu_s"] = own + (cpu_s if cfg.workers > 1 and len(tasks) > 1 else 0.0)
     log.info("simulated %d sessions, %.1f min, in %.1f s wall (%.1f s session CPU)",
              len(sessions), summary["totals"]["minutes"], wall, cpu_s)
     return summary

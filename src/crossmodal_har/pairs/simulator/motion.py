@@ -385,7 +385,7 @@ def build_trajectory(
 
     # Gait: phase advances with cadence (steps/s); one vertical bob per step, one sway per stride.
     phase = 2 * np.pi * np.cumsum(cadence) * dt
-    bob = gait_amp * (-np.cos(phase) + 0.25 * np.cos(2 * phase))
+    bob = gait_amp * (-np.cos(phase) + 0.1 * np.cos(2 * phase))
     lat_sway = 0.5 * gait_amp * sway * np.sin(0.5 * phase)  # m, toward body-left
     elevation = np.cumsum(elev_rate) * dt
 
