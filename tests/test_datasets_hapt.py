@@ -135,3 +135,52 @@ def test_hapt_offline_copy_loads_30_subjects_6_classes(tmp_path):
     assert second < 2.0 and second < first
     np.testing.assert_array_equal(again.x, ws.x)
     np.testing.assert_array_equal(again.subject, ws.subject)
+
+
+def test_download_route_with_checksum_via_file_url(tmp_path):
+    """The opt-in download path, exercised offline with a file:// URL (nested zip like UCI's)."""
+    import hashlib
+    import zipfile
+
+    raw = _write_raw(tmp_path / "src", np.random.default_rng(2))
+    inner = tmp_path / "HAPT Data Set.zip"
+    with zipfile.ZipFile(inner, "w") as zf:
+        for p in raw.iterdir():
+            zf.write(p, f"RawData/{p.name}")
+        zf.writestr("../evil.txt", "x")
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.write(inner, inner.name)
+    url = outer.as_uri()
+    digest = hashlib.sha256(outer.read_bytes()).hexdigest()
+    with pytest.raises(DataError, match="SHA-256 mismatch"):
+        hapt.download_hapt(tmp_path / "dl", url=url, expected_sha256="0" * 64)
+    assert not (tmp_path / "dl").exists()
+    dest = hapt.download_hapt(tmp_path / "dl", url=url, expected_sha256=digest)
+    assert sorted(p.name for p in (dest / "RawData").iterdir()) == sorted(p.name for p in raw.iterdir())
+    assert (dest / "SHA256").read_text().strip() == digest
+    assert not (tmp_path / "evil.txt").exists()
+    exps = hapt.read_raw(dest / "RawData")
+    assert len(exps) == 3
+
+
+def test_no_source_needs_explicit_download(tmp_path, monkeypatch):
+    import zipfile
+
+    from crossmodal_har.errors import UserError
+
+    monkeypatch.setattr(hapt, "bundled_pickle", lambda: None)
+    monkeypatch.delenv(hapt.SOURCE_ENV, raising=False)
+    with pytest.raises(UserError, match="--allow-download"):
+        hapt.ensure_generic(tmp_path / "cache")
+    raw = _write_raw(tmp_path / "src", np.random.default_rng(3))
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in raw.iterdir():
+            zf.write(p, f"RawData/{p.name}")
+    monkeypatch.setattr(hapt, "HAPT_URL", archive.as_uri())
+    out = hapt.ensure_generic(tmp_path / "cache", allow_download=True)
+    assert (out / "dataset.json").is_file()
+    assert (tmp_path / "cache" / "downloads" / "hapt" / "RawData" / "labels.txt").is_file()
+    # later calls find the download in the cache without the flag
+    assert hapt.ensure_generic(tmp_path / "cache") == out

