@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes, one video each at a time (default 1)")
     p.add_argument("--num-shards", type=int, default=1, help="split sessions across this many machines")
     p.add_argument("--shard-index", type=int, default=0, help="this machine's part, 0..num-shards-1")
-    p.add_argument("--shard-size", type=int, default=1024, help="most windows per store shard (default 1024)")
+    p.add_argument("--shard-size", type=int, default=0,
+                   help="most windows per store shard (default 0 = automatic, about 256 MiB of frames)")
     p.add_argument("--min-imu-coverage", type=float, default=0.5,
                    help="a session whose IMU overlaps less than this fraction of its video is an error (default 0.5)")
     p.add_argument("--preprocess", metavar="FILE", help="YAML/JSON file with PreprocessConfig keys")

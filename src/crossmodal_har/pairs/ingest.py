@@ -58,7 +58,8 @@ class IngestConfig:
         frames: K frames per window (slots).
         frames_per_slot: J frames stored per slot (J > 1 lets training jitter; frames mode only).
         size: frame side in pixels after resize + centre crop.
-        shard_size: most windows per shard (a session longer than this gets several shards).
+        shard_size: most windows per shard (a session longer than this gets several shards);
+            0 = automatic (about 256 MiB of frames per shard, see :func:`effective_shard_size`).
         num_shards, shard_index: this machine's share of the sessions (split by a hash of the name).
         min_imu_coverage: a session whose IMU overlaps less than this fraction of its video is an error.
         source: layout options (ego4d paths, IMU offset), as given.
@@ -72,7 +73,7 @@ class IngestConfig:
     frames: int = 10
     frames_per_slot: int = 1
     size: int = 64
-    shard_size: int = 1024
+    shard_size: int = 0
     num_shards: int = 1
     shard_index: int = 0
     min_imu_coverage: float = 0.5
@@ -91,8 +92,8 @@ class IngestConfig:
                 raise ConfigError("--frames-per-slot applies to --video-mode frames only")
         elif self.video_encoder or self.video_encoder_weights:
             raise ConfigError("--video-encoder applies to --video-mode embeddings only")
-        if self.shard_size < 1:
-            raise ConfigError("--shard-size must be >= 1")
+        if self.shard_size < 0:
+            raise ConfigError("--shard-size must be >= 1 (or 0 = automatic)")
         if not (self.num_shards >= 1 and 0 <= self.shard_index < self.num_shards):
             raise ConfigError(f"--shard-index must be in [0, {self.num_shards}), got {self.shard_index}")
         if not 0.0 <= self.min_imu_coverage <= 1.0:
@@ -118,6 +119,20 @@ def in_split(name: str, num_shards: int, shard_index: int) -> bool:
 
 def _empty_drops() -> Dict[str, int]:
     return {r: 0 for r in DROP_REASONS}
+
+
+SHARD_BYTES = 256 * 2 ** 20
+
+
+def effective_shard_size(cfg: IngestConfig) -> int:
+    """Windows per shard: ``cfg.shard_size``, or when 0, as many as fit in ~256 MiB (a shard's
+    frames are held in memory until it is written), between 16 and 4096."""
+    if cfg.shard_size:
+        return cfg.shard_size
+    per_window = cfg.preprocess.window_samples * 6 * 4
+    if cfg.video_mode == "frames":
+        per_window += cfg.frames * cfg.frames_per_slot * cfg.size * cfg.size * 3
+    return int(min(4096, max(16, SHARD_BYTES // per_window)))
 
 
 # Created once per process (worker), reused for every session.
@@ -305,66 +320,88 @@ def _process(spec, cfg: IngestConfig, store_dir: Path, summary: Dict[str, Any], 
     if cfg.video_mode == "embeddings":
         encoder = create_video_encoder(cfg.video_encoder, cfg.video_encoder_weights, allow_download)
 
-    chunks = split_chunks(n, cfg.shard_size)
+    # Windows complete in index order as decoding advances (their last targets increase). Frames are
+    # held per window only while it is incomplete; a complete window is judged, then kept for its
+    # shard (frames mode) or embedded in small batches (embeddings mode), so memory stays bounded.
+    chunks = split_chunks(n, effective_shard_size(cfg))
     chunk_of = np.repeat(np.arange(len(chunks)), [b - a for a, b in chunks])
-    remaining = np.array([(b - a) * kj for a, b in chunks], dtype=np.int64)
-    buffers: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+    chunk_left = np.array([b - a for a, b in chunks], dtype=np.int64)
+    win_left = np.full(n, kj, dtype=np.int64)
+    win_frames: Dict[int, np.ndarray] = {}
+    win_times = np.full((n, kj), np.nan)
+    kept: Dict[int, List[int]] = {}  # chunk -> good window indices
+    video_out: Dict[int, List[np.ndarray]] = {}  # chunk -> frames [KJ,S,S,3] or embedding batches
+    pending: List[Tuple[int, np.ndarray]] = []  # (chunk, frames) waiting for the encoder
     stats = DecodeStats()
     key = session_key(spec.name)
+    size = cfg.size
+    batch = 16
 
-    def finish(c: int) -> None:
-        a, b = chunks[c]
-        frames, ftimes = buffers.pop(c)
-        tt = targets[a:b]
-        err = np.abs(ftimes - tt)
-        good = np.isfinite(err).all(axis=1) & (err <= tol + 1e-9).all(axis=1)
-        if not good.all():
-            last = stats.last_time_s if stats.last_time_s is not None else -np.inf
-            past_end = (tt.max(axis=1) > last + tol) & ~good
-            drops["desync"] += int(past_end.sum())
-            drops["decode_error"] += int((~good & ~past_end).sum())
-        idx = np.flatnonzero(good)
+    def flush_embeddings() -> None:
+        if not pending:
+            return
+        emb = embed_frames(encoder, np.stack([f for _, f in pending]), batch_size=batch)
+        for (c, _), e in zip(pending, emb):
+            video_out.setdefault(c, []).append(e)
+        pending.clear()
+
+    def window_done(w: int) -> None:
+        c = int(chunk_of[w])
+        frames = win_frames.pop(w)
+        err = np.abs(win_times[w] - targets[w])
+        if np.isfinite(err).all() and (err <= tol + 1e-9).all():
+            kept.setdefault(c, []).append(w)
+            if encoder is None:
+                video_out.setdefault(c, []).append(frames)
+            else:
+                pending.append((c, frames))
+                if len(pending) >= batch:
+                    flush_embeddings()
+        elif stats.frames_decoded and targets[w].max() > (stats.last_time_s or 0.0) + tol:
+            drops["desync"] += 1  # the video ends before this window does
+        else:
+            drops["decode_error"] += 1
+        chunk_left[c] -= 1
+        if chunk_left[c] == 0:
+            finish_chunk(c)
+
+    def finish_chunk(c: int) -> None:
+        if encoder is not None:
+            flush_embeddings()
+        idx = np.asarray(kept.pop(c, []), dtype=np.int64)
+        parts = video_out.pop(c, [])
         if not len(idx):
             return
-        if encoder is not None:
-            video = embed_frames(encoder, frames[idx])
-        else:
-            video = frames[idx]
-        dup = np.array([len(np.unique(ft)) < kj for ft in ftimes[idx]], dtype=bool)
-        flags = np.where(dup, "repeated_frames", "")
+        video = np.stack(parts)
+        ftimes = win_times[idx]
+        dup = np.array([len(np.unique(ft)) < kj for ft in ftimes], dtype=bool)
+        flags = np.where(dup, "repeated_frames", "").astype(object)
         if grav["verdict"] == "suspect":
             flags = np.array([(f + ";" if f else "") + "units_suspect" for f in flags], dtype=object)
         manifest = pd.DataFrame({
-            "session": spec.name, "subject": spec.subject,
-            "start_s": start_s[a:b][idx], "end_s": end_s[a:b][idx],
-            "label": labels[a:b][idx].astype(str), "flags": flags.astype(str),
+            "session": spec.name, "subject": spec.subject, "start_s": start_s[idx], "end_s": end_s[idx],
+            "label": labels[idx].astype(str), "flags": flags.astype(str),
         })
         name = f"{key}-{c:04d}"
-        write_shard(store_dir, name, ShardData(imu=x[a:b][idx], video=video, frame_times=ftimes[idx],
-                                               manifest=manifest))
+        write_shard(store_dir, name, ShardData(imu=x[idx], video=video, frame_times=ftimes, manifest=manifest))
         summary["shards"].append({"name": name, "n": int(len(idx)), "session": spec.name, "chunk": int(c)})
         summary["windows_kept"] += int(len(idx))
 
-    size = cfg.size
     for ti, img, ft in iter_nearest_frames(spec.video_path, flat[order], size, stats=stats, threads=threads):
-        pos = int(order[ti])
-        w, s = divmod(pos, kj)
-        c = int(chunk_of[w])
-        if c not in buffers:
-            a, b = chunks[c]
-            buffers[c] = (np.zeros((b - a, kj, size, size, 3), np.uint8), np.full((b - a, kj), np.nan))
-        frames, ftimes = buffers[c]
+        w, slot = divmod(int(order[ti]), kj)
+        frames = win_frames.get(w)
+        if frames is None:
+            frames = win_frames[w] = np.zeros((kj, size, size, 3), np.uint8)
         if img is not None:
-            frames[w - chunks[c][0], s] = img
-            ftimes[w - chunks[c][0], s] = ft
-        remaining[c] -= 1
-        if remaining[c] == 0:
-            finish(c)
+            frames[slot] = img
+            win_times[w, slot] = ft
+        win_left[w] -= 1
+        if win_left[w] == 0:
+            window_done(w)
     summary["video"].update(frames_decoded=stats.frames_decoded, frames_converted=stats.frames_converted,
                             bad_packets=stats.bad_packets, stopped_early=stats.stopped_early,
                             first_frame_s=stats.first_time_s, last_frame_s=stats.last_time_s, **stats.extra)
     if stats.frames_decoded == 0:
-        drops["decode_error"] += summary["windows_kept"]
         raise _SessionFailed("decode_error", f"{spec.video_path}: no video frame could be decoded"
                              + (f" ({stats.stopped_early})" if stats.stopped_early else ""))
     if stats.bad_packets or stats.stopped_early:
@@ -383,7 +420,7 @@ def _write_imu_only(spec, cfg: IngestConfig, store_dir: Path, summary: Dict[str,
     labels = window_labels(start_s, end_s, spec.labels)
     flag = "units_suspect" if grav["verdict"] == "suspect" else ""
     key = session_key(spec.name)
-    for c, (a, b) in enumerate(split_chunks(len(x), cfg.shard_size)):
+    for c, (a, b) in enumerate(split_chunks(len(x), effective_shard_size(cfg))):
         manifest = pd.DataFrame({"session": spec.name, "subject": spec.subject, "start_s": start_s[a:b],
                                  "end_s": end_s[a:b], "label": labels[a:b].astype(str), "flags": flag})
         name = f"{key}-{c:04d}"
