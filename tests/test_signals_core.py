@@ -205,3 +205,43 @@ def test_recording_windows_pipeline():
     assert (end <= 20.0).all()
     assert list(reasons) == [""] * 7
     assert xw[:, :, 2].mean() == pytest.approx(1.0, abs=1e-3)
+
+
+# ------------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), rate=st.sampled_from([10.0, 25.0, 50.0, 100.0]),
+       in_rate=st.sampled_from([7.0, 30.0, 50.0, 120.0, 400.0]), jitter=st.floats(0.0, 0.9),
+       t0=st.floats(-1000.0, 1e6))
+def test_resample_keeps_constants_and_lines(seed, rate, in_rate, jitter, t0):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    steps = (1.0 + jitter * rng.uniform(-1, 1, n - 1)) / in_rate
+    t = t0 + np.concatenate([[0.0], np.cumsum(steps)])
+    const = np.tile(np.array([0.3, -1.0, 9.0, 0.0, 2.5, -0.25]), (n, 1))
+    seg = resample_segment(t, const, rate)
+    k0 = grid_start(t[0], rate)
+    assert seg.t0 == k0 / rate
+    assert len(seg.data) == max(0, grid_stop(t[-1], rate) - k0 + 1)
+    np.testing.assert_allclose(seg.data, np.broadcast_to(const[:1], seg.data.shape), rtol=1e-6, atol=1e-6)
+    # Hermite interpolation reproduces straight lines exactly
+    line = np.stack([2.0 * (t - t0) + 1.0] * 6, axis=1)
+    seg = resample_segment(t, line, rate, antialias=False)
+    tt = seg.t0 + np.arange(len(seg.data)) / rate
+    np.testing.assert_allclose(seg.data[:, 0], 2.0 * (tt - t0) + 1.0, rtol=1e-5, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 300), window=st.integers(2, 60), stride=st.integers(1, 70))
+def test_window_count_and_starts(n, window, stride):
+    from crossmodal_har.signals.windows import window_starts
+
+    starts = window_starts(n, window, stride)
+    expected = (n - window) // stride + 1 if n >= window else 0
+    assert len(starts) == expected
+    if expected:
+        assert starts[0] == 0 and starts[-1] + window <= n and np.all(np.diff(starts) == stride)
