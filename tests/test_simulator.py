@@ -77,7 +77,7 @@ def corpus(tmp_path_factory):
 
 def test_layout_and_headers(corpus):
     out, summary = corpus
-    sessions = sorted(p for p in out.iterdir() if p.is_dir())
+    sessions = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(sessions) == 5 and summary["totals"]["sessions"] == 5
     labels = (out / "labels.csv").read_text().splitlines()
     assert labels[0] == "session,start,end,label,subject"
@@ -152,7 +152,7 @@ def test_deterministic_and_workers(tmp_path):
     simulate(tmp_path / "a", **kw)
     simulate(tmp_path / "b", workers=2, **kw)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 2 * 2 * 3 + 2
+    assert len(files) == 2 * 2 * 3 + 2 + 4  # + the completion markers in .simulator/
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     simulate(tmp_path / "c", **{**kw, "seed": 12})
@@ -281,3 +281,49 @@ def test_cli(tmp_path, capsys):
     assert mean[1] > 0.7 and np.abs(mean[[0, 2]]).max() < 0.5
     rc = main(["simulate", "--out", str(tmp_path / "o"), "--size", "33"])
     assert rc == 2
+
+
+def test_rerun_reuses_finished_sessions_and_removes_stale_ones(tmp_path):
+    kw = dict(minutes=0.4, seed=4, size=32, progress=False, session_minutes=0.1)
+    simulate(tmp_path, subjects=2, **kw)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("video.mp4")}
+    sim_json = (tmp_path / "simulation.json").read_bytes()
+    summary = simulate(tmp_path, subjects=2, **kw)
+    assert summary["totals"]["session_cpu_s"] == 0.0  # nothing redone
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("video.mp4")} == before
+    assert (tmp_path / "simulation.json").read_bytes() == sim_json
+    simulate(tmp_path, subjects=1, **{**kw, "minutes": 0.2})  # fewer subjects: sub02's folders must go
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")) == [
+        "sub01_s01", "sub01_s02"]
+    assert "sub02" not in (tmp_path / "labels.csv").read_text()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_output(tmp_path):
+    """Kill a real simulate process after its first session, rerun: same bytes as an unbroken run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--subjects", "1", "--minutes", "1.0", "--session-minutes", "0.25", "--seed", "8", "--size", "32"]
+    ref = tmp_path / "ref"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cmd = [sys.executable, "-m", "crossmodal_har", "-q", "simulate"]
+    subprocess.run(cmd + ["--out", str(ref)] + args, check=True, env=env, capture_output=True)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(cmd + ["--out", str(out)] + args, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / ".simulator" / "sub01_s01.json").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "simulation.json").exists()  # really interrupted
+    subprocess.run(cmd + ["--out", str(out)] + args, check=True, env=env, capture_output=True)
+    files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file() and ".simulator" not in p.parts)
+    assert len(files) == 4 * 3 + 2
+    for rel in files:
+        assert (ref / rel).read_bytes() == (out / rel).read_bytes(), rel
+    assert not list(out.rglob("*.tmp"))

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IMU orientation relative to the camera (default head)")
     parser.add_argument("--workers", type=int, default=1, help="processes across sessions (default 1)")
     parser.add_argument("--crf", type=int, default=23, help="x264 quality, lower = better (default 23)")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="redo every session (default: reuse sessions an identical earlier run finished)")
     f = parser.add_argument_group("fault injection (applied to --fault-fraction of the sessions)")
     f.add_argument("--sync-offset", type=float, default=0.0, dest="sync_offset_s",
                    help="write IMU timestamps this many seconds late (truth in simulation.json)")
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in (
         "size", "fps", "hfov_deg", "session_minutes", "mounting", "workers", "crf", "sync_offset_s",
-        "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames", "fault_fraction")}
+        "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames", "fault_fraction",
+        "resume")}
     summary = simulate(args.out, subjects=args.subjects, minutes=args.minutes, seed=args.seed, **options)
     tot = summary["totals"]
     cpu_min = tot["cpu_s"] / 60.0

@@ -59,6 +59,28 @@ def _plan_tasks(cfg: SimConfig, out_dir: Path) -> List:
     return tasks
 
 
+def _remove_stale_sessions(out: Path, keep: set) -> None:
+    """Delete session folders an earlier simulation wrote here that this one will not rewrite
+    (e.g. a rerun with fewer subjects), so that ingestion does not pick up leftovers. Only folders
+    whose session.json carries the simulator's own block are touched."""
+    import json
+    import shutil
+
+    from crossmodal_har.pairs.simulator.session import MARKER_DIR
+
+    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if d.name in keep:
+            continue
+        try:
+            meta = json.loads((d / "session.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("simulator"), dict):
+            log.warning("removing %s: left by an earlier simulation, not part of this one", d)
+            shutil.rmtree(d)
+            (out / MARKER_DIR / f"{d.name}.json").unlink(missing_ok=True)
+
+
 def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes: float = 10.0, seed: int = 0,
              **options: Any) -> Dict[str, Any]:
     """Simulate a paired IMU+video corpus into ``out_dir``.
@@ -75,7 +97,7 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     """
     from crossmodal_har.config import from_dict, to_dict
     from crossmodal_har.io import atomic_write_json, atomic_write_text
-    from crossmodal_har.pairs.simulator.session import FORMAT_VERSION, run_session
+    from crossmodal_har.pairs.simulator.session import FORMAT_VERSION, RUN_ONLY_KEYS, run_session
     from crossmodal_har.pairs.simulator.writer import labels_csv
     from tqdm.auto import tqdm
 
@@ -84,6 +106,7 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tasks = _plan_tasks(cfg, out)
+    _remove_stale_sessions(out, {t.name for t in tasks})
     wall0, cpu0 = time.perf_counter(), time.process_time()
     results: Dict[str, Dict] = {}
     bar = tqdm(total=len(tasks), desc="simulate", unit="session",
@@ -92,14 +115,14 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks))) as pool:
-            futs = {pool.submit(run_session, t): t.name for t in tasks}
+            futs = {pool.submit(run_session, t, cfg.resume): t.name for t in tasks}
             for fut in as_completed(futs):
                 results[futs[fut]] = fut.result()
                 bar.update(1)
     else:
         for t in tasks:
             bar.set_postfix_str(t.name)
-            results[t.name] = run_session(t)
+            results[t.name] = run_session(t, cfg.resume)
             bar.update(1)
     bar.close()
     sessions = [results[t.name] for t in tasks]
@@ -132,7 +155,7 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     # Timing is informative only and kept out of the deterministic files' content.
     summary_for_file = dict(summary)
     # how the work was run (processes, progress bar) does not change the data
-    summary_for_file["config"] = {k: v for k, v in summary["config"].items() if k not in ("workers", "progress")}
+    summary_for_file["config"] = {k: v for k, v in summary["config"].items() if k not in RUN_ONLY_KEYS}
     summary_for_file["sessions"] = [{k: v for k, v in s.items() if k != "cpu_s"} for s in sessions]
     summary_for_file["totals"] = {k: v for k, v in summary["totals"].items() if k != "session_cpu_s"}
     atomic_write_json(out / "simulation.json", summary_for_file)

@@ -41,6 +41,7 @@ class SimConfig:
         declare_offset: write the injected offset into session.json ``imu_offset_s`` as the
             correction a user would declare (``-sync_offset_s``), instead of 0.
         progress: show a tqdm bar (``None`` = only on a TTY).
+        resume: reuse sessions an identical earlier (e.g. interrupted) run already finished.
     """
 
     subjects: int = 4
@@ -62,6 +63,7 @@ class SimConfig:
     fault_fraction: float = 1.0
     declare_offset: bool = False
     progress: Optional[bool] = None
+    resume: bool = True
 
     def validate(self) -> None:
         if self.subjects < 1:

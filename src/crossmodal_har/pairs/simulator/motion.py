@@ -107,7 +107,10 @@ def plan_bouts(rng: np.random.Generator, duration_s: float, subject: SubjectPara
             params["fall_s"] = float(rng.uniform(0.6, 0.9))
         if label == "walk":
             params["speed_scale"] = float(rng.uniform(0.85, 1.15))
-        end = min(t + dur, duration_s)
+        # boundaries on a 1 ms grid (labels.csv precision); no sliver bout at the session end
+        end = min(round(t + dur, 3), duration_s)
+        if duration_s - end < 0.5:
+            end = duration_s
         bouts.append(Bout(label, t, end, params))
         if label == "stairs_up":
             elevation += rise_rate * (end - t)

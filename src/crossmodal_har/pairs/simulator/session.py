@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from crossmodal_har.config import to_dict
 from crossmodal_har.io import atomic_write_json, atomic_write_text
 from crossmodal_har.pairs.simulator.config import SimConfig
 from crossmodal_har.pairs.simulator.imu import imu_sample_times, synthesize_imu, to_declared_units
@@ -18,6 +21,7 @@ from crossmodal_har.pairs.simulator.subjects import SubjectParams
 from crossmodal_har.pairs.simulator.writer import VideoWriter, format_imu_csv, truncate_file
 
 FORMAT_VERSION = 1
+RUN_ONLY_KEYS = ("workers", "progress", "resume")  # how a run executes; never changes the files
 
 
 @dataclass
@@ -41,6 +45,37 @@ class SessionTask:
         root = np.random.SeedSequence([int(self.config.seed), 104729, self.subject_index, self.session_index])
         return root.spawn(5)
 
+    def fingerprint(self) -> str:
+        """Hash of everything that determines this session's files (not how the run is executed)."""
+        cfg = {k: v for k, v in to_dict(self.config).items() if k not in RUN_ONLY_KEYS}
+        script = None if self.script is None else [(b.label, b.start, b.end, b.params) for b in self.script]
+        blob = json.dumps([FORMAT_VERSION, cfg, self.subject.to_dict(), self.name, self.subject_index,
+                           self.session_index, self.duration_s, self.faulted, script, self.look_around],
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def marker(self) -> Path:
+        """Written last: its presence (with a matching fingerprint) means the session is complete."""
+        return Path(self.out_dir) / MARKER_DIR / f"{self.name}.json"
+
+
+MARKER_DIR = ".simulator"
+
+
+def completed_summary(task: SessionTask) -> Optional[Dict]:
+    """The stored summary of an already finished identical session, or None."""
+    try:
+        done = json.loads(task.marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    d = Path(task.out_dir) / task.name
+    files_ok = all((d / f).is_file() for f in ("video.mp4", "imu.csv", "session.json"))
+    if not files_ok or not isinstance(done, dict) or done.get("fingerprint") != task.fingerprint():
+        return None
+    summary = done.get("summary")
+    return dict(summary, cpu_s=0.0) if isinstance(summary, dict) else None
+
 
 def _choose_dropouts(rng: np.random.Generator, duration_s: float, n: int, length: float) -> List[List[float]]:
     """Non-overlapping stretches [start, end) (s) inside the session, at least 1 s from its ends."""
@@ -57,11 +92,19 @@ def _choose_dropouts(rng: np.random.Generator, duration_s: float, n: int, length
     return sorted(spans)
 
 
-def run_session(task: SessionTask) -> Dict:
+def run_session(task: SessionTask, resume: bool = True) -> Dict:
     """Simulate ``task`` and write ``<out_dir>/<name>/{video.mp4, imu.csv, session.json}``.
+
+    With ``resume``, a session already completed by an identical earlier run (same fingerprint) is
+    not redone: the output is deterministic, so reusing it is exact.
 
     Returns the session's summary (bouts, faults, counts) for ``simulation.json`` and ``labels.csv``.
     """
+    if resume:
+        done = completed_summary(task)
+        if done is not None:
+            return done
+    task.marker.unlink(missing_ok=True)
     t_start = time.process_time()
     cfg = task.config
     subj = task.subject
@@ -132,7 +175,7 @@ def run_session(task: SessionTask) -> Dict:
         "simulator": {"format_version": FORMAT_VERSION, "seed": cfg.seed, "subject_index": task.subject_index,
                       "session_index": task.session_index},
     })
-    return {
+    summary = {
         "name": task.name,
         "subject": subj.name,
         "duration_s": task.duration_s,
@@ -143,5 +186,6 @@ def run_session(task: SessionTask) -> Dict:
         "bouts": [{"label": b.label, "start": round(b.start, 3), "end": round(b.end, 3), "params": b.params}
                   for b in bouts],
         "faults": faults,
-        "cpu_s": time.process_time() - t_start,
     }
+    atomic_write_json(task.marker, {"fingerprint": task.fingerprint(), "summary": summary})
+    return dict(summary, cpu_s=time.process_time() - t_start)
