@@ -102,8 +102,10 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
     ]
     for m in PRETRAIN_METHODS:
         stages.append(Stage(f"pretrain-{m}", f"pretrain {m} (tiny)", lambda m=m: [[
-            "pretrain", "--config", f"{m}-tiny", "--store", str(store), "--out", str(runs / m), "--resume",
-            "--time-budget", str(int(plan.pretrain_seconds))]]))
+            "pretrain", "--config", f"{m}-tiny", "--store", str(store), "--out", str(runs / m),
+            "--time-budget", str(int(plan.pretrain_seconds)), "--no-progress",
+            # a run killed mid-way continues from its last checkpoint
+            *(["--resume"] if (runs / m / "checkpoint.pt").exists() else [])]]))
     for m in ZEROSHOT_METHODS:
         stages.append(Stage(f"zeroshot-{m}", f"zero-shot {m} on held-out simulated subjects", lambda m=m: [[
             "zeroshot", "--run", str(runs / m), "--store", str(store), "--out", str(zs / m)]]))
