@@ -250,8 +250,14 @@ def _lowpass_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float
         w = np.zeros((len(g), m + 1))
         w[:, :-1] += wa
         w[:, 1:] += wb
-        s = w.sum(axis=1)
-        y = np.einsum("bm,bmc->bc", w, x[i])
+        # Sum strictly in sample order (no pairwise/BLAS reordering): an output then gets the same
+        # bits whatever the block, chunk or padding it is computed in (chunked streaming relies on it).
+        s = np.zeros(len(g))
+        y = np.zeros((len(g), x.shape[1]))
+        for j in range(m + 1):
+            wj = w[:, j]
+            s += wj
+            y += wj[:, None] * x[i[:, j]]
         ok = s > 0.25  # the kernel integrates to 1; at a segment edge about half of it is inside
         y[ok] /= s[ok, None]
         if not ok.all():
