@@ -1,1 +1,14 @@
-"""crossmodal_har.signals"""
+"""crossmodal_har.signals: the IMU signal layer and labelled datasets.
+
+Modules (nothing is imported here, so importing the package does no work):
+  types      PreprocessConfig, ImuRecording, Segment, DatasetReport, WindowSet, QUALITY_REASONS
+  units      Units, to_canonical                                 (g, rad/s, seconds)
+  readers    read_imu_table                                      (CSV / Parquet, DataError with line)
+  resample   split_at_gaps, resample_segment, resample, ANTIALIAS_MARGIN_S, antialias_margin_s
+  windows    median_filter, window_segments, check_quality, recording_windows
+  normalize  normalize_windows                                   (zscore | none, at model input)
+  generic    the generic labelled format; write_generic_dataset
+  datasets   load_labelled(spec, cfg)                            (dir | hapt | hapt:<path> | uestc:<dir>)
+  hapt, uestc, legacy_pickle                                     dataset converters
+See docs/data-formats.md.
+"""
