@@ -135,11 +135,21 @@ def test_damaged_video_drops_windows_not_session(tmp_path):
     write_video(d / "video.mp4", len(times), times=times)
     t = np.arange(0, 15, 0.01)
     write_imu(d / "imu.csv", t, imu_signal(t))
+    # a truncated file whose index comes first (faststart): it opens, but frames stop at ~60 %
+    d = src / "truncated"
+    write_video(d / "video.mp4", 12 * FPS, fps=FPS, faststart=True)
+    data = (d / "video.mp4").read_bytes()
+    (d / "video.mp4").write_bytes(data[: len(data) * 6 // 10])
+    t = np.arange(0, 12, 0.01)
+    write_imu(d / "imu.csv", t, imu_signal(t))
     assert _ingest(src, tmp_path / "st") == 0
     st = WindowStore(tmp_path / "st")
     rep = _report(tmp_path / "st")
-    assert list(st.manifest["start_s"]) == [10.0]  # 0-5 ... 7.5-12.5 need frames from the hole
-    assert rep["windows_dropped"]["decode_error"] == 4
+    holey = st.manifest[st.manifest["session"] == "holey"]
+    assert list(holey["start_s"]) == [10.0]  # 0-5 ... 7.5-12.5 need frames from the hole
+    trunc = st.manifest[st.manifest["session"] == "truncated"]
+    assert list(trunc["start_s"]) == [0.0]  # 2.5-7.5 and 5-10 need frames past the cut
+    assert rep["windows_dropped"]["decode_error"] == 4 + 2 and rep["windows_dropped"]["desync"] == 0
 
 
 def test_units_check_warns(tmp_path, capsys):

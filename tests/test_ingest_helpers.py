@@ -15,7 +15,7 @@ BITS = 10  # up to 1024 frames per video
 
 
 def write_video(path: Path, n_frames: int, fps: int = 10, size=(48, 32), *, times: Optional[Sequence[float]] = None,
-                codec: str = "mpeg4") -> Path:
+                codec: str = "mpeg4", faststart: bool = False) -> Path:
     """Write a video whose frame i shows i in binary bands (see frame_image). ``times`` (s) gives VFR timestamps."""
     import av
     from fractions import Fraction
@@ -23,7 +23,7 @@ def write_video(path: Path, n_frames: int, fps: int = 10, size=(48, 32), *, time
     assert n_frames <= 2 ** BITS
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
-    with av.open(str(path), mode="w") as out:
+    with av.open(str(path), mode="w", options={"movflags": "faststart"} if faststart else None) as out:
         if times is None:
             stream = out.add_stream(codec, rate=fps)
         else:

@@ -211,7 +211,7 @@ def process_session(spec, cfg: IngestConfig, store_dir: PathLike, *, allow_downl
         summary.update(status="error", error=exc.message, error_reason=exc.reason)
     except DataError as exc:
         summary.update(status="error", error=str(exc), error_reason="data_error")
-    except (OSError, ValueError, RuntimeError) as exc:  # unreadable file, codec trouble, ...
+    except (OSError, ValueError, RuntimeError, EOFError, _ffmpeg_error()) as exc:  # unreadable file, codec...
         log.debug("session %s failed", spec.name, exc_info=True)
         summary.update(status="error", error=f"{type(exc).__name__}: {exc}", error_reason="data_error")
     if summary["status"] == "error":
@@ -222,6 +222,12 @@ def process_session(spec, cfg: IngestConfig, store_dir: PathLike, *, allow_downl
     summary["meta"] = _jsonable(spec.meta)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     return summary
+
+
+def _ffmpeg_error() -> type:
+    import av
+
+    return av.error.FFmpegError
 
 
 def _jsonable(obj: Any) -> Any:
@@ -357,8 +363,9 @@ def _process(spec, cfg: IngestConfig, store_dir: Path, summary: Dict[str, Any], 
                 pending.append((c, frames))
                 if len(pending) >= batch:
                     flush_embeddings()
-        elif stats.frames_decoded and targets[w].max() > (stats.last_time_s or 0.0) + tol:
-            drops["desync"] += 1  # the video ends before this window does
+        elif (info.duration_s is None and stats.frames_decoded
+              and targets[w].max() > (stats.last_time_s or 0.0) + tol):
+            drops["desync"] += 1  # the video (of unknown declared length) ends before this window does
         else:
             drops["decode_error"] += 1
         chunk_left[c] -= 1
