@@ -147,3 +147,15 @@ def test_smoother_streaming_equals_reference_and_respects_runs():
     lab = np.array([0, 0, 1, 0, 0, 1, 1, 1])
     ok = np.array([1, 1, 1, 1, 0, 1, 1, 1], bool)
     assert majority_smooth(lab, ok, 3, 2).tolist() == [0, 0, 0, 0, -1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 9])
+def test_sorting_network_median_equals_signal_layer_interior(k):
+    from crossmodal_har.infer.stream import sorting_network_median
+    from crossmodal_har.signals.windows import median_filter
+
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = 0.25  # ties
+    h = k // 2
+    assert np.array_equal(sorting_network_median(x, k), median_filter(x, k)[h:len(x) - h])

@@ -101,7 +101,10 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
                 raise DataError(path, msg, **where(path, r, line_offset))
             last_t = float(tt[-1])
             last_row = int(idx[-1]) + first_row
-        t, data = to_canonical(time, arr[:, 1:4], arr[:, 4:7], units)
+        if units == Units():  # already canonical: no copies
+            t, data = time, arr[:, 1:7]
+        else:
+            t, data = to_canonical(time, arr[:, 1:4], arr[:, 4:7], units)
         yield RawChunk(t=t, data=data, first_row=first_row, line_offset=line_offset)
 
 

@@ -43,6 +43,32 @@ STATUS_NON_FINITE = "non_finite"
 STATUS_SHORT = "short"  # a gap-free stretch shorter than one window
 
 
+MAX_NETWORK_KERNEL = 9
+
+
+def sorting_network_median(x: np.ndarray, k: int) -> np.ndarray:
+    """Running median of odd length ``k`` along axis 0, for the ``len(x) - k + 1`` full windows.
+
+    Odd-even transposition sort of the ``k`` shifted views with element-wise min/max: no Python
+    loop over samples, and exact (the result is always one of the inputs).
+    """
+    m = len(x) - k + 1
+    v = [x[i:i + m] for i in range(k)]
+    mn, mx = np.minimum, np.maximum
+    if k == 3:
+        a, b, c = v
+        return mx(mn(a, b), mn(mx(a, b), c))
+    if k == 5:  # median5 = median3(e, max(min(a,b), min(c,d)), min(max(a,b), max(c,d)))
+        a, b, c, d, e = v
+        f, g = mx(mn(a, b), mn(c, d)), mn(mx(a, b), mx(c, d))
+        return mx(mn(f, g), mn(mx(f, g), e))
+    for p in range(k):
+        for i in range(p % 2, k - 1, 2):
+            a, b = v[i], v[i + 1]
+            v[i], v[i + 1] = np.minimum(a, b), np.maximum(a, b)
+    return v[k // 2]
+
+
 @dataclass
 class SignalOps:
     """The signal-layer functions the windower calls (the real ones by default; tests may swap)."""
@@ -340,12 +366,32 @@ class StreamingWindower:
         valid_to = len(res) if closing else len(res) - h
         if valid_to <= valid_from:
             return
-        f = np.asarray(self.ops.median_filter(res, self.kernel), dtype=np.float32)
+        f = np.asarray(self._median(res, at_start=not self.filtered_any, at_end=closing), dtype=np.float32)
         self.filtered_any = True
         self._append_filtered(f[valid_from:valid_to])
         keep = valid_to - h
         self.res = res[keep:]
         self.res_g0 += keep
+
+    def _median(self, res: np.ndarray, at_start: bool, at_end: bool) -> np.ndarray:
+        """The signal layer's median filter, computed fast where the edge rule does not matter.
+
+        Interior samples (``kernel // 2`` or more from both ends) take the exact median by a
+        min/max sorting network (a selection, so bit-identical to any correct median filter);
+        samples at a true segment edge come from ``ops.median_filter`` itself, so its edge rule
+        (mirror, nearest, ...) is followed exactly. Samples near a buffer end that is not a segment
+        edge are never used (they are recomputed with more context on the next call).
+        """
+        k, h, n = self.kernel, self.h, len(res)
+        if k > MAX_NETWORK_KERNEL or n <= 4 * k:
+            return self.ops.median_filter(res, k)
+        out = np.empty_like(res)
+        out[h:n - h] = sorting_network_median(res, k)
+        if at_start:
+            out[:h] = np.asarray(self.ops.median_filter(res[:2 * k], k))[:h]
+        if at_end:
+            out[n - h:] = np.asarray(self.ops.median_filter(res[n - 2 * k:], k))[2 * k - h:]
+        return out
 
     def _append_filtered(self, f: np.ndarray) -> None:
         self.filt = np.concatenate([self.filt, f]) if len(self.filt) else f.copy()
