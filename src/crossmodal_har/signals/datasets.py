@@ -92,7 +92,8 @@ def load_labelled(spec: PathLike, cfg: Optional[PreprocessConfig] = None, *, ski
                            skip_bad=skip_bad)
     use_cache = converted or cache_dir is not None
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    name = "hapt" if text.startswith("hapt") else ("uestc" if text.startswith("uestc:") else root.name)
+    name = "hapt" if text == "hapt" or text.startswith("hapt:") else ("uestc" if text.startswith("uestc:")
+                                                                   else root.name)
     key = _cache_key(root, cfg, skip_bad) if use_cache else None
     if key is not None:
         cached = _load_cache(cache_root / "windows" / f"{key}.npz", cfg, name)
