@@ -96,6 +96,7 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
         The summary that is also written to ``<out_dir>/simulation.json``.
     """
     from crossmodal_har.config import from_dict, to_dict
+    from crossmodal_har.errors import UserError
     from crossmodal_har.io import atomic_write_json, atomic_write_text
     from crossmodal_har.pairs.simulator.session import FORMAT_VERSION, RUN_ONLY_KEYS, run_session
     from crossmodal_har.pairs.simulator.writer import labels_csv
@@ -104,6 +105,8 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     cfg = from_dict(SimConfig, {"subjects": subjects, "minutes": minutes, "seed": seed, **options},
                     where="simulate")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     tasks = _plan_tasks(cfg, out)
     _remove_stale_sessions(out, {t.name for t in tasks})

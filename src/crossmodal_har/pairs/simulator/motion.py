@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -39,6 +39,13 @@ _FROM_STANDING = {
     "walk": 0.27, "run": 0.10, "stand": 0.13, "turn": 0.13, "stairs_up": 0.12, "sit_down": 0.12,
     "fall": 0.05,
 }
+
+
+class ArenaLike(Protocol):
+    """What steering needs of a scene (e.g. :class:`~.render.Scene`)."""
+
+    half_size: float  # walls at x, y = ±half_size (m)
+    boxes: np.ndarray  # [K, 5] xmin, xmax, ymin, ymax, zmax (m)
 
 
 @dataclass
@@ -347,7 +354,7 @@ def build_trajectory(
     rng: np.random.Generator,
     *,
     fine_hz: float = 400.0,
-    arena: Optional["ArenaLike"] = None,
+    arena: Optional[ArenaLike] = None,
     pad_s: float = 1.0,
     start_xy: Tuple[float, float] = (0.0, 0.0),
     start_yaw: float = 0.0,
@@ -414,11 +421,6 @@ def build_trajectory(
     dyaw, dpitch, droll = (np.gradient(a, dt) for a in (yaw, pitch, roll))
     omega = euler_rates_to_body(pitch, roll, dyaw, dpitch, droll)
     return Trajectory(t=t, pos=pos, euler=np.stack([yaw, pitch, roll], axis=-1), acc=acc, omega=omega)
-
-
-class ArenaLike:  # pragma: no cover - typing helper only
-    half_size: float
-    boxes: np.ndarray  # [K, 5] xmin, xmax, ymin, ymax, zmax
 
 
 def _steer(t, speed, heading_rate, arena, start_xy, start_yaw, lateral) -> np.ndarray:
