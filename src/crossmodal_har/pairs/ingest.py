@@ -12,8 +12,9 @@ Per session (in a worker process when ``workers > 1``):
 5. Windows are written in chunks of ``shard_size`` as atomic shards; in embeddings mode the frames
    go through a frozen video encoder first and only the float16 embeddings are stored.
 
-Resumability: a ledger (``STORE/ingest_state.json``, rewritten atomically after each session)
-records finished sessions and their shards. A re-run with the same settings skips them, redoes
+Resumability: a ledger records the settings (``STORE/ingest_state.json``) and, per finished
+session, its summary and shards (``STORE/ledger/<session>.json``, written atomically after the
+session's shards). A re-run with the same settings skips them, redoes
 any other session from scratch (its leftover shards are removed first) and ends with exactly the
 store an uninterrupted run makes. ``store.json`` and ``report.json`` are written at the end.
 """
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 LEDGER = "ingest_state.json"
+LEDGER_DIR = "ledger"
 REPORT = "report.json"
 DROP_REASONS = ("imu_gap", "non_finite", "flat_line", "saturation", "desync", "decode_error", "too_short")
 _QUALITY_MAP = {"gap": "imu_gap", "non_finite": "non_finite", "flat_line": "flat_line", "saturation": "saturation"}
@@ -534,13 +536,13 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
         settings = _settings(cfg, src)
         ledger_path = out / LEDGER
         if ledger_path.exists():
-            ledger = read_json(ledger_path)
-            if ledger.get("settings") != settings:
+            state = read_json(ledger_path)
+            if state.get("settings") != settings:
                 raise UserError(f"{out} was ingested with different settings (or source); use a new --out "
-                                f"or delete it. Stored: {ledger.get('settings')}")
+                                f"or delete it. Stored: {state.get('settings')}")
         else:
-            ledger = {"settings": settings, "sessions": {}}
-            atomic_write_json(ledger_path, ledger)
+            atomic_write_json(ledger_path, {"settings": settings})
+        ledger = {"sessions": _read_ledger(out)}
         n_tmp = clean_temporaries(out)
         if n_tmp:
             log.info("removed %d half-written shard(s) from an interrupted run", n_tmp)
@@ -562,9 +564,24 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
         return finalize(out, cfg, src, specs, ledger)
 
 
+def _ledger_file(out: Path, name: str) -> Path:
+    return out / LEDGER_DIR / f"{session_key(name)}.json"
+
+
+def _read_ledger(out: Path) -> Dict[str, Dict[str, Any]]:
+    """Finished sessions' summaries, by session name."""
+    d = out / LEDGER_DIR
+    found: Dict[str, Dict[str, Any]] = {}
+    if d.is_dir():
+        for p in sorted(d.glob("*.json")):
+            summary = read_json(p)
+            found[summary["session"]] = summary
+    return found
+
+
 def _record(out: Path, ledger: Dict[str, Any], summary: Dict[str, Any]) -> None:
     ledger["sessions"][summary["session"]] = summary
-    atomic_write_json(out / LEDGER, ledger)
+    atomic_write_json(_ledger_file(out, summary["session"]), summary)
     if summary["status"] == "error":
         log.warning("session %s skipped: %s", summary["session"], summary["error"])
 
