@@ -138,6 +138,18 @@ def main(argv=None) -> int:
                        bare_decode_fps=round(fps_bare, 1), ingest_fps=round(fps_ing, 1),
                        ingest_vs_bare=round(fps_ing / fps_bare, 3), data_generation_s=round(gen_s, 1))
 
+        # ---------------------------------------------------------------- store: random-access reads
+        from crossmodal_har.pairs.store import PairedWindowDataset
+
+        ds = PairedWindowDataset(work / "store")
+        order = np.random.default_rng(0).permutation(len(ds))
+        reps = max(1, 2000 // len(ds))
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            for i in order:
+                ds[int(i)]
+        results["store_items_per_s"] = round(reps * len(ds) / (time.perf_counter() - t0), 1)
+
         # ---------------------------------------------------------------- IMU only: one hour at 50 Hz
         isrc = work / "imu_only"
         csv = isrc / "hour" / "imu.csv"
@@ -166,6 +178,8 @@ def main(argv=None) -> int:
     dec = results["ingest_frames_decoded"] / results["ingest_s"]
     print(f"  (ingestion decoded {results['ingest_frames_decoded']} of the frames: {dec:.1f} decoded frames/s, "
           f"{dec / results['bare_decode_fps']:.2f}x)")
+    print(f"store: {results['store_items_per_s']} random-access items/s from PairedWindowDataset "
+          f"(IMU [250, 6] + {args.frames} frames of {args.size}px each)")
     print(f"IMU only: {results['imu_hours']:g} h at 50 Hz ingested in {results['imu_ingest_s']} s "
           f"({results['imu_windows']} windows; goal < 2 s per hour)")
     print(json.dumps(results))

@@ -215,6 +215,7 @@ class WindowStore:
         self._video: Optional[ShardedArray] = None
         self._times: Optional[ShardedArray] = None
         self._manifest = None
+        self._labels: Optional[np.ndarray] = None
 
     # -- metadata
     @property
@@ -288,8 +289,11 @@ class WindowStore:
     @property
     def labels(self) -> np.ndarray:
         """[N] int64 class index per window (-1 = unlabelled), into :attr:`class_names`."""
-        names = {c: i for i, c in enumerate(self.class_names)}
-        return np.array([names.get(v, -1) for v in self.manifest["label"].fillna("")], dtype=np.int64)
+        if self._labels is None:
+            names = {c: i for i, c in enumerate(self.class_names)}
+            self._labels = np.array([names.get(v, -1) for v in self.manifest["label"].fillna("")], dtype=np.int64)
+            self._labels.setflags(write=False)
+        return self._labels
 
     def subjects(self) -> List[str]:
         """Distinct subjects, sorted."""
