@@ -307,7 +307,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
     import sys
     import time
 
-    args = ["--subjects", "1", "--minutes", "1.0", "--session-minutes", "0.25", "--seed", "8", "--size", "32"]
+    args = ["--subjects", "1", "--minutes", "1.6", "--session-minutes", "0.4", "--seed", "8", "--size", "32"]
     ref = tmp_path / "ref"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     cmd = [sys.executable, "-m", "crossmodal_har", "-q", "simulate"]
@@ -320,7 +320,8 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "simulation.json").exists()  # really interrupted
+    assert len(list((out / ".simulator").glob("*.json"))) < 4  # really interrupted
+    assert not (out / "simulation.json").exists()
     subprocess.run(cmd + ["--out", str(out)] + args, check=True, env=env, capture_output=True)
     files = sorted(p.relative_to(ref) for p in ref.rglob("*") if p.is_file() and ".simulator" not in p.parts)
     assert len(files) == 4 * 3 + 2
