@@ -21,7 +21,6 @@ store an uninterrupted run makes. ``store.json`` and ``report.json`` are written
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -29,7 +28,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
