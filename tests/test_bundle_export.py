@@ -129,3 +129,19 @@ def test_train_classifier_writes_a_bundle_that_predicts(tmp_path, capsys):
     truth = np.array(["upright", "lying", "side"])[np.minimum((ok["start"].to_numpy() // 30).astype(int), 2)]
     inside = (ok["start"] % 30) <= 25  # windows wholly inside one posture
     assert (ok["label"].to_numpy()[inside] == truth[inside]).mean() >= 0.9
+
+
+def test_stale_onnx_export_is_refused(tmp_path, capsys):
+    import shutil
+
+    d = make_bundle(tmp_path / "b", seed=0)
+    assert main(["export", "--model", str(d)]) == 0
+    shutil.copy(d / "model.onnx", tmp_path / "old.onnx")
+    make_bundle(d, seed=1)  # retrained weights: save_bundle removes the old export...
+    assert not (d / "model.onnx").exists()
+    shutil.copy(tmp_path / "old.onnx", d / "model.onnx")  # ...and a stale copy put back is refused
+    rec = make_recording(tmp_path / "rec.csv", seconds=30)
+    capsys.readouterr()
+    rc = main(["predict", "--model", str(d), "--input", str(rec), "--out", str(tmp_path / "p.csv"), *UNITS,
+               "--runtime", "onnx"])
+    assert rc == 2 and "stale export" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from crossmodal_har.errors import UserError
-    from crossmodal_har.infer.bundle import load_bundle
+    from crossmodal_har.infer.bundle import read_bundle, weights_digest
     from crossmodal_har.infer.predict import OnnxRunner, TorchRunner, format_summary, predict_file
     from crossmodal_har.io import atomic_write_json
 
@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.smooth < 0:
         raise UserError("--smooth must be >= 0")
     units = resolve_units(args)
-    bundle = load_bundle(args.model)
+    # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
+    bundle = read_bundle(args.model, with_model=args.runtime == "torch")
     pre = bundle.preprocess
     if args.stride is not None:
         if not args.stride > 0:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--runtime onnx: no {args.onnx or Path(args.model) / 'model.onnx'}; run "
                             f"`crossmodal-har export --model {args.model} --format onnx --out "
                             f"{Path(args.model) / 'model.onnx'}` first or pass --onnx FILE")
-        runner = OnnxRunner(onnx_path)
+        runner = OnnxRunner(onnx_path, weights_sha256=weights_digest(bundle.path))
     else:
         runner = TorchRunner(bundle.model)
     out = Path(args.out)

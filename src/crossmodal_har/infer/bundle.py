@@ -170,13 +170,10 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
     return atomic_write_json(out_dir / META_NAME, meta)
 
 
-def load_bundle(path: PathLike) -> Bundle:
-    """Rebuild a bundle's model from ``bundle.json`` + ``model.safetensors`` (strict keys)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def read_bundle(path: PathLike, *, with_model: bool = True) -> Bundle:
+    """Read a bundle; with ``with_model=False`` only ``bundle.json`` is read (no torch import), for
+    the ONNX runtime. See :func:`load_bundle`."""
     from crossmodal_har.config import from_dict
-    from crossmodal_har.models.registry import create_model
 
     path = Path(path)
     if path.is_file() and path.name in (META_NAME, WEIGHTS_NAME):
@@ -195,13 +192,41 @@ def load_bundle(path: PathLike) -> Bundle:
         if key not in meta:
             raise DataError(meta_path, f"missing key {key!r}")
     preprocess = from_dict(PreprocessConfig, meta["preprocess"], where=f"{meta_path}:preprocess")
-    enc = meta["encoder"]
-    encoder = create_model(enc["model"], **dict(enc.get("config") or {}))
-    head = build_head(meta["head"])
     class_names = [str(c) for c in meta["class_names"]]
     if len(class_names) != int(meta["head"]["num_classes"]):
         raise DataError(meta_path, f"{len(class_names)} class names but the head has "
                                    f"{meta['head']['num_classes']} outputs")
+    bundle = Bundle(model=None, class_names=class_names, preprocess=preprocess, meta=meta, path=path)
+    if with_model:
+        bundle.model = _load_model(path, meta, preprocess)
+    return bundle
+
+
+def load_bundle(path: PathLike) -> Bundle:
+    """Rebuild a bundle's model from ``bundle.json`` + ``model.safetensors`` (strict keys)."""
+    return read_bundle(path, with_model=True)
+
+
+def weights_digest(path: PathLike) -> str:
+    """sha256 of a bundle's ``model.safetensors`` (stored in an exported ONNX file to detect staleness)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(Path(path) / WEIGHTS_NAME, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_model(path: Path, meta: Dict[str, Any], preprocess: PreprocessConfig):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from crossmodal_har.models.registry import create_model
+
+    enc = meta["encoder"]
+    encoder = create_model(enc["model"], **dict(enc.get("config") or {}))
+    head = build_head(meta["head"])
     model = make_classifier(encoder, head, preprocess.normalization)
     wpath = path / WEIGHTS_NAME
     if not wpath.is_file():
@@ -221,6 +246,7 @@ def load_bundle(path: PathLike) -> Bundle:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # shape mismatch
-        raise DataError(wpath, f"weights do not fit the architecture: {str(exc).splitlines()[0]}") from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise DataError(wpath, f"weights do not fit the architecture: {' '.join(lines[:2])}") from None
     model.eval()
-    return Bundle(model=model, class_names=class_names, preprocess=preprocess, meta=meta, path=path)
+    return model

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
+DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the weights it came from
 
 
 @contextlib.contextmanager
@@ -53,8 +54,11 @@ def _export_friendly(model):
 
 
 def export_onnx(model, out_path: PathLike, window_samples: int, *, opset: int = OPSET,
-                channels: int = 6) -> Path:
-    """Write ``model`` (physical windows -> logits) to ``out_path`` with a dynamic batch axis."""
+                channels: int = 6, metadata: Optional[dict] = None) -> Path:
+    """Write ``model`` (physical windows -> logits) to ``out_path`` with a dynamic batch axis.
+
+    ``metadata`` (str -> str) is stored in the ONNX model's ``metadata_props``.
+    """
     import io
     import warnings
 
@@ -73,7 +77,16 @@ def export_onnx(model, out_path: PathLike, window_samples: int, *, opset: int = 
             dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
             do_constant_folding=True,
         )
-    return atomic_write_bytes(out_path, buf.getvalue())
+    data = buf.getvalue()
+    if metadata:
+        import onnx
+
+        proto = onnx.load_from_string(data)
+        for k, v in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(k), str(v)
+        data = proto.SerializeToString()
+    return atomic_write_bytes(out_path, data)
 
 
 def check_parity(model, onnx_path: PathLike, window_samples: int, *, batch: int = 7, seed: int = 0,
@@ -106,12 +119,14 @@ def export_bundle(bundle_dir: PathLike, out_path: Optional[PathLike] = None, *, 
     Raises:
         RuntimeError: the difference exceeds ``tolerance`` (the file is removed).
     """
-    from crossmodal_har.infer.bundle import ONNX_NAME, load_bundle
+    from crossmodal_har.infer.bundle import ONNX_NAME, load_bundle, weights_digest
 
     bundle = load_bundle(bundle_dir)
     out = Path(out_path) if out_path is not None else bundle.path / ONNX_NAME
     W = bundle.preprocess.window_samples
-    export_onnx(bundle.model, out, W, opset=opset)
+    meta = {DIGEST_KEY: weights_digest(bundle.path), "class_names": ",".join(bundle.class_names),
+            "window_samples": str(W), "rate_hz": str(bundle.preprocess.rate_hz)}
+    export_onnx(bundle.model, out, W, opset=opset, metadata=meta)
     diff = check_parity(bundle.model, out, W)
     if not diff <= tolerance:
         out.unlink(missing_ok=True)

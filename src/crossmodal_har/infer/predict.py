@@ -54,7 +54,7 @@ class TorchRunner:
 class OnnxRunner:
     """Runs an exported ``model.onnx`` with ONNX Runtime (CPU)."""
 
-    def __init__(self, path: PathLike, threads: Optional[int] = None):
+    def __init__(self, path: PathLike, threads: Optional[int] = None, weights_sha256: Optional[str] = None):
         import onnxruntime as ort
 
         from crossmodal_har.errors import DataError
@@ -68,6 +68,14 @@ class OnnxRunner:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise DataError(path, f"cannot load ONNX model ({str(exc).splitlines()[0]})") from None
         self.input_name = self.session.get_inputs()[0].name
+        if weights_sha256 is not None:
+            from crossmodal_har.errors import UserError
+            from crossmodal_har.infer.export import DIGEST_KEY
+
+            made_from = self.session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
+            if made_from is not None and made_from != weights_sha256:
+                raise UserError(f"{path} was exported from other weights than the bundle's "
+                                "model.safetensors (stale export); run `crossmodal-har export` again")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
