@@ -111,6 +111,8 @@ def run_session(task: SessionTask, resume: bool = True) -> Dict:
     s_plan, s_motion, s_imu, s_scene, s_fault = (np.random.default_rng(s) for s in task.seeds())
     session_dir = Path(task.out_dir) / task.name
     session_dir.mkdir(parents=True, exist_ok=True)
+    for stale in session_dir.glob(".*.tmp"):  # left by an interrupted run
+        stale.unlink(missing_ok=True)
 
     scene = make_scene(s_scene)
     bouts = task.script if task.script is not None else plan_bouts(s_plan, task.duration_s, subj)

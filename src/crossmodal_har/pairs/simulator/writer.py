@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from crossmodal_har.io import atomic_write, atomic_write_text
+from crossmodal_har.io import atomic_write
 
 IMU_HEADER = "time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"
 
 
 def format_imu_csv(times: np.ndarray, data: np.ndarray, time_unit: str) -> str:
-    """CSV text with the paired-folder header; time to 1 µs (s) or 1 µs (ms with 3 decimals)."""
+    """CSV text with the paired-folder header; time to 1 µs (6 decimals in s, 3 in ms), values to 6 decimals."""
     tfmt = "%.3f" if time_unit == "ms" else "%.6f"
     fmt = tfmt + ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f"
     rows = np.concatenate([np.asarray(times, dtype=np.float64)[:, None], np.asarray(data, dtype=np.float64)], 1)
@@ -106,10 +106,6 @@ def truncate_file(path: os.PathLike, fraction: float) -> int:
     keep = max(1, int(len(data) * fraction))
     atomic_write(path, lambda p: p.write_bytes(data[:keep]))
     return keep
-
-
-def write_text(path: os.PathLike, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def labels_csv(rows: list) -> str:
