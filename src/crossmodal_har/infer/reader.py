@@ -76,6 +76,7 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
         raise DataError(path, f"unsupported recording format {suffix!r} (expected .csv or .parquet)")
     last_t = None
     last_row = -1
+    checked_units = False
     for arr, first_row, line_offset in raw:
         time = arr[:, 0]
         fin = np.isfinite(time)
@@ -101,11 +102,30 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
                 raise DataError(path, msg, **where(path, r, line_offset))
             last_t = float(tt[-1])
             last_row = int(idx[-1]) + first_row
+        if not checked_units:
+            checked_units = _warn_implausible_units(path, arr, units)
         if units == Units():  # already canonical: no copies
             t, data = time, arr[:, 1:7]
         else:
             t, data = to_canonical(time, arr[:, 1:4], arr[:, 4:7], units)
         yield RawChunk(t=t, data=data, first_row=first_row, line_offset=line_offset)
+
+
+def _warn_implausible_units(path: Path, arr: np.ndarray, units: Units) -> bool:
+    """Warn when the accelerometer's typical magnitude contradicts the declared unit.
+
+    A worn sensor's median |acc| is about 1 g with gravity (and below ~2 g without). Declared
+    ``g`` with a median of 4 or more looks like m/s^2. Returns True once enough rows were seen.
+    """
+    acc = arr[:, 1:4]
+    acc = acc[np.isfinite(acc).all(axis=1)]
+    if len(acc) < 50:
+        return False
+    med = float(np.median(np.linalg.norm(acc[:5000], axis=1)))
+    if units.acc_unit == "g" and med >= 4.0:
+        log.warning("%s: median |acc| is %.1f, implausible in g: is the accelerometer in m/s^2? "
+                    "(pass --acc-unit m/s^2)", path, med)
+    return True
 
 
 # ----------------------------------------------------------------------------------------- CSV
