@@ -29,7 +29,8 @@ class PairedData:
 
     Attributes:
         train, val, test: datasets (val/test may be None when there are too few subjects).
-        video_kind: ``embeddings`` ([D] vectors) or ``frames`` ([K, H, W, 3] uint8).
+        video_kind: ``embeddings`` ([D] vectors), ``frames`` ([K, H, W, 3] uint8) or ``none``
+            (an IMU-only store: only ``imu-mae`` can use it).
         video_dim: D for embeddings, else None.
         num_frames: K for frames, else None.
         preprocess: the ``PreprocessConfig`` the IMU windows were made with.
@@ -94,8 +95,8 @@ class StoreSource:
                 return None
             return PairedWindowDataset(store, store.indices_for(subjects=names), frame_sampling=sampling, seed=seed)
 
-        kind = "frames" if store.video_mode == "frames" else "embeddings"
-        video_shape = store.video.shape
+        kind = {"frames": "frames", "embeddings": "embeddings"}.get(store.video_mode, "none")
+        video_shape = store.video.shape if kind != "none" else (len(store), 0)
         return PairedData(
             train=ds(parts["train"], "jitter"), val=ds(parts["val"], "centre"), test=ds(parts["test"], "centre"),
             video_kind=kind,

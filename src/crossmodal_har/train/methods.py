@@ -71,6 +71,9 @@ class CrossModalMethod(nn.Module):
         self.imu_head = ProjectionHead(self.imu_encoder.embed_dim, cfg.embed_dim, dropout=cfg.head_dropout)
 
         self.video_kind = data_info["video_kind"]
+        if self.video_kind not in ("frames", "embeddings"):
+            raise ConfigError(f"{cfg.method} needs paired video: this store is IMU-only (video_mode none); "
+                              "ingest with --video-mode frames or embeddings, or use --method imu-mae")
         frozen = cfg.method == "imu2clip" or cfg.video_mode == "frozen" or (
             cfg.video_mode == "auto" and self.video_kind == "embeddings")
         if cfg.video_mode == "trainable" and self.video_kind == "embeddings":
