@@ -258,3 +258,24 @@ def test_supervised_learns_and_knn_works():
     knn = fit_protocol("knn", source, tr, va, _tiny_fit_cfg(), seed=0, progress=False)
     assert knn.predict_scores(va.x).shape == (len(va), 3)
     assert (knn.predict(va.x) == va.y).mean() > 0.6
+
+
+def test_cached_frozen_embeddings_give_the_same_classifier():
+    import torch
+
+    from crossmodal_har.evaluate.protocols import EncoderSource, embed_windows, fit_protocol
+
+    ws = _toy_windowset(n_subjects=3, per_class=4)
+    source = EncoderSource.random("convgru-tiny", ws.preprocess)
+    torch.manual_seed(5)
+    source._state = {k: v.clone() for k, v in source.build().state_dict().items()}
+    tr, va = ws.subset(np.arange(0, len(ws), 2)), ws.subset(np.arange(1, len(ws), 2))
+    enc = source.build()
+    z = embed_windows(enc, ws.x, "none")
+    a = fit_protocol("linear-probe", source, tr, va, _tiny_fit_cfg(), seed=0, progress=False)
+    b = fit_protocol("linear-probe", source, tr, va, _tiny_fit_cfg(), seed=0, progress=False,
+                     frozen_embeddings=(z[::2], z[1::2]), encoder=enc)
+    assert np.allclose(a.predict_scores(va.x), b.predict_scores(va.x), atol=1e-4)
+    with torch.no_grad():
+        cached = b.module.head(torch.as_tensor(z[1::2])).numpy()
+    assert np.allclose(cached, b.predict_scores(va.x), atol=1e-4)

@@ -60,7 +60,7 @@ class EvaluateConfig:
 
     dataset: str = ""
     encoder: str = "random"
-    model: str = "patchtst-small"
+    model: str = "convgru"
     name: str = ""
     protocols: List[str] = field(default_factory=lambda: ["supervised", "linear-probe"])
     shots: List[Union[int, str]] = field(default_factory=lambda: [5, "all"])
@@ -104,7 +104,9 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
 
     from crossmodal_har.errors import PartialRunError
     from crossmodal_har.evaluate.metrics import classification_metrics
-    from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
+    import torch
+
+    from crossmodal_har.evaluate.protocols import EncoderSource, embed_windows, fit_protocol, resolve_device
     from crossmodal_har.evaluate.report import summarize_runs, write_outputs
     from crossmodal_har.evaluate.splits import subject_split
 
@@ -157,14 +159,27 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         "config": to_dict(cfg),
     }
     write_outputs(results, out_dir, plots=False)
+    # A pretrained encoder is the same in every frozen run: embed every window once.
+    frozen_z, frozen_encoder = None, None
     bar = tqdm(plan, desc="evaluate", unit="run", disable=None if progress is None else not progress)
     for protocol, shots, seed in bar:
         bar.set_postfix_str(f"{protocol} shots={shots} seed={seed}")
         idx, per_class = sample_shots(ws.y, split.train, shots, seed, n_classes)
         train_ws = ws.subset(idx)
+        frozen = protocol in ("linear-probe", "knn") and not source.is_random
+        if frozen and frozen_z is None:
+            frozen_encoder = source.build(pretrained=True)
+            frozen_z = embed_windows(frozen_encoder, ws.x, source.preprocess.normalization,
+                                     cfg.fit.eval_batch_size, resolve_device(cfg.fit.device))
         fitted = fit_protocol(protocol, source, train_ws, val_ws, cfg.fit, seed, progress=progress,
-                              desc=f"{protocol} k={shots} s={seed}")
-        pred = fitted.predict(test_ws.x, cfg.fit.eval_batch_size)  # the test split, scored once
+                              desc=f"{protocol} k={shots} s={seed}",
+                              frozen_embeddings=(frozen_z[idx], frozen_z[split.val]) if frozen else None,
+                              encoder=frozen_encoder if frozen else None)
+        if frozen:  # same maths as fitted.predict, on the cached embeddings
+            with torch.no_grad():
+                pred = fitted.module.head(torch.as_tensor(frozen_z[split.test])).argmax(1).numpy()
+        else:
+            pred = fitted.predict(test_ws.x, cfg.fit.eval_batch_size)  # the test split, scored once
         test = classification_metrics(test_ws.y, pred, n_classes)
         val = {k: v for k, v in fitted.val_metrics.items() if k != "confusion_matrix"}
         results["runs"].append({

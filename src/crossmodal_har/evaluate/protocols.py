@@ -371,7 +371,9 @@ def build_optimizer(param_groups: List[Dict[str, Any]], weight_decay: float):
 
 
 def fit_protocol(protocol: str, source: EncoderSource, train: WindowSet, val: WindowSet, cfg: FitConfig,
-                 seed: int, *, progress: Optional[bool] = None, desc: str = "") -> FittedClassifier:
+                 seed: int, *, progress: Optional[bool] = None, desc: str = "",
+                 frozen_embeddings: Optional[tuple] = None, encoder: Optional[nn.Module] = None
+                 ) -> FittedClassifier:
     """Fit ``protocol`` on ``train``, selecting the model on ``val``.
 
     Args:
@@ -383,6 +385,10 @@ def fit_protocol(protocol: str, source: EncoderSource, train: WindowSet, val: Wi
         seed: seeds the random initialisation, batch order and augmentation.
         progress: tqdm over epochs (``None`` = only on a terminal).
         desc: progress-bar label.
+        frozen_embeddings: optional ``(z_train, z_val)`` already computed with the frozen starting
+            encoder (``linear-probe``/``knn`` only; the harness computes a pretrained encoder's
+            embeddings once for all runs). Must come from ``encoder`` (or ``source.build()``).
+        encoder: the starting encoder to use instead of building one from ``source``.
     """
     import time
 
@@ -396,9 +402,11 @@ def fit_protocol(protocol: str, source: EncoderSource, train: WindowSet, val: Wi
     device = resolve_device(cfg.device)
     n_classes = len(train.class_names)
     norm = source.preprocess.normalization
-    encoder = source.build(pretrained=protocol != "supervised")
+    if encoder is None:
+        encoder = source.build(pretrained=protocol != "supervised")
+    torch.manual_seed(seed + 7919)  # the head's init does not depend on how the encoder was obtained
     if protocol in ("linear-probe", "knn"):
-        fitted = _fit_frozen(protocol, encoder, train, val, cfg, n_classes, norm, device)
+        fitted = _fit_frozen(protocol, encoder, train, val, cfg, n_classes, norm, device, frozen_embeddings)
     else:
         tcfg = cfg.supervised if protocol == "supervised" else cfg.finetune
         fitted = _fit_end_to_end(protocol, encoder, train, val, tcfg, cfg, n_classes, norm, device, np_rng,
@@ -410,10 +418,15 @@ def fit_protocol(protocol: str, source: EncoderSource, train: WindowSet, val: Wi
     return fitted
 
 
-def _fit_frozen(protocol, encoder, train, val, cfg, n_classes, norm, device) -> FittedClassifier:
+def _fit_frozen(protocol, encoder, train, val, cfg, n_classes, norm, device, cached) -> FittedClassifier:
     _freeze(encoder)
-    z_tr = embed_windows(encoder, train.x, norm, cfg.eval_batch_size, device)
-    z_va = embed_windows(encoder, val.x, norm, cfg.eval_batch_size, device)
+    if cached is not None:
+        z_tr, z_va = (np.asarray(z, dtype=np.float32) for z in cached)
+        if len(z_tr) != len(train) or len(z_va) != len(val):
+            raise ValueError("frozen_embeddings do not match the train/val windows")
+    else:
+        z_tr = embed_windows(encoder, train.x, norm, cfg.eval_batch_size, device)
+        z_va = embed_windows(encoder, val.x, norm, cfg.eval_batch_size, device)
     history: List[Dict[str, float]] = []
     best_step = 0
     if protocol == "knn":
