@@ -30,13 +30,14 @@ def aggregate(pred_csv: PathLike, class_names: List[str], max_bins: int = 600,
 
     usecols = ["start", "end", "status", "label"]
     dtypes = {"start": np.float64, "end": np.float64, "status": str, "label": str}
-    lo, hi = np.inf, -np.inf
+    lo, hi, n_rows = np.inf, -np.inf, 0
     for df in pd.read_csv(pred_csv, usecols=usecols, dtype=dtypes, chunksize=chunk_rows, keep_default_na=False):
         if len(df):
             lo, hi = min(lo, df["start"].min()), max(hi, df["end"].max())
+            n_rows += len(df)
     if not np.isfinite(lo) or hi <= lo:
         return np.array([0.0, 1.0]), np.zeros((1, len(class_names) + 1))
-    nb = int(max(1, max_bins))
+    nb = int(max(1, min(max_bins, n_rows)))
     edges = np.linspace(lo, hi, nb + 1)
     sec = np.zeros((nb, len(class_names) + 1))
     index = {c: i for i, c in enumerate(class_names)}
@@ -44,13 +45,18 @@ def aggregate(pred_csv: PathLike, class_names: List[str], max_bins: int = 600,
         s, e = df["start"].to_numpy(), df["end"].to_numpy()
         cls = np.array([index.get(lab, len(class_names)) if st == "ok" else len(class_names)
                         for st, lab in zip(df["status"], df["label"])], dtype=np.int64)
-        # attribute each row's midpoint to a bin, with its duration (windows overlap: use the hop,
-        # approximated by the distance to the next row start, capped at the row's length)
+        # each row stands for [start, min(next start, end)) (windows overlap by design), spread
+        # over the bins it overlaps
         nxt = np.append(s[1:], e[-1]) if len(s) else s
-        dur = np.clip(np.minimum(nxt, e) - s, 0, None)
-        dur = np.where(dur > 0, dur, e - s)
-        b = np.clip(np.searchsorted(edges, (s + e) / 2, side="right") - 1, 0, nb - 1)
-        np.add.at(sec, (b, cls), dur)
+        b_end = np.where(np.minimum(nxt, e) > s, np.minimum(nxt, e), e)
+        first = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, nb - 1)
+        last = np.clip(np.searchsorted(edges, b_end, side="left") - 1, 0, nb - 1)
+        one = first >= last
+        np.add.at(sec, (first[one], cls[one]), (b_end - s)[one])
+        for i in np.flatnonzero(~one):
+            j = np.arange(first[i], last[i] + 1)
+            overlap = np.minimum(b_end[i], edges[j + 1]) - np.maximum(s[i], edges[j])
+            np.add.at(sec, (j, np.full(len(j), cls[i])), np.clip(overlap, 0, None))
     return edges, sec
 
 
