@@ -201,3 +201,14 @@ def test_two_process_ddp_matches_single_process_on_the_global_batch(tmp_path):
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+
+
+def test_time_budget_stops_cleanly_and_resumes(tmp_path):
+    cfg = _tiny(max_steps=6, time_budget_s=1e-6, val_every_epochs=0)
+    src = SyntheticSource(subjects=3, windows_per_subject=32)
+    res = pretrain(cfg, src, tmp_path, show_progress=False)
+    assert res.stopped == "time_budget" and res.step == 1
+    assert (tmp_path / "encoder.json").is_file()  # a budget-stopped run is usable
+    cfg.time_budget_s = None
+    res = pretrain(cfg, src, tmp_path, resume=True, show_progress=False)
+    assert res.stopped == "completed" and res.step == 6

@@ -95,7 +95,7 @@ def free_port() -> int:
 
 
 def init_process(rank: int, world_size: int, local_rank: int, device_type: str, launcher: str,
-                 timeout_s: float = 600.0) -> DistEnv:
+                 timeout_s: float = 1800.0) -> DistEnv:
     """Join the process group (if world_size > 1) and pin this process's device."""
     import torch
     import torch.distributed as dist
