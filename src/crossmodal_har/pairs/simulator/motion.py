@@ -424,13 +424,18 @@ def build_trajectory(
     zpos = elevation + posture_h + bob
 
     # Head orientation on top of the heading.
-    look_y = look_p = 0.0
+    # Slow look-around: glances sideways (less while moving), up/down (fast and slow parts: looking
+    # at the ground for a while), and small head tilts. The pitch and roll parts move the horizon in
+    # the picture and the gravity direction in the accelerometer together.
+    look_y = look_p = look_r = 0.0
     if look_around:
-        look_y = subject.head_look_rad * _filtered_noise(rng, n, 0.8 * sec) * (1.0 - 0.6 * moving)
-        look_p = 0.5 * subject.head_look_rad * _filtered_noise(rng, n, 0.8 * sec)
+        a = subject.head_look_rad
+        look_y = a * _filtered_noise(rng, n, 0.8 * sec) * (1.0 - 0.6 * moving)
+        look_p = 0.5 * a * _filtered_noise(rng, n, 0.8 * sec) + 0.6 * a * _filtered_noise(rng, n, 3.0 * sec)
+        look_r = 0.25 * a * _filtered_noise(rng, n, 1.5 * sec)
     yaw = heading + look_y + 0.3 * subject.sway_rad * sway * np.sin(0.5 * phase)
-    pitch = pitch_base + look_p + 0.15 * gait_amp * np.cos(phase)
-    roll = roll_base + subject.sway_rad * sway * np.sin(0.5 * phase + 0.3)
+    pitch = pitch_base + look_p + 1.5 * gait_amp * np.cos(phase)  # head nods with each step
+    roll = roll_base + look_r + subject.sway_rad * sway * np.sin(0.5 * phase + 0.3)
 
     pos = np.stack([x, y, zpos], axis=-1)
     vel = np.gradient(pos, dt, axis=0)

@@ -58,7 +58,7 @@ class SubjectParams:
         cadence_hz: walking steps per second; run_cadence_hz for running.
         bounce_m: vertical bob amplitude when walking (m, half peak-to-peak); run_bounce_m running.
         sway_rad: lateral head roll sway amplitude at stride frequency (rad).
-        head_look_rad: amplitude of slow look-around head yaw/pitch (rad).
+        head_look_rad: amplitude (std) of slow look-around head yaw (rad); pitch and roll scale with it.
         wander_rad_s: heading drift (rad/s, std) while walking.
         mounting: mounting name; mount_R: 3x3 rotation, sensor axes expressed in the camera frame.
         imu_rate_hz: native IMU sample rate (Hz).
@@ -119,7 +119,7 @@ def sample_subject(index: int, seed: int, mounting: str = "head") -> SubjectPara
         bounce_m=float(u(0.012, 0.03)),
         run_bounce_m=float(u(0.025, 0.045)),
         sway_rad=float(u(0.01, 0.05)),
-        head_look_rad=float(u(0.05, 0.20)),
+        head_look_rad=float(u(0.08, 0.25)),
         wander_rad_s=float(u(0.05, 0.25)),
         mounting=mounting,
         mount_R=mount.tolist(),
