@@ -149,10 +149,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="0.25 h and 1 h")
     ap.add_argument("--model", default="patchtst-small")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="passed to predict --threads")
     ap.add_argument("--keep", default=None, help="directory to keep the files in (default: a temp dir)")
     args = ap.parse_args(argv)
     hours = [float(h) for h in (args.hours or ("0.25,1" if args.quick else "6,24")).split(",")]
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"model: {args.model}; predict --threads {args.threads or 'default'}")
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, load average {load[0]:.1f} (shared machine: "
           "other jobs may slow every figure)")
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(os.cpu_count())))
@@ -178,7 +180,8 @@ def main(argv=None) -> int:
         for rt in ("torch", "onnx"):
             out = root / f"pred_{h:g}h_{rt}.csv"
             cmd = [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", str(bundle), "--input",
-                   str(csv), "--out", str(out), "--runtime", rt]
+                   str(csv), "--out", str(out), "--runtime", rt] + \
+                (["--threads", str(args.threads)] if args.threads else [])
             wall, mb, _ = run_measured(cmd, args.repeats, env)
             summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())
             inproc = summ["elapsed_s"]

@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N",
                    help="input rows read at once (memory; results do not depend on it)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="windows per model call")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for the model (default: the runtime's; 1 can be faster on a busy machine)")
 
 
 def add_unit_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.infer.predict import OnnxRunner, TorchRunner, format_summary, predict_file
     from crossmodal_har.io import atomic_write_json
 
-    if args.chunk_rows < 1 or args.batch_size < 1:
-        raise UserError("--chunk-rows and --batch-size must be >= 1")
+    if args.chunk_rows < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
+        raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
     if args.smooth < 0:
         raise UserError("--smooth must be >= 0")
     units = resolve_units(args)
@@ -93,8 +95,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--runtime onnx: no {args.onnx or Path(args.model) / 'model.onnx'}; run "
                             f"`crossmodal-har export --model {args.model} --format onnx --out "
                             f"{Path(args.model) / 'model.onnx'}` first or pass --onnx FILE")
-        runner = OnnxRunner(onnx_path, weights_sha256=weights_digest(bundle.path))
+        runner = OnnxRunner(onnx_path, threads=args.threads, weights_sha256=weights_digest(bundle.path))
     else:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)  # the program's choice, asked for by the user
         runner = TorchRunner(bundle.model)
     out = Path(args.out)
     summary = predict_file(args.input, out, runner, pre, bundle.class_names, units, smooth=args.smooth,
