@@ -266,8 +266,9 @@ def _train_process(rank_hint: int, cfg: PretrainConfig, source: Any, out_dir: st
             if len(rngs) == env.world_size:
                 restore_rng_state(rngs[env.rank])
             else:
-                log.warning("checkpoint has RNG states for %d processes, this run has %d: data order is exact, "
-                            "dropout/augmentation draws are not", len(rngs), env.world_size)
+                log.warning("checkpoint was written by %d process(es), this run has %d: the global batch, the "
+                            "rest of this epoch's data order and the dropout/augmentation draws differ from an "
+                            "uninterrupted run", len(rngs), env.world_size)
                 _seed_all(cfg.seed + 7919 * (step + 1) + env.rank)
             if env.is_main:
                 log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt_path, step, epoch, batch_in_epoch)
