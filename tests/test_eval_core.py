@@ -61,6 +61,12 @@ def test_split_needs_three_subjects():
     assert split_counts(3, SplitConfig()) == (1, 1, 1)
     with pytest.raises(ConfigError):
         SplitConfig(val_fraction=0.5, test_fraction=0.5).validate()
+    # train/val only (train-classifier): no test subjects
+    assert split_counts(10, SplitConfig(test_fraction=0.0)) == (8, 2, 0)
+    subj, y = _labels(n_subjects=10)
+    sp = subject_split(subj, y, 6, SplitConfig(test_fraction=0.0))
+    assert len(sp.test) == 0 and len(sp.train) + len(sp.val) == len(y)
+    assert not set(subj[sp.train]) & set(subj[sp.val])
 
 
 # ---------------------------------------------------------------------------------------- few-shot

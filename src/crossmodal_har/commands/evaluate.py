@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-lr", type=float, help="encoder learning rate for finetune (default lr/10)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (supervised, finetune)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="compute device (default cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -82,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.evaluate.harness import EvaluateConfig, run_evaluation
 
     cfg = from_dict(EvaluateConfig, _config_dict(args), where="evaluate config")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if not cfg.dataset:
         raise UserError("--dataset is required (a generic dataset directory, 'hapt' or 'uestc:<dir>')")
     results = run_evaluation(cfg, args.out, progress=False if args.no_progress else None)

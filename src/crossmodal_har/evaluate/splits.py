@@ -31,10 +31,10 @@ class SplitConfig:
     max_tries: int = 200
 
     def validate(self) -> None:
-        for name in ("val_fraction", "test_fraction"):
-            v = getattr(self, name)
-            if not 0.0 < v < 1.0:
-                raise ConfigError(f"split.{name} must be in (0, 1), got {v}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.test_fraction < 1.0:  # 0: train/val only (e.g. train-classifier)
+            raise ConfigError(f"split.test_fraction must be in [0, 1), got {self.test_fraction}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("split.val_fraction + split.test_fraction must be < 1")
         if self.max_tries < 1:
@@ -58,16 +58,19 @@ class SubjectSplit:
 
 
 def split_counts(n_subjects: int, cfg: SplitConfig) -> tuple:
-    """(n_train, n_val, n_test) subjects; each at least 1. Needs >= 3 subjects."""
-    if n_subjects < 3:
+    """(n_train, n_val, n_test) subjects; each at least 1 (n_test 0 when test_fraction is 0).
+    Needs >= 3 subjects (2 without a test split)."""
+    need = 3 if cfg.test_fraction > 0 else 2
+    if n_subjects < need:
         raise UserError(
-            f"a subject-disjoint train/val/test split needs at least 3 subjects, the dataset has "
-            f"{n_subjects} (give labels.csv a 'subject' column, or recordings from more people)"
+            f"a subject-disjoint {'train/val/test' if need == 3 else 'train/val'} split needs at least {need} "
+            f"subjects, the dataset has {n_subjects} (give labels.csv a 'subject' column, or recordings from "
+            f"more people)"
         )
-    n_test = max(1, int(round(n_subjects * cfg.test_fraction)))
+    n_test = max(1, int(round(n_subjects * cfg.test_fraction))) if cfg.test_fraction > 0 else 0
     n_val = max(1, int(round(n_subjects * cfg.val_fraction)))
     while n_subjects - n_test - n_val < 1:
-        if n_test >= n_val and n_test > 1:
+        if n_test >= n_val and n_test > 1 or (n_val <= 1 and n_test > 1):
             n_test -= 1
         else:
             n_val -= 1
@@ -87,6 +90,8 @@ def subject_split(subject: np.ndarray, y: np.ndarray, n_classes: int, cfg: Split
         perm = rng.permutation(len(uniq))
         groups = (uniq[perm[:n_train]], uniq[perm[n_train:n_train + n_val]], uniq[perm[n_train + n_val:]])
         cover = [len(set().union(*(classes_of[s] for s in g))) for g in groups]
+        if n_test == 0:
+            cover[2] = n_classes
         score = (cover[0], cover[1] + cover[2])
         if best_score is None or score > best_score:
             best, best_score = groups, score
