@@ -40,6 +40,11 @@ class SimConfig:
         fault_fraction: fraction of sessions (chosen by seed, at least one) that get the faults.
         declare_offset: write the injected offset into session.json ``imu_offset_s`` as the
             correction a user would declare (``-sync_offset_s``), instead of 0.
+        looks: size of the pool of scene looks (colours, sky, sun, textures) shared by all subjects;
+            each session is repainted with a look drawn from it every ``look_every_s`` or so (at a
+            bout boundary), so that appearance does not identify the person. 0 = one look per
+            session, its own.
+        look_every_s: mean time between look changes within a session (s).
         progress: show a tqdm bar (``None`` = only on a TTY).
         resume: reuse sessions an identical earlier (e.g. interrupted) run already finished.
     """
@@ -62,6 +67,8 @@ class SimConfig:
     corrupt_frames: int = 5
     fault_fraction: float = 1.0
     declare_offset: bool = False
+    looks: int = 16
+    look_every_s: float = 60.0
     progress: Optional[bool] = None
     resume: bool = True
 
@@ -92,6 +99,8 @@ class SimConfig:
             raise ConfigError(f"corrupt_video must be one of {CORRUPT_MODES}, got {self.corrupt_video!r}")
         if self.corrupt_frames < 0:
             raise ConfigError("corrupt_frames must be >= 0")
+        if self.looks < 0 or not self.look_every_s > 0:
+            raise ConfigError("looks must be >= 0 and look_every_s > 0")
         if not 0.0 < self.fault_fraction <= 1.0:
             raise ConfigError(f"fault_fraction must be in (0, 1], got {self.fault_fraction}")
 

@@ -232,19 +232,22 @@ def _mul_T(R: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.stack([R[:, 0, i] * v[:, 0] + R[:, 1, i] * v[:, 1] + R[:, 2, i] * v[:, 2] for i in range(3)], axis=-1)
 
 
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing (sigma in samples), edges extended with the end values.
+def _smooth(x: np.ndarray, sigma: float, circular: bool = False) -> np.ndarray:
+    """Gaussian smoothing (sigma in samples); edges extended with the end values, or wrapped around.
 
     Wide kernels go through the FFT: the direct filter costs O(n * sigma), which dominated the
     trajectory time for minutes-long sessions at 400 Hz.
     """
     if sigma < 25:
-        return gaussian_filter1d(x, sigma, mode="nearest")
+        return gaussian_filter1d(x, sigma, mode="wrap" if circular else "nearest")
     from scipy.fft import next_fast_len
 
-    pad = int(4 * sigma) + 1
-    n = next_fast_len(len(x) + 2 * pad, real=True)
-    xp = np.concatenate([np.full(pad, x[0]), x, np.full(n - len(x) - pad, x[-1])])
+    if circular:
+        n, pad, xp = len(x), 0, x
+    else:
+        pad = int(4 * sigma) + 1
+        n = next_fast_len(len(x) + 2 * pad, real=True)
+        xp = np.concatenate([np.full(pad, x[0]), x, np.full(n - len(x) - pad, x[-1])])
     f = np.fft.rfftfreq(n)
     y = np.fft.irfft(np.fft.rfft(xp) * np.exp(-0.5 * (2 * np.pi * f * sigma) ** 2), n)
     return y[pad:pad + len(x)]
@@ -252,7 +255,9 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
 
 def _filtered_noise(rng: np.random.Generator, n: int, sigma_samples: float) -> np.ndarray:
     """Zero-mean, unit-std smooth noise (white noise through a Gaussian filter)."""
-    x = _smooth(rng.standard_normal(n + int(8 * sigma_samples)), sigma_samples)[: n]
+    # circular smoothing of a longer draw, keeping a stretch away from the wrap-around seam
+    m = int(4 * sigma_samples)
+    x = _smooth(rng.standard_normal(n + 2 * m), sigma_samples, circular=True)[m: m + n]
     s = x.std()
     return x / s if s > 0 else x
 

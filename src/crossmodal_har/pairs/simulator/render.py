@@ -9,12 +9,29 @@ walls' colours give the heading.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 _BIG = np.float32(1e9)
+
+
+@dataclass
+class Look:
+    """How a scene is painted (colours, sky, sun, texture salt), separate from its geometry, so
+    that one pool of looks can be shared by every subject (appearance then says nothing about
+    who is moving)."""
+
+    wall_colors: np.ndarray  # [4, 3]
+    ground_colors: np.ndarray  # [3, 3]
+    box_palette: np.ndarray  # [8, 3]
+    sky_horizon: np.ndarray
+    sky_zenith: np.ndarray
+    sun_dir: np.ndarray
+    salt: int
 
 
 @dataclass
@@ -42,10 +59,21 @@ class Scene:
     sky_zenith: np.ndarray
     sun_dir: np.ndarray
     salt: int
+    box_tone: Optional[np.ndarray] = None  # [K] index into a look's box palette
+    box_shade: Optional[np.ndarray] = None  # [K] brightness factor of each box
 
     def to_dict(self) -> dict:
         return {"half_size": self.half_size, "wall_height": self.wall_height,
                 "n_boxes": int(len(self.boxes)), "salt": self.salt}
+
+    def with_look(self, look: Look) -> "Scene":
+        """The same geometry painted with ``look``."""
+        tone = self.box_tone if self.box_tone is not None else np.zeros(len(self.boxes), dtype=np.int64)
+        shade = self.box_shade if self.box_shade is not None else np.ones(len(self.boxes), dtype=np.float32)
+        return dataclasses.replace(
+            self, box_colors=(look.box_palette[tone] * shade[:, None]).astype(np.float32),
+            wall_colors=look.wall_colors, ground_colors=look.ground_colors, sky_horizon=look.sky_horizon,
+            sky_zenith=look.sky_zenith, sun_dir=look.sun_dir, salt=look.salt)
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -54,8 +82,33 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
 
 
+def make_look(rng: np.random.Generator) -> Look:
+    """Draw a random look: wall, ground, pillar and sky colours, sun direction, texture salt."""
+    base_h = rng.uniform()
+    wall_colors = np.stack([_hsv(base_h + i / 4 + rng.uniform(-0.05, 0.05), rng.uniform(0.35, 0.7),
+                                 rng.uniform(0.55, 0.9)) for i in range(4)])
+    gh = rng.uniform()
+    ground_colors = np.stack([_hsv(gh + rng.uniform(-0.12, 0.12), rng.uniform(0.2, 0.6), rng.uniform(0.35, 0.7))
+                              for _ in range(3)])
+    box_palette = np.stack([_hsv(rng.uniform(), rng.uniform(0.3, 0.9), rng.uniform(0.6, 0.95)) for _ in range(8)])
+    sun_az = rng.uniform(0, 2 * math.pi)
+    sun_el = rng.uniform(0.15, 0.6)
+    sun = np.array([math.cos(sun_az) * math.cos(sun_el), math.sin(sun_az) * math.cos(sun_el), math.sin(sun_el)],
+                   dtype=np.float32)
+    return Look(
+        wall_colors=wall_colors.astype(np.float32), ground_colors=ground_colors.astype(np.float32),
+        box_palette=box_palette.astype(np.float32),
+        sky_horizon=_hsv(rng.uniform(0.5, 0.65), rng.uniform(0.1, 0.3), 0.95),
+        sky_zenith=_hsv(rng.uniform(0.55, 0.68), rng.uniform(0.4, 0.7), rng.uniform(0.6, 0.85)),
+        sun_dir=sun, salt=int(rng.integers(0, 2**31 - 1)),
+    )
+
+
 def make_scene(rng: np.random.Generator, half_size: float | None = None, n_boxes: int | None = None) -> Scene:
-    """Draw a random arena: size, palette, sun direction and pillars (kept off the centre)."""
+    """Draw a random arena: size, palette, sun direction and pillars (kept off the centre).
+
+    ``Scene.with_look`` repaints the same geometry with another :class:`Look`.
+    """
     L = float(half_size if half_size is not None else rng.uniform(14.0, 22.0))
     k = int(n_boxes if n_boxes is not None else rng.integers(int(L * 1.2), int(L * 2.2)))
     boxes = []
@@ -77,7 +130,10 @@ def make_scene(rng: np.random.Generator, half_size: float | None = None, n_boxes
     sun_el = rng.uniform(0.15, 0.6)
     sun = np.array([math.cos(sun_az) * math.cos(sun_el), math.sin(sun_az) * math.cos(sun_el), math.sin(sun_el)],
                    dtype=np.float32)
+    tone = rng.integers(0, 8, k)
+    shade = rng.uniform(0.7, 1.0, k).astype(np.float32)
     return Scene(
+        box_tone=tone, box_shade=shade,
         half_size=L, wall_height=float(rng.uniform(2.5, 4.5)),
         boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 5), box_colors=box_colors.astype(np.float32),
         wall_colors=wall_colors.astype(np.float32), ground_colors=ground_colors.astype(np.float32),

@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from crossmodal_har.io import atomic_write_json, atomic_write_text
 from crossmodal_har.pairs.simulator.config import SimConfig
 from crossmodal_har.pairs.simulator.imu import imu_sample_times, synthesize_imu, to_declared_units
 from crossmodal_har.pairs.simulator.motion import Bout, build_trajectory, plan_bouts
-from crossmodal_har.pairs.simulator.render import Renderer, make_scene
+from crossmodal_har.pairs.simulator.render import Renderer, make_look, make_scene
 from crossmodal_har.pairs.simulator.subjects import SubjectParams
 from crossmodal_har.pairs.simulator.writer import VideoWriter, format_imu_csv, truncate_file
 
@@ -40,10 +40,10 @@ class SessionTask:
     look_around: bool = True  # slow random head motion on top of the activities
 
     def seeds(self) -> List[np.random.SeedSequence]:
-        """Independent streams: plan, motion noise, IMU noise, scene, faults — so turning a fault on
-        does not change the clean parts of the data."""
+        """Independent streams: plan, motion noise, IMU noise, scene, faults, looks — so turning a
+        fault on does not change the clean parts of the data."""
         root = np.random.SeedSequence([int(self.config.seed), 104729, self.subject_index, self.session_index])
-        return root.spawn(5)
+        return root.spawn(6)
 
     def fingerprint(self) -> str:
         """Hash of everything that determines this session's files (not how the run is executed)."""
@@ -77,6 +77,26 @@ def completed_summary(task: SessionTask) -> Optional[Dict]:
     return dict(summary, cpu_s=0.0) if isinstance(summary, dict) else None
 
 
+def shared_look(seed: int, index: int):
+    """Look ``index`` of the pool shared by every session of a corpus (a function of the seed)."""
+    return make_look(np.random.default_rng(np.random.SeedSequence([int(seed), 271828, int(index)])))
+
+
+def plan_looks(rng: np.random.Generator, bouts: List[Bout], cfg: SimConfig) -> List[Tuple[float, int]]:
+    """(start s, look index) pairs: a new look from the shared pool at the first bout boundary after
+    each 0.5–1.5 × ``look_every_s``; index -1 means the session's own look (``looks == 0``)."""
+    if cfg.looks == 0:
+        return [(0.0, -1)]
+    out = [(0.0, int(rng.integers(cfg.looks)))]
+    next_change = float(rng.uniform(0.5, 1.5)) * cfg.look_every_s
+    for b in bouts[1:]:
+        if b.start >= next_change:
+            choices = [k for k in range(cfg.looks) if k != out[-1][1]] or [out[-1][1]]
+            out.append((float(b.start), int(choices[int(rng.integers(len(choices)))])))
+            next_change = b.start + float(rng.uniform(0.5, 1.5)) * cfg.look_every_s
+    return out
+
+
 def _choose_dropouts(rng: np.random.Generator, duration_s: float, n: int, length: float) -> List[List[float]]:
     """Non-overlapping stretches [start, end) (s) inside the session, at least 1 s from its ends."""
     spans: List[List[float]] = []
@@ -108,7 +128,7 @@ def run_session(task: SessionTask, resume: bool = True) -> Dict:
     t_start = time.process_time()
     cfg = task.config
     subj = task.subject
-    s_plan, s_motion, s_imu, s_scene, s_fault = (np.random.default_rng(s) for s in task.seeds())
+    s_plan, s_motion, s_imu, s_scene, s_fault, s_look = (np.random.default_rng(s) for s in task.seeds())
     session_dir = Path(task.out_dir) / task.name
     session_dir.mkdir(parents=True, exist_ok=True)
     for stale in session_dir.glob(".*.tmp"):  # left by an interrupted run
@@ -132,14 +152,19 @@ def run_session(task: SessionTask, resume: bool = True) -> Dict:
         faults["corrupt_mode"] = cfg.corrupt_video
 
     # --- video ---
-    renderer = Renderer(scene, size=cfg.size, hfov_deg=cfg.hfov_deg)
+    looks = plan_looks(s_look, bouts, cfg)
     frame_t = np.arange(n_frames) / cfg.fps
     pos, R = traj.pose_at(frame_t)
     bad = set(faults["corrupt_frames"])
     writer = VideoWriter(session_dir / "video.mp4", cfg.size, cfg.fps, crf=cfg.crf)
+    renderers: Dict[int, Renderer] = {}
     try:
         for i in range(n_frames):
-            img = renderer.render(pos[i], R[i])
+            k = looks[int(np.searchsorted([a for a, _ in looks], frame_t[i], side="right")) - 1][1]
+            if k not in renderers:
+                painted = scene if k < 0 else scene.with_look(shared_look(cfg.seed, k))
+                renderers[k] = Renderer(painted, size=cfg.size, hfov_deg=cfg.hfov_deg)
+            img = renderers[k].render(pos[i], R[i])
             if i in bad:
                 if faults["corrupt_mode"] == "zero":
                     img = np.zeros_like(img)
@@ -185,6 +210,7 @@ def run_session(task: SessionTask, resume: bool = True) -> Dict:
         "imu_rate_hz": subj.imu_rate_hz,
         "n_imu_samples": int(len(times)),
         "scene": scene.to_dict(),
+        "looks": [[round(a, 3), k] for a, k in looks],
         "bouts": [{"label": b.label, "start": round(b.start, 3), "end": round(b.end, 3), "params": b.params}
                   for b in bouts],
         "faults": faults,
