@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest session; a subject's share is split into sessions (default 5)")
     parser.add_argument("--mounting", choices=["head", "waist", "wrist", "mixed"], default="head",
                         help="IMU orientation relative to the camera (default head)")
+    parser.add_argument("--looks", type=int, default=16,
+                        help="pool of scene looks (colours, sky, sun) shared by all subjects; 0 = one per session (default 16)")
+    parser.add_argument("--look-every", type=float, default=60.0, dest="look_every_s",
+                        help="mean seconds between look changes within a session, at bout boundaries (default 60)")
     parser.add_argument("--workers", type=int, default=1, help="processes across sessions (default 1)")
     parser.add_argument("--crf", type=int, default=23, help="x264 quality, lower = better (default 23)")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in (
         "size", "fps", "hfov_deg", "session_minutes", "mounting", "workers", "crf", "sync_offset_s",
         "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames", "fault_fraction",
-        "resume")}
+        "resume", "looks", "look_every_s")}
     summary = simulate(args.out, subjects=args.subjects, minutes=args.minutes, seed=args.seed, **options)
     tot = summary["totals"]
     cpu_min = tot["cpu_s"] / 60.0
