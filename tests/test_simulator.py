@@ -328,3 +328,17 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
     for rel in files:
         assert (ref / rel).read_bytes() == (out / rel).read_bytes(), rel
     assert not list(out.rglob("*.tmp"))
+
+
+def test_looks_are_shared_across_subjects_and_change_at_bout_boundaries(tmp_path):
+    summary = simulate(tmp_path, subjects=2, minutes=2.0, seed=6, size=32, progress=False, looks=2,
+                       look_every_s=10.0)
+    used = {}
+    for sess in summary["sessions"]:
+        starts = {b["start"] for b in sess["bouts"]}
+        looks = sess["looks"]
+        assert looks[0][0] == 0.0 and len(looks) >= 2
+        assert all(a in starts for a, _ in looks[1:])
+        assert all(k1 != k2 for (_, k1), (_, k2) in zip(looks, looks[1:]))
+        used[sess["subject"]] = {k for _, k in looks}
+    assert used["sub01"] == used["sub02"] == {0, 1}
