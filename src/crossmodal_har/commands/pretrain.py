@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from crossmodal_har.config import apply_overrides, from_dict
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         source = StoreSource(str(args.store), cfg.split)
     res = pretrain(cfg, source, out, resume=args.resume, devices=args.devices, accelerator=args.accelerator,
                    num_nodes=args.num_nodes, show_progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun/SLURM: rank 0 reports
+        return 0
     val = "  ".join(f"{k}={v:.4f}" for k, v in (res.val or {}).items())
     print(f"{cfg.method}: {res.stopped} at step {res.step}/{res.total_steps} in {res.wall_s:.1f} s "
           f"({res.pairs_per_s:.0f} pairs/s); {val}")

@@ -408,7 +408,10 @@ def _train_process(rank_hint: int, cfg: PretrainConfig, source: Any, out_dir: st
 
 
 def _spawned(local_rank: int, cfg: PretrainConfig, source: Any, out_dir: str, resume: bool, device_type: str,
-             stop_at_step: Optional[int], show_progress: bool) -> None:
+             stop_at_step: Optional[int], show_progress: bool, log_level: int = logging.INFO) -> None:
+    # a spawned child starts with no logging setup: mirror the parent's level on rank 0 only
+    logging.basicConfig(level=log_level if local_rank == 0 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
     _train_process(local_rank, cfg, source, out_dir, resume, device_type, stop_at_step, show_progress)
 
 
@@ -457,7 +460,7 @@ def pretrain(cfg: PretrainConfig, source: Any, out_dir: PathLike, *, resume: boo
             if torch.cuda.device_count() < devices:
                 raise UserError(f"--devices {devices} but only {torch.cuda.device_count()} CUDA device(s)")
         dist_utils.spawn(_spawned, devices, (cfg, source, os.fspath(out), resume, device_type, stop_at_step,
-                                             show_progress))
+                                             show_progress, logging.getLogger().getEffectiveLevel()))
         return _read_summary(out)
     return _train_process(0, cfg, source, os.fspath(out), resume, device_type, stop_at_step, show_progress)
 
