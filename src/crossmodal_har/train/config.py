@@ -140,7 +140,7 @@ class PretrainConfig:
     time_budget_s: Optional[float] = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
-    precision: Literal["auto", "32", "bf16", "16"] = "auto"
+    precision: Any = "auto"  # auto | 32 | bf16 | 16 (YAML may give 16/32 as integers)
     num_workers: int = 0
     seed: int = 0
     log_every_steps: int = 10
@@ -149,6 +149,9 @@ class PretrainConfig:
     val_max_windows: int = 0
 
     def validate(self) -> None:
+        self.precision = str(self.precision)
+        if self.precision not in ("auto", "32", "bf16", "16"):
+            raise ConfigError(f"precision must be auto, 32, bf16 or 16, got {self.precision!r}")
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {list(METHODS)}, got {self.method!r}")
         if self.method == "imu2clip" and self.video_mode == "trainable":

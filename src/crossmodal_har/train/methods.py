@@ -144,7 +144,9 @@ class CrossModalMethod(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         imu_emb = self.embed_imu(batch["imu"])
         video_emb = self.embed_video(batch["video"])
-        loss = self.loss_fn(imu_emb, video_emb)
+        # the loss in fp32 even under AMP: exp(t)·cos + b with t≈log 10, b≈−10 is fragile in bf16
+        with torch.autocast(device_type=imu_emb.device.type, enabled=False):
+            loss = self.loss_fn(imu_emb.float(), video_emb.float())
         logs = {"logit_scale": self.loss_fn.logit_scale.detach().exp()}
         if hasattr(self.loss_fn, "logit_bias"):
             logs["logit_bias"] = self.loss_fn.logit_bias.detach()
