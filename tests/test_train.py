@@ -212,3 +212,14 @@ def test_time_budget_stops_cleanly_and_resumes(tmp_path):
     cfg.time_budget_s = None
     res = pretrain(cfg, src, tmp_path, resume=True, show_progress=False)
     assert res.stopped == "completed" and res.step == 6
+
+
+def test_schedule_fitted_to_the_time_budget(tmp_path):
+    cfg = _tiny(max_steps=100000, time_budget_s=3.0, fit_schedule_to_budget=True, val_every_epochs=0,
+                checkpoint_every_steps=100000)
+    src = SyntheticSource(subjects=3, windows_per_subject=32)
+    res = pretrain(cfg, src, tmp_path, show_progress=False)
+    assert res.stopped == "completed" and 5 < res.total_steps < 100000 and res.step == res.total_steps
+    lr = read_metrics(tmp_path)["train/lr"]
+    assert lr[res.step] == pytest.approx(cfg.optim.final_lr)  # the schedule annealed within the budget
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["fitted_to_budget"] is True

@@ -106,6 +106,10 @@ class PretrainConfig:
         max_steps: if set, the run (and the lr schedule) lasts this many optimiser steps instead.
         time_budget_s: stop cleanly (checkpoint + export) after this many seconds of training;
             the schedule is not shortened, so a stopped run is resumable where it left off.
+        fit_schedule_to_budget: with ``time_budget_s``: after the first few steps, shorten the run
+            (and lay the lr schedule out) to the steps that fit in 85 % of the budget, so a budgeted
+            run still anneals its learning rate. The choice is stored in the checkpoint; a resumed
+            run keeps it.
         optim: optimiser and schedule.
         split: subject-disjoint train/val/test split.
         precision: ``auto`` (bf16 autocast on CUDA when supported, else fp16 with loss scaling,
@@ -138,6 +142,7 @@ class PretrainConfig:
     epochs: int = 25
     max_steps: Optional[int] = None
     time_budget_s: Optional[float] = None
+    fit_schedule_to_budget: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     precision: Any = "auto"  # auto | 32 | bf16 | 16 (YAML may give 16/32 as integers)

@@ -251,6 +251,7 @@ def _train_process(rank_hint: int, cfg: PretrainConfig, source: Any, out_dir: st
         warmup = warmup_steps_for(total_steps, cfg.optim.warmup_fraction)
 
         step, epoch, batch_in_epoch = 0, 0, 0
+        fitted = False
         ckpt_path = run_dir / CHECKPOINT_NAME
         if resume:
             ckpt = load_checkpoint(ckpt_path)
@@ -259,7 +260,12 @@ def _train_process(rank_hint: int, cfg: PretrainConfig, source: Any, out_dir: st
             if use_scaler and ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
             step, epoch, batch_in_epoch = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
-            if int(ckpt["total_steps"]) != total_steps:
+            fitted = bool(ckpt.get("fitted_to_budget", False))
+            if fitted:  # the run's length was fitted to its time budget: keep it
+                total_steps = int(ckpt["total_steps"])
+                n_epochs = math.ceil(total_steps / steps_per_epoch)
+                warmup = warmup_steps_for(total_steps, cfg.optim.warmup_fraction)
+            elif int(ckpt["total_steps"]) != total_steps:
                 log.warning("resuming with %d total steps instead of %d: the lr schedule changes", total_steps,
                             int(ckpt["total_steps"]))
             rngs = ckpt["rng"]
@@ -303,7 +309,7 @@ def _train_process(rank_hint: int, cfg: PretrainConfig, source: Any, out_dir: st
                 save_checkpoint(ckpt_path, {
                     "model": strip_module_prefix(model.state_dict()), "optimizer": opt.state_dict(),
                     "scaler": scaler.state_dict() if use_scaler else {}, "step": step, "epoch": ep,
-                    "batch_in_epoch": bi, "total_steps": total_steps, "rng": rngs,
+                    "batch_in_epoch": bi, "total_steps": total_steps, "fitted_to_budget": fitted, "rng": rngs,
                     "world_size": env.world_size, "config": to_dict(cfg),
                 })
             dist_utils.barrier(env)
@@ -313,6 +319,8 @@ def _train_process(rank_hint: int, cfg: PretrainConfig, source: Any, out_dir: st
         bar = tqdm(total=total_steps, initial=step, desc=f"pretrain {cfg.method}", unit="step",
                    disable=(None if show_progress else True) if env.is_main else True, dynamic_ncols=True)
         t_start = time.time()
+        start_step = step
+        probe_steps = 5
         pairs_seen = 0
         last_loss: Optional[float] = None
         val_metrics: Dict[str, float] = {}
@@ -359,6 +367,20 @@ def _train_process(rank_hint: int, cfg: PretrainConfig, source: Any, out_dir: st
                     logger.log(logs, step, epoch)
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
                 bar.update(1)
+                if (cfg.fit_schedule_to_budget and cfg.time_budget_s and not fitted
+                        and step - start_step == probe_steps):
+                    elapsed = time.time() - t_start
+                    fit = step + int((0.85 * cfg.time_budget_s - elapsed) / (elapsed / probe_steps))
+                    fit = int(dist_utils.broadcast_object(fit, env))
+                    fitted = True
+                    if fit < total_steps:
+                        total_steps = max(step + 1, fit)
+                        n_epochs = math.ceil(total_steps / steps_per_epoch)
+                        warmup = min(warmup, warmup_steps_for(total_steps, cfg.optim.warmup_fraction))
+                        bar.total = total_steps
+                        if env.is_main:
+                            log.info("fitted to the %.0f s time budget: %d steps (%.3f s/step)",
+                                     cfg.time_budget_s, total_steps, elapsed / probe_steps)
                 if step % cfg.checkpoint_every_steps == 0:
                     checkpoint(epoch, batch_in_epoch)
                 if stop_at_step is not None and step >= stop_at_step:
