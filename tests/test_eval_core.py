@@ -193,6 +193,7 @@ def _tiny_fit_cfg(**kw):
                      linear_probe=ProbeConfig(steps=60, eval_every=10))
 
 
+@pytest.mark.slow  # imports transformers (PatchTST: batch-norm buffers make eval mode observable)
 def test_linear_probe_keeps_encoder_frozen(monkeypatch):
     import torch
 

@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-lr", type=float, help="encoder learning rate for finetune (default lr/10)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (supervised, finetune)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="compute device (default cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: the small CPU models gain little from more threads "
+                        "and lose several-fold on a busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.evaluate.harness import EvaluateConfig, run_evaluation
 
     cfg = from_dict(EvaluateConfig, _config_dict(args), where="evaluate config")
-    if args.threads is not None:
+    if cfg.fit.device == "cpu":
         if args.threads < 1:
             raise UserError("--threads must be >= 1")
         import torch
