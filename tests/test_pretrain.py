@@ -16,7 +16,7 @@ def _zeroshot(tmp_path, name, shuffle):
                                   SyntheticSource(subjects=6, windows_per_subject=64, shuffle_pairs=shuffle))
     run = tmp_path / f"run-{name}"
     assert main(["-q", "pretrain", "--config", "siglip-tiny", "--store", store, "--out", str(run),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--set", "epochs=10"]) == 0
     assert main(["-q", "zeroshot", "--run", str(run), "--store", store, "--out", str(tmp_path / f"zs-{name}")]) == 0
     res = json.loads((tmp_path / f"zs-{name}" / "results.json").read_text())
     split = json.loads((run / "split.json").read_text())
