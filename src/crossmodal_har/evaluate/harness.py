@@ -9,6 +9,7 @@ once → summaries (mean, std, 95 % t-interval over seeds) → ``results.json``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -120,6 +121,8 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     else:
         source = EncoderSource.from_dir(cfg.encoder)
         label = cfg.name or _encoder_label(Path(cfg.encoder))
+        # the saved encoder's preprocessing is what is used: config.json must say so
+        cfg = dataclasses.replace(cfg, preprocess=source.preprocess, model=source.model_name)
     if windows is None:
         from crossmodal_har.signals.datasets import load_labelled
 
