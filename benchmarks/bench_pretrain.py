@@ -191,7 +191,11 @@ def main(argv=None) -> int:
     print(f"{'end-to-end: PyAV decode per window + ' + video_name:44s} {e2e_rate:10.2f} {e2e_s / e2e_steps:8.3f}"
           f"   (decode {decode_s / e2e_s:.0%} of it)")
     ratio = frozen_rate / e2e_rate
-    print(f"ratio frozen/end-to-end: {ratio:.0f}x (goal >= 50x) {'OK' if ratio >= 50 else 'BELOW GOAL'}")
+    if args.quick and video_name != "videomae-base":
+        print(f"ratio frozen/end-to-end: {ratio:.0f}x with {video_name} end to end (quick smoke run: a lower "
+              "bound set by per-window decoding; the >= 50x goal is for the default run with videomae-base)")
+    else:
+        print(f"ratio frozen/end-to-end: {ratio:.0f}x (goal >= 50x) {'OK' if ratio >= 50 else 'BELOW GOAL'}")
     return 0
 
 
