@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         from crossmodal_har.infer.timeline import plot_timeline
 
         plot_timeline(out, args.timeline, bundle.class_names)
+    if summary["windows_ok"] == 0:
+        log.warning("%s: no window could be classified (see the stretches and skipped windows below)",
+                    args.input)
     print(format_summary(summary))
     print(f"wrote {out} and {summary_path}" + (f" and {args.timeline}" if args.timeline else ""))
     log.debug("summary: %s", json.dumps(summary))
