@@ -70,6 +70,17 @@ def test_onnx_export_parity_and_runtime_agreement(tmp_path, capsys):
     pa = a.loc[ok, ["p_rest", "p_walk", "p_turn"]].astype(float).to_numpy()
     pb = b.loc[ok, ["p_rest", "p_walk", "p_turn"]].astype(float).to_numpy()
     assert np.abs(pa - pb).max() <= 1e-4
+    # the ONNX runtime needs only bundle.json: torch is never imported
+    import subprocess
+    import sys
+
+    code = ("import sys; from crossmodal_har.cli import main; "
+            f"rc = main(['-q', 'predict', '--model', {str(d)!r}, '--input', {str(rec)!r}, '--out', "
+            f"{str(tmp_path / 'sub.csv')!r}, '--runtime', 'onnx', *{UNITS!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300).stdout
+    assert out.split()[-2:] == ["0", "False"], out
+    assert (tmp_path / "sub.csv").read_bytes() == (tmp_path / "onnx.csv").read_bytes()
 
 
 def test_export_parity_with_the_small_patchtst(tmp_path):
