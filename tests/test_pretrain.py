@@ -2,7 +2,6 @@
 every method trains on a store and exports an encoder that ``load_encoder`` rebuilds."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

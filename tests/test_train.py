@@ -14,7 +14,7 @@ import torch
 from crossmodal_har.cli import main
 from crossmodal_har.errors import ConfigError, UserError
 from crossmodal_har.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
-from crossmodal_har.train.config import PretrainConfig, list_configs, load_pretrain_config
+from crossmodal_har.train.config import list_configs, load_pretrain_config
 from crossmodal_har.train.engine import _param_groups, _seed_all, data_info, pretrain
 from crossmodal_har.train.loggers import read_metrics
 from crossmodal_har.train.methods import build_method

@@ -12,7 +12,6 @@ NCCL on CUDA), or — under torchrun / SLURM — runs as the rank the launcher a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
