@@ -37,14 +37,15 @@ def _group_key(run: Dict[str, Any]) -> tuple:
     return (run.get("method", ""), run["protocol"], run["shots"])
 
 
-def _order_key(key: tuple) -> tuple:
+def _order_key(key: tuple, method_rank: Dict[str, int]) -> tuple:
     method, protocol, shots = key
     p = PROTOCOL_ORDER.index(protocol) if protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
-    return (method, p, protocol, _shots_key(shots))
+    return (method_rank[method], p, protocol, _shots_key(shots))
 
 
 def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One summary row per (method, protocol, shots), ordered by method, protocol, shots.
+    """One summary row per (method, protocol, shots), ordered by method (first appearance), protocol,
+    shots.
 
     Keys: ``method, protocol, shots, n_seeds``, and for each metric M in accuracy,
     balanced_accuracy, macro_f1: ``M_mean, M_std, M_ci95_low, M_ci95_high`` (the interval is a
@@ -53,10 +54,12 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     ``confusion_matrix`` (counts summed over seeds).
     """
     groups: "OrderedDict[tuple, List[Dict[str, Any]]]" = OrderedDict()
+    method_rank: Dict[str, int] = {}
     for r in runs:
         groups.setdefault(_group_key(r), []).append(r)
+        method_rank.setdefault(r.get("method", ""), len(method_rank))
     rows = []
-    for key in sorted(groups, key=_order_key):
+    for key in sorted(groups, key=lambda k: _order_key(k, method_rank)):
         rs = groups[key]
         row: Dict[str, Any] = {"method": key[0], "protocol": key[1], "shots": key[2], "n_seeds": len(rs)}
         for m in METRICS:
