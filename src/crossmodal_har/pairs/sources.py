@@ -166,7 +166,7 @@ def read_session_json(path: Path) -> Dict[str, Any]:
 
     Units.from_mapping({k: out[k] for k in ("acc_unit", "gyro_unit", "time_unit")}, path)
     if out["extra"]:
-        log.info("%s: keeping unrecognised key(s) %s as metadata (known: %s)", path,
+        log.debug("%s: keeping unrecognised key(s) %s as metadata (known: %s)", path,
                  ", ".join(sorted(out["extra"])), ", ".join(SESSION_KEYS))
     return out
 
