@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="supervised",
                    choices=("linear-probe", "finetune", "supervised", "knn"))
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="bundle directory to write")
-    p.add_argument("--model", default=None, help="architecture for --encoder random (default patchtst-small)")
+    p.add_argument("--model", default=None, help="architecture for --encoder random (default: the evaluation harness's)")
     p.add_argument("--normalization", choices=("zscore", "none"), default=None,
                    help="per-window normalisation for --encoder random (default: the harness's, none)")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (supervised, finetune)")
@@ -83,13 +83,11 @@ def run(args: argparse.Namespace) -> int:
     if len(ws) == 0:
         raise ConfigError(f"dataset {args.dataset!r} has no labelled windows")
     n_classes = len(ws.class_names)
-    # A deployable model: every subject not used for validation trains (no test split here). The
-    # harness's splitter needs a test fraction; its test subjects simply join training.
+    # A deployable model: every subject not used for validation trains (no test split here).
     split = subject_split(ws.subject, ws.y, n_classes,
-                          SplitConfig(val_fraction=args.val_fraction, test_fraction=min(0.2, 0.99 - args.val_fraction),
-                                      seed=args.seed))
-    train_idx = np.sort(np.concatenate([split.train, split.test]))
-    train_subjects = sorted(split.subjects["train"] + split.subjects["test"])
+                          SplitConfig(val_fraction=args.val_fraction, test_fraction=0.0, seed=args.seed))
+    train_idx = split.train
+    train_subjects = sorted(split.subjects["train"])
     train_ws, val_ws = ws.subset(train_idx), ws.subset(split.val)
     log.info("training on %d windows of %d subjects; validation %d windows of %d subjects", len(train_ws),
              len(train_subjects), len(val_ws), len(split.subjects["val"]))
