@@ -51,8 +51,8 @@ def test_preprocess_validation():
 
 
 def test_overrides():
-    d = apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=[1, 2]", "d=hello"])
-    assert d == {"a": {"b": 2}, "c": [1, 2], "d": "hello"}
+    d = apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=[1, 2]", "d=hello", "lr=3e-4", "e=1e5x"])
+    assert d == {"a": {"b": 2}, "c": [1, 2], "d": "hello", "lr": 3e-4, "e": "1e5x"}
 
 
 def test_atomic_json_and_errors(tmp_path):

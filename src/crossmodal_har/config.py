@@ -122,6 +122,9 @@ def to_dict(obj: Any) -> Dict[str, Any]:
     return conv(obj)
 
 
+_FLOAT_RE = __import__("re").compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def parse_override(text: str) -> tuple:
     """Parse ``a.b=value`` (value parsed as YAML scalar/list) into (["a","b"], value)."""
     import yaml
@@ -133,6 +136,12 @@ def parse_override(text: str) -> tuple:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):
+        # YAML 1.1 reads "3e-4" as a string (it wants "3.0e-4"); users mean the number.
+        try:
+            value = float(value) if _FLOAT_RE.match(value.strip()) else value
+        except ValueError:
+            pass
     return key.strip().split("."), value
 
 
