@@ -113,6 +113,7 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     from crossmodal_har.evaluate.splits import subject_split
 
     t_start = time.perf_counter()
+    resolve_device(cfg.fit.device)  # fail before loading data if the device is missing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.encoder == "random":
