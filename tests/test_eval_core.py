@@ -286,3 +286,25 @@ def test_cached_frozen_embeddings_give_the_same_classifier():
     with torch.no_grad():
         cached = b.module.head(torch.as_tensor(z[1::2])).numpy()
     assert np.allclose(cached, b.predict_scores(va.x), atol=1e-4)
+
+
+def test_finetune_starts_from_the_linear_probe_head():
+    """LP-FT: with learning rates ~0, fine-tuning returns the linear probe's classifier; the
+    encoder stays trainable (not frozen by the probe run)."""
+    from crossmodal_har.evaluate.protocols import (EncoderSource, FitConfig, ProbeConfig, TrainConfig,
+                                                   fit_protocol)
+
+    ws = _toy_windowset(n_subjects=3, per_class=4)
+    tr, va = ws.subset(np.arange(0, len(ws), 2)), ws.subset(np.arange(1, len(ws), 2))
+    source = EncoderSource.random("convgru-tiny", ws.preprocess)
+    frozen_lr = TrainConfig(epochs=1, min_steps_per_epoch=1, batch_size=8, lr=1e-12, backbone_lr=1e-12,
+                            augment=False, weight_decay=0.0)
+    cfg = FitConfig(finetune=frozen_lr, linear_probe=ProbeConfig(steps=60, eval_every=10))
+    probe = fit_protocol("linear-probe", source, tr, va, cfg, seed=0, progress=False)
+    ft = fit_protocol("finetune", source, tr, va, cfg, seed=0, progress=False)
+    assert np.allclose(ft.predict_scores(va.x), probe.predict_scores(va.x), atol=1e-3)
+    assert all(p.requires_grad for p in ft.module.encoder.parameters())
+    no_lpft = FitConfig(finetune=TrainConfig(**{**frozen_lr.__dict__, "init_head_from_probe": False}),
+                        linear_probe=cfg.linear_probe)
+    cold = fit_protocol("finetune", source, tr, va, no_lpft, seed=0, progress=False)
+    assert not np.allclose(cold.predict_scores(va.x), probe.predict_scores(va.x), atol=1e-3)

@@ -61,6 +61,8 @@ class TrainConfig:
             and Gaussian jitter of ``jitter`` × the window's per-channel std.
         label_smoothing: cross-entropy label smoothing.
         grad_clip: max gradient norm (0 = off).
+        init_head_from_probe: ``finetune`` only: initialise the head from a linear probe on the
+            frozen starting encoder (LP-FT) instead of at random.
     """
 
     epochs: int = 15
@@ -77,6 +79,7 @@ class TrainConfig:
     jitter: float = 0.05
     label_smoothing: float = 0.0
     grad_clip: float = 1.0
+    init_head_from_probe: bool = True
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.min_steps_per_epoch < 1:
@@ -409,8 +412,17 @@ def fit_protocol(protocol: str, source: EncoderSource, train: WindowSet, val: Wi
         fitted = _fit_frozen(protocol, encoder, train, val, cfg, n_classes, norm, device, frozen_embeddings)
     else:
         tcfg = cfg.supervised if protocol == "supervised" else cfg.finetune
+        head = None
+        if protocol == "finetune" and tcfg.init_head_from_probe:
+            # LP-FT (Kumar et al., ICLR 2022): start fine-tuning from the linear probe's head on
+            # standardised embeddings, so early updates do not wreck the pretrained features
+            # through a random head. The probe runs on a frozen copy; ``encoder`` stays trainable.
+            probe = _fit_frozen("linear-probe", copy.deepcopy(encoder), train, val, cfg, n_classes, norm, device,
+                                None)
+            head = probe.module.head
+            torch.manual_seed(seed + 7919)
         fitted = _fit_end_to_end(protocol, encoder, train, val, tcfg, cfg, n_classes, norm, device, np_rng,
-                                 progress, desc)
+                                 progress, desc, head=head)
     fitted.preprocess = source.preprocess
     fitted.n_train = len(train)
     fitted.seconds = time.perf_counter() - t0
@@ -486,10 +498,11 @@ def _augment(xb, cfg: TrainConfig, gen):
 
 
 def _fit_end_to_end(protocol, encoder, train, val, tcfg: TrainConfig, cfg: FitConfig, n_classes, norm, device,
-                    np_rng, progress, desc) -> FittedClassifier:
+                    np_rng, progress, desc, head: Optional[nn.Module] = None) -> FittedClassifier:
     from tqdm.auto import tqdm
 
-    head = nn.Linear(int(encoder.embed_dim), n_classes)
+    if head is None:
+        head = nn.Linear(int(encoder.embed_dim), n_classes)
     module = WindowClassifier(encoder, head, norm).to(device)
     if protocol == "finetune":
         backbone_lr = tcfg.backbone_lr if tcfg.backbone_lr is not None else tcfg.lr / 10.0
