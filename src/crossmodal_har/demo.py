@@ -173,6 +173,8 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, workers: Optional[i
         for argv in commands:
             log.info("  $ crossmodal-har %s", " ".join(shlex.quote(a) for a in argv))
             code = runner(list(argv))
+            if code == 130:  # the stage's command was interrupted (Ctrl-C)
+                raise KeyboardInterrupt
             if code not in stage.ok_codes:
                 raise UserError(f"demo stage {stage.name!r} failed (exit {code}); fix the cause and re-run "
                                 f"the same command to resume from this stage")
