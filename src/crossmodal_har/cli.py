@@ -71,9 +71,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
-    # No network unless the user explicitly asks for a hub id (see --allow-download on the commands
-    # that load pretrained weights).
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # No network unless the user explicitly asks for a hub id with --allow-download (commands that
+    # load pretrained weights have it). Set before any command imports transformers, which reads it.
+    if getattr(args, "allow_download", False):
+        os.environ["HF_HUB_OFFLINE"] = "0"
+    else:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
