@@ -57,6 +57,11 @@ class SplitConfig:
     Explicit subject lists win; otherwise the sorted subjects are shuffled with ``seed`` and the
     first ``test_fraction`` go to test, the next ``val_fraction`` to val (at least one subject each
     when there are enough subjects), the rest to train. The resolved split is saved in the run.
+
+    ``shuffle_train_pairs`` is the control experiment: the video side of the *training* pairs is
+    permuted across windows (a fixed permutation with no fixed point, drawn with ``seed``), so
+    nothing links an IMU window to its video; validation and test windows keep their true pairs.
+    ``StoreSource`` (``train/data.py``) honours it.
     """
 
     val_subjects: List[str] = field(default_factory=list)
@@ -64,6 +69,7 @@ class SplitConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
+    shuffle_train_pairs: bool = False
 
     def validate(self) -> None:
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1

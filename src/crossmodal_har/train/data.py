@@ -97,16 +97,57 @@ class StoreSource:
 
         kind = {"frames": "frames", "embeddings": "embeddings"}.get(store.video_mode, "none")
         video_shape = store.video.shape if kind != "none" else (len(store), 0)
+        train = ds(parts["train"], "jitter")
+        shuffled = bool(getattr(self.split, "shuffle_train_pairs", False))
+        if shuffled:
+            if kind == "none":
+                raise UserError(f"{self.path}: split.shuffle_train_pairs needs a store with video")
+            train = ShuffledPairs(train, seed)
+            log.warning("split.shuffle_train_pairs: training videos permuted across windows (control run)")
         return PairedData(
-            train=ds(parts["train"], "jitter"), val=ds(parts["val"], "centre"), test=ds(parts["test"], "centre"),
+            train=train, val=ds(parts["val"], "centre"), test=ds(parts["test"], "centre"),
             video_kind=kind,
             video_dim=int(video_shape[1]) if kind == "embeddings" else None,
             num_frames=int(store.meta.get("frames", 0) or 0) or None if kind == "frames" else None,
             preprocess=store.preprocess, split=parts,
             meta={"store": os.fspath(Path(self.path).resolve()), "video_mode": store.video_mode,
                   "video_encoder": store.meta.get("video_encoder"), "class_names": store.class_names,
-                  "num_windows": len(store)},
+                  "num_windows": len(store), "shuffle_train_pairs": shuffled},
         )
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A random permutation of ``range(n)`` with no fixed point (Sattolo's algorithm: one n-cycle)."""
+    rng = np.random.default_rng(seed)
+    perm = np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = int(rng.integers(0, i))
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+class ShuffledPairs:
+    """A paired dataset whose item ``i`` keeps its IMU window, index, label and subject but takes the
+    video of item ``perm[i]`` (``derangement(len(dataset), seed)``): the control for "does the model
+    learn the pairing?". Fixed for the whole run, so resuming and every DDP rank see the same pairs."""
+
+    def __init__(self, dataset: Any, seed: int = 0):
+        if len(dataset) < 2:
+            raise UserError("shuffling pairs needs at least 2 training windows")
+        self.dataset = dataset
+        self.perm = derangement(len(dataset), seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        item = dict(self.dataset[i])
+        item["video"] = self.dataset[int(self.perm[i])]["video"]
+        return item
 
 
 class ArrayPairs:
