@@ -14,6 +14,7 @@ About 1.5 min on 2 shared CPU cores.
 import json
 import math
 
+import numpy as np
 import pytest
 
 from crossmodal_har.cli import main
@@ -79,3 +80,31 @@ def test_same_run_on_shuffled_training_pairs_stays_at_chance(sim_store, one_thre
     # 1/rank of a uniform rank has mean H_n/n and second moment ~ (pi^2/6)/n: 4 sigma of the mean.
     sd = math.sqrt(max((math.pi ** 2 / 6) / n - m["chance_MRR"] ** 2, 0.0) / n)
     assert m["MRR"] <= m["chance_MRR"] + 4 * sd, m
+
+
+def test_shuffle_train_pairs_permutes_only_the_training_videos(tmp_path):
+    from crossmodal_har.train.config import SplitConfig
+    from crossmodal_har.train.data import StoreSource
+    from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
+
+    store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(subjects=4, windows_per_subject=8))
+    kw = dict(val_fraction=0.25, test_fraction=0.25, seed=3)
+    true = StoreSource(store, SplitConfig(**kw)).load()
+    shuf = StoreSource(store, SplitConfig(**kw, shuffle_train_pairs=True)).load()
+    assert shuf.split == true.split and shuf.meta["shuffle_train_pairs"] and not true.meta["shuffle_train_pairs"]
+    n = len(true.train)
+    assert len(shuf.train) == n == 16
+    perm = shuf.train.perm
+    assert sorted(perm.tolist()) == list(range(n)) and not np.any(perm == np.arange(n))  # no pair kept
+    for i in range(n):
+        a, b = true.train[i], shuf.train[i]
+        assert np.array_equal(a["imu"], b["imu"]) and (a["index"], a["label"], a["subject"]) == (
+            b["index"], b["label"], b["subject"])
+        assert np.array_equal(b["video"], true.train[int(perm[i])]["video"])
+        assert not np.array_equal(b["video"], a["video"])
+    for part in ("val", "test"):  # evaluation keeps the true pairs
+        for i in range(len(getattr(true, part))):
+            a, b = getattr(true, part)[i], getattr(shuf, part)[i]
+            assert np.array_equal(a["imu"], b["imu"]) and np.array_equal(a["video"], b["video"])
+    again = StoreSource(store, SplitConfig(**kw, shuffle_train_pairs=True)).load()
+    assert np.array_equal(again.train.perm, perm)  # fixed by the seed: resumes and DDP ranks agree
