@@ -95,7 +95,7 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
                 r, r_prev = int(rows[k + 1]), int(rows[k])
                 what = "duplicated time" if dt[k] == 0 else "time goes backwards:"
                 prev_where = f"line {r_prev + line_offset}" if line_offset is not None else f"row {r_prev + 1}"
-                msg = (f"{what} {tt_prev[k + 1]!r} after {tt_prev[k]!r} ({prev_where}); "
+                msg = (f"{what} {float(tt_prev[k + 1])!r} after {float(tt_prev[k])!r} ({prev_where}); "
                        "timestamps must be strictly increasing")
                 if line_offset is None:
                     msg = f"row {r + 1}: " + msg
