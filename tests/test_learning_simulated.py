@@ -7,8 +7,13 @@ Settings (see docs/pretraining.md, "Measured on simulated data"): 12 subjects x 
 at 5 fps, one scene look (``--looks 1``: the random-weight VideoMAE features used here are dominated
 by colours otherwise), frozen ``videomae-tiny`` embeddings, IMU in physical units
 (``normalization=none``: a per-window z-score removes the gravity direction and the mean rates that
-the video shows as horizon position and turning), 64-d heads, 10 training and 2 test subjects.
-About 1.5 min on 2 shared CPU cores.
+the video shows as horizon position and turning), 64-d heads, 60 epochs, 10 training and 2 test
+subjects. About 1.5 min on 2 shared CPU cores.
+
+Measured (simulator seed 1, 236 test windows, chance R@1 1/236): training seeds 0/1/2 give R@1 9x/7x/8x
+chance; the shuffled control gives 0-1 hits. The margin depends on the simulated corpus: with
+simulator seed 2 the same recipe gave only 3-4x (its held-out subjects are harder), so the seed is
+pinned here and a change of recipe or simulator should be re-checked on several seeds.
 """
 
 import json
@@ -19,7 +24,7 @@ import pytest
 
 from crossmodal_har.cli import main
 
-PRETRAIN = ["--config", "siglip-tiny", "--no-progress", "--set", "embed_dim=64",
+PRETRAIN = ["--config", "siglip-tiny", "--no-progress", "--set", "embed_dim=64", "--set", "epochs=60",
             "--set", "split.val_fraction=0", "--set", "split.test_fraction=0.2", "--set", "seed=0"]
 
 
