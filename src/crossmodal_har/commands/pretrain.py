@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.synthetic:
         from crossmodal_har.train.synthetic import SyntheticSource
 
+        if cfg.split.shuffle_train_pairs:
+            raise UserError("split.shuffle_train_pairs applies to stores; with --synthetic use a store made by "
+                            "train.synthetic.write_synthetic_store instead")
         source = SyntheticSource(video_kind="embeddings", split=cfg.split if (cfg.split.val_subjects or
                                                                               cfg.split.test_subjects) else None)
     else:
