@@ -51,6 +51,19 @@ def build_encoder(name: str, overrides: Mapping[str, Any], pretrained: Optional[
     return create_model(name, pretrained=pretrained, allow_download=allow_download, **dict(overrides))
 
 
+def _init_imu_side(method: nn.Module, cfg: Any, data_info: Mapping[str, Any],
+                   arch: Optional[Mapping[str, Any]]) -> nn.Module:
+    """Set the IMU-side attributes every method shares and build its IMU encoder for the store's window."""
+    method.method = cfg.method
+    method.normalization = data_info["preprocess"]["normalization"]
+    method.augment_rotation = bool(cfg.augment_rotation)
+    window = int(data_info["window"])
+    return build_encoder(
+        cfg.imu_encoder,
+        _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides, {"context_length": window, "window": window}),
+        cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
+
+
 class CrossModalMethod(nn.Module):
     """IMU tower + video tower (or stored video embeddings) + heads + contrastive loss."""
 
@@ -59,15 +72,7 @@ class CrossModalMethod(nn.Module):
         super().__init__()
         from crossmodal_har.models.heads import ProjectionHead
 
-        self.method = cfg.method
-        self.normalization = data_info["preprocess"]["normalization"]
-        self.augment_rotation = bool(cfg.augment_rotation)
-        window = int(data_info["window"])
-        self.imu_encoder = build_encoder(
-            cfg.imu_encoder,
-            _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides,
-                                  {"context_length": window, "window": window}),
-            cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
+        self.imu_encoder = _init_imu_side(self, cfg, data_info, arch)
         self.imu_head = ProjectionHead(self.imu_encoder.embed_dim, cfg.embed_dim, dropout=cfg.head_dropout)
 
         self.video_kind = data_info["video_kind"]
@@ -161,16 +166,7 @@ class MaskedImuMethod(nn.Module):
         super().__init__()
         from crossmodal_har.models.mae import ImuMaskedAutoencoder
 
-        self.method = cfg.method
-        self.normalization = data_info["preprocess"]["normalization"]
-        self.augment_rotation = bool(cfg.augment_rotation)
-        window = int(data_info["window"])
-        encoder = build_encoder(
-            cfg.imu_encoder,
-            _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides,
-                                  {"context_length": window, "window": window}),
-            cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
-        self.mae = ImuMaskedAutoencoder(encoder, mask_ratio=cfg.mask_ratio)
+        self.mae = ImuMaskedAutoencoder(_init_imu_side(self, cfg, data_info, arch), mask_ratio=cfg.mask_ratio)
 
     @property
     def imu_encoder(self):
