@@ -1,5 +1,4 @@
 import dataclasses
-import json
 from typing import List, Optional
 
 import pytest

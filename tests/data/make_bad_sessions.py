@@ -5,7 +5,6 @@
 One folder per bad-input case of issue 3 (plus one good session), small enough to commit.
 """
 
-import json
 import shutil
 import sys
 from pathlib import Path

@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     import datetime
     import platform
 
-    import numpy as np
     import torch
 
     from crossmodal_har import __version__

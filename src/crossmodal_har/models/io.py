@@ -20,6 +20,7 @@ model from name + config and loads the weights with strict key matching. Weights
 from __future__ import annotations
 
 import dataclasses
+import os
 import logging
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
@@ -33,7 +34,7 @@ FORMAT_VERSION = 1
 WEIGHTS_NAME = "encoder.safetensors"
 META_NAME = "encoder.json"
 
-PathLike = Union[str, "os.PathLike[str]"]  # noqa: F821
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _plain(obj: Any) -> Any:

@@ -127,7 +127,6 @@ def load_generic(root: PathLike, cfg: PreprocessConfig, *, skip_bad: bool = Fals
     else:
         class_names = sort_classes(labels.classes)
     class_index = {c: i for i, c in enumerate(class_names)}
-    W = cfg.window_samples
     xs: List[np.ndarray] = []
     ys: List[np.ndarray] = []
     subj: List[np.ndarray] = []
