@@ -12,12 +12,11 @@ global line (CSV; the header is line 1) or row (Parquet).
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 
@@ -152,7 +151,7 @@ def _iter_csv(path: Path, chunk_rows: int):
             except StopIteration:
                 break
             except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-                _diagnose(path, header, first_row + 2)
+                readers.diagnose_csv(path, header, from_line=first_row + 2, allow_missing=True)
                 raise DataError(path, f"cannot parse CSV near line {first_row + 2}: {exc}") from None
             arr = df[list(COLUMNS)].to_numpy(dtype=np.float64)
             n_rows += len(arr)
@@ -160,34 +159,6 @@ def _iter_csv(path: Path, chunk_rows: int):
             first_row += len(arr)
     if n_rows == 0:
         raise DataError(path, "no data rows after the header", line=2)
-
-
-def _diagnose(path: Path, header: List[str], from_line: int) -> None:
-    """Slow path after the fast parser failed: find the first bad cell at or after ``from_line``.
-
-    Empty and ``nan`` cells are allowed (marked later as non-finite stretches); text that is not a
-    number and rows with the wrong number of fields are errors.
-    """
-    idx = {c: header.index(c) for c in COLUMNS}
-    ncols = len(header)
-    with open(path, "r", encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.reader(fh, skipinitialspace=True)
-        next(reader, None)
-        for row in reader:
-            lineno = reader.line_num
-            if lineno < from_line or not row:
-                continue
-            if len(row) != ncols:
-                raise DataError(path, f"row has {len(row)} fields, the header has {ncols}", line=lineno)
-            for col in COLUMNS:
-                cell = row[idx[col]].strip()
-                if cell == "":
-                    continue
-                try:
-                    float(cell)
-                except ValueError:
-                    raise DataError(path, f"cannot parse {cell[:40]!r} as a number in column {col}",
-                                    line=lineno) from None
 
 
 # ------------------------------------------------------------------------------------- Parquet

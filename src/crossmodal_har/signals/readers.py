@@ -126,7 +126,7 @@ def _read_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
                          engine="c", skip_blank_lines=False,
                          encoding="utf-8", na_filter=True)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        _diagnose_csv(path, header)  # raises with the line when it can find it
+        diagnose_csv(path, header)  # raises with the line when it can find it
         raise DataError(path, f"cannot parse CSV: {exc}") from None
     if len(df) == 0:
         raise DataError(path, "no data rows after the header", line=2)
@@ -138,15 +138,15 @@ def _read_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
         last_ok = np.flatnonzero(ok_rows)
         n = (last_ok[-1] + 1) if len(last_ok) else 0
         if n == 0:
-            _diagnose_csv(path, header)
+            diagnose_csv(path, header)
             raise DataError(path, "no valid data rows", line=2)
         if not ok_rows[:n].all() or not np.isnan(arr[n:]).all():
             bad = int(np.flatnonzero(~ok_rows)[0])
-            _diagnose_csv(path, header, only_line=bad + 2)
+            diagnose_csv(path, header, from_line=bad + 2, single_line=True)
             col = COLUMNS[int(np.flatnonzero(~finite[bad])[0])]
             raise DataError(path, f"missing or non-finite value in column {col}", line=bad + 2)
         if n < len(arr) and not _trailing_lines_blank(path, n + 2):
-            _diagnose_csv(path, header, only_line=n + 2)
+            diagnose_csv(path, header, from_line=n + 2, single_line=True)
             raise DataError(path, "missing values (NaN row)", line=n + 2)
         arr = arr[:n]
     return arr[:, 0].copy(), np.ascontiguousarray(arr[:, 1:])
@@ -165,8 +165,15 @@ def _iter_lines(path: Path) -> Iterator[Tuple[int, str]]:
             yield lineno, text
 
 
-def _diagnose_csv(path: Path, header: List[str], only_line: Optional[int] = None) -> None:
-    """Slow path: find the first bad line/column and raise a DataError about it.
+def diagnose_csv(path: Path, header: List[str], *, from_line: Optional[int] = None, single_line: bool = False,
+                 allow_missing: bool = False) -> None:
+    """Slow path after a fast parser failed: find the first bad line/column and raise a DataError.
+
+    Args:
+        from_line: first (1-based) line to check; earlier lines are skipped.
+        single_line: check only the first line at or after ``from_line``.
+        allow_missing: empty, ``nan`` and ``inf`` cells and blank lines pass (streaming prediction marks
+            them as non-finite stretches); otherwise each is an error naming the line.
 
     Returns without raising when it finds nothing specific (the caller raises a generic error).
     """
@@ -177,25 +184,29 @@ def _diagnose_csv(path: Path, header: List[str], only_line: Optional[int] = None
         next(reader, None)
         for row in reader:
             lineno = reader.line_num
-            if only_line is not None and lineno < only_line:
+            if from_line is not None and lineno < from_line:
                 continue
             if not row or all(not c.strip() for c in row):
+                if allow_missing:
+                    continue
                 raise DataError(path, "empty line inside the data (NaN row)", line=lineno)
             if len(row) != ncols:
                 raise DataError(path, f"row has {len(row)} fields, the header has {ncols}", line=lineno)
             for col in COLUMNS:
                 cell = row[idx[col]].strip()
                 if cell == "":
+                    if allow_missing:
+                        continue
                     raise DataError(path, f"empty value in column {col} (NaN row)", line=lineno)
                 try:
                     value = float(cell)
                 except ValueError:
                     raise DataError(path, f"cannot parse {cell[:40]!r} as a number in column {col}",
                                     line=lineno) from None
-                if not np.isfinite(value):
+                if not allow_missing and not np.isfinite(value):
                     raise DataError(path, f"non-finite value {cell!r} in column {col} (NaN row)",
                                     line=lineno)
-            if only_line is not None:
+            if single_line:
                 return
 
 
