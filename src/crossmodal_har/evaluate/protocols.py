@@ -25,7 +25,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -329,16 +329,20 @@ class FittedClassifier:
         return self.predict_scores(x, batch_size, device).argmax(axis=1)
 
 
-def _predict(module, x: np.ndarray, batch_size: int, device: Any) -> np.ndarray:
+def _batched(module, x: np.ndarray, batch_size: int, device: Any, fn: Callable, out_dim: int) -> np.ndarray:
+    """``fn(batch)`` over ``x`` in eval mode without gradients, as float32 numpy [N, out_dim]."""
     module.eval()
     module.to(device)
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb = torch.as_tensor(np.ascontiguousarray(x[i:i + batch_size]), dtype=torch.float32, device=device)
-            out.append(module(xb).float().cpu().numpy())
-    n_classes = out[0].shape[1] if out else 0
-    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
+            out.append(fn(xb).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, out_dim), np.float32)
+
+
+def _predict(module, x: np.ndarray, batch_size: int, device: Any) -> np.ndarray:
+    return _batched(module, x, batch_size, device, module, 0)
 
 
 def embed_windows(encoder, x: np.ndarray, normalization: str, batch_size: int = 256, device: Any = "cpu") -> np.ndarray:
@@ -346,14 +350,8 @@ def embed_windows(encoder, x: np.ndarray, normalization: str, batch_size: int = 
     no gradients."""
     from crossmodal_har.signals.normalize import normalize_windows
 
-    encoder.eval()
-    encoder.to(device)
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(np.ascontiguousarray(x[i:i + batch_size]), dtype=torch.float32, device=device)
-            out.append(encoder(normalize_windows(xb, normalization)).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, int(getattr(encoder, "embed_dim", 0))), np.float32)
+    return _batched(encoder, x, batch_size, device, lambda xb: encoder(normalize_windows(xb, normalization)),
+                    int(getattr(encoder, "embed_dim", 0)))
 
 
 def _class_weights(y: np.ndarray, n_classes: int):
