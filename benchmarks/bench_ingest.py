@@ -90,7 +90,8 @@ def main(argv=None) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     from crossmodal_har.config import from_dict
-    from crossmodal_har.pairs.ingest import IngestConfig, ingest
+    from crossmodal_har.pairs.ingest import ingest
+    from crossmodal_har.pairs.ingest_config import IngestConfig
     from crossmodal_har.pairs.video import decode_loop
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_ingest_"))

@@ -11,7 +11,9 @@ import pytest
 
 from crossmodal_har.cli import main
 from crossmodal_har.errors import DataError
-from crossmodal_har.pairs import gopro, gpmf
+from crossmodal_har.pairs import gpmf
+from crossmodal_har.pairs.gopro import source as gopro_source
+from crossmodal_har.pairs.gopro import telemetry as gopro_telemetry
 
 GOPRO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gopro"
 SAMPLES = ("karma.mp4", "max-heromode.mp4")
@@ -23,12 +25,12 @@ needs_samples = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def telemetry():
-    return {f: gopro.read_telemetry(GOPRO_DIR / f) for f in SAMPLES}
+    return {f: gopro_telemetry.read_telemetry(GOPRO_DIR / f) for f in SAMPLES}
 
 
 @pytest.fixture(scope="module")
 def recordings(telemetry):
-    return {f: gopro.load_gopro_imu(GOPRO_DIR / f, telemetry=t) for f, t in telemetry.items()}
+    return {f: gopro_source.load_gopro_imu(GOPRO_DIR / f, telemetry=t) for f, t in telemetry.items()}
 
 
 # Nominal rates per camera (Hz), from GoPro's documentation: HERO5 ACCL 200 / GYRO 400, MAX 200 / 200.
@@ -86,20 +88,20 @@ def test_imu_spans_the_video(recordings, telemetry, name):
 @needs_samples
 def test_stmp_and_payload_timing_agree_on_max(telemetry):
     with_stmp = telemetry["max-heromode.mp4"].streams["ACCL"]
-    without = gopro.read_telemetry(GOPRO_DIR / "max-heromode.mp4", use_stmp=False).streams["ACCL"]
+    without = gopro_telemetry.read_telemetry(GOPRO_DIR / "max-heromode.mp4", use_stmp=False).streams["ACCL"]
     assert without.timing == "payload"
     assert np.abs(with_stmp.t - without.t).max() < 0.01
 
 
 @needs_samples
 def test_max_orin_and_mtrx_give_the_same_axes():
-    payloads, _ = gopro.read_payloads(GOPRO_DIR / "max-heromode.mp4")
+    payloads, _ = gopro_telemetry.read_payloads(GOPRO_DIR / "max-heromode.mp4")
     block = next(gpmf.iter_samples(gpmf.parse(payloads[0].data), keys=["ACCL"]))
     assert "ORIN" in block.props and "MTRX" in block.props
-    via_orin = gopro._axis_plan(block, "MAX")[1](block.values())
+    via_orin = gopro_telemetry.axis_plan(block, "MAX")[1](block.values())
     no_orin = gpmf.SensorBlock(block.key, block.item, block.device_id, block.device_name,
                                {k: v for k, v in block.props.items() if k != "ORIN"})
-    desc, fn = gopro._axis_plan(no_orin, "MAX")
+    desc, fn = gopro_telemetry.axis_plan(no_orin, "MAX")
     assert desc.startswith("MTRX")
     np.testing.assert_allclose(fn(no_orin.values()), via_orin)
 
@@ -157,12 +159,12 @@ def _plain_mp4(path: Path) -> Path:
 def test_non_gopro_mp4_is_a_clear_data_error(tmp_path):
     path = _plain_mp4(tmp_path / "phone.mp4")
     with pytest.raises(DataError, match="no GoPro telemetry track") as exc:
-        gopro.load_gopro_imu(path)
+        gopro_source.load_gopro_imu(path)
     assert exc.value.path == str(path)
     notes = tmp_path / "notes.mp4"
     notes.write_text("hello")
     with pytest.raises(DataError, match="not a readable MP4"):
-        gopro.read_payloads(notes)
+        gopro_telemetry.read_payloads(notes)
 
 
 @needs_samples
@@ -172,7 +174,7 @@ def test_truncated_files(tmp_path):
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="not a readable MP4"):
-        gopro.load_gopro_imu(cut)
+        gopro_source.load_gopro_imu(cut)
     # index first (as after a "faststart" remux), data cut: telemetry payloads missing
     import av
 
@@ -187,12 +189,12 @@ def test_truncated_files(tmp_path):
                 continue
             pkt.stream = vout if pkt.stream is vin else mout
             out.mux(pkt)
-    assert len(gopro.load_gopro_imu(fast).t) > 4000  # the remux itself is fine
+    assert len(gopro_source.load_gopro_imu(fast).t) > 4000  # the remux itself is fine
     raw = fast.read_bytes()
     cut2 = tmp_path / "cut2.mp4"
     cut2.write_bytes(raw[: int(len(raw) * 0.7)])
     with pytest.raises(DataError, match=r"telemetry track truncated: \d+ of 13 payloads"):
-        gopro.load_gopro_imu(cut2)
+        gopro_source.load_gopro_imu(cut2)
 
 
 @needs_samples
@@ -203,7 +205,7 @@ def test_sessions_over_a_folder(tmp_path):
     (tmp_path / "max.mp4").symlink_to(GOPRO_DIR / "max-heromode.mp4")
     _plain_mp4(tmp_path / "alice" / "phone.mp4")
     (tmp_path / "labels.csv").write_text("session,start,end,label\nmax,0,5,walk\n")
-    specs = {s.name: s for s in gopro.iter_gopro_sessions(tmp_path)}
+    specs = {s.name: s for s in gopro_source.iter_gopro_sessions(tmp_path)}
     assert sorted(specs) == ["alice__GOPR0001", "alice__phone", "max"]
     assert specs["alice__GOPR0001"].subject == "alice" and specs["max"].subject == "max"
     assert specs["max"].labels == [(0.0, 5.0, "walk")]
@@ -216,16 +218,16 @@ def test_sessions_over_a_folder(tmp_path):
     # same stem, suffixes differing in case: both kept, told apart by suffix
     if not (tmp_path / "max.MP4").exists():  # case-sensitive file system
         (tmp_path / "max.MP4").symlink_to(GOPRO_DIR / "max-heromode.mp4")
-        names = [s.name for s in gopro.iter_gopro_sessions(tmp_path)]
+        names = [s.name for s in gopro_source.iter_gopro_sessions(tmp_path)]
         assert names == sorted(names) and {"max__mp4", "max__MP4"} <= set(names)
     from crossmodal_har.errors import UserError
 
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(UserError, match="no .mp4"):
-        list(gopro.iter_gopro_sessions(empty))
+        list(gopro_source.iter_gopro_sessions(empty))
     with pytest.raises(UserError, match="no such directory"):
-        list(gopro.iter_gopro_sessions(tmp_path / "nope"))
+        list(gopro_source.iter_gopro_sessions(tmp_path / "nope"))
 
 
 # ------------------------------------------------------------------------------ the command
@@ -290,7 +292,7 @@ def test_max_gyro_matches_the_cameras_frame_locked_orientation(recordings):
     # turn, placed at frame index / fps, must line up with our gyro timeline.
     from scipy.spatial.transform import Rotation
 
-    payloads, media = gopro.read_payloads(GOPRO_DIR / "max-heromode.mp4")
+    payloads, media = gopro_telemetry.read_payloads(GOPRO_DIR / "max-heromode.mp4")
     q = np.concatenate([b.values() for p in payloads
                         for b in gpmf.iter_samples(gpmf.parse(p.data), keys=["CORI"])])
     assert len(q) >= media.video_frames

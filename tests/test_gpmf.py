@@ -9,7 +9,8 @@ import pytest
 
 from crossmodal_har.errors import DataError
 from crossmodal_har.pairs import gpmf
-from crossmodal_har.pairs.gopro import MediaInfo, Payload, canonical_arrays, telemetry_from_payloads
+from crossmodal_har.pairs.gopro.source import canonical_arrays
+from crossmodal_har.pairs.gopro.telemetry import MediaInfo, Payload, telemetry_from_payloads
 from crossmodal_har.signals.types import STANDARD_GRAVITY
 
 PAD = b"\xaa"  # GPMF padding may be any byte: junk here, so a parser that reads it fails

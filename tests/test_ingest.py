@@ -16,7 +16,7 @@ from crossmodal_har.signals.readers import read_imu_table
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 from crossmodal_har.signals.windows import recording_windows
-from test_ingest_helpers import frame_index, imu_signal, make_session, write_imu, write_video
+from helpers.sessions import frame_index, imu_signal, make_session, write_imu, write_video
 
 FPS = 12  # slot centres (0.25 s + 0.5 s k) fall exactly on frames at this rate: no ties
 
@@ -201,7 +201,7 @@ def test_sharding_and_merge_equal_single_run(tmp_path):
 
 @pytest.mark.slow
 def test_embeddings_mode(tmp_path):
-    from crossmodal_har.pairs.ingest import create_video_encoder, embed_frames
+    from crossmodal_har.pairs.video_encoder import create_video_encoder, embed_frames
 
     src = tmp_path / "src"
     make_session(src, "a", seconds=8, fps=FPS)
@@ -273,3 +273,25 @@ def test_simulator_output_round_trip(tmp_path):
             centres = man["start_s"][row] + 0.25 + 0.5 * np.arange(10)
             fps = read_json(sim / sess / "session.json").get("fps", 10.0)
             assert np.abs(st.frame_times[row] - centres).max() <= 0.5 / fps + 1e-6
+
+
+def test_a_bug_in_session_processing_fails_loudly(tmp_path):
+    """Only bad data (DataError, naming the file) becomes a skipped session; any other exception is a
+    bug and propagates instead of hiding in the report."""
+    from crossmodal_har.errors import DataError
+    from crossmodal_har.pairs.ingest_config import IngestConfig
+    from crossmodal_har.pairs.process import process_session
+    from crossmodal_har.pairs.session import SessionSpec
+
+    def buggy():
+        raise RuntimeError("a programming error")
+
+    def bad_data():
+        raise DataError(tmp_path / "imu.csv", "broken")
+
+    with pytest.raises(RuntimeError, match="a programming error"):
+        process_session(SessionSpec("a", "a", tmp_path / "video.mp4", buggy), IngestConfig(), tmp_path / "store")
+    summary = process_session(SessionSpec("b", "b", tmp_path / "video.mp4", bad_data), IngestConfig(),
+                              tmp_path / "store")
+    assert summary["status"] == "error" and summary["error_reason"] == "data_error"
+    assert "imu.csv" in summary["error"]

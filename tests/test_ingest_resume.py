@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.pairs.store import WindowStore
-from test_ingest_helpers import make_session
+from helpers.sessions import make_session
 
 
 def _cmd(src, out):

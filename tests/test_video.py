@@ -8,7 +8,7 @@ import pytest
 from crossmodal_har.errors import DataError
 from crossmodal_har.pairs.video import (DecodeStats, decode_loop, iter_nearest_frames, probe_video,
                                         resize_crop_dims)
-from test_ingest_helpers import frame_index, write_video
+from helpers.sessions import frame_index, write_video
 
 
 def test_resize_crop_dims():
@@ -59,3 +59,12 @@ def test_bad_files_are_data_errors(tmp_path):
     trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(DataError):
         probe_video(trunc)
+
+
+def test_helper_video_frames_encode_index(tmp_path):
+    import av
+
+    p = write_video(tmp_path / "v.mp4", 20, fps=10)
+    with av.open(str(p)) as c:
+        idx = [frame_index(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert idx == list(range(20))

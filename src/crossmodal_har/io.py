@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file in the same directory, fsync, then os.replace."""
+"""Atomic file writes (temporary file in the same directory, fsync, os.replace) and JSON reading whose
+failures are DataErrors naming the file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Union
+
+from crossmodal_har.errors import DataError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -53,14 +56,19 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def to_jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON types (numpy scalars/arrays -> numbers/lists, paths -> strings), the way
+    :func:`atomic_write_json` would write it. Raises TypeError/ValueError for what JSON cannot hold."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default, allow_nan=True) + "\n")
 
 
 def read_json(path: PathLike) -> Any:
-    """Read a JSON file; a syntax error becomes a DataError naming the file and line."""
-    from crossmodal_har.errors import DataError
-
+    """Read a JSON file; a syntax error becomes a DataError naming the file and line, and so does a
+    file that cannot be read (missing, a directory, no permission) or is not UTF-8 text."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -68,6 +76,8 @@ def read_json(path: PathLike) -> Any:
         raise DataError(path, "file not found") from None
     except UnicodeDecodeError:
         raise DataError(path, "not a UTF-8 text file") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

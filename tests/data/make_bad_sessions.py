@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from test_ingest_helpers import make_session  # noqa: E402
+from helpers.sessions import make_session  # noqa: E402
 
 
 def main() -> None:

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     from crossmodal_har.errors import UserError
     from crossmodal_har.io import atomic_write, atomic_write_json
-    from crossmodal_har.pairs.gopro import load_gopro_imu, read_telemetry
+    from crossmodal_har.pairs.gopro.source import load_gopro_imu
+    from crossmodal_har.pairs.gopro.telemetry import read_telemetry
     from crossmodal_har.signals.types import CHANNELS, STANDARD_GRAVITY
 
     src: Path = args.file

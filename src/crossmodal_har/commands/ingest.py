@@ -55,10 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.config import apply_overrides, from_dict, load_config_file
+    from crossmodal_har.config import build_config, from_dict, load_config_file
     from crossmodal_har.errors import PartialRunError, UserError
-    from crossmodal_har.pairs.ingest import IngestConfig, encoder_geometry, ingest
+    from crossmodal_har.pairs.ingest import ingest
+    from crossmodal_har.pairs.ingest_config import IngestConfig
     from crossmodal_har.pairs.store import merge_stores
+    from crossmodal_har.pairs.video_encoder import encoder_geometry
     from crossmodal_har.signals.types import PreprocessConfig
 
     if args.merge:
@@ -69,9 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.src:
         raise UserError("--src is required (or --merge STORE ...)")
-    pre = load_config_file(args.preprocess) if args.preprocess else {}
-    pre = apply_overrides(pre, args.overrides)
-    preprocess = from_dict(PreprocessConfig, pre, where="preprocess")
+    preprocess = build_config(PreprocessConfig, load_config_file(args.preprocess) if args.preprocess else None,
+                              overrides=args.overrides, where="preprocess")
     source = {}
     ego = {"ego4d_json": args.ego4d_json, "imu_dir": args.imu_dir, "video_dir": args.video_dir,
            "imu_offset_s": args.imu_offset_s}

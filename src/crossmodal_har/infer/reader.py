@@ -21,6 +21,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 
 from crossmodal_har.errors import DataError
+from crossmodal_har.signals import readers
 from crossmodal_har.signals.types import CHANNELS
 from crossmodal_har.signals.units import Units, to_canonical
 
@@ -132,12 +133,8 @@ def _warn_implausible_units(path: Path, arr: np.ndarray, units: Units) -> bool:
 def _iter_csv(path: Path, chunk_rows: int):
     import pandas as pd
 
-    from crossmodal_har.signals import readers
-
     # Reuse the training reader's checks for empty/binary files and the header.
-    readers._sniff_text(path)
-    header = readers._read_header(path)
-    readers._check_header(path, header, line=1)
+    header = readers.read_csv_header(path)
     # Data row r is on line r + 2: blank lines are kept as NaN rows so that the count is exact.
     reader = pd.read_csv(path, usecols=list(COLUMNS), dtype={c: np.float64 for c in COLUMNS},
                          engine="c", skip_blank_lines=False, skipinitialspace=True,

@@ -25,9 +25,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
 
 import numpy as np
+import pandas as pd
 
 from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.io import read_json
+from crossmodal_har.pairs.session import SessionSpec
 from crossmodal_har.signals.types import ImuRecording
+from crossmodal_har.signals.units import Units, to_canonical
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +49,8 @@ def _first_dir(root: Path, cands) -> Path:
 
 
 def iter_ego4d_sessions(src: PathLike, *, ego4d_json: Optional[PathLike] = None, imu_dir: Optional[PathLike] = None,
-                        video_dir: Optional[PathLike] = None, imu_offset_s: float = 0.0) -> Iterator[Any]:
+                        video_dir: Optional[PathLike] = None, imu_offset_s: float = 0.0) -> Iterator[SessionSpec]:
     """One SessionSpec per Ego4D video that has IMU, sorted by ``video_uid``."""
-    from crossmodal_har.io import read_json
-    from crossmodal_har.pairs.sources import SessionSpec
-
     root = Path(src)
     meta_path = Path(ego4d_json) if ego4d_json else root / "ego4d.json"
     imu_root = Path(imu_dir) if imu_dir else _first_dir(root, ("imu", "v2/imu", "v1/imu"))
@@ -94,15 +95,11 @@ def load_ego4d_imu(path: Path, name: str, offset_s: float = 0.0, meta: Optional[
     Records ``{"rows", "non_monotonic_steps", "duplicates_removed", "nan_time_rows"}`` in
     ``meta["imu_fixes"]``.
     """
-    import pandas as pd
-
-    from crossmodal_har.signals.units import Units, to_canonical
-
     if not path.is_file():
         raise DataError(path, "IMU file not found")
     try:
         df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise DataError(path, f"unreadable CSV: {exc}") from None
     need = (TIME_COL,) + ACC_COLS + GYRO_COLS
     missing = [c for c in need if c not in df.columns]

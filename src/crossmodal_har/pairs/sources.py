@@ -1,4 +1,5 @@
-"""Where paired IMU + video sessions come from: one :class:`SessionSpec` per video.
+"""Where paired IMU + video sessions come from: one :class:`~crossmodal_har.pairs.session.SessionSpec`
+per video, for each layout (``iter_sessions`` dispatches).
 
 Layouts:
 
@@ -25,21 +26,24 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.io import read_json
+from crossmodal_har.pairs.ego4d import iter_ego4d_sessions
+from crossmodal_har.pairs.gopro.source import iter_gopro_sessions
+from crossmodal_har.pairs.session import Label, SessionSpec, read_labels_csv
+from crossmodal_har.signals.readers import read_imu_table
 from crossmodal_har.signals.types import ImuRecording
+from crossmodal_har.signals.units import Units
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 LAYOUTS = ("paired", "ego4d", "gopro")
-Label = Tuple[float, float, str]
 
 # session.json keys and their defaults. Other keys are kept in ``meta["session_json"]`` and
 # logged (once per session), so files written by other tools still ingest and typos stay visible.
@@ -53,29 +57,6 @@ SESSION_KEYS: Dict[str, Any] = {
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 
-@dataclass
-class SessionSpec:
-    """One paired session: a video and the IMU recorded with it.
-
-    Attributes:
-        name: unique session id within the source (shard names and the manifest use it).
-        subject: person id (for subject-wise splits).
-        video_path: the video file.
-        load_imu: returns the IMU as an ImuRecording in canonical units (g, rad/s) with ``t`` in
-            seconds on the video clock; raises DataError for bad data. Sources may record repairs
-            they made (e.g. sorted/deduplicated timestamps) in ``meta["imu_fixes"]`` while loading.
-        labels: ``(start_s, end_s, label)`` on the video clock; may be empty.
-        meta: free-form, JSON-serialisable details for the report.
-    """
-
-    name: str
-    subject: str
-    video_path: Path
-    load_imu: Callable[[], ImuRecording]
-    labels: List[Label] = field(default_factory=list)
-    meta: Dict[str, Any] = field(default_factory=dict)
-
-
 def iter_sessions(layout: str, src: PathLike, **opts: Any) -> Iterator[SessionSpec]:
     """Yield the sessions of ``src`` in the given layout, sorted by name.
 
@@ -87,15 +68,9 @@ def iter_sessions(layout: str, src: PathLike, **opts: Any) -> Iterator[SessionSp
         _no_opts(layout, opts)
         yield from iter_paired_sessions(src)
     elif layout == "ego4d":
-        from crossmodal_har.pairs.ego4d import iter_ego4d_sessions
-
         yield from iter_ego4d_sessions(src, **opts)
     elif layout == "gopro":
         _no_opts(layout, opts)
-        try:
-            from crossmodal_har.pairs.gopro import iter_gopro_sessions
-        except ImportError as exc:  # pragma: no cover - depends on the gopro module being present
-            raise UserError(f"the gopro layout is not available: {exc}") from None
         yield from iter_gopro_sessions(Path(src))
     else:
         raise UserError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
@@ -140,8 +115,6 @@ def _find_imu(d: Path) -> Path:
 
 def read_session_json(path: Path) -> Dict[str, Any]:
     """Read and validate a paired session's ``session.json`` (missing file = all defaults)."""
-    from crossmodal_har.io import read_json
-
     out = dict(SESSION_KEYS)
     out["extra"] = {}
     if not path.exists():
@@ -162,8 +135,6 @@ def read_session_json(path: Path) -> Dict[str, Any]:
                 raise DataError(path, f"subject must be a string, got {value!r}")
             value = None if value is None else str(value)
         out[key] = value
-    from crossmodal_har.signals.units import Units
-
     Units.from_mapping({k: out[k] for k in ("acc_unit", "gyro_unit", "time_unit")}, path)
     if out["extra"]:
         log.debug("%s: keeping unrecognised key(s) %s as metadata (known: %s)", path,
@@ -177,9 +148,6 @@ def _raise(exc: Exception) -> ImuRecording:
 
 def _load_paired_imu(imu_path: Path, units: Dict[str, str], offset_s: float, name: str,
                      subject: str) -> ImuRecording:
-    from crossmodal_har.signals.readers import read_imu_table
-    from crossmodal_har.signals.units import Units
-
     if not imu_path.is_file():
         raise DataError(imu_path, "missing IMU file (expected imu.csv or imu.parquet)")
     rec = read_imu_table(imu_path, Units(**units), subject=subject, name=name)
@@ -205,53 +173,3 @@ def _paired_session(d: Path, labels: List[Label], label_subject: Optional[str]) 
         meta["session_json"] = sj["extra"]
     load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject)
     return SessionSpec(name=name, subject=subject, video_path=video, load_imu=load, labels=labels, meta=meta)
-
-
-def read_labels_csv(path: Path) -> Tuple[Dict[str, List[Label]], Dict[str, str]]:
-    """Read ``labels.csv`` (session,start,end,label[,subject]; seconds on the video clock).
-
-    Returns ``({session: [(start, end, label), ...]}, {session: subject})``. A missing file gives
-    empty dicts; a malformed one is a DataError naming the line.
-    """
-    import csv
-
-    labels: Dict[str, List[Label]] = {}
-    subjects: Dict[str, str] = {}
-    if not path.exists():
-        return labels, subjects
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            return labels, subjects
-        header = [h.strip().lower() for h in header]
-        need = ["session", "start", "end", "label"]
-        if header[:4] != need or len(header) > 5 or (len(header) == 5 and header[4] != "subject"):
-            raise DataError(path, f"header must be session,start,end,label[,subject], got {','.join(header)}", line=1)
-        for lineno, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(path, f"expected {len(header)} fields, got {len(row)}", line=lineno)
-            sess, a, b, lab = (c.strip() for c in row[:4])
-            try:
-                start, end = float(a), float(b)
-            except ValueError:
-                raise DataError(path, f"start/end must be numbers (seconds), got {a!r}, {b!r}", line=lineno) from None
-            if not (np.isfinite(start) and np.isfinite(end)) or end <= start:
-                raise DataError(path, f"segment end must be after start, got {start}..{end}", line=lineno)
-            if not lab:
-                raise DataError(path, "empty label", line=lineno)
-            labels.setdefault(sess, []).append((start, end, lab))
-            if len(row) == 5 and row[4].strip():
-                subj = row[4].strip()
-                if subjects.setdefault(sess, subj) != subj:
-                    raise DataError(path, f"session {sess!r} has two subjects ({subjects[sess]!r}, {subj!r})", line=lineno)
-    for segs in labels.values():
-        segs.sort()
-    return labels, subjects
-
-
-def safe_name(name: str) -> str:
-    """A file-system-safe version of a session name (for shard directory names)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "session"

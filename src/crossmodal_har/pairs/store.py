@@ -3,7 +3,7 @@
 Layout of a store directory::
 
     STORE/store.json              format version, preprocess config, video mode, frames, shard list
-    STORE/report.json             what ingestion kept and dropped (see pairs/ingest.py)
+    STORE/report.json             what ingestion kept and dropped (see pairs/report.py)
     STORE/shards/<shard>/imu.npy          float32 [n, W, 6]   g and rad/s (resampled + median filtered)
     STORE/shards/<shard>/video.npy        uint8 [n, K*J, H, W, 3] (frames) or float16 [n, D] (embeddings)
     STORE/shards/<shard>/frame_times.npy  float64 [n, K*J]  presentation time (s) of each stored frame
@@ -30,8 +30,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from crossmodal_har.config import from_dict
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import atomic_write_json, read_json
+from crossmodal_har.pairs.report import merge_reports
+from crossmodal_har.signals.types import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +230,8 @@ class WindowStore:
         return str(self.meta["video_mode"])
 
     @property
-    def preprocess(self):
+    def preprocess(self) -> PreprocessConfig:
         """The :class:`PreprocessConfig` the IMU windows were made with."""
-        from crossmodal_har.config import from_dict
-        from crossmodal_har.signals.types import PreprocessConfig
-
         return from_dict(PreprocessConfig, self.meta["preprocess"], where=f"{self.path / STORE_JSON}:preprocess")
 
     @property
@@ -418,8 +418,6 @@ def merge_stores(sources: Sequence[PathLike], out: PathLike, *, link: bool = Tru
     names recomputed, reports summed. Raises UserError on incompatible settings or a session present
     in two inputs.
     """
-    from crossmodal_har.pairs.ingest import merge_reports
-
     out = Path(out)
     if len(sources) < 1:
         raise UserError("merge needs at least one store")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple, Union
 
+import av
 import numpy as np
 
 from crossmodal_har.errors import DataError
@@ -58,9 +59,7 @@ class DecodeStats:
     extra: Dict[str, int] = field(default_factory=dict)
 
 
-def _open(path: Path):
-    import av
-
+def _open(path: Path) -> "av.container.InputContainer":
     if not path.is_file():
         raise DataError(path, "video file not found")
     try:
@@ -125,10 +124,8 @@ def iter_nearest_frames(path: PathLike, targets: np.ndarray, size: int, *, stats
         was decoded at all, frames are None and times NaN. Callers judge distance to the target.
 
     Raises:
-        DataError: the file cannot be opened.
+        DataError: the file cannot be opened, or a decoded frame cannot be converted.
     """
-    import av
-
     path = Path(path)
     targets = np.asarray(targets, dtype=np.float64)
     if len(targets) and np.any(np.diff(targets) < 0):
@@ -150,7 +147,10 @@ def iter_nearest_frames(path: PathLike, targets: np.ndarray, size: int, *, stats
         def convert(fr) -> np.ndarray:
             nonlocal cache_id, cache_img
             if cache_id is not fr:  # consecutive targets often share a frame
-                cache_img = frame_to_rgb(fr, size)
+                try:
+                    cache_img = frame_to_rgb(fr, size)
+                except av.error.FFmpegError as exc:  # a frame FFmpeg decoded but cannot scale
+                    raise DataError(path, f"cannot convert a decoded frame to RGB: {exc}") from None
                 cache_id = fr
                 stats.frames_converted += 1
             return cache_img
@@ -205,8 +205,6 @@ def iter_nearest_frames(path: PathLike, targets: np.ndarray, size: int, *, stats
 
 def decode_loop(path: PathLike, *, threads: bool = True) -> int:
     """Bare PyAV decode of every frame (the benchmark's reference). Returns the frame count."""
-    import av
-
     n = 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]

@@ -2,9 +2,9 @@
 
 Modules (nothing is imported here, so importing the package does no work):
   types      PreprocessConfig, ImuRecording, Segment, DatasetReport, WindowSet, QUALITY_REASONS
-  units      Units, to_canonical                                 (g, rad/s, seconds)
-  readers    read_imu_table                                      (CSV / Parquet, DataError with line)
-  resample   split_at_gaps, resample_segment, resample, ANTIALIAS_MARGIN_S, antialias_margin_s
+  units      Units, to_canonical, declared_unit_factor           (g, rad/s, seconds; the one unit table)
+  readers    read_imu_table, read_csv_header, diagnose_csv       (CSV / Parquet, DataError with line)
+  resample   split_at_gaps, resample_segment, resample, lowpass_eval, ANTIALIAS_MARGIN_S, antialias_margin_s
   windows    median_filter, window_segments, check_quality, recording_windows
   normalize  normalize_windows                                   (zscore | none, at model input)
   generic    the generic labelled format; write_generic_dataset

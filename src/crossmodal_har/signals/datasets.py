@@ -22,6 +22,7 @@ import numpy as np
 from crossmodal_har.config import to_dict
 from crossmodal_har.errors import ConfigError, DataError
 from crossmodal_har.io import atomic_write
+from crossmodal_har.signals import hapt, uestc
 from crossmodal_har.signals.generic import (assign_labels, list_recordings, read_labels, read_meta,
                                             read_skipped, sort_classes)
 from crossmodal_har.signals.readers import read_imu_table
@@ -48,13 +49,9 @@ def resolve_dataset(spec: PathLike, *, cache_dir: Optional[PathLike] = None, pro
     text = os.fspath(spec)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if text == "hapt" or text.startswith("hapt:"):
-        from crossmodal_har.signals import hapt
-
         source = text[5:] or None
         return hapt.ensure_generic(cache, source=source, allow_download=allow_download, progress=progress)
     if text.startswith("uestc:"):
-        from crossmodal_har.signals import uestc
-
         return uestc.ensure_generic(Path(text[6:]), cache, progress=progress, skip_bad=skip_bad)
     path = Path(text)
     if not path.exists():

@@ -67,11 +67,6 @@ class Labels:
     classes: List[str] = field(default_factory=list)  # in first-seen order
 
 
-def is_generic_dataset(path: PathLike) -> bool:
-    p = Path(path)
-    return (p / "dataset.json").is_file()
-
-
 def read_meta(root: PathLike) -> DatasetMeta:
     """Read and validate ``<root>/dataset.json``."""
     path = Path(root) / "dataset.json"

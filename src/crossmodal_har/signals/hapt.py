@@ -34,6 +34,7 @@ import numpy as np
 
 from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.signals.generic import write_generic_dataset
+from crossmodal_har.signals.legacy_pickle import LegacyFrameUnpickler, UnsafePickleError, frame_columns
 from crossmodal_har.signals.units import Units
 
 log = logging.getLogger(__name__)
@@ -198,8 +199,6 @@ def read_pickle(path: PathLike) -> List[Experiment]:
 
     Experiments are numbered in user order, which reproduces the official exp01..exp61 numbering.
     """
-    from crossmodal_har.signals.legacy_pickle import LegacyFrameUnpickler, UnsafePickleError, frame_columns
-
     path = Path(path)
     try:
         with gzip.open(path, "rb") as fh:

@@ -52,14 +52,17 @@ def read_imu_table(path: PathLike, units: Units, *, subject: Optional[str] = Non
     if not path.is_file():
         raise DataError(path, "file not found")
     suffix = path.suffix.lower()
-    if suffix in PARQUET_SUFFIXES:
-        time, values = _read_parquet(path)
-        row_to_line = None
-    elif suffix in CSV_SUFFIXES:
-        time, values = _read_csv(path)
-        row_to_line = 2  # data row i is on line i + 2
-    else:
-        raise DataError(path, f"unsupported recording format {suffix!r} (expected .csv or .parquet)")
+    try:
+        if suffix in PARQUET_SUFFIXES:
+            time, values = _read_parquet(path)
+            row_to_line = None
+        elif suffix in CSV_SUFFIXES:
+            time, values = _read_csv(path)
+            row_to_line = 2  # data row i is on line i + 2
+        else:
+            raise DataError(path, f"unsupported recording format {suffix!r} (expected .csv or .parquet)")
+    except OSError as exc:  # permissions, I/O errors: bad input, not a bug
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
     _check_time(path, time, row_to_line)
     t, data = to_canonical(time, values[:, :3], values[:, 3:], units)
     name = name or path.stem
@@ -67,6 +70,23 @@ def read_imu_table(path: PathLike, units: Units, *, subject: Optional[str] = Non
 
 
 # ----------------------------------------------------------------------------------------- CSV
+
+def read_csv_header(path: PathLike) -> List[str]:
+    """Check that ``path`` is a non-empty UTF-8 text file whose header (line 1) names every column
+    of :data:`COLUMNS` once, and return the header's (stripped) column names.
+
+    Shared by the table reader here and the streaming reader of ``predict``
+    (:mod:`crossmodal_har.infer.reader`), so both reject a bad file with the same message.
+
+    Raises:
+        DataError: empty or binary file, empty header line, duplicated or missing columns.
+    """
+    path = Path(path)
+    _sniff_text(path)
+    header = _read_header(path)
+    _check_header(path, header, line=1)
+    return header
+
 
 def _sniff_text(path: Path) -> None:
     """Reject empty and binary files before pandas gets a chance to misreport them."""
@@ -117,9 +137,7 @@ def _unique_names(header: List[str]) -> List[str]:
 def _read_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
-    _sniff_text(path)
-    header = _read_header(path)
-    _check_header(path, header, line=1)
+    header = read_csv_header(path)
     names = _unique_names(header)  # stripped names, so " acc_x" in a header still matches
     try:
         df = pd.read_csv(path, header=0, names=names, usecols=list(COLUMNS), dtype={c: np.float64 for c in COLUMNS},

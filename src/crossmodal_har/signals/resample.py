@@ -127,7 +127,7 @@ def resample_segment(t: np.ndarray, x: np.ndarray, rate_hz: float, *, t0: Option
     if antialias is None:
         antialias = needs_antialias(t, rate_hz)
     if antialias:
-        y = _lowpass_eval(t, x, grid, rate_hz)
+        y = lowpass_eval(t, x, grid, rate_hz)
     else:
         y = _hermite(t, x, grid)
     return Segment(t0=t0, rate_hz=float(rate_hz), data=y.astype(np.float32))
@@ -211,13 +211,25 @@ def _lerp_table(v: np.ndarray, v0: float, dv: float, table: np.ndarray) -> np.nd
     return table[k] + (table[k + 1] - table[k]) * frac
 
 
-def _lowpass_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float,
-                  block: int = 4096) -> np.ndarray:
+def lowpass_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float,
+                 block: int = 4096) -> np.ndarray:
     """Low-pass ``x`` at ``grid``: exact convolution of the kernel with the linear interpolant.
 
-    The input is taken as piecewise linear between samples (so irregular timestamps are handled
-    exactly, no Riemann-sum error from jitter) and convolved with the windowed sinc; the result is
-    divided by the kernel mass that falls inside the segment, so DC (gravity) is kept at the edges.
+    The anti-aliased path of :func:`resample_segment`, usable on any grid. The input is taken as
+    piecewise linear between samples (so irregular timestamps are handled exactly, no Riemann-sum
+    error from jitter) and convolved with the windowed sinc for output rate ``rate_hz``; the result
+    is divided by the kernel mass that falls inside the segment, so DC (gravity) is kept at the edges.
+
+    Args:
+        t: [T] strictly increasing sample times (s).
+        x: [T, C] samples.
+        grid: [n] output times (s).
+        rate_hz: output rate that sets the kernel's cut-off.
+        block: grid points computed at once (memory only: every output has the same bits whatever
+            the block, since sums run strictly in sample order).
+
+    Returns:
+        [n, C] float64.
     """
     n = len(t)
     if n < 2:

@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -19,6 +19,11 @@ GYRO_UNITS = {"rad/s": 1.0, "deg/s": math.pi / 180.0}
 TIME_UNITS = {"s": 1.0, "ms": 1e-3}
 
 _KINDS = {"acc_unit": ACC_UNITS, "gyro_unit": GYRO_UNITS, "time_unit": TIME_UNITS}
+
+# Other spellings of the units above that files write in their own unit fields (GoPro's GPMF SIUN:
+# "m/s2", "degree/s"). Accepted where a unit string is read from a file's telemetry
+# (:func:`declared_unit_factor`), not as the names of a source's declared units (:class:`Units`).
+UNIT_SPELLINGS: Dict[str, str] = {"m/s2": "m/s^2", "degree/s": "deg/s"}
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -112,3 +117,21 @@ def to_canonical(time: np.ndarray, acc: np.ndarray, gyro: np.ndarray, units: Uni
     data[:, :3] = acc * ACC_UNITS[units.acc_unit]
     data[:, 3:] = gyro * GYRO_UNITS[units.gyro_unit]
     return t, data
+
+
+def _with_spellings(table: Mapping[str, float]) -> Dict[str, float]:
+    out = dict(table)
+    out.update({alias: table[unit] for alias, unit in UNIT_SPELLINGS.items() if unit in table})
+    return out
+
+
+def declared_unit_names(kind: str) -> List[str]:
+    """Every unit string :func:`declared_unit_factor` understands for ``kind`` (``acc``/``gyro``), sorted."""
+    return sorted(_with_spellings(_KINDS[f"{kind}_unit"]))
+
+
+def declared_unit_factor(kind: str, unit: str) -> Optional[float]:
+    """Factor that turns a value in ``unit`` into the canonical unit of ``kind`` (``acc`` -> g,
+    ``gyro`` -> rad/s), accepting the spellings of :data:`UNIT_SPELLINGS`; None when ``unit`` is not
+    understood."""
+    return _with_spellings(_KINDS[f"{kind}_unit"]).get(unit)

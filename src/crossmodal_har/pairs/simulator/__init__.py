@@ -19,26 +19,33 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
+import numpy as np
+from tqdm.auto import tqdm
+
+from crossmodal_har.config import from_dict, to_dict
+from crossmodal_har.errors import UserError
+from crossmodal_har.io import atomic_write_json, atomic_write_text
 from crossmodal_har.pairs.simulator.config import ACTIVITIES, SimConfig
+from crossmodal_har.pairs.simulator.session import FORMAT_VERSION, MARKER_DIR, RUN_ONLY_KEYS, SessionTask, run_session
+from crossmodal_har.pairs.simulator.subjects import sample_subject
+from crossmodal_har.pairs.simulator.writer import labels_csv
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SimConfig", "simulate", "ACTIVITIES"]
 
 
-def _plan_tasks(cfg: SimConfig, out_dir: Path) -> List:
-    import numpy as np
-
-    from crossmodal_har.pairs.simulator.session import SessionTask
-    from crossmodal_har.pairs.simulator.subjects import sample_subject
-
+def _plan_tasks(cfg: SimConfig, out_dir: Path) -> List[SessionTask]:
     per_subject = cfg.minutes * 60.0 / cfg.subjects
     n_sessions = max(1, int(math.ceil(per_subject / (cfg.session_minutes * 60.0) - 1e-9)))
     dur = per_subject / n_sessions
@@ -63,11 +70,6 @@ def _remove_stale_sessions(out: Path, keep: set) -> None:
     """Delete session folders an earlier simulation wrote here that this one will not rewrite
     (e.g. a rerun with fewer subjects), so that ingestion does not pick up leftovers. Only folders
     whose session.json carries the simulator's own block are touched."""
-    import json
-    import shutil
-
-    from crossmodal_har.pairs.simulator.session import MARKER_DIR
-
     for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if d.name in keep:
             continue
@@ -95,13 +97,6 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     Returns:
         The summary that is also written to ``<out_dir>/simulation.json``.
     """
-    from crossmodal_har.config import from_dict, to_dict
-    from crossmodal_har.errors import UserError
-    from crossmodal_har.io import atomic_write_json, atomic_write_text
-    from crossmodal_har.pairs.simulator.session import FORMAT_VERSION, RUN_ONLY_KEYS, run_session
-    from crossmodal_har.pairs.simulator.writer import labels_csv
-    from tqdm.auto import tqdm
-
     cfg = from_dict(SimConfig, {"subjects": subjects, "minutes": minutes, "seed": seed, **options},
                     where="simulate")
     out = Path(out_dir)
@@ -115,8 +110,6 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     bar = tqdm(total=len(tasks), desc="simulate", unit="session",
                disable=None if cfg.progress is None else not cfg.progress)
     if cfg.workers > 1 and len(tasks) > 1:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks))) as pool:
             futs = {pool.submit(run_session, t, cfg.resume): t.name for t in tasks}
             for fut in as_completed(futs):

@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Protocol, Tuple
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from crossmodal_har.pairs.simulator.config import ACTIVITIES  # noqa: F401  (re-exported)
 from crossmodal_har.pairs.simulator.subjects import SubjectParams
 
 GRAVITY = np.array([0.0, 0.0, -9.80665])  # m/s^2, world frame

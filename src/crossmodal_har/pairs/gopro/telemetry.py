@@ -1,65 +1,35 @@
-"""GoPro MP4s as paired IMU+video: the accelerometer and gyroscope from the "GoPro MET" track.
-
-A GoPro MP4 carries, beside its video, a timed data track (handler "GoPro MET", sample format
-``gpmd``) whose samples ("payloads", usually one per ~1 s) are GPMF (see :mod:`.gpmf`). This
-module reads every payload with its presentation time and duration (PyAV), decodes the ACCL and
-GYRO streams, and puts each IMU sample on the video clock: seconds from the video stream's first
-presentation time (the convention of :mod:`crossmodal_har.pairs.sources`).
-
-Timing (see docs/gopro.md):
-    * Sample indices come from ``TSMP`` (total samples so far) when present, else from counting.
-    * With ``STMP`` (microsecond timestamp of each payload's first sample; MAX, HERO6+ and later):
-      sample times are interpolated between consecutive STMPs (extrapolated with the last local
-      rate after the last one), then moved onto the video clock by the offset between a
-      frame-locked stream's STMP (SHUT/ISOE/ISOG, one sample per video frame) and the payload's
-      presentation time; without a frame-locked stream, by the median offset of the IMU stream's
-      own STMPs to its payload times.
-    * Without STMP (HERO5): a least-squares line through (first sample index, payload start time)
-      of every payload gives the rate and the time of sample 0. The last payload's duration is
-      not used: it is often padded past the end of the video.
-    * ``TIMO`` (a declared delay of a stream) is subtracted.
+"""GoPro telemetry: the MP4's "GoPro MET" track read with PyAV, its GPMF payloads decoded into
+the ACCL and GYRO streams, each sample timed on the video clock (by :mod:`.timing`).
 
 Axes: output is GoPro's camera frame (X, Y, Z; Z points out of the top of the camera, so an
 upright, still camera reads acc ~ (0, 0, +1 g)). Stored channel order comes from ``ORIN`` when
 the stream declares it (lowercase = negated axis), else from ``MTRX``+``ORIO``, else from a
 per-model table (HERO5 "ZXY", HERO6/7 "YxZ", Fusion "yXZ", from GoPro's documentation).
 
-Units: canonical acc in g (9.80665 m/s^2), gyro in rad/s, time in s; converted from the
-declared SIUN/UNIT (GoPro writes m/s^2 and rad/s).
-
-When ACCL and GYRO run at different rates (HERO5: 200 Hz and 400 Hz), the slower one is
-linearly interpolated onto the faster one's timestamps (upsampling cannot alias; the signal
-layer's anti-aliased resampling to 50 Hz follows), over the interval both cover.
+Units are kept as declared (SIUN/UNIT, normalised spelling); :mod:`.source` converts them to the
+canonical g and rad/s.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import av
 import numpy as np
 
-from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.errors import DataError
 from crossmodal_har.pairs import gpmf
-from crossmodal_har.signals.types import STANDARD_GRAVITY, ImuRecording
+from crossmodal_har.pairs.gopro.timing import FRAME_LOCKED_KEYS, Chunk, frame_locked_offset, stream_times
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = [
-    "Payload", "MediaInfo", "ImuStream", "GoProTelemetry", "read_payloads", "telemetry_from_payloads",
-    "read_telemetry", "load_gopro_imu", "iter_gopro_sessions", "find_gopro_files", "camera_model",
-    "FALLBACK_AXIS_ORDER",
-]
-
 IMU_KEYS = ("ACCL", "GYRO")
-# Streams with one sample per video frame: their STMP ties the camera clock to the video clock.
-FRAME_LOCKED_KEYS = ("SHUT", "ISOE", "ISOG")
 
 # Firmware prefix (MP4 "firmware" tag) -> camera model. Only for naming and for the axis order of
 # streams that do not declare ORIN.
@@ -74,9 +44,6 @@ FALLBACK_AXIS_ORDER: Dict[str, str] = {
     "HERO5 Black": "ZXY", "HERO5 Session": "ZXY", "HERO6 Black": "YxZ", "HERO7 Black": "YxZ",
     "Fusion": "yXZ",
 }
-
-_ACC_TO_G = {"m/s^2": 1.0 / STANDARD_GRAVITY, "m/s2": 1.0 / STANDARD_GRAVITY, "g": 1.0}
-_GYRO_TO_RAD_S = {"rad/s": 1.0, "deg/s": np.pi / 180.0, "degree/s": np.pi / 180.0}
 _DEFAULT_UNITS = {"ACCL": "m/s^2", "GYRO": "rad/s"}
 
 
@@ -180,8 +147,6 @@ def _clean_handler(name: str) -> str:
 def _discard_others(container: Any, keep: Any) -> None:
     """Tell the demuxer to skip every other stream, so that only the telemetry samples are read
     from disk (~0.1 % of a GoPro file) instead of the whole file."""
-    import av
-
     discard = getattr(getattr(av.stream, "Discard", None), "all", None)
     if discard is None:  # older PyAV: read everything, still correct
         return
@@ -200,8 +165,6 @@ def read_payloads(path: PathLike) -> Tuple[List[Payload], MediaInfo]:
         DataError: unreadable or truncated file, no GoPro telemetry track, or fewer payloads than
             the track declares.
     """
-    import av  # heavy; only when reading
-
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -265,18 +228,6 @@ def read_payloads(path: PathLike) -> Tuple[List[Payload], MediaInfo]:
 # ------------------------------------------------------------------------------------- GPMF
 
 
-@dataclass
-class _Chunk:
-    """One stream's samples in one payload."""
-
-    pts_s: float
-    duration_s: float
-    values: np.ndarray  # [n, e] scaled, stored order
-    tsmp: Optional[int]
-    stmp_us: Optional[float]
-    timo_s: float
-
-
 def _text(block: gpmf.SensorBlock, key: str) -> Optional[str]:
     t = block.prop_text(key)
     if isinstance(t, list):
@@ -288,8 +239,12 @@ def _norm_unit(u: str) -> str:
     return u.replace("\u00b2", "^2").replace("\u00b0", "deg").replace("\u00b5", "u").replace(" ", "")
 
 
-def _axis_plan(block: gpmf.SensorBlock, camera: str) -> Tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """How to bring stored channels to camera X, Y, Z: (description, function)."""
+def axis_plan(block: gpmf.SensorBlock, camera: str) -> Tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """How to bring a stream's stored channels to camera X, Y, Z: ``(description, function)``.
+
+    From ``ORIN`` when declared, else ``MTRX``+``ORIO``, else :data:`FALLBACK_AXIS_ORDER` for
+    ``camera``, else the stored order (description ``"stored"``).
+    """
     orin = _text(block, "ORIN")
     if orin:
         amap = gpmf.axis_map(orin, "XYZ")
@@ -305,83 +260,6 @@ def _axis_plan(block: gpmf.SensorBlock, camera: str) -> Tuple[str, Callable[[np.
         amap = gpmf.axis_map(order, "XYZ")
         return order, lambda v: gpmf.apply_axis_map(v, amap)
     return "stored", lambda v: v
-
-
-def _fit_line(x: np.ndarray, y: np.ndarray) -> Tuple[float, float]:
-    """Least-squares y = a + b x; returns (a, b)."""
-    xm, ym = x.mean(), y.mean()
-    b = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())
-    return float(ym - b * xm), b
-
-
-def _first_indices(chunks: Sequence[_Chunk]) -> np.ndarray:
-    n = np.array([len(c.values) for c in chunks], dtype=np.int64)
-    counted = np.concatenate([[0], np.cumsum(n)[:-1]])
-    if all(c.tsmp is not None for c in chunks):
-        first = np.array([c.tsmp for c in chunks], dtype=np.int64) - n
-        # TSMP counts from record start; payloads dropped from the file leave a gap in the count,
-        # which keeps later samples at their right place. Inconsistent counters: count instead.
-        if first[0] >= 0 and np.all(first[1:] >= first[:-1] + n[:-1]):
-            return first - first[0]
-        log.debug("TSMP inconsistent with sample counts; counting samples instead")
-    return counted
-
-
-def _stream_times(key: str, chunks: Sequence[_Chunk], clock_offset_s: Optional[float],
-                  source: Optional[Path]) -> Tuple[np.ndarray, str]:
-    """Per-sample times (s, video clock) of one stream, and the method used."""
-    first = _first_indices(chunks).astype(np.float64)
-    n = np.array([len(c.values) for c in chunks], dtype=np.int64)
-    idx = np.concatenate([f + np.arange(k) for f, k in zip(first, n)])
-    pts = np.array([c.pts_s for c in chunks])
-    stmp = [c.stmp_us for c in chunks]
-    t: Optional[np.ndarray] = None
-    method = "payload"
-    if len(chunks) >= 2 and all(s is not None for s in stmp):
-        y = np.array(stmp, dtype=np.float64) * 1e-6
-        if np.all(np.diff(y) > 0):
-            local = (y[-1] - y[-2]) / (first[-1] - first[-2])
-            t_cam = np.where(idx <= first[-1], np.interp(idx, first, y), y[-1] + (idx - first[-1]) * local)
-            offset = clock_offset_s if clock_offset_s is not None else float(np.median(pts - y))
-            t = t_cam + offset
-            method = "stmp"
-        else:
-            log.warning("%s: %s STMP not increasing; timing from payload times instead", source, key)
-    if t is None:
-        if len(chunks) >= 2:
-            a, b = _fit_line(first, pts)
-        else:
-            dur = chunks[0].duration_s
-            if not dur > 0:
-                raise DataError(source, f"{key}: one telemetry payload with no duration; cannot time samples")
-            b = dur / n[0]
-            a = pts[0]
-        if not b > 0:
-            raise DataError(source, f"{key}: telemetry payload times do not increase with the sample count")
-        t = a + idx * b
-    timo = chunks[-1].timo_s
-    if timo:
-        t = t - timo
-    if not np.all(np.diff(t) > 0):
-        raise DataError(source, f"{key}: derived sample times are not strictly increasing")
-    return t, method
-
-
-def _frame_locked_offset(payload_blocks: Sequence[Dict[str, gpmf.SensorBlock]],
-                         pts: Sequence[float]) -> Optional[float]:
-    """Video-clock minus STMP-clock offset (s) from a stream with one sample per video frame."""
-    for key in FRAME_LOCKED_KEYS:
-        offs = []
-        for blocks, p in zip(payload_blocks, pts):
-            b = blocks.get(key)
-            if b is None or b.repeat == 0:
-                continue
-            s = b.prop_number("STMP")
-            if s is not None:
-                offs.append(p - s * 1e-6)
-        if offs:
-            return float(np.median(offs))
-    return None
 
 
 def telemetry_from_payloads(payloads: Sequence[Payload], *, media: Optional[MediaInfo] = None,
@@ -420,10 +298,10 @@ def telemetry_from_payloads(payloads: Sequence[Payload], *, media: Optional[Medi
     camera = camera_model(media.firmware, device_name)
     # The video clock starts at the video stream's first presentation time (0 on GoPro files).
     pts_all = [p.pts_s - media.video_start_s for p in payloads]
-    clock_offset = _frame_locked_offset(per_payload, pts_all)
+    clock_offset = frame_locked_offset(per_payload, pts_all)
     tele = GoProTelemetry(src, camera, device_name, media)
     for key in IMU_KEYS:
-        chunks: List[_Chunk] = []
+        chunks: List[Chunk] = []
         unit = axis_desc = None
         transform: Optional[Callable[[np.ndarray], np.ndarray]] = None
         declared = None
@@ -438,7 +316,7 @@ def telemetry_from_payloads(payloads: Sequence[Payload], *, media: Optional[Medi
             try:
                 vals = b.values()
                 if transform is None:
-                    axis_desc, transform = _axis_plan(b, camera)
+                    axis_desc, transform = axis_plan(b, camera)
                 vals = transform(vals)
             except gpmf.GpmfError as exc:
                 raise DataError(src, f"{key} at {p.pts_s:.3f} s: {exc}") from None
@@ -450,13 +328,13 @@ def telemetry_from_payloads(payloads: Sequence[Payload], *, media: Optional[Medi
             unit = _norm_unit(u) if u else unit
             timo = b.prop_number("TIMO") or 0.0
             stmp = b.prop_number("STMP") if use_stmp else None
-            chunks.append(_Chunk(pts, p.duration_s, vals, None if tsmp is None else int(tsmp), stmp, float(timo)))
+            chunks.append(Chunk(pts, p.duration_s, vals, None if tsmp is None else int(tsmp), stmp, float(timo)))
         if not chunks:
             continue
         if unit is None:
             unit = _DEFAULT_UNITS[key]
             log.warning("%s: %s declares no unit; assuming %s (GoPro's documented unit)", src, key, unit)
-        t, method = _stream_times(key, chunks, clock_offset, src)
+        t, method = stream_times(key, chunks, clock_offset, src)
         tele.streams[key] = ImuStream(key, t, np.concatenate([c.values for c in chunks]), unit,
                                       axis_desc or "stored", method, len(chunks), declared)
         if axis_desc == "stored":
@@ -473,131 +351,3 @@ def read_telemetry(path: PathLike, *, use_stmp: bool = True) -> GoProTelemetry:
     """:func:`read_payloads` then :func:`telemetry_from_payloads` on one MP4."""
     payloads, media = read_payloads(path)
     return telemetry_from_payloads(payloads, media=media, source=path, use_stmp=use_stmp)
-
-
-# ---------------------------------------------------------------------------- canonical IMU
-
-
-def _factor(key: str, unit: str, source: Optional[Path]) -> float:
-    table = _ACC_TO_G if key == "ACCL" else _GYRO_TO_RAD_S
-    f = table.get(unit)
-    if f is None:
-        raise DataError(source, f"{key} unit {unit!r} not understood (expected one of {sorted(table)})")
-    return f
-
-
-def canonical_arrays(tele: GoProTelemetry) -> Tuple[np.ndarray, np.ndarray]:
-    """Combine ACCL and GYRO into ``(t [T] s, data [T, 6])`` in g and rad/s.
-
-    The stream with more samples gives the timestamps; the other is linearly interpolated onto
-    them, over the interval both cover.
-    """
-    acc, gyr = tele.streams["ACCL"], tele.streams["GYRO"]
-    a = acc.values * _factor("ACCL", acc.unit, tele.path)
-    g = gyr.values * _factor("GYRO", gyr.unit, tele.path)
-    base, other = (acc, gyr) if len(acc.t) >= len(gyr.t) else (gyr, acc)
-    lo, hi = max(acc.t[0], gyr.t[0]), min(acc.t[-1], gyr.t[-1])
-    keep = (base.t >= lo) & (base.t <= hi)
-    t = base.t[keep]
-    if len(t) < 2:
-        raise DataError(tele.path, "ACCL and GYRO samples do not overlap in time")
-
-    def on_t(stream: ImuStream, v: np.ndarray) -> np.ndarray:
-        if stream is base:
-            return v[keep]
-        return np.stack([np.interp(t, stream.t, v[:, j]) for j in range(3)], axis=1)
-
-    data = np.concatenate([on_t(acc, a), on_t(gyr, g)], axis=1)
-    return t, data
-
-
-def load_gopro_imu(path: PathLike, *, name: Optional[str] = None, subject: Optional[str] = None,
-                   telemetry: Optional[GoProTelemetry] = None) -> ImuRecording:
-    """The IMU of a GoPro MP4 as an :class:`ImuRecording` on the video clock (s; g; rad/s).
-
-    Raises:
-        DataError: not a GoPro file, no IMU stream, truncated telemetry.
-    """
-    path = Path(path)
-    tele = telemetry or read_telemetry(path)
-    t, data = canonical_arrays(tele)
-    mean_g = float(np.linalg.norm(data[:, :3], axis=1).mean())
-    if not 0.5 < mean_g < 2.0:
-        log.warning("%s: mean |acc| is %.2f g (expected about 1 g): check the declared ACCL unit %r",
-                    path, mean_g, tele.streams["ACCL"].unit)
-    name = name or path.stem
-    return ImuRecording(name=name, t=t, data=data, subject=subject or name, source=path)
-
-
-# ---------------------------------------------------------------------------------- sources
-
-
-def find_gopro_files(src_dir: PathLike) -> List[Path]:
-    """Every ``.mp4``/``.MP4`` under ``src_dir`` (recursively), sorted, hidden files skipped.
-
-    Raises:
-        UserError: ``src_dir`` is not a directory.
-    """
-    root = Path(src_dir)
-    if not root.is_dir():
-        raise UserError(f"--src {root}: no such directory")
-    files = [p for p in root.rglob("*") if p.suffix.lower() == ".mp4" and p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-
-def session_name(path: Path, root: Path) -> str:
-    """Session id: the path under ``root`` without suffix, ``/`` replaced by ``__``."""
-    rel = path.relative_to(root).with_suffix("")
-    return "__".join(rel.parts)
-
-
-def _session_names(files: Sequence[Path], root: Path) -> List[str]:
-    names = [session_name(p, root) for p in files]
-    seen: Dict[str, int] = {}
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-    # two files that differ only by suffix case (a.mp4, a.MP4) keep their suffix in the name
-    return [n + "__" + p.suffix.lstrip(".") if seen[n] > 1 else n for n, p in zip(names, files)]
-
-
-def _subject(path: Path, root: Path) -> str:
-    parts = path.relative_to(root).parts
-    return parts[0] if len(parts) > 1 else path.stem
-
-
-def _load_session_imu(path: Path, name: str, subject: str, meta: Dict[str, Any]) -> ImuRecording:
-    tele = read_telemetry(path)
-    meta["camera"] = tele.camera
-    meta["gopro"] = tele.meta()
-    return load_gopro_imu(path, name=name, subject=subject, telemetry=tele)
-
-
-def iter_gopro_sessions(src_dir: PathLike) -> Iterator[Any]:
-    """One ``SessionSpec`` per GoPro MP4 under ``src_dir`` (recursively), IMU loaded lazily.
-
-    Session name: path under ``src_dir`` without suffix (``a/b.MP4`` -> ``a__b``); subject: the
-    first folder under ``src_dir``, or the file stem for files directly in it. Labels come from an
-    optional ``src_dir/labels.csv`` (session,start,end,label[,subject]; s on the video clock),
-    whose subject column, when given, overrides the folder's. After ``load_imu()``, ``meta`` also
-    holds the camera, firmware, measured rates and sample counts.
-    ``load_imu()`` returns an :class:`ImuRecording` on the video clock in g and rad/s and raises
-    :class:`DataError` for a file without telemetry, truncated telemetry, or not from a GoPro.
-    """
-    from crossmodal_har.pairs.sources import SessionSpec, read_labels_csv  # ingestion's; lazily
-
-    root = Path(src_dir)
-    files = find_gopro_files(root)
-    if not files:
-        raise UserError(f"--src {root}: no .mp4/.MP4 files (searched recursively)")
-    labels, label_subjects = read_labels_csv(root / "labels.csv")
-    names = _session_names(files, root)
-    for name in sorted(set(labels) - set(names)):
-        log.warning("labels.csv names session %r, which has no MP4 under %s", name, root)
-    for name, path in sorted(zip(names, files)):
-        subject = label_subjects.get(name) or _subject(path, root)
-        meta: Dict[str, Any] = {"layout": "gopro", "file": path.relative_to(root).as_posix()}
-
-        load = functools.partial(_load_session_imu, path, name, subject, meta)
-        yield SessionSpec(name=name, subject=subject, video_path=path, load_imu=load,
-                          labels=list(labels.get(name, [])), meta=meta)

@@ -1,7 +1,8 @@
 """Small paired test data written on the fly (a short MP4 via PyAV + imu.csv), used by the ingest,
-store and video tests. Each frame encodes its own index in binary as BITS horizontal black/white
-bands (top band = bit 0), so a test can tell from a stored (resized, cropped) frame which decoded
-frame it is."""
+store and video tests and by tests/data/make_bad_sessions.py.
+
+Each frame encodes its own index in binary as BITS horizontal black/white bands (top band = bit 0),
+so a test can tell from a stored (resized, cropped) frame which decoded frame it is."""
 
 from __future__ import annotations
 
@@ -97,12 +98,3 @@ def make_session(root: Path, name: str, *, seconds: float = 8.0, fps: int = 10, 
     if session_json is not None:
         (d / "session.json").write_text(json.dumps(session_json))
     return d
-
-
-def test_helper_video_frames_encode_index(tmp_path):
-    import av
-
-    p = write_video(tmp_path / "v.mp4", 20, fps=10)
-    with av.open(str(p)) as c:
-        idx = [frame_index(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
-    assert idx == list(range(20))
