@@ -78,7 +78,7 @@ print(len(df))
 # windows, quality checks and CSV writing, i.e. predict's cost when the model is free.
 STREAM_ONLY = """
 import sys, json, numpy as np
-from crossmodal_har.infer.bundle import load_bundle
+from crossmodal_har.models.artefacts import load_bundle
 from crossmodal_har.infer.predict import predict_file
 from crossmodal_har.signals.units import Units
 b = load_bundle(sys.argv[2])
@@ -124,8 +124,9 @@ def run_measured(cmd, repeats: int, env=None):
 def make_bundle(out: Path, model: str) -> Path:
     import torch
 
-    from crossmodal_har.infer.bundle import build_head, make_classifier, save_bundle
     from crossmodal_har.infer.export import export_bundle
+    from crossmodal_har.models.artefacts import save_bundle
+    from crossmodal_har.models.classifier import WindowClassifier, build_head
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig
 
@@ -136,7 +137,7 @@ def make_bundle(out: Path, model: str) -> Path:
     with torch.no_grad():
         head.weight.mul_(20.0)  # well-separated logits: label agreement is not a coin toss
     names = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
-    save_bundle(out, make_classifier(enc, head, "zscore"), encoder_name=model, encoder_config=enc.model_cfg,
+    save_bundle(out, WindowClassifier(enc, head, "zscore"), encoder_name=model, encoder_config=enc.model_cfg,
                 head_spec=spec, preprocess=PreprocessConfig(), class_names=names)
     _, diff = export_bundle(out)
     print(f"bundle: {model} random init + linear head, ONNX parity max|diff| = {diff:.2g}")

@@ -57,7 +57,7 @@ RECORDINGS = sorted((BAD / "recordings").glob("*.csv"))
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from test_predict import make_bundle
+    from helpers.bundles import make_bundle
 
     return make_bundle(tmp_path_factory.mktemp("bundle") / "b")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crossmodal_har.errors import ConfigError, DataError, UserError
-from crossmodal_har.models.io import load_encoder, save_encoder
+from crossmodal_har.models.artefacts import load_encoder, save_encoder
 from crossmodal_har.models.registry import create_model, list_models, model_config, model_kind
 
 # Names cheap enough to instantiate in a unit test; every registered family must have one.
@@ -292,3 +292,48 @@ def test_pickle_checkpoints_are_refused(tmp_path):
         create_model("patchtst-tiny", pretrained=str(tmp_path))
     with pytest.raises(UserError, match="convgru has no"):
         create_model("convgru-tiny", pretrained=str(tmp_path))
+
+
+# ------------------------------------------------------------------- every artefact kind loads strictly
+
+def _save_artefact(kind: str, d):
+    """Write one artefact of ``kind`` into ``d``; return (its loader, its weights file)."""
+    from crossmodal_har.models.artefacts import (BUNDLE_WEIGHTS, ENCODER_WEIGHTS, RUN_WEIGHTS, load_bundle,
+                                                 load_run_model, save_bundle, save_run_model)
+    from crossmodal_har.models.classifier import WindowClassifier, build_head
+    from crossmodal_har.signals.types import PreprocessConfig
+
+    enc = create_model("convgru-tiny")
+    if kind == "encoder":
+        save_encoder(enc, d, PREPROCESS)
+        return (lambda: load_encoder(d)), d / ENCODER_WEIGHTS
+    if kind == "run":
+        save_run_model(enc, d, {"method": "test"})
+        return (lambda: load_run_model(d, lambda meta, path: create_model("convgru-tiny"))), d / RUN_WEIGHTS
+    spec = {"type": "linear", "in_features": enc.embed_dim, "num_classes": 2}
+    save_bundle(d, WindowClassifier(enc, build_head(spec), "zscore"), encoder_name="convgru-tiny",
+                encoder_config=enc.model_cfg, head_spec=spec, preprocess=PreprocessConfig(), class_names=["a", "b"])
+    return (lambda: load_bundle(d)), d / BUNDLE_WEIGHTS
+
+
+@pytest.mark.parametrize("change", ["missing", "unexpected", "shape"])
+@pytest.mark.parametrize("kind", ["encoder", "run", "bundle"])
+def test_every_artefact_kind_loads_strictly(tmp_path, kind, change):
+    """One loader for all formats: a missing, extra or mis-shaped weight is refused, naming it."""
+    from safetensors.torch import load_file, save_file
+
+    load, weights = _save_artefact(kind, tmp_path)
+    load()  # the untouched artefact loads
+    state = load_file(str(weights))
+    key = next(k for k in sorted(state) if state[k].ndim)
+    if change == "missing":
+        del state[key]
+    elif change == "unexpected":
+        state["bogus.weight"] = torch.zeros(2)
+    else:
+        state[key] = torch.zeros(tuple(n + 1 for n in state[key].shape))
+    save_file(state, str(weights))
+    expected = {"missing": rf"missing 1 \[{key}\]", "unexpected": r"unexpected 1 \[bogus.weight\]",
+                "shape": rf"shape mismatch 1 \[{key}\]"}[change]
+    with pytest.raises(DataError, match=expected):
+        load()

@@ -1,62 +1,13 @@
 """predict / embed / export commands end to end on a tiny random bundle and simulated recordings."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from crossmodal_har.cli import main
-
-CLASSES = ["rest", "walk", "turn"]
-COLS = ["time", "acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
-
-
-def make_bundle(out: Path, model: str = "patchtst-tiny", normalization: str = "none", seed: int = 0) -> Path:
-    import torch
-
-    from crossmodal_har.infer.bundle import build_head, make_classifier, save_bundle
-    from crossmodal_har.models.registry import create_model
-    from crossmodal_har.signals.types import PreprocessConfig
-
-    torch.manual_seed(seed)
-    enc = create_model(model)
-    spec = {"type": "linear", "in_features": enc.embed_dim, "num_classes": len(CLASSES)}
-    head = build_head(spec)
-    with torch.no_grad():  # make logits differ clearly so labels are not decided by rounding
-        head.weight.mul_(20.0)
-    m = make_classifier(enc, head, normalization)
-    save_bundle(out, m, encoder_name=model, encoder_config=enc.model_cfg, head_spec=spec,
-                preprocess=PreprocessConfig(normalization=normalization), class_names=CLASSES,
-                metrics={"balanced_accuracy": 0.5}, provenance={"made_by": "test"})
-    return out
-
-
-def make_recording(path: Path, rate: float = 100.0, seconds: float = 240.0, seed: int = 0) -> Path:
-    """ms timestamps with jitter, acc in m/s^2: activities change every 40 s; one 3 s gap, a run of
-    empty cells, and a 20 s dead-sensor stretch."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * rate)
-    t = np.arange(n) / rate + rng.uniform(0, 0.3 / rate, n)
-    x = rng.normal(0, 0.03, (n, 6))
-    x[:, 2] += 1.0
-    seg = (t // 40).astype(int) % 3
-    x[seg == 1, 0] += 0.6 * np.sin(2 * np.pi * 1.8 * t[seg == 1])
-    x[seg == 2, 5] += 2.0
-    dead = (t > 150) & (t < 170)
-    x[dead] = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
-    df = pd.DataFrame(np.column_stack([t * 1000.0, x[:, :3] * 9.80665, x[:, 3:]]), columns=COLS)
-    df = df[~((t > 60.0) & (t < 63.0))]  # gap
-    df.iloc[9000:9004, 1:4] = np.nan  # empty cells
-    if path.suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    else:
-        df.to_csv(path, index=False, float_format="%.6f")
-    return path
-
-
-UNITS = ["--acc-unit", "m/s^2", "--gyro-unit", "rad/s", "--time-unit", "ms"]
+from helpers.bundles import CLASSES, COLS, UNITS, make_bundle, make_recording
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +123,8 @@ def test_embed_npy_and_parquet_agree(env):
 def test_embed_from_a_saved_encoder(env, tmp_path):
     import torch
 
-    from crossmodal_har.infer.bundle import load_bundle
-    from crossmodal_har.models.io import save_encoder
+    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.artefacts import save_encoder
 
     b = load_bundle(env["bundle"])
     save_encoder(b.model.encoder, tmp_path / "run", b.preprocess)

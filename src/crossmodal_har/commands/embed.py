@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from crossmodal_har.commands._units import add_unit_arguments, resolve_units
+
 log = logging.getLogger(__name__)
 
 NAME = "embed"
@@ -17,8 +19,6 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands.predict import add_unit_arguments
-
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", metavar="MODEL_DIR", help="classifier bundle (its encoder is used)")
     src.add_argument("--encoder", metavar="RUN_DIR", help="encoder/run directory with encoder.json")
@@ -33,33 +33,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from crossmodal_har.commands.predict import resolve_units
-    from crossmodal_har.config import from_dict
-    from crossmodal_har.errors import DataError, UserError
-    from crossmodal_har.infer.embed import embed_file, make_embedder
-    from crossmodal_har.signals.types import PreprocessConfig
+    from crossmodal_har.errors import UserError
+    from crossmodal_har.infer.embed import embed_file
+    from crossmodal_har.models.artefacts import encoder_preprocess, load_bundle, load_encoder
+    from crossmodal_har.models.classifier import NormalizedEncoder
 
     if args.chunk_rows < 1 or args.batch_size < 1:
         raise UserError("--chunk-rows and --batch-size must be >= 1")
     units = resolve_units(args)
     if args.model:
-        from crossmodal_har.infer.bundle import load_bundle
-
         bundle = load_bundle(args.model)
         encoder, pre = bundle.model.encoder, bundle.preprocess
     else:
-        from crossmodal_har.models.io import load_encoder
-
         encoder, meta = load_encoder(args.encoder)
-        if not isinstance(meta.get("preprocess"), dict):
-            raise DataError(args.encoder, "encoder.json has no 'preprocess' section")
-        pre = from_dict(PreprocessConfig, meta["preprocess"], where=f"{args.encoder}: preprocess")
+        pre = encoder_preprocess(meta, args.encoder)
     if args.stride is not None:
         if not args.stride > 0:
             raise UserError("--stride must be > 0 seconds")
         pre = dataclasses.replace(pre, stride_s=float(args.stride))
     dim = int(getattr(encoder, "embed_dim"))
-    res = embed_file(args.input, args.out, make_embedder(encoder.eval(), pre.normalization), pre, units, dim,
+    res = embed_file(args.input, args.out, NormalizedEncoder(encoder, pre.normalization).eval(), pre, units, dim,
                      chunk_rows=args.chunk_rows, batch_size=args.batch_size)
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(res["skipped"].items())) or "none"
     print(f"wrote {args.out}: {res['windows']} windows x {dim} dims (without embedding: {skipped})")

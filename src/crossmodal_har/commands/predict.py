@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from crossmodal_har.commands._units import add_unit_arguments, resolve_units
+
 log = logging.getLogger(__name__)
 
 NAME = "predict"
@@ -38,44 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for the model (default: the runtime's; 1 can be faster on a busy machine)")
 
 
-def add_unit_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("input units (default: g, rad/s, s)")
-    g.add_argument("--acc-unit", choices=("g", "m/s^2"), default=None)
-    g.add_argument("--gyro-unit", choices=("rad/s", "deg/s"), default=None)
-    g.add_argument("--time-unit", choices=("s", "ms"), default=None)
-    g.add_argument("--meta", default=None, metavar="dataset.json",
-                   help="read the three units from a dataset.json instead")
-
-
-def resolve_units(args: argparse.Namespace):
-    """Units from --meta or the three flags (missing flags default to g, rad/s, s)."""
-    from crossmodal_har.errors import UserError
-    from crossmodal_har.io import read_json
-    from crossmodal_har.signals.units import Units
-
-    flags = {k: getattr(args, k) for k in ("acc_unit", "gyro_unit", "time_unit")}
-    if args.meta:
-        if any(v is not None for v in flags.values()):
-            raise UserError("give either --meta or --acc-unit/--gyro-unit/--time-unit, not both")
-        data = read_json(args.meta)
-        if not isinstance(data, dict):
-            raise UserError(f"{args.meta}: expected a JSON object with acc_unit, gyro_unit, time_unit")
-        return Units.from_mapping(data, path=args.meta)
-    if all(v is None for v in flags.values()):
-        log.warning("no units given: assuming acc in g, gyro in rad/s, time in s "
-                    "(pass --acc-unit/--gyro-unit/--time-unit or --meta)")
-    return Units(**{k: v for k, v in flags.items() if v is not None})
-
-
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
     from pathlib import Path
 
     from crossmodal_har.errors import UserError
-    from crossmodal_har.infer.bundle import read_bundle, weights_digest
-    from crossmodal_har.infer.predict import OnnxRunner, TorchRunner, format_summary, predict_file
+    from crossmodal_har.infer.predict import predict_file
+    from crossmodal_har.infer.runtime import OnnxRunner, TorchRunner
+    from crossmodal_har.infer.summary import format_summary
     from crossmodal_har.io import atomic_write_json
+    from crossmodal_har.models.artefacts import read_bundle, weights_digest
 
     if args.chunk_rows < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")

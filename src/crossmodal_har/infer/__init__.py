@@ -1,15 +1,19 @@
-"""crossmodal_har.infer: classifier bundles, streaming prediction over long recordings, export.
+"""crossmodal_har.infer: streaming prediction and embedding over long recordings, ONNX export.
 
 Modules (nothing heavy is imported at package import):
-    bundle     ``MODEL_DIR/`` = model.safetensors + bundle.json; ``save_bundle``, ``load_bundle``
-               (strict keys), ``read_bundle(with_model=False)`` for torch-free use.
     reader     chunked CSV/Parquet reading in canonical units; errors name the global line.
     stream     ``StreamingWindower``: resample -> median filter -> windows -> quality, gap-aware,
                identical output whatever the chunking.
-    predict    ``predict_file``: windows -> model (torch or ONNX Runtime) -> smoothing -> CSV + summary.
+    runtime    ``TorchRunner``, ``OnnxRunner`` (stale-export check), ``BatchedRunner`` (fixed batches).
+    predict    ``predict_file``: windows -> model -> smoothing -> CSV.
+    summary    ``Summary`` / ``format_summary``: what a prediction run saw (``<out>.summary.json``).
     smoothing  centred majority filter over runs of ok windows (streaming-exact).
     embed      per-window embeddings to Parquet / .npy.
     export     ONNX export with a PyTorch/ONNX Runtime parity check.
     timeline   activity-over-time plot aggregated for days-long recordings.
+The bundle format itself (``MODEL_DIR/`` = model.safetensors + bundle.json; ``save_bundle``,
+``load_bundle``, torch-free ``read_bundle(with_model=False)``) is
+:mod:`crossmodal_har.models.artefacts`'s; ``infer`` imports ``models`` and never ``train`` or
+``evaluate``.
 See docs/inference.md.
 """

@@ -7,6 +7,9 @@ Output formats:
 * ``.parquet``: columns ``start``, ``end`` (float64 s) and ``e0 … e{D-1}`` (float32), written in
   row groups as windows arrive.
 * ``.npy``: one float64 array [N, 2 + D]: column 0 = start (s), 1 = end (s), then the embedding.
+
+The embedder is any module mapping physical windows to embeddings, normally a
+:class:`crossmodal_har.models.classifier.NormalizedEncoder`.
 """
 
 from __future__ import annotations
@@ -19,30 +22,17 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from crossmodal_har.errors import UserError
+from crossmodal_har.infer.reader import iter_chunks
+from crossmodal_har.infer.runtime import BatchedRunner, TorchRunner
 from crossmodal_har.infer.stream import SignalOps, StreamingWindower, WindowBatch
+from crossmodal_har.io import atomic_write
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def make_embedder(encoder, normalization: str):
-    """Module mapping physical windows [B, W, 6] to embeddings [B, D] (normalisation inside)."""
-    import torch.nn as nn
-
-    from crossmodal_har.signals.normalize import normalize_windows
-
-    class Embedder(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, x):
-            return self.encoder(normalize_windows(x, normalization))
-
-    return Embedder().eval()
 
 
 class _NpyRows:
@@ -63,8 +53,6 @@ class _NpyRows:
         self.n += len(rows)
 
     def close(self, width: int) -> None:
-        from crossmodal_har.io import atomic_write
-
         self.fh.close()
         width = self.width or width
         try:
@@ -129,10 +117,6 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     Returns:
         ``{"windows": N embedded, "skipped": {reason: count}, "embed_dim": D}``.
     """
-    from crossmodal_har.errors import UserError
-    from crossmodal_har.infer.predict import TorchRunner, _BatchedModel
-    from crossmodal_har.infer.reader import iter_chunks
-
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
     if suffix not in (".parquet", ".npy"):
@@ -140,7 +124,7 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     out_path.parent.mkdir(parents=True, exist_ok=True)
     sink = _ParquetRows(out_path) if suffix == ".parquet" else _NpyRows(out_path)
     windower = StreamingWindower(preprocess, ops)
-    model = _BatchedModel(TorchRunner(embedder), batch_size, lambda z: np.asarray(z, np.float32))
+    model = BatchedRunner(TorchRunner(embedder), batch_size, lambda z: np.asarray(z, np.float32))
     times: List[np.ndarray] = []  # [k, 2] start/end of queued ok windows
     written = 0
     skipped: Dict[str, int] = {}

@@ -9,19 +9,26 @@ PatchTST encoder without extra dependencies (onnxscript), and opset 17 has Layer
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import types
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+import torch
+
+from crossmodal_har.infer.runtime import DIGEST_KEY, OnnxRunner
+from crossmodal_har.io import atomic_write_bytes
+from crossmodal_har.models.artefacts import BUNDLE_ONNX, load_bundle, weights_digest
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
-DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the weights it came from
 
 
 @contextlib.contextmanager
@@ -32,8 +39,6 @@ def _export_friendly(model):
     with its output axes swapped (torch 2.13, opset 17); the same call with the positive dimension
     exports correctly. The parity check after export guards this.
     """
-    import types
-
     patched = []
     for mod in model.modules():
         if type(mod).__name__ == "PatchTSTPatchify" and hasattr(mod, "sequence_start"):
@@ -59,13 +64,6 @@ def export_onnx(model, out_path: PathLike, window_samples: int, *, opset: int = 
 
     ``metadata`` (str -> str) is stored in the ONNX model's ``metadata_props``.
     """
-    import io
-    import warnings
-
-    import torch
-
-    from crossmodal_har.io import atomic_write_bytes
-
     model = model.eval()
     example = torch.randn(2, int(window_samples), channels)
     buf = io.BytesIO()
@@ -97,10 +95,6 @@ def check_parity(model, onnx_path: PathLike, window_samples: int, *, batch: int 
     normalisation-free bundle is also exercised in its working range; ``batch`` differs from the
     export example's size to exercise the dynamic axis.
     """
-    import torch
-
-    from crossmodal_har.infer.predict import OnnxRunner
-
     rng = np.random.default_rng(seed)
     x = rng.normal(0.0, 0.5, size=(batch, int(window_samples), channels)).astype(np.float32)
     x[:, :, 2] += 1.0
@@ -119,10 +113,8 @@ def export_bundle(bundle_dir: PathLike, out_path: Optional[PathLike] = None, *, 
     Raises:
         RuntimeError: the difference exceeds ``tolerance`` (the file is removed).
     """
-    from crossmodal_har.infer.bundle import ONNX_NAME, load_bundle, weights_digest
-
     bundle = load_bundle(bundle_dir)
-    out = Path(out_path) if out_path is not None else bundle.path / ONNX_NAME
+    out = Path(out_path) if out_path is not None else bundle.path / BUNDLE_ONNX
     W = bundle.preprocess.window_samples
     meta = {DIGEST_KEY: weights_digest(bundle.path), "class_names": ",".join(bundle.class_names),
             "window_samples": str(W), "rate_hz": str(bundle.preprocess.rate_hz)}

@@ -28,6 +28,7 @@ from typing import Callable, List, Optional, Union
 
 import numpy as np
 
+from crossmodal_har.signals import resample, windows
 from crossmodal_har.signals.types import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ class SignalOps:
 
 
 def default_ops() -> SignalOps:
-    from crossmodal_har.signals import resample, windows
-
     return SignalOps(
         resample_segment=resample.resample_segment,
         median_filter=windows.median_filter,

@@ -14,6 +14,8 @@ from typing import List, Optional, Union
 
 import numpy as np
 
+from crossmodal_har.io import atomic_write
+
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -67,8 +69,6 @@ def plot_timeline(pred_csv: PathLike, out_png: PathLike, class_names: List[str],
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from crossmodal_har.io import atomic_write
 
     edges, sec = aggregate(pred_csv, class_names, max_bins=max_bins)
     total = sec.sum(axis=1, keepdims=True)

@@ -1,4 +1,5 @@
-"""crossmodal_har.models: encoder registry, heads, losses, saving/loading.
+"""crossmodal_har.models: encoder registry, heads, losses, the window classifier, and every
+persisted model format (:mod:`crossmodal_har.models.artefacts`: encoder, pretraining run, bundle).
 
 Importing this package does no work; the names below are loaded on first use.
 """
@@ -12,8 +13,8 @@ _LAZY = {
     "list_models": "crossmodal_har.models.registry",
     "model_config": "crossmodal_har.models.registry",
     "register_model": "crossmodal_har.models.registry",
-    "save_encoder": "crossmodal_har.models.io",
-    "load_encoder": "crossmodal_har.models.io",
+    "save_encoder": "crossmodal_har.models.artefacts",
+    "load_encoder": "crossmodal_har.models.artefacts",
 }
 
 __all__ = sorted(_LAZY)

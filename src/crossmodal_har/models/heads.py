@@ -1,4 +1,5 @@
-"""Heads on top of encoders: the paper's projection head and a linear classifier head."""
+"""The paper's projection head into the joint IMU–video space (classifier heads are in
+:mod:`crossmodal_har.models.classifier`)."""
 
 from __future__ import annotations
 
@@ -34,16 +35,3 @@ class ProjectionHead(nn.Module):
         h = self.dropout(self.fc(self.act(projected)))
         return self.norm(h + projected)
 
-
-class LinearHead(nn.Module):
-    """Linear classifier (optionally after dropout): ``[B, in_dim] -> [B, num_classes]`` logits."""
-
-    def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.0):
-        super().__init__()
-        self.in_dim = in_dim
-        self.num_classes = num_classes
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.linear = nn.Linear(in_dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(x))

@@ -4,7 +4,7 @@
 ratio 0.4 by default, MSE on the masked patches) but its transformer *is* the IMU encoder's: the
 pretraining model's ``model.encoder`` and ``model.scaler`` are the very modules of
 ``encoder.backbone``. After pretraining, ``mae.encoder`` is an ordinary ``patchtst*`` encoder that
-:func:`crossmodal_har.models.io.save_encoder` saves and ``load_encoder`` rebuilds; only the small
+:func:`crossmodal_har.models.artefacts.save_encoder` saves and ``load_encoder`` rebuilds; only the small
 reconstruction head (d_model → patch_length) is left behind.
 """
 
@@ -19,6 +19,7 @@ from torch import nn
 from crossmodal_har.errors import ConfigError
 from crossmodal_har.models.base import check_imu_input
 from crossmodal_har.models.imu_patchtst import PatchTSTEncoder
+from crossmodal_har.models.registry import create_model
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,5 @@ class ImuMaskedAutoencoder(nn.Module):
     def from_name(cls, name: str = "patchtst", *, pretrained: Optional[str] = None, allow_download: bool = False,
                   mask_ratio: float = 0.4, **overrides: Any) -> "ImuMaskedAutoencoder":
         """Build the encoder from the registry, then wrap it."""
-        from crossmodal_har.models.registry import create_model
-
         return cls(create_model(name, pretrained=pretrained, allow_download=allow_download, **overrides),
                    mask_ratio=mask_ratio)

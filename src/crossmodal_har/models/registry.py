@@ -11,7 +11,7 @@ the result as a typed dataclass (unknown keys are errors) and calls the builder:
     enc = create_model("videomae-base", pretrained="MCG-NJU/videomae-base-ssv2", allow_download=True)
 
 Each created module carries ``model_name`` and ``model_cfg`` (resolved config dict), so
-:func:`crossmodal_har.models.io.save_encoder` needs nothing else to save it and rebuild it later.
+:func:`crossmodal_har.models.artefacts.save_encoder` needs nothing else to save it and rebuild it later.
 """
 
 from __future__ import annotations

@@ -1,0 +1,125 @@
+"""Model runtimes for inference: numpy windows in, numpy outputs out, in fixed batches.
+
+- :class:`TorchRunner`: a torch module (eval mode, inference mode).
+- :class:`OnnxRunner`: an exported ``model.onnx`` with ONNX Runtime (CPU); refuses a file exported
+  from other weights than the bundle's (:data:`DIGEST_KEY` in the ONNX metadata).
+- :class:`BatchedRunner`: queues windows and runs a runner in fixed batches of the global window
+  sequence, so outputs never depend on how the input was chunked.
+
+torch and onnxruntime are imported only when a runner of that kind is made: the ONNX path of
+``predict`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, List, Optional, Union
+
+import numpy as np
+
+from crossmodal_har.errors import DataError, UserError
+
+PathLike = Union[str, "os.PathLike[str]"]
+Runner = Callable[[np.ndarray], np.ndarray]  # windows [B, W, 6] float32 -> outputs [B, C]
+
+DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the weights it came from
+
+
+class TorchRunner:
+    """Runs a torch module (eval mode, inference mode) on numpy windows."""
+
+    def __init__(self, model: Any, method: str = "forward"):
+        self.model = model.eval()
+        self.fn = getattr(model, method) if method != "forward" else model
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.fn(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
+
+
+class OnnxRunner:
+    """Runs an exported ``model.onnx`` with ONNX Runtime (CPU).
+
+    Args:
+        threads: intra-op threads (default: the runtime's).
+        weights_sha256: the bundle's :func:`~crossmodal_har.models.artefacts.weights_digest`; a file
+            exported from other weights is refused (stale export).
+    """
+
+    def __init__(self, path: PathLike, threads: Optional[int] = None, weights_sha256: Optional[str] = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        # no busy-waiting between batches: on a shared machine spinning threads steal CPU from the
+        # parser and from other jobs (measured faster under load, same speed otherwise)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise DataError(path, f"cannot load ONNX model ({str(exc).splitlines()[0]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        if weights_sha256 is not None:
+            made_from = self.session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
+            if made_from is not None and made_from != weights_sha256:
+                raise UserError(f"{path} was exported from other weights than the bundle's "
+                                "model.safetensors (stale export); run `crossmodal-har export` again")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+class BatchedRunner:
+    """Queues windows and runs ``runner`` in fixed batches of the global window sequence
+    (batch ``j`` = windows ``[j*B, (j+1)*B)``), applying ``post`` to each output.
+
+    ``done`` counts windows with results; :meth:`take` releases them in order. ``seconds`` is the
+    time spent in the runner.
+    """
+
+    def __init__(self, runner: Runner, batch_size: int, post: Callable[[np.ndarray], np.ndarray]):
+        self.runner = runner
+        self.bs = int(batch_size)
+        self.post = post
+        self.queue: List[np.ndarray] = []
+        self.queued = 0
+        self.done = 0  # windows with results
+        self.results: List[np.ndarray] = []  # outputs for windows [results_from, done)
+        self.results_from = 0
+        self.seconds = 0.0
+
+    def add(self, x: np.ndarray) -> None:
+        if len(x):
+            self.queue.append(x)
+            self.queued += len(x)
+        while self.queued >= self.bs:
+            self._run(self.bs)
+
+    def flush(self) -> None:
+        if self.queued:
+            self._run(self.queued)
+
+    def _run(self, n: int) -> None:
+        allx = np.concatenate(self.queue) if len(self.queue) > 1 else self.queue[0]
+        batch, rest = allx[:n], allx[n:]
+        self.queue = [rest] if len(rest) else []
+        self.queued = len(rest)
+        t = time.perf_counter()
+        out = self.post(self.runner(batch))
+        self.seconds += time.perf_counter() - t
+        self.results.append(out)
+        self.done += n
+
+    def take(self, upto: int) -> np.ndarray:
+        """Outputs for windows ``[results_from, upto)``, released from memory."""
+        allr = np.concatenate(self.results) if len(self.results) > 1 else self.results[0]
+        k = upto - self.results_from
+        taken, rest = allr[:k], allr[k:]
+        self.results = [rest] if len(rest) else []
+        self.results_from = upto
+        return taken

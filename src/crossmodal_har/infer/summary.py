@@ -1,0 +1,86 @@
+"""What a prediction run saw and decided: :class:`Summary` (``<out>.summary.json``) and its
+terminal rendering :func:`format_summary`.
+
+Time per activity counts one hop (stride) per ok window, so it adds up to the recording's covered
+time whatever the window length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from crossmodal_har.infer.stream import STATUS_OK
+
+
+@dataclass
+class Summary:
+    """What a prediction run saw and decided (written as ``<out>.summary.json``)."""
+
+    class_names: List[str]
+    hop_s: float
+    rows_read: int = 0
+    bad_rows: int = 0
+    first_time_s: Optional[float] = None
+    last_time_s: Optional[float] = None
+    windows: int = 0
+    windows_ok: int = 0
+    label_counts: Dict[str, int] = field(default_factory=dict)
+    skipped: Dict[str, Dict[str, float]] = field(default_factory=dict)  # status -> count, seconds
+
+    def add(self, status: np.ndarray, start: np.ndarray, end: np.ndarray, labels: np.ndarray) -> None:
+        for st in np.unique(status):
+            m = status == st
+            if st == STATUS_OK:
+                self.windows_ok += int(m.sum())
+                self.windows += int(m.sum())
+                for c, k in zip(*np.unique(labels[m], return_counts=True)):
+                    name = self.class_names[int(c)]
+                    self.label_counts[name] = self.label_counts.get(name, 0) + int(k)
+                continue
+            d = self.skipped.setdefault(str(st), {"rows": 0, "seconds": 0.0})
+            d["rows"] += int(m.sum())
+            d["seconds"] += float(np.sum(end[m] - start[m]))
+            if st not in ("gap", "non_finite", "short"):
+                self.windows += int(m.sum())
+
+    def to_dict(self) -> Dict[str, Any]:
+        dur = (self.last_time_s - self.first_time_s) if self.first_time_s is not None else 0.0
+        per = {c: self.label_counts.get(c, 0) * self.hop_s for c in self.class_names}
+        tot = sum(per.values()) or 1.0
+        return {
+            "rows_read": self.rows_read,
+            "rows_with_missing_values": self.bad_rows,
+            "first_time_s": self.first_time_s,
+            "last_time_s": self.last_time_s,
+            "duration_s": dur,
+            "windows": self.windows,
+            "windows_ok": self.windows_ok,
+            "windows_skipped": {k: v["rows"] for k, v in self.skipped.items()
+                                if k not in ("gap", "non_finite", "short")},
+            "stretches_without_windows": {k: v for k, v in self.skipped.items()
+                                          if k in ("gap", "non_finite", "short")},
+            "seconds_per_activity": per,
+            "fraction_per_activity": {c: v / tot for c, v in per.items()},
+            "seconds_per_activity_note": "each ok window accounts for one hop (stride) of time",
+        }
+
+
+def format_summary(d: Dict[str, Any]) -> str:
+    """Human-readable summary for the terminal."""
+    def hms(s: float) -> str:
+        s = int(round(s))
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m{s % 60:02d}s"
+
+    lines = [f"rows read: {d['rows_read']:,}  duration: {hms(d['duration_s'])}  "
+             f"windows: {d['windows']:,} ({d['windows_ok']:,} ok)"]
+    lines.append("time per activity:")
+    for c, s in d["seconds_per_activity"].items():
+        lines.append(f"  {c:<24} {hms(s):>12}  {100 * d['fraction_per_activity'][c]:5.1f} %")
+    if d["windows_skipped"]:
+        lines.append("windows skipped: " + ", ".join(f"{k} {v}" for k, v in d["windows_skipped"].items()))
+    for k, v in d["stretches_without_windows"].items():
+        lines.append(f"{k}: {v['rows']} stretch(es), {hms(v['seconds'])}")
+    return "\n".join(lines)

@@ -1,0 +1,418 @@
+"""Every persisted model of the package: three formats, their file names, one strict loader.
+
+Each format is a directory holding a safetensors weights file (no pickle) and a JSON file that is
+enough to rebuild the module with no outside config (nanoGPT style). Both files are written
+atomically, the JSON last, so its presence means "complete". Every reader loads weights through
+:func:`load_state_strict`: a missing, unexpected or mis-shaped key is an error naming the keys,
+never a silent partial load.
+
+**Encoder** (``encoder.json`` + ``encoder.safetensors``; :func:`save_encoder`, :func:`load_encoder`)::
+
+    {"format_version": 1, "model": "patchtst", "config": {...}, "embed_dim": 768, "kind": "imu",
+     "preprocess": {...},     # PreprocessConfig as a dict: how windows were made
+     "extra": {...}}          # optional, caller-defined (method, run id, ...)
+
+**Pretraining run** (``model.json`` + ``model.safetensors`` in a run directory, beside the encoder;
+:func:`save_run_model`, :func:`load_run_model`): the whole method (towers, heads, loss temperature)
+for zero-shot evaluation::
+
+    {"format_version": 1, "method": "siglip", "config": {...PretrainConfig...}, "data": {...},
+     "architecture": {...}, "split": {...}, "data_meta": {...}}
+
+The method's code lives in ``train/`` (which builds on ``models/``), so the caller hands
+:func:`load_run_model` the function that rebuilds the untrained method from ``model.json``.
+
+**Classifier bundle** (``MODEL_DIR/``: ``bundle.json`` + ``model.safetensors`` [+ ``model.onnx``];
+:func:`save_bundle`, :func:`read_bundle`, :func:`load_bundle`)::
+
+    {"format_version": 1, "kind": "crossmodal-har-classifier",
+     "encoder": {"model": "patchtst-small", "config": {...}, "embed_dim": 64},
+     "head": {"type": "linear", "in_features": 64, "num_classes": 6},
+     "preprocess": {...},            # PreprocessConfig: rate, window, stride, normalization, ...
+     "class_names": ["walking", ...],
+     "metrics": {...},               # validation metrics at training time
+     "provenance": {...}}            # dataset, encoder source, protocol, seed, versions, date
+
+A bundle's model maps windows in *physical units* [B, W, 6] (g, rad/s) to logits; its normalisation
+runs inside ``forward`` so that ONNX export carries it too. ``read_bundle(with_model=False)`` reads
+only ``bundle.json`` and never imports torch (the ONNX runtime's path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+from crossmodal_har.config import from_dict, to_dict
+from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.io import atomic_write, atomic_write_json, read_json
+from crossmodal_har.models.registry import create_model
+from crossmodal_har.signals.types import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+ENCODER_FORMAT_VERSION = 1
+ENCODER_META = "encoder.json"
+ENCODER_WEIGHTS = "encoder.safetensors"
+
+RUN_FORMAT_VERSION = 1
+RUN_META = "model.json"
+RUN_WEIGHTS = "model.safetensors"
+
+BUNDLE_FORMAT_VERSION = 1
+BUNDLE_KIND = "crossmodal-har-classifier"
+BUNDLE_META = "bundle.json"
+BUNDLE_WEIGHTS = "model.safetensors"
+BUNDLE_ONNX = "model.onnx"
+
+
+# --------------------------------------------------------------------------- weights, strict loading
+
+def unwrap(model):
+    """Strip DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif type(model).__name__ in ("DistributedDataParallel", "DataParallel") and hasattr(model, "module"):
+            model = model.module
+        else:
+            return model
+
+
+def cpu_state_dict(model) -> Dict[str, Any]:
+    """The model's state dict as contiguous CPU tensors that safetensors can write."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def _write_weights(path: Path, state: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    atomic_write(path, lambda p: save_file(dict(state), str(p), metadata=dict(metadata)))
+
+
+def read_weights(path: Path, map_location: str = "cpu") -> Dict[str, Any]:
+    """A safetensors file as a state dict; a missing or unreadable file is a :class:`DataError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise DataError(path, "weights file missing")
+    try:
+        return load_file(str(path), device=map_location)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DataError(path, f"unreadable safetensors file: {exc}") from None
+
+
+def load_state_strict(model, state: Mapping[str, Any], source: Optional[PathLike] = None) -> None:
+    """``model.load_state_dict(state)``, but every missing or unexpected key and every shape
+    mismatch is a :class:`DataError` naming the keys (``missing 1 [head.bias]``)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shape)):
+        if keys:
+            shown = ", ".join(keys[:15]) + (" …" if len(keys) > 15 else "")
+            problems.append(f"{what} {len(keys)} [{shown}]")
+    if problems:
+        raise DataError(source, "weights do not match the model: " + "; ".join(problems))
+    model.load_state_dict(dict(state), strict=True)
+
+
+def _plain(obj: Any) -> Any:
+    if obj is None:
+        return None
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_dict(obj)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"expected a dict or a config dataclass, got {type(obj).__name__}")
+
+
+def _read_meta(path: Path) -> Dict[str, Any]:
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(path, "expected a JSON object")
+    return meta
+
+
+# --------------------------------------------------------------------------- encoder
+
+def save_encoder(model, out_dir: PathLike, preprocess: Any, extra: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``out_dir/encoder.safetensors`` and ``out_dir/encoder.json`` (atomically).
+
+    Args:
+        model: a registry encoder (has ``model_name``, ``model_cfg``, ``embed_dim``, ``kind``).
+            A DDP/compiled wrapper is unwrapped via ``.module`` / ``._orig_mod``.
+        out_dir: directory to write into (created).
+        preprocess: the ``PreprocessConfig`` (or its dict) the encoder's inputs were made with.
+        extra: optional JSON-serialisable dict stored under ``"extra"``.
+
+    Returns:
+        Path of ``encoder.json``.
+    """
+    model = unwrap(model)
+    name = getattr(model, "model_name", "")
+    cfg = getattr(model, "model_cfg", None)
+    if not name or not isinstance(cfg, dict):
+        raise ValueError("save_encoder: model has no model_name/model_cfg; build it with models.registry.create_model")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_weights(out_dir / ENCODER_WEIGHTS, cpu_state_dict(model), {"format": "pt", "model": name})
+    meta: Dict[str, Any] = {
+        "format_version": ENCODER_FORMAT_VERSION,
+        "model": name,
+        "config": cfg,
+        "embed_dim": int(model.embed_dim),
+        "kind": model.kind,
+        "preprocess": _plain(preprocess),
+    }
+    if extra is not None:
+        meta["extra"] = _plain(extra)
+    return atomic_write_json(out_dir / ENCODER_META, meta)
+
+
+def find_encoder_dir(path: PathLike) -> Path:
+    """The directory holding ``encoder.json``: ``path`` itself, its ``encoder/`` subfolder, or the
+    parent of an ``encoder.json`` / ``encoder.safetensors`` file path."""
+    p = Path(path)
+    if p.is_file() and p.name in (ENCODER_META, ENCODER_WEIGHTS):
+        p = p.parent
+    if not p.exists():
+        raise UserError(f"{p}: no such encoder or run directory")
+    for cand in (p, p / "encoder"):
+        if (cand / ENCODER_META).is_file():
+            return cand
+    raise DataError(p, f"no {ENCODER_META} here (expected an encoder directory or a run directory containing one)")
+
+
+def read_encoder_meta(path: PathLike) -> Dict[str, Any]:
+    """The ``encoder.json`` of an encoder or run directory (see :func:`find_encoder_dir`), checked."""
+    meta_path = find_encoder_dir(path) / ENCODER_META
+    meta = _read_meta(meta_path)
+    version = meta.get("format_version")
+    if version != ENCODER_FORMAT_VERSION:
+        raise DataError(meta_path, f"unsupported format_version {version!r} (this version reads "
+                                   f"{ENCODER_FORMAT_VERSION})")
+    for key, typ in (("model", str), ("config", dict), ("embed_dim", int)):
+        if not isinstance(meta.get(key), typ):
+            raise DataError(meta_path, f"missing or invalid {key!r}")
+    return meta
+
+
+def load_encoder(path: PathLike, *, map_location: str = "cpu") -> Tuple[Any, Dict[str, Any]]:
+    """Rebuild a saved encoder.
+
+    Args:
+        path: encoder directory, run directory containing ``encoder.json`` (or ``encoder/``), or the
+            ``encoder.json`` file.
+        map_location: device for the weights.
+
+    Returns:
+        ``(model, meta)``: the encoder in eval mode with the saved weights, and the ``encoder.json``
+        dict (``meta["preprocess"]`` says how to preprocess inputs).
+
+    Raises:
+        DataError: unreadable/invalid files, or weights whose key set or shapes differ from the model's
+            (the differing keys are listed; nothing is dropped silently).
+    """
+    d = find_encoder_dir(path)
+    meta = read_encoder_meta(d)
+    meta_path = d / ENCODER_META
+    try:
+        model = create_model(meta["model"], **meta["config"])
+    except UserError as exc:
+        raise DataError(meta_path, f"cannot rebuild encoder: {exc}") from None
+    if int(model.embed_dim) != meta["embed_dim"]:
+        raise DataError(meta_path, f"embed_dim {meta['embed_dim']} does not match the rebuilt model's {model.embed_dim}")
+    weights = d / ENCODER_WEIGHTS
+    load_state_strict(model, read_weights(weights, map_location), weights)
+    model.eval()
+    return model, meta
+
+
+def encoder_preprocess(meta: Mapping[str, Any], where: PathLike) -> PreprocessConfig:
+    """The ``PreprocessConfig`` an encoder's inputs must be made with (its ``preprocess`` section)."""
+    if not isinstance(meta.get("preprocess"), dict):
+        raise DataError(where, f"{ENCODER_META} has no 'preprocess' section: cannot preprocess like training did")
+    return from_dict(PreprocessConfig, meta["preprocess"], where=f"{where}: preprocess")
+
+
+# --------------------------------------------------------------------------- pretraining run
+
+def save_run_model(model, run_dir: PathLike, meta: Mapping[str, Any]) -> Path:
+    """Write a run's whole method: ``run_dir/model.safetensors`` then ``run_dir/model.json``.
+
+    Args:
+        model: the method module (DDP/compiled wrappers are unwrapped).
+        meta: ``method``, ``config``, ``data``, ``architecture``, ``split``, ``data_meta`` (see the
+            module docstring); ``format_version`` is added here.
+
+    Returns:
+        Path of ``model.json``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_weights(run_dir / RUN_WEIGHTS, cpu_state_dict(unwrap(model)), {"format": "pt"})
+    return atomic_write_json(run_dir / RUN_META, {"format_version": RUN_FORMAT_VERSION, **meta})
+
+
+def read_run_meta(run_dir: PathLike) -> Dict[str, Any]:
+    """A finished run's ``model.json`` (a :class:`UserError` when the run has none yet)."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / RUN_META
+    if not meta_path.is_file():
+        raise UserError(f"{run_dir}: not a finished pretraining run (no {RUN_META}); "
+                        "run `crossmodal-har pretrain` (or --resume it) first")
+    return _read_meta(meta_path)
+
+
+def load_run_model(run_dir: PathLike, build: Callable[[Dict[str, Any], Path], Any],
+                   device: str = "cpu") -> Tuple[Any, Dict[str, Any]]:
+    """Rebuild a pretraining run's full method from ``model.json`` + ``model.safetensors``.
+
+    Args:
+        build: ``build(meta, meta_path)`` returns the untrained method ``model.json`` describes
+            (the method's code is ``train``'s; this module reads the files and loads the weights,
+            strictly); ``meta_path`` is for its error messages.
+        device: where the loaded model is moved.
+
+    Returns:
+        ``(model, meta)``, the model in eval mode.
+    """
+    run_dir = Path(run_dir)
+    meta = read_run_meta(run_dir)
+    model = build(meta, run_dir / RUN_META)
+    weights = run_dir / RUN_WEIGHTS
+    load_state_strict(model, read_weights(weights), weights)
+    model.to(device).eval()
+    return model, meta
+
+
+# --------------------------------------------------------------------------- classifier bundle
+
+@dataclass
+class Bundle:
+    """A loaded classifier bundle.
+
+    Attributes:
+        model: ``nn.Module`` in eval mode, physical windows [B, W, 6] -> logits [B, C]
+            (``None`` after ``read_bundle(with_model=False)``).
+        class_names: label of each logit.
+        preprocess: how windows must be made (rate, window, stride, filter, quality thresholds).
+        meta: the full ``bundle.json``.
+        path: the bundle directory.
+    """
+
+    model: Any
+    class_names: List[str]
+    preprocess: PreprocessConfig
+    meta: Dict[str, Any] = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    @property
+    def onnx_path(self) -> Optional[Path]:
+        if self.path is None:
+            return None
+        p = self.path / BUNDLE_ONNX
+        return p if p.is_file() else None
+
+
+def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: Mapping[str, Any],
+                head_spec: Mapping[str, Any], preprocess: PreprocessConfig, class_names: List[str],
+                metrics: Optional[Mapping[str, Any]] = None,
+                provenance: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``model.safetensors`` then ``bundle.json`` (atomically; the JSON last = complete).
+
+    An older ``model.onnx`` in ``out_dir`` is removed (an export of other weights would silently
+    disagree).
+
+    Args:
+        model: a :class:`~crossmodal_har.models.classifier.WindowClassifier` (``encoder`` + ``head``).
+        encoder_name: registry name to rebuild the encoder with ``create_model``.
+        encoder_config: the encoder's resolved config (``model.encoder.model_cfg``).
+        head_spec: see :func:`crossmodal_har.models.classifier.build_head`.
+
+    Returns:
+        Path of ``bundle.json``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    head_spec = dict(head_spec)
+    if len(class_names) != int(head_spec["num_classes"]):
+        raise ValueError(f"{len(class_names)} class names for a head with {head_spec['num_classes']} outputs")
+    state = cpu_state_dict(model)
+    stale = out_dir / BUNDLE_ONNX
+    if stale.exists():
+        stale.unlink()
+    _write_weights(out_dir / BUNDLE_WEIGHTS, state, {"format": "pt"})
+    meta = {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "kind": BUNDLE_KIND,
+        "encoder": {"model": encoder_name, "config": dict(encoder_config),
+                    "embed_dim": int(getattr(model.encoder, "embed_dim", head_spec["in_features"]))},
+        "head": dict(head_spec),
+        "preprocess": to_dict(preprocess),
+        "class_names": list(class_names),
+        "metrics": dict(metrics or {}),
+        "provenance": dict(provenance or {}),
+    }
+    return atomic_write_json(out_dir / BUNDLE_META, meta)
+
+
+def read_bundle(path: PathLike, *, with_model: bool = True) -> Bundle:
+    """Read a bundle directory (or its ``bundle.json`` / ``model.safetensors``); with
+    ``with_model=False`` only ``bundle.json`` is read and torch is never imported (ONNX runtime)."""
+    path = Path(path)
+    if path.is_file() and path.name in (BUNDLE_META, BUNDLE_WEIGHTS):
+        path = path.parent
+    meta_path = path / BUNDLE_META
+    if not meta_path.is_file():
+        raise UserError(f"{path}: not a classifier bundle (no {BUNDLE_META}); make one with "
+                        "`crossmodal-har train-classifier`")
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("kind") != BUNDLE_KIND:
+        raise DataError(meta_path, f"not a classifier bundle (kind must be {BUNDLE_KIND!r})")
+    if meta.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise DataError(meta_path, f"unsupported bundle format_version {meta.get('format_version')!r} "
+                                   f"(this version reads {BUNDLE_FORMAT_VERSION})")
+    for key in ("encoder", "head", "preprocess", "class_names"):
+        if key not in meta:
+            raise DataError(meta_path, f"missing key {key!r}")
+    preprocess = from_dict(PreprocessConfig, meta["preprocess"], where=f"{meta_path}:preprocess")
+    class_names = [str(c) for c in meta["class_names"]]
+    if len(class_names) != int(meta["head"]["num_classes"]):
+        raise DataError(meta_path, f"{len(class_names)} class names but the head has "
+                                   f"{meta['head']['num_classes']} outputs")
+    bundle = Bundle(model=None, class_names=class_names, preprocess=preprocess, meta=meta, path=path)
+    if with_model:
+        # lazy: the classifier modules import torch, which the ONNX path (with_model=False) must not
+        from crossmodal_har.models.classifier import build_classifier
+
+        model = build_classifier(meta["encoder"], meta["head"], preprocess.normalization)
+        weights = path / BUNDLE_WEIGHTS
+        load_state_strict(model, read_weights(weights), weights)
+        bundle.model = model.eval()
+    return bundle
+
+
+def load_bundle(path: PathLike) -> Bundle:
+    """Rebuild a bundle's model from ``bundle.json`` + ``model.safetensors`` (strict keys)."""
+    return read_bundle(path, with_model=True)
+
+
+def weights_digest(path: PathLike) -> str:
+    """sha256 of a bundle's ``model.safetensors`` (stored in an exported ONNX file to detect staleness)."""
+    h = hashlib.sha256()
+    with open(Path(path) / BUNDLE_WEIGHTS, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
