@@ -88,7 +88,7 @@ def test_same_run_on_shuffled_training_pairs_stays_at_chance(sim_store, one_thre
 
 
 def test_shuffle_train_pairs_permutes_only_the_training_videos(tmp_path):
-    from crossmodal_har.train.config import SplitConfig
+    from crossmodal_har.splits import SplitConfig
     from crossmodal_har.train.data import StoreSource
     from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
 

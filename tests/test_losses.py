@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from crossmodal_har.models.heads import LinearHead, ProjectionHead
+from crossmodal_har.models.classifier import build_head
+from crossmodal_har.models.heads import ProjectionHead
 from crossmodal_har.models.losses import ClipLoss, SigLipLoss, dist_info
 
 LOSSES = {"siglip": SigLipLoss, "clip": ClipLoss}
@@ -64,7 +65,7 @@ def test_heads_shapes_and_residual():
     p = head.projection(x)
     assert torch.allclose(out, head.norm(head.fc(head.act(p)) + p))
     assert torch.allclose(out.mean(-1), torch.zeros(5), atol=1e-5)  # LayerNorm output
-    assert LinearHead(12, 3)(x).shape == (5, 3)
+    assert build_head({"type": "linear", "in_features": 12, "num_classes": 3})(x).shape == (5, 3)
 
 
 def test_dist_info_defaults_to_single_process():

@@ -15,10 +15,12 @@ from crossmodal_har.cli import main
 from crossmodal_har.errors import ConfigError, UserError
 from crossmodal_har.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from crossmodal_har.train.config import list_configs, load_pretrain_config
-from crossmodal_har.train.engine import _param_groups, _seed_all, data_info, pretrain
+from crossmodal_har.train.engine import pretrain
 from crossmodal_har.train.loggers import read_metrics
 from crossmodal_har.train.methods import build_method
+from crossmodal_har.train.rundir import data_info
 from crossmodal_har.train.schedule import warmup_cosine_lr
+from crossmodal_har.train.seeding import seed_everything
 from crossmodal_har.train.synthetic import SyntheticSource
 
 
@@ -156,13 +158,13 @@ def test_imu2clip_clip_tower_is_truly_frozen(tmp_path):
     cfg = load_pretrain_config("imu2clip-tiny", ["max_steps=4", "batch_size=16", "checkpoint_every_steps=100"])
     src = SyntheticSource(subjects=3, windows_per_subject=32, video_kind="frames", num_frames=3)
     data = src.load()
-    _seed_all(cfg.seed)  # the engine builds the model right after this same seeding
+    seed_everything(cfg.seed)  # the engine builds the model right after this same seeding
     before = build_method(cfg, data_info(data))
     assert before.video_encoder.frozen and not before.video_encoder.training
     before.train()
     assert not before.video_encoder.training  # train() cannot unfreeze it
     tower = {id(p) for p in before.video_encoder.parameters()}
-    in_opt = {id(p) for g in _param_groups(before, 0.01) for p in g["params"]}
+    in_opt = {id(p) for g in before.param_groups(0.01) for p in g["params"]}
     assert tower and not (tower & in_opt)
     assert all(not p.requires_grad for p in before.video_encoder.parameters())
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from crossmodal_har.evaluate.zeroshot import (classification_metrics, retrieval_metrics, true_match_ranks,
-                                              zeroshot_classify, zeroshot_metrics)
+from crossmodal_har.evaluate.metrics import classification_metrics
+from crossmodal_har.evaluate.zeroshot import zeroshot_classify, zeroshot_metrics
+from crossmodal_har.train.retrieval import retrieval_metrics, true_match_ranks
 
 
 def test_perfect_alignment_gives_r1_of_one():

@@ -21,14 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=["test", "all"], default="test",
                         help="the run's held-out test subjects (default) or every window of the store")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from crossmodal_har.device import resolve_device
     from crossmodal_har.evaluate.zeroshot import format_results, run_zeroshot
 
     res = run_zeroshot(args.run, args.store, args.out, split=args.split, batch_size=args.batch_size,
-                       device=args.device)
+                       device=str(resolve_device(args.device)))
     print(format_results(res))
     print(f"wrote {args.out}/results.json")
     return 0

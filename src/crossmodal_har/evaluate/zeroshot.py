@@ -6,8 +6,8 @@
   from *other subjects'* windows, is nearest (cosine). No IMU label is used; video labels only form
   the class prototypes. Balanced accuracy and macro-F1 over the labelled windows.
 
-Ties in similarity count against the true match (a collapsed model that maps everything to one
-point scores chance-or-worse, never perfect).
+The retrieval measures themselves (ranks, R@k, MRR, ties counted against the true match) are
+:mod:`crossmodal_har.train.retrieval`'s, shared with pretraining validation.
 """
 
 from __future__ import annotations
@@ -15,51 +15,21 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
-from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.errors import UserError
+from crossmodal_har.evaluate.metrics import classification_metrics
+from crossmodal_har.io import atomic_write_json
+from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
+from crossmodal_har.train.retrieval import l2_normalize, retrieval_metrics
+from crossmodal_har.train.rundir import load_run
+from crossmodal_har.train.validation import embed_dataset
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def true_match_ranks(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """1-based rank of ``gallery[i]`` among all gallery items for ``query[i]`` (cosine similarity).
-
-    Ties with the true match are counted as ranked above it (pessimistic).
-    """
-    q, g = _normalise(query), _normalise(gallery)
-    if len(q) != len(g):
-        raise ValueError("query and gallery must be paired (same length)")
-    sim = q @ g.T
-    true = np.diag(sim)[:, None]
-    ge = (sim >= true).sum(axis=1)  # includes the true match itself
-    return ge.astype(np.int64)
-
-
-def retrieval_metrics(query: np.ndarray, gallery: np.ndarray, ks: Sequence[int] = (1, 3, 10)) -> Dict[str, float]:
-    """R@k, MRR and their chance levels for paired ``query[i]`` ↔ ``gallery[i]``."""
-    n = len(query)
-    if n == 0:
-        raise UserError("retrieval needs at least one pair")
-    ranks = true_match_ranks(query, gallery)
-    out: Dict[str, float] = {}
-    for k in ks:
-        out[f"R@{k}"] = float(np.mean(ranks <= k))
-    out["MRR"] = float(np.mean(1.0 / ranks))
-    for k in ks:
-        out[f"chance_R@{k}"] = float(min(1.0, k / n))
-    out["chance_MRR"] = float(np.sum(1.0 / np.arange(1, n + 1)) / n)
-    out["n"] = int(n)
-    return out
 
 
 def zeroshot_classify(imu_emb: np.ndarray, video_emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
@@ -72,8 +42,8 @@ def zeroshot_classify(imu_emb: np.ndarray, video_emb: np.ndarray, labels: np.nda
     """
     if proto_video is None:
         proto_video, proto_labels, proto_subjects = video_emb, labels, subjects
-    q = _normalise(imu_emb)
-    pv = _normalise(proto_video)
+    q = l2_normalize(imu_emb)
+    pv = l2_normalize(proto_video)
     proto_labels = np.asarray(proto_labels)
     proto_subjects = np.asarray(proto_subjects).astype(str)
     subjects = np.asarray(subjects).astype(str)
@@ -89,29 +59,9 @@ def zeroshot_classify(imu_emb: np.ndarray, video_emb: np.ndarray, labels: np.nda
                 names.append(c)
         if not protos:
             continue
-        P = _normalise(np.stack(protos))
+        P = l2_normalize(np.stack(protos))
         pred[rows] = np.asarray(names)[np.argmax(q[rows] @ P.T, axis=1)]
     return pred
-
-
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, float]:
-    """Balanced accuracy and macro-F1 over windows with a label (>= 0); chance = 1 / classes."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
-    keep = np.asarray(y_true) >= 0
-    yt, yp = np.asarray(y_true)[keep], np.asarray(y_pred)[keep]
-    if len(yt) == 0:
-        raise UserError("no labelled windows to classify")
-    classes = np.unique(yt)
-    import warnings
-
-    with warnings.catch_warnings():  # predictions of classes absent from y_true are fine here
-        warnings.simplefilter("ignore", UserWarning)
-        bacc = float(balanced_accuracy_score(yt, yp))
-    return {"balanced_accuracy": bacc,
-            "macro_f1": float(f1_score(yt, yp, labels=classes, average="macro", zero_division=0)),
-            "accuracy": float(np.mean(yt == yp)), "chance_balanced_accuracy": float(1.0 / len(classes)),
-            "n": int(len(yt)), "classes": int(len(classes))}
 
 
 def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
@@ -129,7 +79,9 @@ def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.n
         p = protos or {}
         pred = zeroshot_classify(emb["imu"], emb["video"], labels, emb["subject"], p.get("video"), p.get("label"),
                                  p.get("subject"))
-        res["classification"] = classification_metrics(labels, pred)
+        c = classification_metrics(labels, pred)  # the few-shot tables' metrics (macro-F1 included)
+        present = sum(r is not None for r in c["per_class_recall"])  # classes among the labelled windows
+        res["classification"] = {**c, "chance_balanced_accuracy": 1.0 / present, "classes": present}
         if (pred[labels >= 0] < 0).any():
             res["classification"]["note"] = ("some windows had no prototype from another subject "
                                              "(single-subject classes); counted as wrong")
@@ -137,35 +89,6 @@ def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.n
 
 
 # --------------------------------------------------------------------------- run-level
-
-def load_run_model(run_dir: PathLike, device: str = "cpu"):
-    """Rebuild a pretraining run's full method (towers, heads, loss) from ``model.json`` +
-    ``model.safetensors``. Returns ``(model, meta, cfg)``."""
-    from safetensors.torch import load_file
-
-    from crossmodal_har.config import from_dict
-    from crossmodal_har.io import read_json
-    from crossmodal_har.models.io import load_state_strict
-    from crossmodal_har.train.config import PretrainConfig
-    from crossmodal_har.train.engine import MODEL_META, MODEL_WEIGHTS
-    from crossmodal_har.train.methods import build_method
-
-    run_dir = Path(run_dir)
-    meta_path = run_dir / MODEL_META
-    if not meta_path.is_file():
-        raise UserError(f"{run_dir}: not a finished pretraining run (no {MODEL_META}); "
-                        "run `crossmodal-har pretrain` (or --resume it) first")
-    meta = read_json(meta_path)
-    cfg = from_dict(PretrainConfig, meta["config"], where=str(meta_path))
-    model = build_method(cfg, meta["data"], arch=meta["architecture"])
-    try:
-        state = load_file(str(run_dir / MODEL_WEIGHTS))
-    except Exception as exc:
-        raise DataError(run_dir / MODEL_WEIGHTS, f"unreadable weights: {exc}") from None
-    load_state_strict(model, state, run_dir / MODEL_WEIGHTS)
-    model.to(device).eval()
-    return model, meta, cfg
-
 
 def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, split: str = "test",
                  batch_size: int = 64, device: str = "cpu", max_prototype_windows: int = 5000) -> Dict[str, Any]:
@@ -176,12 +99,8 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
     of every other subject in the store (train subjects included: only their videos and video labels
     are used, never an IMU label), at most ``max_prototype_windows`` of them (evenly spaced).
     """
-    from crossmodal_har.io import atomic_write_json
-    from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
-    from crossmodal_har.train.engine import embed_dataset
-
-    model, meta, cfg = load_run_model(run_dir, device)
-    if cfg.method == "imu-mae":
+    model, meta = load_run(run_dir, device)
+    if meta["method"] == "imu-mae":
         raise UserError(f"{run_dir}: imu-mae has no video tower; zero-shot needs a cross-modal run "
                         "(siglip, clip, imu2clip)")
     store = WindowStore(store_path)
@@ -233,7 +152,7 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
     res = zeroshot_metrics(emb, protos)
     if "classification" in res:
         res["classification"]["prototype_windows"] = int(len(protos["label"]) if protos else len(idx))
-    res.update({"run": os.fspath(run_dir), "method": cfg.method, "store": os.fspath(store_path), "split": split,
+    res.update({"run": os.fspath(run_dir), "method": meta["method"], "store": os.fspath(store_path), "split": split,
                 "subjects": subjects, "windows": int(len(idx)), "class_names": store.class_names})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
 import numpy as np
+import torch
+
+from crossmodal_har.errors import DataError
+from crossmodal_har.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,6 @@ def strip_module_prefix(state: Mapping[str, Any]) -> Dict[str, Any]:
 
 def capture_rng_state() -> Dict[str, Any]:
     """RNG states of torch (CPU and CUDA), numpy and ``random``, as checkpoint-safe types."""
-    import torch
-
     np_state = np.random.get_state()
     py_state = random.getstate()
     state: Dict[str, Any] = {
@@ -52,8 +54,6 @@ def capture_rng_state() -> Dict[str, Any]:
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
     """Inverse of :func:`capture_rng_state`."""
-    import torch
-
     torch.set_rng_state(state["torch"])
     npst = state["numpy"]
     np.random.set_state(("MT19937", npst["keys"].numpy().astype(np.uint32), int(npst["pos"]),
@@ -69,10 +69,6 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 
 def save_checkpoint(path: Union[str, os.PathLike], state: Dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
-    import torch
-
-    from crossmodal_har.io import atomic_write
-
     state = dict(state)
     state["format_version"] = FORMAT_VERSION
     return atomic_write(path, lambda p: torch.save(state, p))
@@ -80,10 +76,6 @@ def save_checkpoint(path: Union[str, os.PathLike], state: Dict[str, Any]) -> Pat
 
 def load_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
-    import torch
-
-    from crossmodal_har.errors import DataError
-
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "no checkpoint to resume from")

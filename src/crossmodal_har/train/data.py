@@ -10,15 +10,17 @@ opened per process instead of being pickled across).
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional
 
 import numpy as np
+import torch
 
 from crossmodal_har.errors import UserError
+from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
+from crossmodal_har.splits import SplitConfig, subject_split
 
 log = logging.getLogger(__name__)
 
@@ -49,45 +51,19 @@ class PairedData:
     meta: Dict[str, Any] = field(default_factory=dict)
 
 
-def split_subjects(subjects: Sequence[str], cfg: Any) -> Dict[str, List[str]]:
-    """Subject-disjoint train/val/test split (see ``SplitConfig``); deterministic given ``cfg.seed``."""
-    subjects = sorted(set(map(str, subjects)))
-    unknown = (set(cfg.val_subjects) | set(cfg.test_subjects)) - set(subjects)
-    if unknown:
-        raise UserError(f"split: subjects not in the data: {sorted(unknown)}; available: {subjects}")
-    test = [s for s in subjects if s in set(cfg.test_subjects)]
-    val = [s for s in subjects if s in set(cfg.val_subjects)]
-    rest = [s for s in subjects if s not in set(test) | set(val)]
-    rng = np.random.default_rng(cfg.seed)
-    order = [rest[i] for i in rng.permutation(len(rest))]
-    n = len(subjects)
-    if not cfg.test_subjects and cfg.test_fraction > 0 and n >= 3:
-        k = max(1, int(math.floor(cfg.test_fraction * n + 0.5)))
-        test, order = sorted(order[:k]), order[k:]
-    if not cfg.val_subjects and cfg.val_fraction > 0 and n >= 2 and len(order) >= 2:
-        k = max(1, int(math.floor(cfg.val_fraction * n + 0.5)))
-        k = min(k, len(order) - 1)
-        val, order = sorted(order[:k]), order[k:]
-    train = sorted(order)
-    if not train:
-        raise UserError(f"split leaves no training subjects (subjects: {subjects})")
-    return {"train": train, "val": val, "test": test}
-
-
 @dataclass
 class StoreSource:
     """Reads a window store (``crossmodal_har.pairs.store``) and splits it by subject."""
 
     path: str
-    split: Any  # SplitConfig
+    split: SplitConfig
 
     def load(self) -> PairedData:
-        from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
-
         store = WindowStore(self.path)
         if len(store) == 0:
             raise UserError(f"{self.path}: the store has no windows")
-        parts = split_subjects(store.subjects(), self.split)
+        # pretraining needs no labels; with too few subjects val/test stay empty
+        parts = subject_split(store.subjects(), self.split, allow_fewer=True).subjects
         seed = int(getattr(self.split, "seed", 0))
 
         def ds(names: List[str], sampling: str):
@@ -165,25 +141,9 @@ class ArrayPairs:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Dict[str, Any]:
-        import torch
-
         j = int(self.indices[i])
         v = self.video[j]
         video = torch.from_numpy(np.array(v, dtype=np.uint8 if v.dtype == np.uint8 else np.float32))
         return {"imu": torch.from_numpy(np.array(self.imu[j], dtype=np.float32)), "video": video,
                 "index": j, "label": int(self.labels[j]), "subject": str(self.subjects[j])}
 
-
-def as_source(data: Union["PairedData", Any]) -> Any:
-    """Wrap an already-loaded PairedData as a source (single-process use)."""
-    if isinstance(data, PairedData):
-        return _Loaded(data)
-    return data
-
-
-@dataclass
-class _Loaded:
-    data: PairedData
-
-    def load(self) -> PairedData:
-        return self.data

@@ -21,13 +21,16 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence
 
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class DistEnv:
     """Where this process sits. ``world_size == 1`` means no process group."""
-
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -41,24 +44,6 @@ class DistEnv:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_accelerator(accelerator: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; ``gpu`` is an alias of ``cuda``."""
-    import torch
-
-    from crossmodal_har.errors import UserError
-
-    acc = accelerator.lower()
-    if acc == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if acc in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--accelerator gpu: no CUDA device is available")
-        return "cuda"
-    if acc == "cpu":
-        return "cpu"
-    raise UserError(f"--accelerator must be auto, cpu or gpu, got {accelerator!r}")
 
 
 def _first_slurm_host(nodelist: str) -> str:
@@ -97,9 +82,6 @@ def free_port() -> int:
 def init_process(rank: int, world_size: int, local_rank: int, device_type: str, launcher: str,
                  timeout_s: float = 1800.0) -> DistEnv:
     """Join the process group (if world_size > 1) and pin this process's device."""
-    import torch
-    import torch.distributed as dist
-
     device = "cpu"
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
@@ -112,16 +94,12 @@ def init_process(rank: int, world_size: int, local_rank: int, device_type: str, 
 
 
 def cleanup() -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(env: DistEnv) -> None:
     if env.distributed:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
@@ -129,8 +107,6 @@ def all_reduce_mean(value: "Any", env: DistEnv) -> "Any":
     """Mean of a scalar tensor over ranks (for logging; no gradient)."""
     if not env.distributed:
         return value
-    import torch.distributed as dist
-
     t = value.detach().clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t / env.world_size
@@ -140,8 +116,6 @@ def all_gather_object(obj: Any, env: DistEnv) -> List[Any]:
     """Every rank's ``obj`` (list indexed by rank) — used for per-rank RNG states in checkpoints."""
     if not env.distributed:
         return [obj]
-    import torch.distributed as dist
-
     out: List[Any] = [None] * env.world_size
     dist.all_gather_object(out, obj)
     return out
@@ -150,8 +124,6 @@ def all_gather_object(obj: Any, env: DistEnv) -> List[Any]:
 def broadcast_object(obj: Any, env: DistEnv, src: int = 0) -> Any:
     if not env.distributed:
         return obj
-    import torch.distributed as dist
-
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
@@ -172,8 +144,6 @@ def spawn(fn: Callable, nprocs: int, args: Sequence[Any] = ()) -> None:
     The children find each other through ``MASTER_ADDR=127.0.0.1`` and a free port; an exception in
     any child is re-raised here.
     """
-    import torch.multiprocessing as mp
-
     port = free_port()
     mp.start_processes(_spawn_entry, args=(fn, nprocs, port, tuple(args)), nprocs=nprocs,
                        join=True, start_method="spawn")

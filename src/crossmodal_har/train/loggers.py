@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
+from crossmodal_har.io import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 CSV_NAME = "metrics.csv"
@@ -53,8 +55,6 @@ class MetricLogger:
                 log.warning("TensorBoard logging disabled: %s", exc)
 
     def _truncate_after(self, step: int) -> None:
-        from crossmodal_har.io import atomic_write_text
-
         with open(self.path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
         if not rows or tuple(rows[0]) != CSV_FIELDS:

@@ -10,18 +10,26 @@
 Every method exposes ``imu_encoder`` (the encoder that is exported for downstream evaluation).
 Cross-modal methods also expose ``embed_imu`` / ``embed_video`` (normalised projected embeddings)
 and ``pair_loss`` (the loss on already-computed embeddings, local to this process) used by
-validation and zero-shot evaluation.
+validation and zero-shot evaluation. Every method owns its IMU augmentation (``augment_imu``) and its
+optimiser parameter groups (``param_groups``), from the shared base ``PretrainMethod``; the
+normalise-then-encode step is :func:`crossmodal_har.models.classifier.encode_windows`, as everywhere.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from crossmodal_har.errors import ConfigError
+from crossmodal_har.models.augment import random_rotation
+from crossmodal_har.models.classifier import encode_windows
+from crossmodal_har.models.heads import ProjectionHead
+from crossmodal_har.models.losses import ClipLoss, SigLipLoss
+from crossmodal_har.models.mae import ImuMaskedAutoencoder
+from crossmodal_har.models.registry import create_model, model_config
 from crossmodal_har.signals.normalize import normalize_windows
 
 log = logging.getLogger(__name__)
@@ -30,8 +38,6 @@ log = logging.getLogger(__name__)
 def _with_shape_overrides(name: str, overrides: Mapping[str, Any], shape: Mapping[str, Any]) -> Dict[str, Any]:
     """Add data-dependent fields (window length, frame count ...) the named config has and the user
     did not set explicitly, so a tiny model fits the store it trains on."""
-    from crossmodal_har.models.registry import model_config
-
     out = dict(overrides)
     named = model_config(name)
     for key, value in shape.items():
@@ -44,8 +50,6 @@ def build_encoder(name: str, overrides: Mapping[str, Any], pretrained: Optional[
                   arch: Optional[Mapping[str, Any]] = None):
     """An encoder from the registry; with ``arch`` (a saved ``model_cfg``) the architecture is rebuilt
     exactly and no pretrained weights are loaded (they come from the run's saved weights)."""
-    from crossmodal_har.models.registry import create_model
-
     if arch is not None:
         return create_model(name, **dict(arch))
     return create_model(name, pretrained=pretrained, allow_download=allow_download, **dict(overrides))
@@ -64,14 +68,41 @@ def _init_imu_side(method: nn.Module, cfg: Any, data_info: Mapping[str, Any],
         cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
 
 
-class CrossModalMethod(nn.Module):
+class PretrainMethod(nn.Module):
+    """What every method shares: the IMU augmentation and the optimiser's parameter groups.
+
+    Subclasses set ``normalization`` and ``augment_rotation`` (through :func:`_init_imu_side`).
+    """
+
+    normalization: str
+    augment_rotation: bool
+
+    def augment_imu(self, imu: torch.Tensor) -> torch.Tensor:
+        """Raw windows [B, W, 6] (g, rad/s) as float32, randomly rotated (acc and gyro jointly) when
+        training with ``augment_rotation``; still in physical units (normalisation comes next)."""
+        imu = imu.float()
+        if self.training and self.augment_rotation:
+            imu = random_rotation(imu)
+        return imu
+
+    def param_groups(self, weight_decay: float) -> List[Dict[str, Any]]:
+        """AdamW parameter groups (as nanoGPT's ``configure_optimizers``): trainable parameters only
+        (frozen towers are never handed to the optimiser); weight decay on weight matrices and
+        kernels (ndim >= 2) only, none on biases, norm weights and the loss's temperature/bias."""
+        decay, no_decay = [], []
+        for _, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (decay if p.ndim >= 2 else no_decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class CrossModalMethod(PretrainMethod):
     """IMU tower + video tower (or stored video embeddings) + heads + contrastive loss."""
 
     def __init__(self, cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_size: int = 1,
                  arch: Optional[Mapping[str, Any]] = None):
         super().__init__()
-        from crossmodal_har.models.heads import ProjectionHead
-
         self.imu_encoder = _init_imu_side(self, cfg, data_info, arch)
         self.imu_head = ProjectionHead(self.imu_encoder.embed_dim, cfg.embed_dim, dropout=cfg.head_dropout)
 
@@ -103,25 +134,14 @@ class CrossModalMethod(nn.Module):
 
     @staticmethod
     def _make_loss(cfg: Any, rank: int, world_size: int) -> nn.Module:
-        from crossmodal_har.models.losses import ClipLoss, SigLipLoss
-
         scale = {} if cfg.init_logit_scale is None else {"init_logit_scale": cfg.init_logit_scale}
         if cfg.method == "siglip":
             return SigLipLoss(rank=rank, world_size=world_size, init_logit_bias=cfg.init_logit_bias, **scale)
         return ClipLoss(rank=rank, world_size=world_size, **scale)
 
-    def prepare_imu(self, imu: torch.Tensor) -> torch.Tensor:
-        """Raw windows (g, rad/s) → model input: rotation augmentation when training, then normalisation."""
-        imu = imu.float()
-        if self.training and self.augment_rotation:
-            from crossmodal_har.models.augment import random_rotation
-
-            imu = random_rotation(imu)
-        return normalize_windows(imu, self.normalization)
-
     def embed_imu(self, imu: torch.Tensor) -> torch.Tensor:
         """[B, W, 6] raw windows → [B, E] L2-normalised projected embeddings."""
-        z = self.imu_head(self.imu_encoder(self.prepare_imu(imu)))
+        z = self.imu_head(encode_windows(self.imu_encoder, self.augment_imu(imu), self.normalization))
         return nn.functional.normalize(z.float(), dim=-1)
 
     def video_features(self, video: torch.Tensor) -> torch.Tensor:
@@ -158,34 +178,25 @@ class CrossModalMethod(nn.Module):
         return loss, logs
 
 
-class MaskedImuMethod(nn.Module):
+class MaskedImuMethod(PretrainMethod):
     """IMU-only masked patch reconstruction (``imu-mae``); the video in the batch is ignored."""
 
     def __init__(self, cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_size: int = 1,
                  arch: Optional[Mapping[str, Any]] = None):
         super().__init__()
-        from crossmodal_har.models.mae import ImuMaskedAutoencoder
-
         self.mae = ImuMaskedAutoencoder(_init_imu_side(self, cfg, data_info, arch), mask_ratio=cfg.mask_ratio)
 
     @property
     def imu_encoder(self):
         return self.mae.encoder
 
-    def prepare_imu(self, imu: torch.Tensor) -> torch.Tensor:
-        imu = imu.float()
-        if self.training and self.augment_rotation:
-            from crossmodal_har.models.augment import random_rotation
-
-            imu = random_rotation(imu)
-        return normalize_windows(imu, self.normalization)
-
     def forward(self, batch: Mapping[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        return self.mae(self.prepare_imu(batch["imu"])), {}
+        # the masked autoencoder takes normalised windows itself (it is not a plain encoder call)
+        return self.mae(normalize_windows(self.augment_imu(batch["imu"]), self.normalization)), {}
 
 
 def build_method(cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_size: int = 1,
-                 arch: Optional[Mapping[str, Any]] = None) -> nn.Module:
+                 arch: Optional[Mapping[str, Any]] = None) -> PretrainMethod:
     """The method module for ``cfg.method``.
 
     Args:

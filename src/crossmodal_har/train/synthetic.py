@@ -15,7 +15,11 @@ from typing import Optional
 
 import numpy as np
 
-from crossmodal_har.train.data import ArrayPairs, PairedData, split_subjects
+from crossmodal_har.config import to_dict
+from crossmodal_har.pairs.store import ShardData, write_shard, write_store_json
+from crossmodal_har.signals.types import PreprocessConfig
+from crossmodal_har.splits import SplitConfig, subject_split
+from crossmodal_har.train.data import ArrayPairs, PairedData
 
 
 @dataclass
@@ -95,13 +99,10 @@ class SyntheticSource:
         return imu, video, labels.astype(np.int64), subjects
 
     def load(self) -> PairedData:
-        from crossmodal_har.train.config import SplitConfig
-        from crossmodal_har.signals.types import PreprocessConfig
-
         imu, video, labels, subjects = self.arrays()
         names = sorted(set(subjects))
         split_cfg = self.split or SplitConfig(val_subjects=names[-2:-1], test_subjects=names[-1:])
-        parts = split_subjects(names, split_cfg)
+        parts = subject_split(names, split_cfg, allow_fewer=True).subjects
 
         def ds(group):
             if not parts[group]:
@@ -122,11 +123,7 @@ class SyntheticSource:
 def write_synthetic_store(path: str, source: SyntheticSource, shard_windows: int = 256) -> str:
     """Write ``source``'s windows as a window store (``crossmodal_har.pairs.store`` layout), one
     session per subject, so store-reading code paths can be tested without simulating video."""
-    import pandas as pd
-
-    from crossmodal_har.config import to_dict
-    from crossmodal_har.pairs.store import ShardData, write_shard, write_store_json
-    from crossmodal_har.signals.types import PreprocessConfig
+    import pandas as pd  # lazy: only the store writer needs pandas, not the in-memory source
 
     imu, video, labels, subjects = source.arrays()
     classes = [f"c{i}" for i in range(source.classes)]
