@@ -80,3 +80,34 @@ def test_atomic_write_uses_umask_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
+
+
+def test_partial_nested_section_keeps_the_owners_defaults(tmp_path):
+    from crossmodal_har.evaluate.harness import EvaluateConfig
+    from crossmodal_har.splits import SplitConfig
+    from crossmodal_har.train.config import load_pretrain_config
+
+    assert from_dict(SplitConfig, {}).test_fraction == 0.20  # the class default is the evaluation's
+    cfg = load_pretrain_config("siglip-tiny", ["split.seed=3"])  # pretraining: 15 % test
+    assert (cfg.split.val_fraction, cfg.split.test_fraction, cfg.split.seed) == (0.15, 0.15, 3)
+    f = tmp_path / "run.yaml"
+    f.write_text("method: siglip\nsplit:\n  val_fraction: 0.2\n")
+    cfg = load_pretrain_config(str(f))
+    assert (cfg.split.val_fraction, cfg.split.test_fraction, cfg.split.max_tries) == (0.2, 0.15, 200)
+    ev = from_dict(EvaluateConfig, {"split": {"seed": 1}, "preprocess": {"window_s": 2.56},
+                                    "fit": {"finetune": {"lr": 0.01}}})
+    assert (ev.split.test_fraction, ev.split.seed) == (0.20, 1)
+    assert ev.preprocess.normalization == "none"  # the evaluation's own preprocess default
+    assert ev.fit.finetune.backbone_lr is None  # None = lr / 10
+
+
+def test_build_config_precedence_and_errors():
+    from crossmodal_har.config import build_config
+
+    out = build_config(Outer, {"name": "file", "inner": {"a": 1}}, flags={"name": "flag", "inner.b": None},
+                       overrides=["inner.a=5"], where="cmd")
+    assert out.name == "flag" and out.inner.a == 5  # defaults < data < flags < --set; None = flag not given
+    assert build_config(Outer, flags={"name": None}).name == Outer().name
+    with pytest.raises(ConfigError) as ei:
+        build_config(Outer, flags={"inner.a": "x"}, where="cmd")
+    assert str(ei.value).startswith("cmd.inner.a: expected an integer") and "\n" not in str(ei.value)

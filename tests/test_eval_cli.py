@@ -111,7 +111,7 @@ def test_cli_random_encoder_end_to_end(tmp_path, capsys):
 def test_cli_saved_encoder_and_skip_bad(tmp_path):
     import torch
 
-    from crossmodal_har.models.io import save_encoder
+    from crossmodal_har.models.artefacts import save_encoder
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig
 
@@ -142,7 +142,7 @@ def test_cli_saved_encoder_and_skip_bad(tmp_path):
 
 
 def test_merge_results_and_report(tmp_path):
-    from crossmodal_har.evaluate.report import merge_results, summarize_runs, write_report
+    from crossmodal_har.evaluate.report import merge_results, summarize_runs, write_outputs
 
     def fake(method, ba_values, path, encoder=None):
         runs = []
@@ -166,7 +166,7 @@ def test_merge_results_and_report(tmp_path):
     assert rows["siglip"]["balanced_accuracy_std"] == pytest.approx(0.1)
     assert rows["siglip"]["confusion_matrix"] == [[9, 3], [3, 9]]
     assert rows["random"]["n_seeds"] == 2
-    paths = write_report(merged, tmp_path / "merged")
+    paths = write_outputs(merged, tmp_path / "merged")
     assert all(p.is_file() for p in paths)
     md = (tmp_path / "merged" / "report.md").read_text()
     assert "| siglip | linear-probe | 5 | 3 | 0.900 ± 0.100 |" in md

@@ -10,8 +10,8 @@ import pytest
 from crossmodal_har.errors import ConfigError, UserError
 from crossmodal_har.evaluate.fewshot import parse_shots, sample_shots
 from crossmodal_har.evaluate.metrics import classification_metrics, confusion_matrix, summarize, t_critical
-from crossmodal_har.evaluate.splits import SplitConfig, split_counts, subject_split
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet
+from crossmodal_har.splits import SplitConfig, split_counts, subject_split
 
 
 # ------------------------------------------------------------------------------------------- splits
@@ -29,7 +29,7 @@ def _labels(n_subjects=30, per_class=5, n_classes=6, seed=0):
 
 def test_split_is_subject_disjoint_and_complete():
     subj, y = _labels()
-    sp = subject_split(subj, y, 6, SplitConfig())
+    sp = subject_split(subj, SplitConfig(), y, 6)
     sets = [set(subj[sp.train]), set(subj[sp.val]), set(subj[sp.test])]
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
     assert len(sp.train) + len(sp.val) + len(sp.test) == len(y)
@@ -40,10 +40,10 @@ def test_split_is_subject_disjoint_and_complete():
 
 def test_split_deterministic_and_seed_dependent():
     subj, y = _labels()
-    a = subject_split(subj, y, 6, SplitConfig(seed=3))
-    b = subject_split(subj[::-1], y[::-1], 6, SplitConfig(seed=3))  # window order does not matter
+    a = subject_split(subj, SplitConfig(seed=3), y, 6)
+    b = subject_split(subj[::-1], SplitConfig(seed=3), y[::-1], 6)  # window order does not matter
     assert a.subjects == b.subjects
-    c = subject_split(subj, y, 6, SplitConfig(seed=4))
+    c = subject_split(subj, SplitConfig(seed=4), y, 6)
     assert c.subjects != a.subjects
 
 
@@ -51,7 +51,7 @@ def test_split_keeps_rare_class_in_train():
     subj, y = _labels(n_subjects=10)
     rare = np.isin(subj, ["u00", "u01", "u02", "u03"]) | (y != 5)  # class 5 only in 4 subjects
     subj, y = subj[rare], y[rare]
-    sp = subject_split(subj, y, 6, SplitConfig(seed=0))
+    sp = subject_split(subj, SplitConfig(seed=0), y, 6)
     assert 5 in set(y[sp.train])
 
 
@@ -64,15 +64,38 @@ def test_split_needs_three_subjects():
     # train/val only (train-classifier): no test subjects
     assert split_counts(10, SplitConfig(test_fraction=0.0)) == (8, 2, 0)
     subj, y = _labels(n_subjects=10)
-    sp = subject_split(subj, y, 6, SplitConfig(test_fraction=0.0))
+    sp = subject_split(subj, SplitConfig(test_fraction=0.0), y, 6)
     assert len(sp.test) == 0 and len(sp.train) + len(sp.val) == len(y)
     assert not set(subj[sp.train]) & set(subj[sp.val])
+
+
+def test_split_explicit_subjects_and_unlabelled_pretraining_mode():
+    names = [f"p{i:02d}" for i in range(8)]
+    sp = subject_split(names, SplitConfig(test_subjects=["p07"], val_fraction=0.25, seed=1))
+    assert sp.subjects["test"] == ["p07"] and len(sp.subjects["val"]) == 2 and len(sp.subjects["train"]) == 5
+    assert "p07" not in sp.subjects["train"] + sp.subjects["val"]
+    with pytest.raises(UserError, match="not in the data"):
+        subject_split(names, SplitConfig(val_subjects=["zz"]))
+    with pytest.raises(ConfigError, match="both val and test"):
+        SplitConfig(val_subjects=["p01"], test_subjects=["p01"]).validate()
+    # without labels one permutation decides; same seed, same split
+    same = subject_split(names[::-1], SplitConfig(seed=2)).subjects
+    assert subject_split(names, SplitConfig(seed=2)).subjects == same
+    # pretraining tolerates too few subjects: test, then validation, are left empty
+    with pytest.raises(UserError, match="at least 3 subjects"):
+        subject_split(names[:2], SplitConfig())
+    two = subject_split(names[:2], SplitConfig(), allow_fewer=True).subjects
+    assert len(two["train"]) == len(two["val"]) == 1 and two["test"] == []
+    assert subject_split(names[:1], SplitConfig(), allow_fewer=True).subjects == {"train": ["p00"], "val": [],
+                                                                                  "test": []}
+    # a fraction of 0 means no such split
+    assert subject_split(names, SplitConfig(val_fraction=0.0)).subjects["val"] == []
 
 
 # ---------------------------------------------------------------------------------------- few-shot
 def test_fewshot_exactly_k_per_class_from_train_subjects_only():
     subj, y = _labels()
-    sp = subject_split(subj, y, 6, SplitConfig())
+    sp = subject_split(subj, SplitConfig(), y, 6)
     for k in (1, 5, 10):
         idx, counts = sample_shots(y, sp.train, k, seed=7, n_classes=6)
         assert np.bincount(y[idx], minlength=6).tolist() == [k] * 6
@@ -186,10 +209,10 @@ def _toy_windowset(n_subjects=6, per_class=8, seed=0) -> WindowSet:
 
 
 def _tiny_fit_cfg(**kw):
-    from crossmodal_har.evaluate.protocols import FitConfig, ProbeConfig, TrainConfig
+    from crossmodal_har.evaluate.protocol_config import FinetuneConfig, FitConfig, ProbeConfig
 
-    return FitConfig(supervised=TrainConfig(epochs=6, min_steps_per_epoch=4, batch_size=16, lr=3e-3, **kw),
-                     finetune=TrainConfig(epochs=2, min_steps_per_epoch=2, batch_size=16, lr=1e-3, backbone_lr=1e-4),
+    return FitConfig(supervised=FinetuneConfig(epochs=6, min_steps_per_epoch=4, batch_size=16, lr=3e-3, **kw),
+                     finetune=FinetuneConfig(epochs=2, min_steps_per_epoch=2, batch_size=16, lr=1e-3, backbone_lr=1e-4),
                      linear_probe=ProbeConfig(steps=60, eval_every=10))
 
 
@@ -197,7 +220,7 @@ def _tiny_fit_cfg(**kw):
 def test_linear_probe_keeps_encoder_frozen(monkeypatch):
     import torch
 
-    from crossmodal_har.evaluate import protocols
+    from crossmodal_har.evaluate import fitting
     from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
 
     ws = _toy_windowset()
@@ -206,13 +229,13 @@ def test_linear_probe_keeps_encoder_frozen(monkeypatch):
     reference = source.build()
     source._state = {k: v.clone() for k, v in reference.state_dict().items()}  # a "pretrained" encoder
     groups_seen = []
-    real = protocols.build_optimizer
+    real = fitting.build_optimizer
 
     def spy(groups, wd):
         groups_seen.append([p for g in groups for p in g["params"]])
         return real(groups, wd)
 
-    monkeypatch.setattr(protocols, "build_optimizer", spy)
+    monkeypatch.setattr(fitting, "build_optimizer", spy)
     fitted = fit_protocol("linear-probe", source, ws.subset(np.arange(0, len(ws), 2)),
                           ws.subset(np.arange(1, len(ws), 2)), _tiny_fit_cfg(), seed=0, progress=False)
     enc = fitted.module.encoder
@@ -230,7 +253,7 @@ def test_linear_probe_keeps_encoder_frozen(monkeypatch):
 def test_finetune_uses_two_learning_rates_and_supervised_is_random_init(monkeypatch):
     import torch
 
-    from crossmodal_har.evaluate import protocols
+    from crossmodal_har.evaluate import fitting
     from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
 
     ws = _toy_windowset(n_subjects=3, per_class=4)
@@ -239,8 +262,8 @@ def test_finetune_uses_two_learning_rates_and_supervised_is_random_init(monkeypa
     source._state = {k: torch.full_like(v, 0.01) if v.is_floating_point() else v
                      for k, v in source.build().state_dict().items()}
     seen = []
-    real = protocols.build_optimizer
-    monkeypatch.setattr(protocols, "build_optimizer", lambda g, wd: seen.append(g) or real(g, wd))
+    real = fitting.build_optimizer
+    monkeypatch.setattr(fitting, "build_optimizer", lambda g, wd: seen.append(g) or real(g, wd))
     cfg = _tiny_fit_cfg()
     ft = fit_protocol("finetune", source, ws, ws, cfg, seed=0, progress=False)
     lrs = sorted(g["base_lr"] for g in seen[-1])
@@ -270,7 +293,8 @@ def test_supervised_learns_and_knn_works():
 def test_cached_frozen_embeddings_give_the_same_classifier():
     import torch
 
-    from crossmodal_har.evaluate.protocols import EncoderSource, embed_windows, fit_protocol
+    from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
+    from crossmodal_har.models.classifier import embed_windows
 
     ws = _toy_windowset(n_subjects=3, per_class=4)
     source = EncoderSource.random("convgru-tiny", ws.preprocess)
@@ -291,20 +315,20 @@ def test_cached_frozen_embeddings_give_the_same_classifier():
 def test_finetune_starts_from_the_linear_probe_head():
     """LP-FT: with learning rates ~0, fine-tuning returns the linear probe's classifier; the
     encoder stays trainable (not frozen by the probe run)."""
-    from crossmodal_har.evaluate.protocols import (EncoderSource, FitConfig, ProbeConfig, TrainConfig,
-                                                   fit_protocol)
+    from crossmodal_har.evaluate.protocol_config import FinetuneConfig, FitConfig, ProbeConfig
+    from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
 
     ws = _toy_windowset(n_subjects=3, per_class=4)
     tr, va = ws.subset(np.arange(0, len(ws), 2)), ws.subset(np.arange(1, len(ws), 2))
     source = EncoderSource.random("convgru-tiny", ws.preprocess)
-    frozen_lr = TrainConfig(epochs=1, min_steps_per_epoch=1, batch_size=8, lr=1e-12, backbone_lr=1e-12,
+    frozen_lr = FinetuneConfig(epochs=1, min_steps_per_epoch=1, batch_size=8, lr=1e-12, backbone_lr=1e-12,
                             augment=False, weight_decay=0.0)
     cfg = FitConfig(finetune=frozen_lr, linear_probe=ProbeConfig(steps=60, eval_every=10))
     probe = fit_protocol("linear-probe", source, tr, va, cfg, seed=0, progress=False)
     ft = fit_protocol("finetune", source, tr, va, cfg, seed=0, progress=False)
     assert np.allclose(ft.predict_scores(va.x), probe.predict_scores(va.x), atol=1e-3)
     assert all(p.requires_grad for p in ft.module.encoder.parameters())
-    no_lpft = FitConfig(finetune=TrainConfig(**{**frozen_lr.__dict__, "init_head_from_probe": False}),
+    no_lpft = FitConfig(finetune=FinetuneConfig(**{**frozen_lr.__dict__, "init_head_from_probe": False}),
                         linear_probe=cfg.linear_probe)
     cold = fit_protocol("finetune", source, tr, va, no_lpft, seed=0, progress=False)
     assert not np.allclose(cold.predict_scores(va.x), probe.predict_scores(va.x), atol=1e-3)

@@ -6,6 +6,10 @@ Each subcommand lives in ``crossmodal_har/commands/<name>.py`` and defines:
     add_arguments(parser) -> None
     run(args) -> int     exit status
 Command modules keep heavy imports (torch, transformers, av) inside ``run`` so that ``--help`` is fast.
+
+Errors: ``UserError`` and its kinds (``ConfigError``, ``DataError``, ``PartialRunError``) become one
+line on stderr and their exit status (2, or 3 for a partial run); anything else (a ``ValueError``
+from the maths is a bug) keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import logging
 import os
 import pkgutil
 import sys
+from types import ModuleType
 from typing import List, Optional
+
+import crossmodal_har.commands as commands_pkg
+from crossmodal_har import __version__
+from crossmodal_har.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-def _command_modules():
-    import crossmodal_har.commands as pkg
-
+def _command_modules() -> List[ModuleType]:
+    pkg = commands_pkg
     mods = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -33,8 +41,6 @@ def _command_modules():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from crossmodal_har import __version__
-
     parser = argparse.ArgumentParser(
         prog="crossmodal-har",
         description="Out-of-distribution wearable HAR via IMU-video cross-modal pretraining "
@@ -63,8 +69,6 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; callable from tests as ``main([...])``. Returns the exit status."""
-    from crossmodal_har.errors import UserError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -2,18 +2,24 @@
 
 Every config dataclass in the project goes through :func:`from_dict`, so a typo in a YAML/JSON
 config or a ``--set key=value`` override fails loudly instead of silently becoming a default.
+:func:`build_config` is the one route from a config file, command-line flags and ``--set``
+overrides to a config, used by every command.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Dict, Mapping, Type, TypeVar, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Type, TypeVar, Union
 
-from crossmodal_har.errors import ConfigError
+import yaml
+
+from crossmodal_har.errors import ConfigError, DataError
 
 T = TypeVar("T")
 
@@ -79,11 +85,23 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls: Type[T], data: Mapping[str, Any], *, where: str = "config") -> T:
+def _field_default(f: "dataclasses.Field[Any]") -> Any:
+    """A fresh copy of a field's default value, or None when the field has none."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    if f.default is not dataclasses.MISSING:
+        return copy.deepcopy(f.default)
+    return None
+
+
+def from_dict(cls: Type[T], data: Mapping[str, Any], *, where: str = "config", defaults: Optional[T] = None) -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError.
 
-    Nested dataclass fields accept nested mappings. Missing keys take the dataclass defaults.
-    ``cls.validate()`` is called when defined.
+    Missing keys take the defaults: those of ``defaults`` when given, else the dataclass's. A nested
+    dataclass field given as a mapping starts from that field's own default, so a partial section
+    keeps the enclosing config's defaults (``PretrainConfig.split`` has ``test_fraction=0.15``, the
+    bare ``SplitConfig`` 0.20: ``{"split": {"seed": 1}}`` keeps 0.15). ``cls.validate()`` is called
+    when defined.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls} is not a dataclass")
@@ -97,8 +115,15 @@ def from_dict(cls: Type[T], data: Mapping[str, Any], *, where: str = "config") -
             f"{where}: unknown key(s) {', '.join(unknown)} for {cls.__name__}; "
             f"valid keys: {', '.join(sorted(fields))}"
         )
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    obj = cls(**kwargs)
+    kwargs = {}
+    for k, v in data.items():
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp) and isinstance(v, Mapping):
+            base = getattr(defaults, k) if defaults is not None else _field_default(fields[k])
+            kwargs[k] = from_dict(tp, v, where=f"{where}.{k}", defaults=base if isinstance(base, tp) else None)
+        else:
+            kwargs[k] = _coerce(v, tp, f"{where}.{k}")
+    obj = dataclasses.replace(copy.deepcopy(defaults), **kwargs) if defaults is not None else cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate()
@@ -122,51 +147,74 @@ def to_dict(obj: Any) -> Dict[str, Any]:
     return conv(obj)
 
 
-_FLOAT_RE = __import__("re").compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+# YAML 1.1 (PyYAML) reads a mantissa without a dot ("3e-4") or an unsigned exponent ("1.0e5") as
+# a string; users mean the number.
+_YAML11_MISSED_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
-def parse_override(text: str) -> tuple:
-    """Parse ``a.b=value`` (value parsed as YAML scalar/list) into (["a","b"], value)."""
-    import yaml
-
-    if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE")
-    key, raw = text.split("=", 1)
+def parse_scalar(raw: str) -> Any:
+    """A ``--set`` value: a YAML scalar or list (``3``, ``true``, ``[a, b]``, ``null``); a number in
+    exponent notation is a float even where YAML 1.1 would read a string; else the raw text."""
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
-        # YAML 1.1 reads "3e-4" as a string (it wants "3.0e-4"); users mean the number.
-        try:
-            value = float(value) if _FLOAT_RE.match(value.strip()) else value
-        except ValueError:
-            pass
-    return key.strip().split("."), value
+    if isinstance(value, str) and _YAML11_MISSED_FLOAT.match(value.strip()):
+        return float(value)
+    return value
 
 
-def apply_overrides(data: Dict[str, Any], overrides: typing.Iterable[str]) -> Dict[str, Any]:
+def parse_override(text: str) -> tuple:
+    """Parse ``a.b=value`` (value parsed by :func:`parse_scalar`) into (["a","b"], value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), parse_scalar(raw)
+
+
+def _set_path(data: Dict[str, Any], keys: Sequence[str], value: Any, what: str) -> None:
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{what}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
     """Apply ``KEY=VALUE`` overrides (dotted keys for nesting) to a plain dict, returning a copy."""
-    import copy
-
     out = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
-        node = out
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {k} is not a section")
-        node[keys[-1]] = value
+        _set_path(out, keys, value, f"override {text!r}")
     return out
+
+
+def build_config(cls: Type[T], data: Optional[Mapping[str, Any]] = None, *, flags: Optional[Mapping[str, Any]] = None,
+                 overrides: Iterable[str] = (), where: str = "config") -> T:
+    """The one route from command-line input to a config, for every command.
+
+    Precedence: the dataclass defaults < ``data`` (a config file or a run's saved config) < ``flags``
+    < ``overrides``. Everything goes through :func:`from_dict`, so a bad value fails with one line
+    naming its key path (``where.fit.supervised.epochs: expected an integer ...``).
+
+    Args:
+        cls: the config dataclass.
+        data: a plain dict (from :func:`load_config_file`), or None.
+        flags: dotted key -> value of the command's own flags; ``None`` values (flag not given) are
+            skipped.
+        overrides: ``--set KEY=VALUE`` strings.
+        where: names the source in error messages.
+    """
+    out: Dict[str, Any] = copy.deepcopy(dict(data or {}))
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _set_path(out, key.split("."), value, f"flag for {key}")
+    return from_dict(cls, apply_overrides(out, overrides), where=where)
 
 
 def load_config_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """Read a YAML or JSON config file into a dict (syntax errors name the file and line)."""
-    import yaml
-
-    from crossmodal_har.errors import DataError
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

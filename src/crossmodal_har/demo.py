@@ -137,8 +137,8 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
     return stages
 
 
-def run_demo(out: PathLike, budget_minutes: float = 15.0, *, workers: Optional[int] = None,
-             restart: bool = False, runner: Optional[Callable[[List[str]], int]] = None) -> Path:
+def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[List[str]], int],
+             workers: Optional[int] = None, restart: bool = False) -> Path:
     """Run (or resume) the demo in ``out``; returns the path of ``report.md``.
 
     Args:
@@ -146,7 +146,8 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, workers: Optional[i
         budget_minutes: wall-clock budget the plan is scaled to (2-core CPU).
         workers: processes for simulation/ingestion (default: up to 2).
         restart: ignore finished stages and run everything again.
-        runner: how to run one ``crossmodal-har`` argv (default: in-process ``cli.main``).
+        runner: runs one ``crossmodal-har`` argv and returns its exit status; the ``demo`` command
+            passes the CLI's own ``main`` (the library does not import the CLI).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,8 +159,6 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, workers: Optional[i
             raise UserError(f"{out} holds a demo planned for {saved.get('budget_minutes')} minutes; "
                             f"use the same --budget-minutes to resume, or --restart")
     atomic_write_json(plan_file, asdict(plan))
-    if runner is None:
-        from crossmodal_har.cli import main as runner  # noqa: N813
     stages = build_stages(out, plan)
     t_start = time.perf_counter()
     for i, stage in enumerate(stages, 1):

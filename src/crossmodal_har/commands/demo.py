@@ -22,9 +22,10 @@ def add_arguments(p):
 def run(args) -> int:
     import time
 
+    from crossmodal_har.cli import main  # each stage is an in-process crossmodal-har command
     from crossmodal_har.demo import run_demo
 
     t0 = time.perf_counter()
-    report = run_demo(args.out, args.budget_minutes, workers=args.workers, restart=args.restart)
+    report = run_demo(args.out, args.budget_minutes, runner=main, workers=args.workers, restart=args.restart)
     print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
     return 0

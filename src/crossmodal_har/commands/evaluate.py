@@ -46,45 +46,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _config_dict(args: argparse.Namespace) -> Dict[str, Any]:
-    from crossmodal_har.config import apply_overrides, load_config_file
+def _flags(args: argparse.Namespace) -> Dict[str, Any]:
+    """This command's flags as dotted config keys (None = not given)."""
+    from crossmodal_har.evaluate.fewshot import parse_shots
 
-    data: Dict[str, Any] = load_config_file(args.config) if args.config else {}
-    flat = {
+    flags: Dict[str, Any] = {
         "dataset": args.dataset, "encoder": args.encoder, "model": args.model, "name": args.name,
         "seeds": args.seeds, "first_seed": args.first_seed, "skip_bad": args.skip_bad,
-        "cache_dir": args.cache_dir,
+        "cache_dir": args.cache_dir, "split.seed": args.split_seed, "fit.device": args.device,
+        "protocols": None if args.protocol is None else [p.strip() for p in args.protocol.split(",") if p.strip()],
+        "shots": None if args.shots is None else parse_shots(args.shots),
     }
-    for k, v in flat.items():
-        if v is not None:
-            data[k] = v
-    if args.protocol is not None:
-        data["protocols"] = [p.strip() for p in args.protocol.split(",") if p.strip()]
-    if args.shots is not None:
-        from crossmodal_har.evaluate.fewshot import parse_shots
-
-        data["shots"] = parse_shots(args.shots)
-    if args.split_seed is not None:
-        data.setdefault("split", {})["seed"] = args.split_seed
-    if args.device is not None:
-        data.setdefault("fit", {})["device"] = args.device
-    for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-                      ("backbone_lr", "backbone_lr"), ("patience", "patience")):
-        v = getattr(args, flag)
-        if v is not None:
-            for proto in ("supervised", "finetune"):
-                if key == "backbone_lr" and proto == "supervised":
-                    continue
-                data.setdefault("fit", {}).setdefault(proto, {})[key] = v
-    return apply_overrides(data, args.overrides)
+    for key in ("epochs", "batch_size", "lr", "backbone_lr", "patience"):
+        for proto in ("supervised", "finetune"):
+            if not (key == "backbone_lr" and proto == "supervised"):
+                flags[f"fit.{proto}.{key}"] = getattr(args, key)
+    return flags
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.config import from_dict
+    from crossmodal_har.config import build_config, load_config_file
     from crossmodal_har.errors import UserError
     from crossmodal_har.evaluate.harness import EvaluateConfig, run_evaluation
 
-    cfg = from_dict(EvaluateConfig, _config_dict(args), where="evaluate config")
+    cfg = build_config(EvaluateConfig, load_config_file(args.config) if args.config else None, flags=_flags(args),
+                       overrides=args.overrides, where="evaluate config")
     if cfg.fit.device == "cpu":
         if args.threads < 1:
             raise UserError("--threads must be >= 1")

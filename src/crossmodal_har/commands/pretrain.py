@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from crossmodal_har.config import apply_overrides, from_dict
+    from crossmodal_har.config import build_config
     from crossmodal_har.errors import UserError
     from crossmodal_har.io import read_json
     from crossmodal_har.train.config import PretrainConfig, load_pretrain_config
@@ -66,20 +66,16 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.store and not args.synthetic:
         raise UserError("pass --store STORE (a window store from `crossmodal-har ingest`) or --synthetic")
-    fields = {"method": args.method, "max_steps": args.max_steps, "time_budget_s": args.time_budget}
-    if args.allow_download:
-        fields["allow_download"] = True
+    flags = {"method": args.method, "max_steps": args.max_steps, "time_budget_s": args.time_budget,
+             "allow_download": True if args.allow_download else None}
     out = Path(args.out)
     if args.resume and (out / "config.json").is_file():
         if args.config:
             log.warning("--resume: using %s/config.json (the run's own config), not --config", out)
-        base = read_json(out / "config.json")
-        data = apply_overrides(base, args.overrides)
-        data.update({k: v for k, v in fields.items() if v is not None})
-        cfg = from_dict(PretrainConfig, data, where=str(out / "config.json"))
+        cfg = build_config(PretrainConfig, read_json(out / "config.json"), flags=flags, overrides=args.overrides,
+                           where=str(out / "config.json"))
     else:
-        spec = args.config or (args.method or "siglip")
-        cfg = load_pretrain_config(spec, args.overrides, **fields)
+        cfg = load_pretrain_config(args.config or (args.method or "siglip"), args.overrides, **flags)
     if args.synthetic:
         from crossmodal_har.train.synthetic import SyntheticSource
 

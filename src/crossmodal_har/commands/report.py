@@ -1,5 +1,7 @@
 """crossmodal-har report: merge evaluation / zero-shot results into one report."""
 
+import argparse
+
 NAME = "report"
 HELP = "merge results of evaluate/zeroshot runs into one report (tables, plots, results.json)"
 DESCRIPTION = (
@@ -15,13 +17,7 @@ def add_arguments(p):
     p.add_argument("results", nargs="+", metavar="RESULTS", help="evaluate/zeroshot output dirs or results.json files")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--title", default="crossmodal-har report", help="report title")
-    p.add_argument("--demo-plan", default=None, help=argparse_suppress())
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
+    p.add_argument("--demo-plan", default=None, help=argparse.SUPPRESS)  # the demo's own report stage
 
 
 def run(args) -> int:

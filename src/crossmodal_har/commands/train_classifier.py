@@ -47,13 +47,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from crossmodal_har import __version__
-    from crossmodal_har.config import to_dict
+    from crossmodal_har.config import build_config, to_dict
     from crossmodal_har.errors import ConfigError, UserError
     from crossmodal_har.evaluate.harness import EvaluateConfig
-    from crossmodal_har.evaluate.protocols import EncoderSource, FitConfig, fit_protocol
-    from crossmodal_har.evaluate.splits import SplitConfig, subject_split
-    from crossmodal_har.infer.bundle import head_spec, save_bundle
+    from crossmodal_har.evaluate.protocol_config import FitConfig
+    from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
+    from crossmodal_har.models.artefacts import save_bundle
+    from crossmodal_har.models.classifier import head_spec
     from crossmodal_har.signals.datasets import load_labelled
+    from crossmodal_har.splits import SplitConfig, subject_split
 
     progress = False if args.no_progress else None
     defaults = EvaluateConfig()
@@ -67,24 +69,23 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--model/--normalization apply to --encoder random only (a saved encoder "
                             "brings its own architecture and preprocessing)")
         source = EncoderSource.from_dir(args.encoder)
-    fit = FitConfig(device=args.device)
-    for tcfg in (fit.supervised, fit.finetune):
-        for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-                          ("patience", "patience")):
-            if getattr(args, flag) is not None:
-                setattr(tcfg, key, getattr(args, flag))
-        tcfg.validate()
-    if args.lr is not None:
-        fit.linear_probe.lr = args.lr
+    # flags -> configs through config.build_config (typed, validated; errors name the key)
+    train_flags = {f"{proto}.{key}": getattr(args, key) for proto in ("supervised", "finetune")
+                   for key in ("epochs", "batch_size", "lr", "patience")}
+    fit = build_config(FitConfig, flags={"device": args.device, **train_flags, "linear_probe.lr": args.lr},
+                       where="train-classifier")
+    # A deployable model: every subject not used for validation trains (no test split here).
+    split_cfg = build_config(SplitConfig, flags={"val_fraction": args.val_fraction, "test_fraction": 0.0,
+                                                 "seed": args.seed}, where="train-classifier split")
+    if not split_cfg.val_fraction > 0:
+        raise ConfigError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
 
     ws = load_labelled(args.dataset, source.preprocess, skip_bad=args.skip_bad, cache_dir=args.cache_dir,
                        progress=not args.no_progress)
     if len(ws) == 0:
         raise ConfigError(f"dataset {args.dataset!r} has no labelled windows")
     n_classes = len(ws.class_names)
-    # A deployable model: every subject not used for validation trains (no test split here).
-    split = subject_split(ws.subject, ws.y, n_classes,
-                          SplitConfig(val_fraction=args.val_fraction, test_fraction=0.0, seed=args.seed))
+    split = subject_split(ws.subject, split_cfg, ws.y, n_classes)
     train_idx = split.train
     train_subjects = sorted(split.subjects["train"])
     train_ws, val_ws = ws.subset(train_idx), ws.subset(split.val)

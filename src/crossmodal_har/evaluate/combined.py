@@ -16,8 +16,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from crossmodal_har.errors import DataError, UserError
-from crossmodal_har.evaluate.report import (_json_safe, _shots_key, merge_results)
+from crossmodal_har.evaluate.fewshot import shots_key
+from crossmodal_har.evaluate.plots import plot_confusion, plot_shots_curve
+from crossmodal_har.evaluate.report import json_safe, merge_results
 from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,7 @@ def render_table3(summary: Sequence[Dict[str, Any]]) -> List[str]:
     """Few-shot table, one row per method × protocol, one column per shots setting, for each metric."""
     if not summary:
         return []
-    shots = sorted({r["shots"] for r in summary}, key=_shots_key)
+    shots = sorted({r["shots"] for r in summary}, key=shots_key)
     lines: List[str] = []
     for metric, title in TABLE3_METRICS:
         cells: "OrderedDict[tuple, Dict[Any, str]]" = OrderedDict()
@@ -117,7 +121,6 @@ def plot_retrieval(zeroshot: Sequence[Dict[str, Any]], path: Path) -> Path:
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    import numpy as np
 
     rows = sorted(zeroshot, key=lambda z: _method_key(z.get("method", "")))
     keys = ("R@1", "R@3", "R@10", "MRR")
@@ -151,8 +154,6 @@ def plot_retrieval(zeroshot: Sequence[Dict[str, Any]], path: Path) -> Path:
 def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "crossmodal-har report",
                  preamble: Sequence[str] = (), caveats: Sequence[str] = ()) -> Dict[str, Any]:
     """Merge result files into ``out_dir``: results.json, report.md and PNG plots. Returns the merged dict."""
-    from crossmodal_har.evaluate.plots import plot_confusion, plot_shots_curve
-
     if not paths:
         raise UserError("report: give at least one results directory")
     out = Path(out_dir)
@@ -208,7 +209,7 @@ def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "
             lines.append("")
     if images:
         lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
-    atomic_write_json(out / "results.json", _json_safe(merged))
+    atomic_write_json(out / "results.json", json_safe(merged))
     atomic_write_text(out / "report.md", "\n".join(lines))
     log.info("wrote %s", out / "report.md")
     return merged

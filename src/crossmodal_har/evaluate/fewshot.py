@@ -14,6 +14,11 @@ log = logging.getLogger(__name__)
 Shots = Union[int, str]  # a positive int, or "all"
 
 
+def shots_key(shots: Shots) -> float:
+    """Sort key of shots settings: integers ascending, then ``all`` (the one rule for every table/plot)."""
+    return float("inf") if shots == "all" else float(shots)
+
+
 def parse_shots(text: Union[str, Sequence[Shots]]) -> List[Shots]:
     """``"1,5,all"`` -> ``[1, 5, "all"]`` (order kept, duplicates removed)."""
     items = text.split(",") if isinstance(text, str) else list(text)

@@ -18,13 +18,23 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from crossmodal_har.config import to_dict
-from crossmodal_har.errors import ConfigError
-from crossmodal_har.evaluate.fewshot import Shots, parse_shots, sample_shots
-from crossmodal_har.evaluate.protocols import PROTOCOLS, FitConfig
-from crossmodal_har.evaluate.splits import SplitConfig
-from crossmodal_har.signals.types import PreprocessConfig
+from crossmodal_har.device import resolve_device
+from crossmodal_har.errors import ConfigError, PartialRunError
+from crossmodal_har.evaluate.fewshot import parse_shots, sample_shots, shots_key
+from crossmodal_har.evaluate.metrics import classification_metrics
+from crossmodal_har.evaluate.protocol_config import FitConfig
+from crossmodal_har.evaluate.protocols import PROTOCOLS, EncoderSource, fit_protocol
+from crossmodal_har.evaluate.report import summarize_runs, write_outputs
+from crossmodal_har.io import read_json
+from crossmodal_har.models.artefacts import find_encoder_dir
+from crossmodal_har.models.classifier import embed_windows
+from crossmodal_har.signals.datasets import load_labelled
+from crossmodal_har.signals.types import PreprocessConfig, WindowSet
+from crossmodal_har.splits import SplitConfig, subject_split
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +66,7 @@ class EvaluateConfig:
         skip_bad: skip unreadable recordings (listed in the report; exit status 3) instead of failing.
         cache_dir: dataset / window cache (default ``$CROSSMODAL_HAR_CACHE`` or ~/.cache/crossmodal-har).
         preprocess: windowing for ``encoder: random``; a saved encoder's own preprocessing always wins.
-        split: subject-disjoint split fractions and seed.
+        split: subject-disjoint split (``crossmodal_har.splits``): fractions or explicit subjects, seed.
         fit: protocol hyper-parameters and device.
     """
 
@@ -81,15 +91,14 @@ class EvaluateConfig:
         self.shots = parse_shots([str(s) for s in self.shots])
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
-
-
-def shots_key(shots: Shots) -> float:
-    """Sort key: integers ascending, then ``all``."""
-    return float("inf") if shots == "all" else float(shots)
+        if not (self.split.val_fraction > 0 or self.split.val_subjects):  # model selection needs them
+            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.split.val_fraction}")
+        if self.split.shuffle_train_pairs:
+            raise ConfigError("split.shuffle_train_pairs is a pretraining control; evaluation keeps true labels")
 
 
 def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, progress: Optional[bool] = None,
-                   windows=None) -> Dict[str, Any]:
+                   windows: Optional[WindowSet] = None) -> Dict[str, Any]:
     """Run the evaluation and write every output into ``out_dir``; returns the results dict.
 
     Args:
@@ -102,16 +111,6 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     Raises:
         PartialRunError: after writing all outputs, when recordings were skipped (``skip_bad``).
     """
-    from tqdm.auto import tqdm
-
-    from crossmodal_har.errors import PartialRunError
-    from crossmodal_har.evaluate.metrics import classification_metrics
-    import torch
-
-    from crossmodal_har.evaluate.protocols import EncoderSource, embed_windows, fit_protocol, resolve_device
-    from crossmodal_har.evaluate.report import summarize_runs, write_outputs
-    from crossmodal_har.evaluate.splits import subject_split
-
     t_start = time.perf_counter()
     resolve_device(cfg.fit.device)  # fail before loading data if the device is missing
     out_dir = Path(out_dir)
@@ -125,8 +124,6 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         # the saved encoder's preprocessing is what is used: config.json must say so
         cfg = dataclasses.replace(cfg, preprocess=source.preprocess, model=source.model_name)
     if windows is None:
-        from crossmodal_har.signals.datasets import load_labelled
-
         log.info("loading %s (rate %.0f Hz, window %.2f s, stride %.2f s, normalisation %s)", cfg.dataset,
                  source.preprocess.rate_hz, source.preprocess.window_s, source.preprocess.stride_s,
                  source.preprocess.normalization)
@@ -139,7 +136,7 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         raise ConfigError(f"windows have {ws.x.shape[1]} samples; the encoder expects "
                           f"{source.preprocess.window_samples}")
     n_classes = len(ws.class_names)
-    split = subject_split(ws.subject, ws.y, n_classes, cfg.split)
+    split = subject_split(ws.subject, cfg.split, ws.y, n_classes)
     log.info("subjects: %d train, %d val, %d test; windows: %d / %d / %d", len(split.subjects["train"]),
              len(split.subjects["val"]), len(split.subjects["test"]), len(split.train), len(split.val),
              len(split.test))
@@ -209,9 +206,6 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
 
 
 def _encoder_label(path: Path) -> str:
-    from crossmodal_har.io import read_json
-    from crossmodal_har.models.io import find_encoder_dir
-
     d = find_encoder_dir(path)
     meta = read_json(d / "encoder.json")
     extra = meta.get("extra") if isinstance(meta, dict) else None
@@ -221,7 +215,7 @@ def _encoder_label(path: Path) -> str:
     return (p.parent.name if p.name == "encoder" else p.name) or "encoder"
 
 
-def _dataset_info(spec: str, ws) -> Dict[str, Any]:
+def _dataset_info(spec: str, ws: WindowSet) -> Dict[str, Any]:
     r = ws.report
     return {
         "spec": str(spec),

@@ -1,18 +1,23 @@
 """Classification metrics and across-seed summaries (numpy only, tested on hand-computed cases).
 
-Conventions (the same as scikit-learn's defaults, so numbers are comparable with papers using it):
+One :func:`classification_metrics` serves the few-shot evaluation (Table 3) and the zero-shot
+classification (Table 4). Conventions (scikit-learn's defaults, so numbers are comparable with papers
+using it):
 - ``balanced_accuracy``: mean recall over the classes present in ``y_true``.
 - ``macro_f1``: mean F1 over the classes present in ``y_true`` or ``y_pred``; a class never
-  predicted has F1 = 0.
+  predicted has F1 = 0, a predicted class absent from ``y_true`` has F1 = 0 too.
 - ``per_class_recall``: one entry per class; ``None`` for a class absent from ``y_true``.
+- a window with ``y_true < 0`` is unlabelled and left out; ``y_pred < 0`` is "no prediction"
+  (zero-shot: no prototype): wrong for its true class, and no class's prediction.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+import scipy.stats
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -28,12 +33,16 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return cm
 
 
-def metrics_from_confusion(cm: np.ndarray) -> Dict[str, Any]:
-    """Accuracy, balanced accuracy, macro-F1 and per-class recall from a confusion matrix."""
+def metrics_from_confusion(cm: np.ndarray, unpredicted: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """Accuracy, balanced accuracy, macro-F1 and per-class recall from a confusion matrix.
+
+    ``unpredicted``: [n_classes] windows per true class that got no prediction (counted wrong).
+    """
     cm = np.asarray(cm, dtype=np.float64)
-    total = cm.sum()
+    missed = np.zeros(len(cm)) if unpredicted is None else np.asarray(unpredicted, dtype=np.float64)
+    total = cm.sum() + missed.sum()
     tp = np.diag(cm)
-    support = cm.sum(axis=1)  # true counts
+    support = cm.sum(axis=1) + missed  # true counts
     predicted = cm.sum(axis=0)
     present = support > 0
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
@@ -50,19 +59,31 @@ def metrics_from_confusion(cm: np.ndarray) -> Dict[str, Any]:
     }
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> Dict[str, Any]:
-    """All metrics of one run, including the confusion matrix as a nested list (JSON-ready)."""
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    out = metrics_from_confusion(cm)
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: Optional[int] = None
+                           ) -> Dict[str, Any]:
+    """All metrics of one run, including the confusion matrix as a nested list (JSON-ready).
+
+    ``n_classes`` defaults to the largest label seen + 1. Unlabelled windows (``y_true < 0``) are
+    left out, windows without a prediction (``y_pred < 0``) count as wrong (module docstring).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
+    labelled = y_true >= 0
+    y_true, y_pred = y_true[labelled], y_pred[labelled]
+    if n_classes is None:
+        n_classes = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
+    none = y_pred < 0
+    cm = confusion_matrix(y_true[~none], y_pred[~none], n_classes)
+    out = metrics_from_confusion(cm, np.bincount(y_true[none], minlength=n_classes) if none.any() else None)
     out["confusion_matrix"] = cm.tolist()
     return out
 
 
 def t_critical(n: int, confidence: float = 0.95) -> float:
     """Two-sided Student-t critical value for ``n`` samples (n - 1 degrees of freedom)."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.5 + confidence / 2.0, n - 1))
+    return float(scipy.stats.t.ppf(0.5 + confidence / 2.0, n - 1))
 
 
 def summarize(values: Sequence[float], confidence: float = 0.95) -> Dict[str, Optional[float]]:
@@ -82,8 +103,3 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> Dict[str, Op
     half = t_critical(n, confidence) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half,
             "ci95_half_width": half, "n": n}
-
-
-def mean_confusion(matrices: List[List[List[int]]]) -> np.ndarray:
-    """Sum of confusion matrices over runs (counts; normalise per row for display)."""
-    return np.sum(np.asarray(matrices, dtype=np.int64), axis=0)

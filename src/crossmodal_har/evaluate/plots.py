@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Sequence, Union
 
 import numpy as np
 
+from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.io import atomic_write
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -34,17 +35,13 @@ def _save(fig, path: PathLike) -> Path:
         plt.close(fig)
 
 
-def _shots_key(s: Any) -> float:
-    return float("inf") if s == "all" else float(s)
-
-
 def plot_shots_curve(summary: Sequence[Dict[str, Any]], path: PathLike, metric: str = "balanced_accuracy") -> Path:
     """``metric`` mean vs shots per class, one line per method/protocol, shaded 95 % CI band.
 
     Shots are placed at equally spaced positions (1, 5, 10, …, all) so ``all`` fits on the axis.
     """
     plt = _plt()
-    shots = sorted({r["shots"] for r in summary}, key=_shots_key)
+    shots = sorted({r["shots"] for r in summary}, key=shots_key)
     pos = {s: i for i, s in enumerate(shots)}
     lines: Dict[str, List[Dict[str, Any]]] = {}
     methods = {r.get("method", "") for r in summary}
@@ -53,7 +50,7 @@ def plot_shots_curve(summary: Sequence[Dict[str, Any]], path: PathLike, metric: 
         lines.setdefault(label, []).append(r)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for label, rows in lines.items():
-        rows = sorted(rows, key=lambda r: _shots_key(r["shots"]))
+        rows = sorted(rows, key=lambda r: shots_key(r["shots"]))
         x = np.array([pos[r["shots"]] for r in rows], dtype=float)
         y = np.array([np.nan if r.get(f"{metric}_mean") is None else r[f"{metric}_mean"] for r in rows])
         lo = np.array([np.nan if r.get(f"{metric}_ci95_low") is None else r[f"{metric}_ci95_low"] for r in rows])
@@ -84,7 +81,7 @@ def plot_confusion(summary: Sequence[Dict[str, Any]], class_names: Sequence[str]
         if "confusion_matrix" not in r:
             continue
         key = (r.get("method", ""), r["protocol"])
-        if key not in best or _shots_key(r["shots"]) > _shots_key(best[key]["shots"]):
+        if key not in best or shots_key(r["shots"]) > shots_key(best[key]["shots"]):
             best[key] = r
     panels = list(best.values())[:max_panels]
     n = max(1, len(panels))

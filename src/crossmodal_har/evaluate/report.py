@@ -2,8 +2,8 @@
 
 ``summarize_runs(runs)`` turns per-run test metrics into one summary row per method × protocol ×
 shots (mean, std and 95 % t-interval over seeds). ``write_outputs`` writes one evaluation's files;
-``merge_results(paths)`` + ``write_report(merged, out_dir)`` build the same tables and plots from any
-set of ``results.json`` files (used by ``crossmodal-har report``).
+``merge_results(paths)`` re-summarises any set of ``results.json`` files, from which
+``evaluate.combined.build_report`` (``crossmodal-har report``) writes the merged tables and plots.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from crossmodal_har.errors import DataError
+from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.evaluate.metrics import summarize
+from crossmodal_har.evaluate.plots import plot_confusion, plot_shots_curve
 from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,6 @@ PROTOCOL_ORDER = ("supervised", "linear-probe", "knn", "finetune")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _shots_key(s: Any) -> float:
-    return float("inf") if s == "all" else float(s)
-
-
 def _group_key(run: Dict[str, Any]) -> tuple:
     return (run.get("method", ""), run["protocol"], run["shots"])
 
@@ -40,7 +38,7 @@ def _group_key(run: Dict[str, Any]) -> tuple:
 def _order_key(key: tuple, method_rank: Dict[str, int]) -> tuple:
     method, protocol, shots = key
     p = PROTOCOL_ORDER.index(protocol) if protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
-    return (method_rank[method], p, protocol, _shots_key(shots))
+    return (method_rank[method], p, protocol, shots_key(shots))
 
 
 def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -83,22 +81,25 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- writing
-def write_outputs(results: Dict[str, Any], out_dir: PathLike, *, plots: bool = True) -> None:
-    """Write ``results.json``, ``config.json``, ``report.md`` (and the PNGs when ``plots``)."""
+def write_outputs(results: Dict[str, Any], out_dir: PathLike, *, plots: bool = True) -> List[Path]:
+    """Write ``results.json``, ``config.json`` (when the results have a config), ``report.md`` (and the
+    PNGs when ``plots``) for one evaluation or for merged results (:func:`merge_results`: the report
+    then describes each source). Returns the written paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "results.json", _json_safe(results))
+    written = [atomic_write_json(out_dir / "results.json", json_safe(results))]
     if "config" in results:
-        atomic_write_json(out_dir / "config.json", results["config"])
+        written.append(atomic_write_json(out_dir / "config.json", results["config"]))
     images: List[str] = []
     if plots and results.get("summary"):
         images = _write_plots(results, out_dir)
-    atomic_write_text(out_dir / "report.md", render_markdown([results], results["summary"], images))
+    sources = [{"method": s["method"], "dataset": s.get("dataset"), "encoder": s.get("encoder"),
+                "split": s.get("split"), "seeds": s.get("seeds")} for s in results.get("sources", [])] or [results]
+    written.append(atomic_write_text(out_dir / "report.md", render_markdown(sources, results["summary"], images)))
+    return written + [out_dir / i for i in images]
 
 
 def _write_plots(results: Dict[str, Any], out_dir: Path) -> List[str]:
-    from crossmodal_har.evaluate.plots import plot_confusion, plot_shots_curve
-
     images = []
     plot_shots_curve(results["summary"], out_dir / "shots_curve.png")
     images.append("shots_curve.png")
@@ -109,18 +110,18 @@ def _write_plots(results: Dict[str, Any], out_dir: Path) -> List[str]:
     return images
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN/inf become null so results.json is strict JSON."""
     if isinstance(obj, float):
         return obj if np.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     return obj
 
 
@@ -182,7 +183,7 @@ def render_markdown(sources: Sequence[Dict[str, Any]], summary: Sequence[Dict[st
                 f"{_fmt(r['macro_f1_mean'], r.get('macro_f1_std'))} | {_fmt(r['accuracy_mean'], r.get('accuracy_std'))} | "
                 f"{_fmt_ci(r.get('balanced_accuracy_ci95_low'), r.get('balanced_accuracy_ci95_high'))} |")
         lines.append("")
-        shots_all = sorted({r["shots"] for r in summary}, key=_shots_key)
+        shots_all = sorted({r["shots"] for r in summary}, key=shots_key)
         if len(shots_all) > 1:
             lines += ["## Balanced accuracy by shots per class", "",
                       "| Method | Protocol | " + " | ".join(str(s) for s in shots_all) + " |",
@@ -278,16 +279,3 @@ def merge_results(paths: Iterable[PathLike]) -> Dict[str, Any]:
         "summary": summary,
         "runs": runs,
     }
-
-
-def write_report(merged: Dict[str, Any], out_dir: PathLike) -> List[Path]:
-    """Write ``results.json``, ``report.md``, ``shots_curve.png`` and ``confusion_matrix.png`` for
-    merged results (from :func:`merge_results`); returns the written paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "results.json", _json_safe(merged))
-    images = _write_plots(merged, out_dir) if merged.get("summary") else []
-    srcs = [{"method": s["method"], "dataset": s.get("dataset"), "encoder": s.get("encoder"),
-             "split": s.get("split"), "seeds": s.get("seeds")} for s in merged.get("sources", [])] or [merged]
-    atomic_write_text(out_dir / "report.md", render_markdown(srcs, merged["summary"], images))
-    return [out_dir / "results.json", out_dir / "report.md"] + [out_dir / i for i in images]

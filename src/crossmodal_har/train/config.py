@@ -8,12 +8,13 @@ top-level ``configs/`` holds symlinks to them. ``--config`` takes either a path 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple, Union
 
+from crossmodal_har.config import build_config, load_config_file
 from crossmodal_har.errors import ConfigError
+from crossmodal_har.splits import SplitConfig
 
 METHODS = ("siglip", "clip", "imu2clip", "imu-mae")
 CROSSMODAL_METHODS = ("siglip", "clip", "imu2clip")
@@ -50,34 +51,13 @@ class OptimConfig:
             raise ConfigError("optim.grad_clip and optim.weight_decay must be >= 0")
 
 
-@dataclass
-class SplitConfig:
-    """Subject-disjoint split of the store into train / val (model selection) / test (zero-shot).
+def pretrain_split() -> SplitConfig:
+    """The pretraining run's default split: 15 % validation, 15 % test subjects (no labels needed).
 
-    Explicit subject lists win; otherwise the sorted subjects are shuffled with ``seed`` and the
-    first ``test_fraction`` go to test, the next ``val_fraction`` to val (at least one subject each
-    when there are enough subjects), the rest to train. The resolved split is saved in the run.
-
-    ``shuffle_train_pairs`` is the control experiment: the video side of the *training* pairs is
-    permuted across windows (a fixed permutation with no fixed point, drawn with ``seed``), so
-    nothing links an IMU window to its video; validation and test windows keep their true pairs.
-    ``StoreSource`` (``train/data.py``) honours it.
+    A partial ``split:`` section (YAML or ``--set split.seed=1``) keeps these defaults for the keys
+    it does not name (``config.from_dict`` fills nested sections from the field's default).
     """
-
-    val_subjects: List[str] = field(default_factory=list)
-    test_subjects: List[str] = field(default_factory=list)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    shuffle_train_pairs: bool = False
-
-    def validate(self) -> None:
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            raise ConfigError("split: val_fraction and test_fraction must be in [0, 1) and sum below 1")
-        both = set(self.val_subjects) & set(self.test_subjects)
-        if both:
-            raise ConfigError(f"split: subjects in both val and test: {sorted(both)}")
+    return SplitConfig(test_fraction=0.15)
 
 
 @dataclass
@@ -117,7 +97,8 @@ class PretrainConfig:
             run still anneals its learning rate. The choice is stored in the checkpoint; a resumed
             run keeps it.
         optim: optimiser and schedule.
-        split: subject-disjoint train/val/test split.
+        split: subject-disjoint train/val/test split of the store's subjects
+            (``crossmodal_har.splits``; ``split.shuffle_train_pairs`` is the control run).
         precision: ``auto`` (bf16 autocast on CUDA when supported, else fp16 with loss scaling,
             fp32 on CPU), ``32``, ``bf16``, ``16``.
         num_workers: DataLoader worker processes per device.
@@ -150,7 +131,7 @@ class PretrainConfig:
     time_budget_s: Optional[float] = None
     fit_schedule_to_budget: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    split: SplitConfig = field(default_factory=pretrain_split)
     precision: Any = "auto"  # auto | 32 | bf16 | 16 (YAML may give 16/32 as integers)
     num_workers: int = 0
     seed: int = 0
@@ -212,33 +193,11 @@ def resolve_config_path(spec: Union[str, os.PathLike]) -> Path:
     raise ConfigError(f"{spec}: no such config file or named config; named configs: {', '.join(list_configs())}")
 
 
-_EXP_FLOAT = re.compile(r"[+-]?[0-9]+[eE][+-]?[0-9]+")
-
-
-def _yaml11_float(override: str) -> str:
-    """``lr=3e-4`` → ``lr=0.0003``: YAML 1.1 (PyYAML) reads a mantissa without a dot as a string."""
-    key, sep, value = override.partition("=")
-    if sep and _EXP_FLOAT.fullmatch(value.strip()):
-        mantissa, _, exponent = value.strip().lower().partition("e")
-        if exponent[0] not in "+-":
-            exponent = "+" + exponent  # YAML 1.1 floats need a signed exponent
-        return f"{key}={mantissa}.0e{exponent}"
-    return override
-
-
 def load_pretrain_config(spec: Optional[Union[str, os.PathLike]] = None,
-                         overrides: Iterable[str] = (), **fields: Any) -> PretrainConfig:
-    """Load a config file or named config, apply ``KEY=VALUE`` overrides then ``fields``; validate."""
-    from crossmodal_har.config import apply_overrides, from_dict, load_config_file
-
-    data: Dict[str, Any] = {}
-    where = "config"
-    if spec is not None:
-        path = resolve_config_path(spec)
-        data = load_config_file(path)
-        where = str(spec)
-    data = apply_overrides(data, [_yaml11_float(o) for o in overrides])
-    for k, v in fields.items():
-        if v is not None:
-            data[k] = v
-    return from_dict(PretrainConfig, data, where=where)
+                         overrides: Iterable[str] = (), **flags: Any) -> PretrainConfig:
+    """Load a config file or named config, then ``flags`` (field -> value; None = not given), then
+    ``KEY=VALUE`` overrides (``config.build_config``'s precedence); validate."""
+    if spec is None:
+        return build_config(PretrainConfig, None, flags=flags, overrides=overrides, where="config")
+    return build_config(PretrainConfig, load_config_file(resolve_config_path(spec)), flags=flags,
+                        overrides=overrides, where=str(spec))
