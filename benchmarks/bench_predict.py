@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         for rt in ("torch", "onnx"):
             out = root / f"pred_{h:g}h_{rt}.csv"
             cmd = [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", str(bundle), "--input",
-                   str(csv), "--out", str(out), "--runtime", rt] + \
+                   str(csv), "--out", str(out), "--runtime", rt, "--force"] + \
                 (["--threads", str(args.threads)] if args.threads else [])
             wall, mb, _ = run_measured(cmd, args.repeats, env)
             summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())

@@ -43,7 +43,8 @@ def imu_csv(draw):
         if op == "cell" and rows:
             i = draw(st.integers(0, len(rows) - 1))
             j = draw(st.integers(0, 6))
-            rows[i][j] = draw(junk_cell)
+            if j < len(rows[i]):  # an earlier short_row may have cut the row
+                rows[i][j] = draw(junk_cell)
         elif op == "drop_col":
             j = draw(st.integers(0, 6))
             header.pop(j) if j < len(header) else None
@@ -56,7 +57,8 @@ def imu_csv(draw):
             rows[i], rows[i + 1] = rows[i + 1], rows[i]
         elif op == "dup_time" and len(rows) > 2:
             i = draw(st.integers(1, len(rows) - 1))
-            rows[i][0] = rows[i - 1][0]
+            if rows[i] and rows[i - 1]:
+                rows[i][0] = rows[i - 1][0]
         elif op == "short_row" and rows:
             i = draw(st.integers(0, len(rows) - 1))
             rows[i] = rows[i][: draw(st.integers(0, 6))]
@@ -67,7 +69,7 @@ def imu_csv(draw):
             text_tail += "\n"
         elif op == "nan_row" and rows:
             i = draw(st.integers(0, len(rows) - 1))
-            rows[i] = [rows[i][0]] + ["nan"] * 6
+            rows[i] = rows[i][:1] + ["nan"] * 6
         elif op == "reorder_cols":
             perm = draw(st.permutations(range(7)))
             if len(header) == 7:

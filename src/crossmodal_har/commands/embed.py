@@ -14,7 +14,9 @@ HELP = "write per-window embeddings (start, end, e0..eD-1) of a recording for yo
 DESCRIPTION = (
     "Streams FILE through the same preprocessing and windows as `predict` and writes the encoder's "
     "embedding of every window that passes the quality checks. --out FILE.parquet (columns start, "
-    "end, e0..) or FILE.npy (float64 [N, 2 + D]: start, end, embedding)."
+    "end, e0..) or FILE.npy (float64 [N, 2 + D]: start, end, embedding). An --out that is the "
+    "recording or a model file (also through a symlink or hard link) is refused; an existing --out is "
+    "replaced only with --force."
 )
 
 
@@ -28,18 +30,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between window starts")
     p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N")
     p.add_argument("--batch-size", type=int, default=256, metavar="N")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (never an input)")
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    from pathlib import Path
 
     from crossmodal_har.errors import UserError
     from crossmodal_har.infer.embed import embed_file
-    from crossmodal_har.models.artefacts import encoder_preprocess, load_bundle, load_encoder
+    from crossmodal_har.io import guard_outputs
+    from crossmodal_har.models.artefacts import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, ENCODER_META,
+                                                 ENCODER_WEIGHTS, RUN_META, RUN_WEIGHTS, encoder_preprocess,
+                                                 load_bundle, load_encoder)
     from crossmodal_har.models.classifier import NormalizedEncoder
 
     if args.chunk_rows < 1 or args.batch_size < 1:
         raise UserError("--chunk-rows and --batch-size must be >= 1")
+    if Path(args.out).suffix.lower() not in (".parquet", ".npy"):
+        raise UserError(f"--out {args.out}: expected a .parquet or .npy file name")
+    if args.model:
+        model_files = [("--model", Path(args.model) / n) for n in (BUNDLE_META, BUNDLE_WEIGHTS, BUNDLE_ONNX)]
+    else:
+        model_files = [("--encoder", Path(args.encoder) / n)
+                       for n in (ENCODER_META, ENCODER_WEIGHTS, RUN_META, RUN_WEIGHTS, "config.json")]
+    guard_outputs([("--out", args.out)], [("--input", args.input), *model_files, ("--meta", args.meta)],
+                  force=args.force)
     units = resolve_units(args)
     if args.model:
         bundle = load_bundle(args.model)

@@ -30,14 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--acc-unit", choices=("g", "m/s^2"), default="g",
                         help="accelerometer unit written to imu.csv (declared in session.json)")
     parser.add_argument("--subject", default=None, help="subject id for session.json (default: file stem)")
-    parser.add_argument("--force", action="store_true", help="overwrite existing output files in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite existing output files in --out (never the input FILE)")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from crossmodal_har.errors import UserError
-    from crossmodal_har.io import atomic_write, atomic_write_json
+    from crossmodal_har.io import (atomic_write, atomic_write_json, clean_stale_temps, guard_output_dir,
+        guard_outputs, make_temp)
     from crossmodal_har.pairs.gopro.source import load_gopro_imu
     from crossmodal_har.pairs.gopro.telemetry import read_telemetry
     from crossmodal_har.signals.types import CHANNELS, STANDARD_GRAVITY
@@ -46,9 +48,15 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if not src.is_file():
         raise UserError(f"{src}: no such file")
-    existing = [n for n in OUTPUT_FILES if (out / n).exists() or (out / n).is_symlink()]
-    if existing and not args.force:
-        raise UserError(f"{out} already has {', '.join(existing)}; use --force to overwrite")
+    guard_output_dir(("--out", out), [("FILE", src)])
+    # a video.mp4 that is a symlink is an earlier run's link to its source: replacing the link never
+    # touches the file it points to, so only a real file there is checked against the input
+    video = out / "video.mp4"
+    outputs = [(f"--out's {n}", out / n) for n in OUTPUT_FILES if n != "video.mp4" or not video.is_symlink()]
+    guard_outputs(outputs, [("FILE", src)], force=args.force)
+    if video.is_symlink() and not args.force:
+        raise UserError(f"--out's video.mp4 {video} already exists; use --force to overwrite")
+    clean_stale_temps(video)
     tele = read_telemetry(src)  # DataError for non-GoPro / truncated files: one line, exit 2
     subject = args.subject or src.stem
     rec = load_gopro_imu(src, name=src.stem, subject=subject, telemetry=tele)
@@ -65,14 +73,18 @@ def run(args: argparse.Namespace) -> int:
 
     atomic_write(out / "imu.csv", write_csv)
 
-    video = out / "video.mp4"
-    if video.exists() or video.is_symlink():
-        video.unlink()
     if args.copy:
         atomic_write(video, lambda tmp: shutil.copyfile(src, tmp))
     else:
         target = os.path.relpath(src.resolve(), out.resolve())
-        video.symlink_to(target)
+        tmp = make_temp(video)  # the link is made under a temporary name and moved into place
+        tmp.unlink()
+        tmp.symlink_to(target)
+        try:
+            os.replace(tmp, video)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     session = {
         "imu_offset_s": 0.0, "acc_unit": args.acc_unit, "gyro_unit": "rad/s", "time_unit": "s",

@@ -57,12 +57,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from crossmodal_har.config import build_config, from_dict, load_config_file
     from crossmodal_har.errors import PartialRunError, UserError
+    from crossmodal_har.io import guard_output_dir
     from crossmodal_har.pairs.ingest import ingest
     from crossmodal_har.pairs.ingest_config import IngestConfig
     from crossmodal_har.pairs.store import merge_stores
     from crossmodal_har.pairs.video_encoder import encoder_geometry
     from crossmodal_har.signals.types import PreprocessConfig
 
+    # the store is never written into what it reads (also through a symlink)
+    guard_output_dir(("--out", args.out), [("--src", args.src), *(("--merge", m) for m in args.merge or [])])
     if args.merge:
         if args.src:
             raise UserError("--merge takes stores, not --src")

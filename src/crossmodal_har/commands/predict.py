@@ -16,7 +16,9 @@ DESCRIPTION = (
     "bundle's preprocessing and model with bounded memory. Writes one row per window (start, end, "
     "status, label, per-class probabilities); gaps, rows with missing values and windows failing "
     "quality checks are rows marked with their status and no label. A summary is printed and "
-    "written beside the output as <out>.summary.json."
+    "written beside the output as <out>.summary.json. Outputs are never inputs: an output that is "
+    "the recording or a bundle file (also through a symlink or hard link) is refused, and existing "
+    "outputs are replaced only with --force."
 )
 
 
@@ -38,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="windows per model call")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: the runtime's; 1 can be faster on a busy machine)")
+    p.add_argument("--force", action="store_true",
+                   help="replace existing outputs (--out, its .summary.json, --timeline); never an input")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,13 +53,20 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.infer.predict import predict_file
     from crossmodal_har.infer.runtime import OnnxRunner, TorchRunner
     from crossmodal_har.infer.summary import format_summary
-    from crossmodal_har.io import atomic_write_json
-    from crossmodal_har.models.artefacts import read_bundle, weights_digest
+    from crossmodal_har.io import atomic_write_json, guard_outputs
+    from crossmodal_har.models.artefacts import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, read_bundle,
+                                                 weights_digest)
 
     if args.chunk_rows < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
     if args.smooth < 0:
         raise UserError("--smooth must be >= 0")
+    out = Path(args.out)
+    summary_path = out.with_name(out.stem + ".summary.json")
+    model_files = [("--model", Path(args.model) / n) for n in (BUNDLE_META, BUNDLE_WEIGHTS, BUNDLE_ONNX)]
+    guard_outputs([("--out", out), ("--out's summary", summary_path), ("--timeline", args.timeline)],
+                  [("--input", args.input), *model_files, ("--onnx", args.onnx), ("--meta", args.meta)],
+                  force=args.force)
     units = resolve_units(args)
     # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
     bundle = read_bundle(args.model, with_model=args.runtime == "torch")
@@ -77,13 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
             torch.set_num_threads(args.threads)  # the program's choice, asked for by the user
         runner = TorchRunner(bundle.model)
-    out = Path(args.out)
     summary = predict_file(args.input, out, runner, pre, bundle.class_names, units, smooth=args.smooth,
                            chunk_rows=args.chunk_rows, batch_size=args.batch_size)
     summary.update({"input": str(args.input), "output": str(out), "model": str(args.model),
                     "runtime": args.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,
                     "rate_hz": pre.rate_hz, "smooth": args.smooth, "units": units.to_dict()})
-    summary_path = out.with_name(out.stem + ".summary.json")
     atomic_write_json(summary_path, summary)
     if args.timeline:
         from crossmodal_har.infer.timeline import plot_timeline

@@ -76,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
                            where=str(out / "config.json"))
     else:
         cfg = load_pretrain_config(args.config or (args.method or "siglip"), args.overrides, **flags)
+    if cfg.allow_download and not args.allow_download:  # said by a file (--config, the run's config.json)
+        import dataclasses
+
+        log.warning("allow_download in the config ignored: only --allow-download on the command line fetches weights")
+        cfg = dataclasses.replace(cfg, allow_download=False)
     if args.synthetic:
         from crossmodal_har.train.synthetic import SyntheticSource
 

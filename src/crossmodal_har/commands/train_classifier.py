@@ -14,7 +14,8 @@ DESCRIPTION = (
     "evaluation harness's protocol code on every training subject (the validation subjects only "
     "choose the epoch / stop early) and writes MODEL_DIR/model.safetensors + bundle.json. "
     "There is no test split here: the validation metrics in the bundle were used for model selection "
-    "and are optimistic; use `crossmodal-har evaluate` for an unbiased estimate."
+    "and are optimistic; use `crossmodal-har evaluate` for an unbiased estimate. An existing non-empty "
+    "--out is written into only with --force, and never when it is the dataset or encoder directory."
 )
 
 
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable recordings (listed in bundle.json)")
     p.add_argument("--cache-dir", default=None, help="dataset/window cache directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing non-empty --out (its bundle files are replaced); never an input")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +60,18 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.signals.datasets import load_labelled
     from crossmodal_har.splits import SplitConfig, subject_split
 
+    from crossmodal_har.io import guard_output_dir
+
+    # a bundle directory is never an input, and an existing non-empty one is replaced only with --force
+    dataset_dir = str(args.dataset)
+    for prefix in ("uestc:", "hapt:"):
+        if dataset_dir.startswith(prefix):
+            dataset_dir = dataset_dir[len(prefix):]
+    guard_output_dir(("--out", args.out),
+                     [("--dataset", None if dataset_dir == "hapt" else dataset_dir),
+                      ("--encoder", None if args.encoder == "random" else args.encoder),
+                      ("--cache-dir", args.cache_dir)],
+                     files=("bundle.json", "model.safetensors", "model.onnx"), force=args.force)
     progress = False if args.no_progress else None
     defaults = EvaluateConfig()
     if args.encoder == "random":

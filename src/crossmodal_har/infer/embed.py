@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -26,7 +25,7 @@ from crossmodal_har.errors import UserError
 from crossmodal_har.infer.reader import iter_chunks
 from crossmodal_har.infer.runtime import BatchedRunner, TorchRunner
 from crossmodal_har.infer.stream import SignalOps, StreamingWindower, WindowBatch
-from crossmodal_har.io import atomic_write
+from crossmodal_har.io import atomic_write, commit_temp, make_temp
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 
@@ -40,9 +39,8 @@ class _NpyRows:
 
     def __init__(self, out: Path):
         self.out = out
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".rows", dir=out.parent)
-        self.fh = os.fdopen(fd, "wb")
-        self.tmp = Path(tmp)
+        self.tmp = make_temp(out, suffix=".rows")  # .<name>.<pid>.<random>.rows: cleaned if we are killed
+        self.fh = open(self.tmp, "wb")
         self.n = 0
         self.width: Optional[int] = None
 
@@ -74,9 +72,7 @@ class _NpyRows:
 class _ParquetRows:
     def __init__(self, out: Path):
         self.out = out
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = make_temp(out)
         self.writer = None
         self.n = 0
 
@@ -104,7 +100,7 @@ class _ParquetRows:
                 pq.write_table(pa.schema(fields).empty_table(), self.tmp)
             else:
                 self.writer.close()
-            os.replace(self.tmp, self.out)
+            commit_temp(self.tmp, self.out)
         finally:
             self.tmp.unlink(missing_ok=True)
 
@@ -121,7 +117,6 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     suffix = out_path.suffix.lower()
     if suffix not in (".parquet", ".npy"):
         raise UserError(f"--out {out_path}: expected a .parquet or .npy file name")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     sink = _ParquetRows(out_path) if suffix == ".parquet" else _NpyRows(out_path)
     windower = StreamingWindower(preprocess, ops)
     model = BatchedRunner(TorchRunner(embedder), batch_size, lambda z: np.asarray(z, np.float32))

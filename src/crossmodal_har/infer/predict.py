@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 from tqdm import tqdm
 
+from crossmodal_har.infer.csvsafe import csv_cell
 from crossmodal_har.infer.reader import iter_chunks
 from crossmodal_har.infer.runtime import BatchedRunner, Runner
 from crossmodal_har.infer.smoothing import StreamingSmoother
@@ -139,8 +140,7 @@ class _CsvWriter:
 
 
 def _csv_cell(s: str) -> str:
-    s = str(s)
-    return '"' + s.replace('"', '""') + '"' if any(ch in s for ch in ',"\n') else s
+    return csv_cell(s)  # formula-safe and quoted: the rule of infer/csvsafe.py
 
 
 class _SmoothedWriter:

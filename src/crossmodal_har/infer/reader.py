@@ -133,12 +133,16 @@ def _warn_implausible_units(path: Path, arr: np.ndarray, units: Units) -> bool:
 def _iter_csv(path: Path, chunk_rows: int):
     import pandas as pd
 
-    # Reuse the training reader's checks for empty/binary files and the header.
+    # The training reader's checks for empty/binary files and its header rule (one rule for both).
     header = readers.read_csv_header(path)
     # Data row r is on line r + 2: blank lines are kept as NaN rows so that the count is exact.
-    reader = pd.read_csv(path, usecols=list(COLUMNS), dtype={c: np.float64 for c in COLUMNS},
-                         engine="c", skip_blank_lines=False, skipinitialspace=True,
-                         encoding="utf-8", chunksize=chunk_rows)
+    try:
+        reader = pd.read_csv(path, header=0, names=readers.csv_column_names(header), usecols=list(COLUMNS),
+                             dtype={c: np.float64 for c in COLUMNS}, engine="c", skip_blank_lines=False,
+                             skipinitialspace=True, encoding="utf-8", chunksize=chunk_rows)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        readers.diagnose_csv(path, header, from_line=2, allow_missing=True)
+        raise DataError(path, f"cannot parse CSV: {exc}") from None
     first_row = 0
     n_rows = 0
     with reader:

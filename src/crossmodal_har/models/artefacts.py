@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import atomic_write, atomic_write_json, read_json
-from crossmodal_har.models.registry import create_model
+from crossmodal_har.models.registry import architecture, create_model_from_config, model_kind
+from crossmodal_har.signals.text import short_number
 from crossmodal_har.signals.types import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,230 @@ def _read_meta(path: Path) -> Dict[str, Any]:
     return meta
 
 
+# --------------------------------------------------------------------------- schemas (files are data)
+#
+# Every JSON file here is validated against its schema before any model is built: allowed keys only,
+# typed values in bounded ranges, the encoder's ``config`` only with its architecture's own fields
+# (sizes bounded by that architecture's ``validate``). Loading keys (``pretrained``,
+# ``allow_download``...) are refused: only the command line decides whether weights are fetched.
+
+MAX_CLASSES = 10_000
+MAX_HEAD_ELEMENTS = 1 << 30  # a head's stored values (kNN bank + one-hot labels): 4 GiB of float32
+
+ENCODER_KEYS = ("format_version", "model", "config", "embed_dim", "kind", "preprocess", "extra")
+BUNDLE_KEYS = ("format_version", "kind", "encoder", "head", "preprocess", "class_names", "metrics", "provenance")
+BUNDLE_ENCODER_KEYS = ("model", "config", "embed_dim")
+HEAD_KEYS = {"linear": ("type", "in_features", "num_classes"),
+             "standardized-linear": ("type", "in_features", "num_classes"),
+             "knn": ("type", "in_features", "num_classes", "bank_size", "k", "temperature")}
+RUN_KEYS = ("format_version", "method", "config", "data", "architecture", "split", "data_meta")
+
+
+def _type_name(v: Any) -> str:
+    return "null" if v is None else {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(v), "number")
+
+
+def _object(value: Any, path: Path, where: str, allowed: Optional[Tuple[str, ...]] = None,
+            required: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError(path, f"{where}: expected a JSON object, got {_type_name(value)}")
+    if allowed is not None:
+        unknown = sorted(str(k) for k in value if k not in allowed)
+        if unknown:
+            shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+            raise DataError(path, f"{where}: unknown key(s) {shown}; allowed: {', '.join(allowed)}")
+    for key in required:
+        if key not in value:
+            raise DataError(path, f"{where}: missing key {key!r}")
+    return value
+
+
+def _int(value: Any, path: Path, where: str, lo: int, hi: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(path, f"{where}: expected an integer, got {_type_name(value)}")
+    if value < lo or (hi is not None and value > hi):
+        raise DataError(path, f"{where} = {short_number(value)} is out of range [{lo}, {'...' if hi is None else hi}]")
+    return value
+
+
+def _str(value: Any, path: Path, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DataError(path, f"{where}: expected a non-empty string, got {_type_name(value)}")
+    return value
+
+
+def check_architecture(model: Any, config: Any, path: Path, where: str, kind: Optional[str] = None) -> Any:
+    """The architecture dataclass of a persisted ``{model, config}`` pair, checked (nothing built):
+    a registered name (of ``kind`` when given) and a config with only its fields, in range."""
+    name = _str(model, path, f"{where}.model")
+    try:
+        actual = model_kind(name)
+        if kind is not None and actual != kind:
+            raise DataError(path, f"{where}.model: {name!r} is a {actual} encoder, expected an {kind} encoder")
+        return architecture(name, config, where=f"{where}.config")
+    except DataError:
+        raise
+    except UserError as exc:  # unknown model, a key outside the schema, a size out of range
+        raise DataError(path, str(exc)) from None
+
+
+def _preprocess(value: Any, path: Path, where: str = "preprocess") -> PreprocessConfig:
+    try:
+        return from_dict(PreprocessConfig, _object(value, path, where), where=where)
+    except DataError:
+        raise
+    except (UserError, TypeError, ValueError, OverflowError) as exc:
+        raise DataError(path, str(exc) if isinstance(exc, UserError) else f"{where}: {exc}") from None
+
+
+def _arch_embed_dim(arch: Any) -> Optional[int]:
+    """The embedding size an architecture config declares (``embed_dim``), or None if it has none."""
+    value = getattr(arch, "embed_dim", None)
+    return None if value is None else int(value)
+
+
+def _arch_params(arch: Any) -> int:
+    """An architecture config's lower-bound parameter count (``approx_parameters()``), 0 if unknown."""
+    fn = getattr(arch, "approx_parameters", None)
+    return int(fn()) if callable(fn) else 0
+
+
+def check_bundle_meta(meta: Any, path: Path, *, architecture_too: bool = True) -> Tuple[PreprocessConfig, List[str]]:
+    """Validate a ``bundle.json`` against its schema; returns ``(preprocess, class_names)``.
+
+    ``architecture_too=False`` skips the encoder's architecture check (it needs the registry, which
+    imports torch; the ONNX runtime builds no encoder)."""
+    meta = _object(meta, path, "bundle.json")
+    if meta.get("kind") != BUNDLE_KIND:
+        raise DataError(path, f"not a classifier bundle (kind must be {BUNDLE_KIND!r})")
+    if meta.get("format_version") != BUNDLE_FORMAT_VERSION:
+        raise DataError(path, f"unsupported bundle format_version {_short_repr(meta.get('format_version'))} "
+                              f"(this version reads {BUNDLE_FORMAT_VERSION})")
+    _object(meta, path, "bundle.json", BUNDLE_KEYS, ("encoder", "head", "preprocess", "class_names"))
+    enc = _object(meta["encoder"], path, "encoder", BUNDLE_ENCODER_KEYS, ("model", "config"))
+    _object(enc["config"], path, "encoder.config")
+    _str(enc["model"], path, "encoder.model")
+    embed_dim = None
+    if architecture_too:
+        arch = check_architecture(enc["model"], enc["config"], path, "encoder", kind="imu")
+        embed_dim = _arch_embed_dim(arch)
+    if "embed_dim" in enc:
+        declared = _int(enc["embed_dim"], path, "encoder.embed_dim", 1)
+        if embed_dim is not None and declared != embed_dim:
+            raise DataError(path, f"encoder.embed_dim {declared} does not match its architecture's {embed_dim}")
+        embed_dim = declared
+    head = _object(meta["head"], path, "head")
+    kind = head.get("type")
+    if not isinstance(kind, str) or kind not in HEAD_KEYS:
+        raise DataError(path, f"head.type: {_short_repr(kind)} is not one of {', '.join(HEAD_KEYS)}")
+    _object(head, path, "head", HEAD_KEYS[kind], HEAD_KEYS[kind])
+    d = _int(head["in_features"], path, "head.in_features", 1, 1 << 20)
+    if embed_dim is not None and d != embed_dim:
+        raise DataError(path, f"head.in_features {d} does not match the encoder's embed_dim {embed_dim}")
+    c = _int(head["num_classes"], path, "head.num_classes", 1, MAX_CLASSES)
+    if kind == "knn":
+        n = _int(head["bank_size"], path, "head.bank_size", 1)
+        if n * (d + c) > MAX_HEAD_ELEMENTS:
+            raise DataError(path, f"head.bank_size {short_number(n)} x (in_features + num_classes) = "
+                                  f"{short_number(n * (d + c))} values, more than {short_number(MAX_HEAD_ELEMENTS)}")
+        _int(head["k"], path, "head.k", 1, n)
+        t = head["temperature"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            raise DataError(path, "head.temperature: expected a finite number > 0")
+    preprocess = _preprocess(meta["preprocess"], path)
+    names = meta["class_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise DataError(path, "class_names: expected a list of strings")
+    if len(names) != c:
+        raise DataError(path, f"{len(names)} class names but the head has {c} outputs")
+    if len(set(names)) != len(names):
+        raise DataError(path, "class_names: names must be unique")
+    for key in ("metrics", "provenance"):
+        if key in meta:
+            _object(meta[key], path, key)
+    return preprocess, list(names)
+
+
+def _short_repr(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def check_encoder_meta(meta: Any, path: Path) -> Any:
+    """Validate an ``encoder.json`` against its schema; returns the architecture dataclass."""
+    meta = _object(meta, path, ENCODER_META)
+    version = meta.get("format_version")
+    if version != ENCODER_FORMAT_VERSION:
+        raise DataError(path, f"unsupported format_version {_short_repr(version)} (this version reads "
+                              f"{ENCODER_FORMAT_VERSION})")
+    _object(meta, path, ENCODER_META, ENCODER_KEYS, ("model", "config", "embed_dim"))
+    kind = meta.get("kind")
+    if kind is not None and kind not in ("imu", "video"):
+        raise DataError(path, f"kind: {_short_repr(kind)} is not imu or video")
+    arch = check_architecture(meta["model"], meta["config"], path, "encoder", kind=kind)
+    declared = _int(meta["embed_dim"], path, "embed_dim", 1)
+    if _arch_embed_dim(arch) is not None and declared != _arch_embed_dim(arch):
+        raise DataError(path, f"embed_dim {declared} does not match its architecture's {_arch_embed_dim(arch)}")
+    if "preprocess" in meta:
+        _preprocess(meta["preprocess"], path)
+    if "extra" in meta:
+        _object(meta["extra"], path, "extra")
+    return arch
+
+
+def check_run_meta(meta: Any, path: Path) -> Dict[str, Any]:
+    """Validate a run's ``model.json`` against its schema (the method's own ``config`` section is
+    checked by the ``build`` function :func:`load_run_model` is handed)."""
+    meta = _object(meta, path, RUN_META)
+    version = meta.get("format_version")
+    if version != RUN_FORMAT_VERSION:
+        raise DataError(path, f"unsupported format_version {_short_repr(version)} (this version reads "
+                              f"{RUN_FORMAT_VERSION})")
+    _object(meta, path, RUN_META, RUN_KEYS, ("method",))
+    _str(meta["method"], path, "method")
+    for key in ("config", "data"):
+        if key in meta:
+            _object(meta[key], path, key)
+    if "architecture" not in meta:
+        return meta
+    arch = _object(meta["architecture"], path, "architecture", ("imu_encoder", "video_encoder"), ("imu_encoder",))
+    for key, kind in (("imu_encoder", "imu"), ("video_encoder", "video")):
+        sec = arch.get(key)
+        if sec is None and key == "video_encoder":
+            continue
+        sec = _object(sec, path, f"architecture.{key}", ("model", "config"), ("model", "config"))
+        check_architecture(sec["model"], sec["config"], path, f"architecture.{key}", kind=kind)
+    return meta
+
+
+def check_weights_size(meta_path: Path, weights: Path, what: str, parameters: int, head_bytes: int = 0) -> None:
+    """Before building: a file of a few bytes cannot make us allocate gigabytes. The architecture's
+    lower-bound parameter count (at 2 bytes each, allowing half precision) plus ``head_bytes`` must
+    fit in the weights file that will fill them."""
+    if not weights.is_file():
+        raise DataError(weights, "weights file missing")
+    size = weights.stat().st_size
+    need = 2 * int(parameters) + int(head_bytes)
+    if need > size:
+        raise DataError(meta_path, f"{what} declares about {short_number(need)} bytes of weights but {weights.name} holds "
+                                   f"{size}: the architecture does not match the weights")
+
+
+def _without_loading_options(meta: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of ``model.json`` whose method config cannot load or download weights: a rebuilt run
+    takes its architecture from ``architecture`` and its weights from ``model.safetensors``."""
+    out = dict(meta)
+    cfg = dict(out.get("config") or {})
+    for key in list(cfg):
+        if key == "allow_download":
+            cfg[key] = False
+        elif key == "pretrained" or key.endswith("_pretrained"):
+            cfg[key] = None
+    out["config"] = cfg
+    return out
+
+
 # --------------------------------------------------------------------------- encoder
 
 def save_encoder(model, out_dir: PathLike, preprocess: Any, extra: Optional[Mapping[str, Any]] = None) -> Path:
@@ -198,13 +424,7 @@ def read_encoder_meta(path: PathLike) -> Dict[str, Any]:
     """The ``encoder.json`` of an encoder or run directory (see :func:`find_encoder_dir`), checked."""
     meta_path = find_encoder_dir(path) / ENCODER_META
     meta = _read_meta(meta_path)
-    version = meta.get("format_version")
-    if version != ENCODER_FORMAT_VERSION:
-        raise DataError(meta_path, f"unsupported format_version {version!r} (this version reads "
-                                   f"{ENCODER_FORMAT_VERSION})")
-    for key, typ in (("model", str), ("config", dict), ("embed_dim", int)):
-        if not isinstance(meta.get(key), typ):
-            raise DataError(meta_path, f"missing or invalid {key!r}")
+    check_encoder_meta(meta, meta_path)
     return meta
 
 
@@ -227,8 +447,12 @@ def load_encoder(path: PathLike, *, map_location: str = "cpu") -> Tuple[Any, Dic
     d = find_encoder_dir(path)
     meta = read_encoder_meta(d)
     meta_path = d / ENCODER_META
+    arch = check_encoder_meta(meta, meta_path)
+    check_weights_size(meta_path, d / ENCODER_WEIGHTS, "encoder", _arch_params(arch))
     try:
-        model = create_model(meta["model"], **meta["config"])
+        model = create_model_from_config(meta["model"], meta["config"], where="encoder.config")
+    except DataError:
+        raise
     except UserError as exc:
         raise DataError(meta_path, f"cannot rebuild encoder: {exc}") from None
     if int(model.embed_dim) != meta["embed_dim"]:
@@ -272,7 +496,7 @@ def read_run_meta(run_dir: PathLike) -> Dict[str, Any]:
     if not meta_path.is_file():
         raise UserError(f"{run_dir}: not a finished pretraining run (no {RUN_META}); "
                         "run `crossmodal-har pretrain` (or --resume it) first")
-    return _read_meta(meta_path)
+    return check_run_meta(_read_meta(meta_path), meta_path)
 
 
 def load_run_model(run_dir: PathLike, build: Callable[[Dict[str, Any], Path], Any],
@@ -290,7 +514,19 @@ def load_run_model(run_dir: PathLike, build: Callable[[Dict[str, Any], Path], An
     """
     run_dir = Path(run_dir)
     meta = read_run_meta(run_dir)
-    model = build(meta, run_dir / RUN_META)
+    arch = meta.get("architecture")
+    if isinstance(arch, dict):
+        params = sum(_arch_params(check_architecture(sec["model"], sec["config"], run_dir / RUN_META,
+                                                     f"architecture.{key}"))
+                     for key, sec in arch.items() if sec is not None)
+        check_weights_size(run_dir / RUN_META, run_dir / RUN_WEIGHTS, RUN_META, params)
+    try:
+        model = build(_without_loading_options(meta), run_dir / RUN_META)
+    except DataError:
+        raise
+    except (UserError, KeyError, TypeError, ValueError) as exc:  # the method's config section
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise DataError(run_dir / RUN_META, f"cannot rebuild the run's method: {what}") from None
     weights = run_dir / RUN_WEIGHTS
     load_state_strict(model, read_weights(weights), weights)
     model.to(device).eval()
@@ -379,26 +615,25 @@ def read_bundle(path: PathLike, *, with_model: bool = True) -> Bundle:
         raise UserError(f"{path}: not a classifier bundle (no {BUNDLE_META}); make one with "
                         "`crossmodal-har train-classifier`")
     meta = read_json(meta_path)
-    if not isinstance(meta, dict) or meta.get("kind") != BUNDLE_KIND:
-        raise DataError(meta_path, f"not a classifier bundle (kind must be {BUNDLE_KIND!r})")
-    if meta.get("format_version") != BUNDLE_FORMAT_VERSION:
-        raise DataError(meta_path, f"unsupported bundle format_version {meta.get('format_version')!r} "
-                                   f"(this version reads {BUNDLE_FORMAT_VERSION})")
-    for key in ("encoder", "head", "preprocess", "class_names"):
-        if key not in meta:
-            raise DataError(meta_path, f"missing key {key!r}")
-    preprocess = from_dict(PreprocessConfig, meta["preprocess"], where=f"{meta_path}:preprocess")
-    class_names = [str(c) for c in meta["class_names"]]
-    if len(class_names) != int(meta["head"]["num_classes"]):
-        raise DataError(meta_path, f"{len(class_names)} class names but the head has "
-                                   f"{meta['head']['num_classes']} outputs")
+    preprocess, class_names = check_bundle_meta(meta, meta_path, architecture_too=with_model)
     bundle = Bundle(model=None, class_names=class_names, preprocess=preprocess, meta=meta, path=path)
     if with_model:
         # lazy: the classifier modules import torch, which the ONNX path (with_model=False) must not
         from crossmodal_har.models.classifier import build_classifier
 
-        model = build_classifier(meta["encoder"], meta["head"], preprocess.normalization)
         weights = path / BUNDLE_WEIGHTS
+        head = meta["head"]
+        arch = check_architecture(meta["encoder"]["model"], meta["encoder"]["config"], meta_path, "encoder", "imu")
+        head_values = head["in_features"] * head["num_classes"]
+        if head["type"] == "knn":
+            head_values = head["bank_size"] * (head["in_features"] + head["num_classes"])
+        check_weights_size(meta_path, weights, "bundle.json", _arch_params(arch), 2 * head_values)
+        try:
+            model = build_classifier(meta["encoder"], head, preprocess.normalization)
+        except DataError:
+            raise
+        except UserError as exc:
+            raise DataError(meta_path, f"cannot rebuild the classifier: {exc}") from None
         load_state_strict(model, read_weights(weights), weights)
         bundle.model = model.eval()
     return bundle

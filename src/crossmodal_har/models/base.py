@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+
+from crossmodal_har.errors import ConfigError
+from crossmodal_har.signals.text import short_number
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +64,39 @@ def check_imu_input(x: torch.Tensor, window: int, channels: int, who: str) -> No
         raise ValueError(f"{who}: expected IMU windows of shape [B, {window}, {channels}], got {list(x.shape)}")
     if not torch.is_floating_point(x):
         raise ValueError(f"{who}: expected a floating-point tensor, got {x.dtype}")
+
+
+# Bounds every architecture config obeys (checked in its ``validate``, so before anything is built,
+# whether the config comes from code, the command line or a file): far above any model this package
+# trains (the paper's largest encoder has ~90 M parameters), far below what would exhaust memory.
+MAX_PARAMETERS = 2_000_000_000        # 8 GB of float32 weights
+MAX_ACTIVATION_ELEMENTS = 1 << 28     # per input sample of the largest intermediate (1 GiB float32)
+
+
+def check_sizes(who: str, cfg: Any, limits: Mapping[str, Tuple[int, int]]) -> None:
+    """ConfigError unless every field in ``limits`` (an int, or a list of ints) lies in [lo, hi]."""
+    for name, (lo, hi) in limits.items():
+        value = getattr(cfg, name)
+        values: Sequence[Union[int, float]] = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"{who}: {name} = {short_number(v)} is out of range [{lo}, {hi}]")
+
+
+def check_budget(who: str, parameters: int, activations: int) -> None:
+    """ConfigError when an architecture's (approximate, lower-bound) parameter count or largest
+    per-sample intermediate exceeds :data:`MAX_PARAMETERS` / :data:`MAX_ACTIVATION_ELEMENTS`."""
+    if parameters > MAX_PARAMETERS:
+        raise ConfigError(f"{who}: about {short_number(parameters)} parameters, more than the {short_number(MAX_PARAMETERS)} "
+                          "this package builds")
+    if activations > MAX_ACTIVATION_ELEMENTS:
+        raise ConfigError(f"{who}: an intermediate of about {short_number(activations)} values per sample, more than "
+                          f"{short_number(MAX_ACTIVATION_ELEMENTS)}")
+
+
+def check_fractions(who: str, cfg: Any, names: Sequence[str]) -> None:
+    """ConfigError unless each named float field is in [0, 1) (dropout probabilities)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if not 0.0 <= v < 1.0:
+            raise ConfigError(f"{who}: {name} = {short_number(v)} must be in [0, 1)")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crossmodal_har.errors import UserError
-from crossmodal_har.models.registry import create_model
+from crossmodal_har.models.registry import create_model_from_config
 from crossmodal_har.signals.normalize import normalize_windows
 
 
@@ -105,7 +105,17 @@ class KnnHead(nn.Module):
     """Cosine kNN vote against a stored bank of L2-normalised training embeddings.
 
     Returns log vote shares [B, C]; votes are weighted by exp((similarity - 1) / temperature).
+
+    Neighbours are chosen on similarities rounded to a grid of ``1 / TIE_GRID`` (about 1.5e-5),
+    and among equal rounded similarities the lower bank index wins. Without that, near-ties (an
+    untrained encoder's embeddings are almost collinear: every similarity is 1 - O(1e-7)) were
+    decided by float rounding noise, which differs between PyTorch and ONNX Runtime (or CPU and
+    GPU): the ONNX export of such a bundle picked other neighbours and failed its parity check.
+    The selection is an exact integer top-k, identical in every runtime; the vote weights use the
+    unrounded similarities.
     """
+
+    TIE_GRID = 65536.0
 
     def __init__(self, bank: np.ndarray, labels: np.ndarray, n_classes: int, k: int, temperature: float):
         super().__init__()
@@ -116,8 +126,13 @@ class KnnHead(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        sim = F.normalize(z, dim=1) @ self.bank.T
-        top, idx = sim.topk(self.k, dim=1)
+        sim = F.normalize(z, dim=1) @ self.bank.T  # [B, N]
+        n = self.bank.shape[0]
+        # unique integer keys: rounded similarity first, then the lower bank index (see the class doc)
+        rank = torch.arange(n - 1, -1, -1, device=sim.device, dtype=torch.int64)
+        key = torch.round(sim * self.TIE_GRID).to(torch.int64) * n + rank
+        idx = key.topk(self.k, dim=1).indices
+        top = sim.gather(1, idx)
         w = torch.exp((top - 1.0) / self.temperature)
         votes = (w.unsqueeze(-1) * self.onehot[idx]).sum(dim=1)
         return torch.log(votes / votes.sum(dim=1, keepdim=True) + 1e-8)
@@ -165,7 +180,8 @@ def head_spec(head: nn.Module, n_classes: int) -> Dict[str, Any]:
 def build_classifier(encoder_spec: Mapping[str, Any], spec: Mapping[str, Any], normalization: str) -> WindowClassifier:
     """An untrained :class:`WindowClassifier` of the shape a bundle's ``encoder`` and ``head``
     sections describe (the bundle loader fills in the weights)."""
-    encoder = create_model(encoder_spec["model"], **dict(encoder_spec.get("config") or {}))
+    encoder = create_model_from_config(encoder_spec["model"], dict(encoder_spec.get("config") or {}),
+                                       where="encoder.config")
     return WindowClassifier(encoder, build_head(spec), normalization)
 
 

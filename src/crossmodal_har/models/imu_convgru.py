@@ -17,7 +17,7 @@ from torch import nn
 
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import ConfigError, UserError
-from crossmodal_har.models.base import Encoder, check_imu_input
+from crossmodal_har.models.base import Encoder, check_budget, check_imu_input, check_sizes
 from crossmodal_har.models.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,18 @@ class ConvGRUConfig:
             n = n // self.pool_size if n > 0 else 0
         return n
 
+    @property
+    def embed_dim(self) -> int:
+        return self.hidden_size
+
     def validate(self) -> None:
-        if not self.kernel_sizes:
-            raise ConfigError("convgru: kernel_sizes must list at least one conv block")
+        if not self.kernel_sizes or len(self.kernel_sizes) > 32:
+            raise ConfigError("convgru: kernel_sizes must list 1 to 32 conv blocks")
+        check_sizes("convgru", self, {
+            "in_channels": (1, 64), "window": (1, 100_000), "conv_channels": (1, 4096), "kernel_sizes": (1, 1024),
+            "dilation": (1, 1024), "pool_size": (1, 1024), "input_groups": (1, 64), "feature_groups": (1, 4096),
+            "hidden_size": (1, 8192)})
+        check_budget("convgru", self.approx_parameters(), max(self.window * self.conv_channels, 3 * self.hidden_size))
         if any(k < 1 for k in self.kernel_sizes) or self.dilation < 1 or self.pool_size < 1:
             raise ConfigError("convgru: kernel sizes, dilation and pool_size must be >= 1")
         if self.in_channels % self.input_groups:
@@ -69,6 +78,11 @@ class ConvGRUConfig:
             )
         if self.out_steps() < 1:
             raise ConfigError(f"convgru: a window of {self.window} samples is too short for this conv stack")
+
+    def approx_parameters(self) -> int:
+        """A lower bound of the parameter count (weight matrices only): what a weights file must hold."""
+        c, h, k = self.conv_channels, self.hidden_size, self.kernel_sizes
+        return c * self.in_channels * k[0] + sum(c * c * ki for ki in k[1:]) + 3 * (c + h) * h
 
 
 class _ConvPool(nn.Sequential):
@@ -115,4 +129,4 @@ def build_convgru(config: Dict[str, Any], *, pretrained: Optional[str] = None, a
 
 
 for _name in ("convgru", "convgru-tiny"):
-    register_model(_name, kind="imu")(build_convgru)
+    register_model(_name, kind="imu", config=ConvGRUConfig)(build_convgru)

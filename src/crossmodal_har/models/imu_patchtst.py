@@ -14,6 +14,7 @@ silently throw away gravity (posture) information the user asked to keep.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Literal, Optional
 
@@ -21,7 +22,7 @@ import torch
 
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import ConfigError
-from crossmodal_har.models.base import Encoder, check_imu_input
+from crossmodal_har.models.base import Encoder, check_budget, check_fractions, check_imu_input, check_sizes
 from crossmodal_har.models.registry import hf_from_pretrained, register_model
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,13 @@ class PatchTSTEncoderConfig:
     init_std: float = 0.02
 
     def validate(self) -> None:
-        if self.num_input_channels < 1:
-            raise ConfigError("patchtst: num_input_channels must be >= 1")
-        if self.patch_length < 1 or self.patch_stride < 1:
-            raise ConfigError("patchtst: patch_length and patch_stride must be >= 1")
+        check_sizes("patchtst", self, {
+            "num_input_channels": (1, 64), "context_length": (2, 100_000), "patch_length": (1, 4096),
+            "patch_stride": (1, 4096), "d_model": (1, 8192), "num_hidden_layers": (1, 128),
+            "num_attention_heads": (1, 256), "ffn_dim": (1, 65_536)})
+        check_fractions("patchtst", self, ("attention_dropout", "positional_dropout", "path_dropout", "ff_dropout"))
+        if not (math.isfinite(self.init_std) and self.init_std >= 0):
+            raise ConfigError("patchtst: init_std must be a finite number >= 0")
         if self.context_length <= self.patch_length:
             raise ConfigError(
                 f"patchtst: context_length ({self.context_length}) must exceed patch_length ({self.patch_length})"
@@ -78,6 +82,14 @@ class PatchTSTEncoderConfig:
             )
         if self.pooling == "cls" and not self.use_cls_token:
             raise ConfigError("patchtst: pooling 'cls' needs use_cls_token: true")
+        p = self.num_patches + 1
+        check_budget("patchtst", self.approx_parameters(),
+                     self.num_input_channels * max(self.num_attention_heads * p * p, p * self.ffn_dim))
+
+    def approx_parameters(self) -> int:
+        """A lower bound of the parameter count (weight matrices only): what a weights file must hold."""
+        d = self.d_model
+        return self.num_hidden_layers * (4 * d * d + 2 * d * self.ffn_dim) + self.patch_length * d
 
     @property
     def num_patches(self) -> int:
@@ -158,4 +170,4 @@ def build_patchtst(config: Dict[str, Any], *, pretrained: Optional[str] = None, 
 
 
 for _name in ("patchtst", "patchtst-small", "patchtst-tiny"):
-    register_model(_name, kind="imu")(build_patchtst)
+    register_model(_name, kind="imu", config=PatchTSTEncoderConfig)(build_patchtst)

@@ -10,6 +10,13 @@ the result as a typed dataclass (unknown keys are errors) and calls the builder:
     enc = create_model("videomae-base", pretrained="path/to/local/dir")
     enc = create_model("videomae-base", pretrained="MCG-NJU/videomae-base-ssv2", allow_download=True)
 
+A config read from a *file* (``encoder.json``, ``bundle.json``, a run's ``model.json``) goes through
+:func:`checked_config` / :func:`create_model_from_config` instead: only the architecture's own fields,
+sizes bounded by its ``validate``, and never a loading key (``pretrained``, ``allow_download`` ...:
+:data:`LOADING_KEYS`) — whether weights are loaded or downloaded is the command line's decision only.
+A config dataclass may define ``embed_dim`` and ``approx_parameters()`` (a lower bound of its weight
+count), which the artefact readers check against the file's declared sizes and weights file.
+
 Each created module carries ``model_name`` and ``model_cfg`` (resolved config dict), so
 :func:`crossmodal_har.models.artefacts.save_encoder` needs nothing else to save it and rebuild it later.
 """
@@ -23,8 +30,9 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from crossmodal_har.config import from_dict
 from crossmodal_har.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,7 @@ _BUILTIN_MODULES = (
     "crossmodal_har.models.imu_convgru",
     "crossmodal_har.models.video_videomae",
     "crossmodal_har.models.video_clip",
+    "crossmodal_har.models.video_efficientnet",
 )
 
 
@@ -45,19 +54,34 @@ class ModelEntry:
     name: str
     builder: Callable[..., Any]
     kind: str
+    config_cls: Optional[type] = None  # the architecture's config dataclass: the schema of files
+
+
+# Keyword arguments that load weights or reach the network. They are options of the person at the
+# command line (``--pretrained``-like flags, ``--allow-download``), never architecture: a file's
+# ``config`` section naming one is refused (:func:`checked_config`).
+LOADING_KEYS = frozenset({
+    "pretrained", "allow_download", "pretrained_model_name_or_path", "local_files_only", "cache_dir",
+    "revision", "token", "use_auth_token", "trust_remote_code", "force_download", "resume_download",
+    "proxies", "subfolder", "use_safetensors", "from_tf", "from_flax", "mirror", "hub", "hub_id",
+    "repo_id", "endpoint", "url", "weights", "checkpoint", "path",
+})
 
 
 _REGISTRY: Dict[str, ModelEntry] = {}
 _builtins_loaded = False
 
 
-def register_model(name: str, *, kind: Optional[str] = None) -> Callable[[Callable], Callable]:
+def register_model(name: str, *, kind: Optional[str] = None,
+                   config: Optional[type] = None) -> Callable[[Callable], Callable]:
     """Decorator registering ``builder`` under ``name``.
 
     The builder is called as ``builder(config: dict, *, pretrained, allow_download)`` where ``config``
     is the named JSON config merged with overrides; it returns an :class:`~crossmodal_har.models.base.Encoder`
     (or any module with ``kind``/``embed_dim``/``model_cfg``). ``kind`` is ``imu`` or ``video`` (used by
-    :func:`list_models`); when omitted, the builder's ``kind`` attribute is used.
+    :func:`list_models`); when omitted, the builder's ``kind`` attribute is used. ``config`` is the
+    architecture's config dataclass: the schema a persisted ``config`` section is checked against
+    (:func:`checked_config`) before anything is built.
 
     The same builder may be registered under several names (e.g. ``patchtst`` and ``patchtst-tiny``).
     """
@@ -68,7 +92,7 @@ def register_model(name: str, *, kind: Optional[str] = None) -> Callable[[Callab
             raise ValueError(f"register_model({name!r}): kind must be 'imu' or 'video', got {k!r}")
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model name {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name=name, builder=builder, kind=k)
+        _REGISTRY[name] = ModelEntry(name=name, builder=builder, kind=k, config_cls=config)
         return builder
 
     return deco
@@ -148,6 +172,48 @@ def create_model(
     if getattr(model, "kind", None) != entry.kind:
         raise RuntimeError(f"builder for {name!r} returned kind {getattr(model, 'kind', None)!r}, expected {entry.kind!r}")
     return model
+
+
+def checked_config(name: str, config: Any, *, where: str = "config") -> Dict[str, Any]:
+    """Check a *persisted* architecture config (``encoder.config`` of ``bundle.json``,
+    ``encoder.json``, a run's ``model.json``) before any model is built; returns it as a dict.
+
+    Files are data: only the architecture's own fields (those of its config dataclass) are allowed,
+    with the ranges its ``validate`` enforces (sizes bounded, so a few bytes of JSON cannot ask for
+    terabytes). Loading keys (:data:`LOADING_KEYS`: ``pretrained``, ``allow_download`` ...) are
+    refused: whether weights are fetched is decided at the command line only.
+
+    Raises:
+        ConfigError: naming ``where`` and the key (callers turn it into a DataError naming the file).
+    """
+    architecture(name, config, where=where)
+    return dict(config)
+
+
+def architecture(name: str, config: Any, *, where: str = "config") -> Any:
+    """The architecture config dataclass of ``name`` with a persisted ``config`` applied, checked as
+    :func:`checked_config` describes (nothing is built)."""
+    entry = _entry(name)
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(config).__name__}")
+    for key in config:
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: keys must be strings")
+        if key in LOADING_KEYS or key.lower() in LOADING_KEYS:
+            raise ConfigError(f"{where}: {key!r} is a loading option, not architecture; a file may not set it "
+                              "(weights are loaded or downloaded only on the command line's say-so)")
+    if entry.config_cls is None:
+        raise ConfigError(f"{where}: model {name!r} has no config schema; it cannot be rebuilt from a file")
+    try:
+        return from_dict(entry.config_cls, {**model_config(name), **dict(config)}, where=where)
+    except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:  # a validate() on odd values
+        raise ConfigError(f"{where}: invalid architecture ({exc})") from None
+
+
+def create_model_from_config(name: str, config: Any, *, where: str = "config"):
+    """``create_model(name, **config)`` for a config read from a file: :func:`checked_config` first,
+    so a file can never pass ``pretrained``/``allow_download`` or an absurd size."""
+    return create_model(name, **checked_config(name, config, where=where))
 
 
 def resolve_pretrained(pretrained: str, allow_download: bool) -> Tuple[str, bool]:

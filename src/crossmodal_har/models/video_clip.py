@@ -10,6 +10,7 @@ frozen: call :meth:`freeze` (no gradients, eval mode that ``train()`` cannot und
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Literal, Optional
 
@@ -17,7 +18,7 @@ import torch
 
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import ConfigError
-from crossmodal_har.models.base import Encoder
+from crossmodal_har.models.base import Encoder, check_budget, check_fractions, check_sizes
 from crossmodal_har.models.registry import hf_from_pretrained, register_model
 from crossmodal_har.models.video_common import CLIP_MEAN, CLIP_STD, check_frames, to_pixel_values
 
@@ -54,13 +55,33 @@ class ClipEncoderConfig:
     num_frames: int = 10
     frame_pooling: Literal["middle", "mean3"] = "middle"
 
+    @property
+    def embed_dim(self) -> int:
+        return self.projection_dim
+
     def validate(self) -> None:
+        check_sizes("clip", self, {
+            "image_size": (1, 1024), "patch_size": (1, 1024), "hidden_size": (1, 8192),
+            "intermediate_size": (1, 65_536), "projection_dim": (1, 8192), "num_hidden_layers": (1, 128),
+            "num_attention_heads": (1, 256), "num_frames": (1, 256)})
+        check_fractions("clip", self, ("attention_dropout",))
+        if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            raise ConfigError("clip: layer_norm_eps must be a finite number > 0")
         if self.image_size % self.patch_size:
             raise ConfigError(f"clip: image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError("clip: hidden_size must be divisible by num_attention_heads")
         if self.num_frames < 1:
             raise ConfigError("clip: num_frames must be >= 1")
+        tokens = (self.image_size // self.patch_size) ** 2 + 1
+        check_budget("clip", self.approx_parameters(),
+                     3 * max(self.num_attention_heads * tokens * tokens, tokens * self.intermediate_size))
+
+    def approx_parameters(self) -> int:
+        """A lower bound of the parameter count (weight matrices only): what a weights file must hold."""
+        h = self.hidden_size
+        return (self.num_hidden_layers * (4 * h * h + 2 * h * self.intermediate_size) + 3 * self.patch_size ** 2 * h
+                + h * self.projection_dim)
 
     def hf_kwargs(self) -> Dict[str, Any]:
         d = to_dict(self)
@@ -120,4 +141,4 @@ def build_clip(config: Dict[str, Any], *, pretrained: Optional[str] = None, allo
 
 
 for _name in ("clip-vit-b32", "clip-tiny"):
-    register_model(_name, kind="video")(build_clip)
+    register_model(_name, kind="video", config=ClipEncoderConfig)(build_clip)

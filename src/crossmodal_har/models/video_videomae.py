@@ -8,6 +8,7 @@ checkpoint trained on 16 frames (``MCG-NJU/videomae-base-ssv2``) loads for 10 fr
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Literal, Optional
 
@@ -15,7 +16,7 @@ import torch
 
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import ConfigError
-from crossmodal_har.models.base import Encoder
+from crossmodal_har.models.base import Encoder, check_budget, check_fractions, check_sizes
 from crossmodal_har.models.registry import hf_from_pretrained, register_model
 from crossmodal_har.models.video_common import IMAGENET_MEAN, IMAGENET_STD, check_frames, to_pixel_values
 
@@ -46,7 +47,18 @@ class VideoMAEEncoderConfig:
     qv_bias: bool = True
     use_mean_pooling: bool = False
 
+    @property
+    def embed_dim(self) -> int:
+        return self.hidden_size
+
     def validate(self) -> None:
+        check_sizes("videomae", self, {
+            "image_size": (1, 1024), "patch_size": (1, 1024), "num_frames": (1, 256), "tubelet_size": (1, 256),
+            "hidden_size": (1, 8192), "num_hidden_layers": (1, 128), "num_attention_heads": (1, 256),
+            "intermediate_size": (1, 65_536)})
+        check_fractions("videomae", self, ("hidden_dropout_prob", "attention_probs_dropout_prob"))
+        if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            raise ConfigError("videomae: layer_norm_eps must be a finite number > 0")
         if self.num_frames < self.tubelet_size or self.num_frames % self.tubelet_size:
             raise ConfigError(
                 f"videomae: num_frames ({self.num_frames}) must be a positive multiple of tubelet_size ({self.tubelet_size})"
@@ -55,6 +67,15 @@ class VideoMAEEncoderConfig:
             raise ConfigError(f"videomae: image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError("videomae: hidden_size must be divisible by num_attention_heads")
+        tokens = (self.num_frames // self.tubelet_size) * (self.image_size // self.patch_size) ** 2
+        check_budget("videomae", self.approx_parameters(),
+                     max(self.num_attention_heads * tokens * tokens, tokens * self.intermediate_size))
+
+    def approx_parameters(self) -> int:
+        """A lower bound of the parameter count (weight matrices only): what a weights file must hold."""
+        h = self.hidden_size
+        return (self.num_hidden_layers * (4 * h * h + 2 * h * self.intermediate_size)
+                + 3 * self.tubelet_size * self.patch_size ** 2 * h)
 
 
 class VideoMAEEncoder(Encoder):
@@ -98,4 +119,4 @@ def build_videomae(config: Dict[str, Any], *, pretrained: Optional[str] = None, 
 
 
 for _name in ("videomae-base", "videomae-tiny"):
-    register_model(_name, kind="video")(build_videomae)
+    register_model(_name, kind="video", config=VideoMAEEncoderConfig)(build_videomae)

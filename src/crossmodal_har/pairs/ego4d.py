@@ -4,6 +4,8 @@ Inputs (every path from the command line; defaults are conventional sub-director
 
 * metadata ``ego4d.json`` (``--ego4d-json``): its ``videos`` list; per video ``video_uid``,
   ``has_imu`` and ``video_metadata.video_duration_sec`` are used. Videos without IMU are skipped.
+  A ``video_uid`` must be a plain file name (no path separator, no leading dot): a file cannot
+  point reads outside ``--imu-dir`` / ``--video-dir``.
 * IMU CSVs ``<imu_dir>/<video_uid>.csv`` (``--imu-dir``; default ``SRC/imu`` or ``SRC/v2/imu`` or
   ``SRC/v1/imu``) with columns ``canonical_timestamp_ms``, ``accl_x/y/z`` (m/s^2) and
   ``gyro_x/y/z`` (rad/s); other columns are ignored.
@@ -30,6 +32,7 @@ import pandas as pd
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import read_json
 from crossmodal_har.pairs.session import SessionSpec
+from crossmodal_har.signals.text import quote
 from crossmodal_har.signals.types import ImuRecording
 from crossmodal_har.signals.units import Units, to_canonical
 
@@ -46,6 +49,17 @@ def _first_dir(root: Path, cands) -> Path:
         if (root / c).is_dir():
             return root / c
     return root / cands[0]
+
+
+def _uid_problem(uid: str) -> str:
+    """Why ``uid`` cannot name a file inside the IMU and video directories ('' when it can)."""
+    if not uid.strip():
+        return "is empty"
+    if len(uid) > 200:
+        return "is too long"
+    if any(c in uid for c in "/\\\x00") or uid in (".", "..") or uid.startswith("."):
+        return "is not a plain file name (no path separators, no leading dot)"
+    return ""
 
 
 def iter_ego4d_sessions(src: PathLike, *, ego4d_json: Optional[PathLike] = None, imu_dir: Optional[PathLike] = None,
@@ -71,6 +85,10 @@ def iter_ego4d_sessions(src: PathLike, *, ego4d_json: Optional[PathLike] = None,
             skipped += 1
             continue
         uid = v["video_uid"]
+        problem = _uid_problem(uid)
+        if problem:
+            raise DataError(meta_path, f"videos[{i}].video_uid {quote(uid)} {problem}: it names the files "
+                                       "<video_uid>.csv in --imu-dir and <video_uid>.mp4 in --video-dir")
         if uid in seen:
             continue
         seen.add(uid)
@@ -86,7 +104,7 @@ def iter_ego4d_sessions(src: PathLike, *, ego4d_json: Optional[PathLike] = None,
                                 "declared_duration_s": vm.get("video_duration_sec"), "imu_offset_s": float(imu_offset_s)}
         load = functools.partial(load_ego4d_imu, imu_root / f"{uid}.csv", uid, float(imu_offset_s), meta)
         yield SessionSpec(name=uid, subject=uid, video_path=video_root / f"{uid}.mp4", load_imu=load,
-                          labels=[], meta=meta)
+                          labels=[], meta=meta, inputs=[imu_root / f"{uid}.csv", video_root / f"{uid}.mp4"])
 
 
 def load_ego4d_imu(path: Path, name: str, offset_s: float = 0.0, meta: Optional[Dict[str, Any]] = None) -> ImuRecording:

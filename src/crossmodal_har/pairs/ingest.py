@@ -6,10 +6,14 @@ session to :func:`crossmodal_har.pairs.process.process_session` (in worker proce
 The settings are :class:`crossmodal_har.pairs.ingest_config.IngestConfig`.
 
 Resumability: a ledger records the settings (``STORE/ingest_state.json``) and, per finished
-session, its summary and shards (``STORE/ledger/<session>.json``, written atomically after the
-session's shards). A re-run with the same settings skips them, redoes
-any other session from scratch (its leftover shards are removed first) and ends with exactly the
-store an uninterrupted run makes. ``store.json`` and ``report.json`` are written at the end.
+session, its summary, shards and a fingerprint of its inputs (``STORE/ledger/<session>.json``,
+written atomically after the session's shards; see :mod:`crossmodal_har.pairs.fingerprint`). A
+re-run with the same settings skips the finished sessions whose inputs are unchanged, redoes any
+other session from scratch (its ledger entry, then its shards are removed first), removes the
+sessions that left the source, and ends with exactly the store a fresh run over the current inputs
+makes. Before it changes anything it withdraws ``store.json`` and ``report.json``, which are
+written again at the end: a reader never sees a store that lists old and new shards together.
+Different settings are refused, naming the keys that differ.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import hashlib
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -31,15 +36,17 @@ import torch
 from tqdm import tqdm
 
 from crossmodal_har.config import to_dict
-from crossmodal_har.errors import UserError
+from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import atomic_write_json, read_json
 from crossmodal_har.pairs.align import FRAME_POLICY
+from crossmodal_har.pairs.fingerprint import compare, compare_files, file_entry, fingerprint, tree_files
 from crossmodal_har.pairs.ingest_config import IngestConfig
 from crossmodal_har.pairs.process import process_session, remove_session_shards
 from crossmodal_har.pairs.report import build_report
 from crossmodal_har.pairs.session import SessionSpec, session_key
 from crossmodal_har.pairs.sources import iter_sessions
-from crossmodal_har.pairs.store import clean_temporaries, shard_path, write_store_json
+from crossmodal_har.pairs.store import (SHARD_FILES, clean_temporaries, prune_shards, shard_path,
+                                        withdraw_store_json, write_store_json)
 from crossmodal_har.pairs.video_encoder import create_video_encoder
 
 log = logging.getLogger(__name__)
@@ -99,8 +106,18 @@ def _worker_init() -> None:
 
 
 def _worker_run(i: int) -> Dict[str, Any]:
-    return process_session(_FORK_SPECS[i], _FORK_ARGS["cfg"], _FORK_ARGS["store_dir"],
-                           allow_download=_FORK_ARGS["allow_download"], threads=False)
+    return _ingest_one(_FORK_SPECS[i], _FORK_ARGS["cfg"], _FORK_ARGS["store_dir"],
+                       allow_download=_FORK_ARGS["allow_download"], threads=False)
+
+
+def _ingest_one(spec: SessionSpec, cfg: IngestConfig, out: Path, *, allow_download: bool,
+                threads: bool = True) -> Dict[str, Any]:
+    """One session's ledger entry: its summary plus the fingerprint of its inputs, taken *before*
+    they are read (an edit made while the session is processed is seen by the next run)."""
+    fp = fingerprint(spec)
+    summary = process_session(spec, cfg, out, allow_download=allow_download, threads=threads)
+    summary["inputs"] = fp
+    return summary
 
 
 def _settings(cfg: IngestConfig, src: Path) -> Dict[str, Any]:
@@ -122,17 +139,23 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
     with _StoreLock(out):
         settings = _settings(cfg, src)
         ledger_path = out / LEDGER
+        weights = _local_weights(cfg)
         if ledger_path.exists():
             state = read_json(ledger_path)
-            if state.get("settings") != settings:
-                raise UserError(f"{out} was ingested with different settings (or source); use a new --out "
-                                f"or delete it. Stored: {state.get('settings')}")
+            if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
+                raise UserError(f"{ledger_path}: damaged ingest state (not written by ingest); use a new --out "
+                                f"or delete {out}")
+            if state["settings"] != settings:
+                diffs = _diff(state["settings"], settings)
+                raise UserError(f"{out} was ingested with other settings ({'; '.join(diffs[:8])}"
+                                f"{'; ...' if len(diffs) > 8 else ''}); use a new --out, delete it, or re-run "
+                                f"with the stored values")
+            _check_weights(ledger_path, state, weights, cfg)
         else:
-            atomic_write_json(ledger_path, {"settings": settings})
-        ledger = {"sessions": _read_ledger(out)}
-        n_tmp = clean_temporaries(out)
-        if n_tmp:
-            log.info("removed %d half-written shard(s) from an interrupted run", n_tmp)
+            state = {"settings": settings}
+            if weights:
+                state["weights"] = [file_entry(p) for p in weights]
+            atomic_write_json(ledger_path, state)
 
         specs = list(iter_sessions(cfg.layout, src, **cfg.source))
         names = [s.name for s in specs]
@@ -140,15 +163,124 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
         if dup:
             raise UserError(f"duplicate session names in {src}: {', '.join(dup[:5])}")
         specs = sorted((s for s in specs if in_split(s.name, cfg.num_shards, cfg.shard_index)), key=lambda s: s.name)
-        done = {n for n, v in ledger["sessions"].items() if v.get("status") == "ok"}
-        todo = [s for s in specs if s.name not in done]
-        if done:
-            log.info("resuming: %d of %d session(s) already ingested", len(done & {s.name for s in specs}), len(specs))
+
+        ledger = {"sessions": _read_ledger(out), "settings_key": _settings_key(settings)}
+        todo, changed, gone, refreshed = _plan(out, specs, ledger)
+        done = len(specs) - len(todo)
+        if todo or gone:
+            # Nothing may change while a store.json lists the old shards (written again at the end).
+            withdraw_store_json(out)
+        n_tmp = clean_temporaries(out) + _clean_atomic_leftovers(out)
+        if n_tmp:
+            log.info("removed %d half-written file(s) or shard(s) from an interrupted run", n_tmp)
+        for name in gone:
+            log.warning("session %s is no longer in %s: removed from the store", name, src)
+            _forget(out, ledger, name)
+        for name, why in changed:
+            log.warning("session %s changed since it was ingested (%s): re-ingesting it", name, why)
         for s in todo:
-            remove_session_shards(out, s.name)
+            _forget(out, ledger, s.name)  # ledger entry first, then shards: a kill in between redoes it
+        for summary in refreshed:
+            _record(out, ledger, summary)
+        if done:
+            log.info("resuming: %d of %d session(s) already ingested and unchanged", done, len(specs))
 
         _run_sessions(todo, cfg, out, ledger, workers=workers, allow_download=allow_download, progress=progress)
         return finalize(out, cfg, src, specs, ledger)
+
+
+def _local_weights(cfg: IngestConfig) -> List[Path]:
+    """The files of a local ``--video-encoder-weights`` directory (or file); [] for none or a hub id."""
+    w = cfg.video_encoder_weights
+    if cfg.video_mode != "embeddings" or not w or not Path(w).exists():
+        return []
+    return tree_files(Path(w))
+
+
+def _check_weights(ledger_path: Path, state: Dict[str, Any], weights: List[Path], cfg: IngestConfig) -> None:
+    """Refuse to resume when the local encoder weights changed (every stored embedding would)."""
+    if "weights" not in state:
+        if weights:  # a store from before weights were fingerprinted: record them now
+            atomic_write_json(ledger_path, dict(state, weights=[file_entry(p) for p in weights]))
+        return
+    try:
+        why, refreshed = compare_files(state["weights"], weights)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        why, refreshed = "", None
+    if why is not None:
+        what = f"file {why}" if why else "its list of files"
+        raise UserError(f"{ledger_path.parent}: the video encoder weights {cfg.video_encoder_weights} changed "
+                        f"({what}) since this store was ingested; use a new --out or delete it")
+    if refreshed is not None:
+        atomic_write_json(ledger_path, dict(state, weights=refreshed))
+
+
+def _diff(stored: Any, now: Any, key: str = "") -> List[str]:
+    """``["config.shard_size: 1 -> 2", ...]``: the settings that differ, by dotted key."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        out: List[str] = []
+        for k in sorted(set(stored) | set(now), key=str):
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in stored:
+                out.append(f"{sub}: (absent) -> {now[k]!r}")
+            elif k not in now:
+                out.append(f"{sub}: {stored[k]!r} -> (absent)")
+            else:
+                out.extend(_diff(stored[k], now[k], sub))
+        return out
+    if stored == now:
+        return []
+    return [f"{key or 'settings'}: {stored!r} -> {now!r}"]
+
+
+def _plan(out: Path, specs: Sequence[SessionSpec], ledger: Dict[str, Any]):
+    """Which sessions to (re)do and why, which left the source, which ledger entries to refresh.
+
+    A session is done when its ledger entry says ``ok``, every shard it lists is on disk and its
+    inputs match the recorded fingerprint. Failed sessions are always retried (as before).
+    """
+    current = {s.name for s in specs}
+    gone = sorted(n for n in ledger["sessions"] if n not in current)
+    todo: List[SessionSpec] = []
+    changed: List[tuple] = []
+    refreshed: List[Dict[str, Any]] = []
+    for s in specs:
+        entry = ledger["sessions"].get(s.name)
+        if entry is None or entry.get("status") != "ok":
+            todo.append(s)
+            continue
+        inputs = entry.get("inputs")
+        if not all((shard_path(out, sh["name"]) / f).is_file() for sh in entry["shards"] for f in SHARD_FILES):
+            why, new = "shard files missing", None
+        elif isinstance(inputs, dict) and "version" in inputs and inputs.get("settings") != ledger["settings_key"]:
+            why, new = "it was ingested with other settings", None  # e.g. ingest_state.json was replaced
+        else:
+            why, new = compare(s, entry.get("inputs"))
+        if why is not None:
+            changed.append((s.name, why))
+            todo.append(s)
+        elif new is not None:
+            refreshed.append(dict(entry, inputs=new))
+    return todo, changed, gone, refreshed
+
+
+def _clean_atomic_leftovers(out: Path) -> int:
+    """Remove the temporary files (``.<name>.json.XXXX.tmp``) of JSON writes a kill interrupted."""
+    n = 0
+    for d in (out, out / LEDGER_DIR):
+        if d.is_dir():
+            for p in d.glob(".*.json.*.tmp"):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
+                    n += 1
+    return n
+
+
+def _forget(out: Path, ledger: Dict[str, Any], name: str) -> None:
+    """Drop session ``name`` from the store: its ledger entry, then its shards."""
+    ledger["sessions"].pop(name, None)
+    _ledger_file(out, name).unlink(missing_ok=True)
+    remove_session_shards(out, name)
 
 
 def _ledger_file(out: Path, name: str) -> Path:
@@ -156,17 +288,45 @@ def _ledger_file(out: Path, name: str) -> Path:
 
 
 def _read_ledger(out: Path) -> Dict[str, Dict[str, Any]]:
-    """Finished sessions' summaries, by session name."""
+    """Finished sessions' summaries, by session name. A damaged entry (unreadable, not a summary, or
+    under another session's file name) is deleted and logged: its session is redone, and shards no
+    entry lists are removed at the end."""
     d = out / LEDGER_DIR
     found: Dict[str, Dict[str, Any]] = {}
     if d.is_dir():
         for p in sorted(d.glob("*.json")):
-            summary = read_json(p)
+            if p.name.startswith("."):
+                continue
+            try:
+                summary = read_json(p)
+                ok = _valid_entry(summary) and p.name == f"{session_key(summary['session'])}.json"
+            except DataError:
+                ok = False
+            if not ok:
+                log.warning("%s: damaged ledger entry removed; its session will be ingested again", p)
+                p.unlink(missing_ok=True)
+                continue
             found[summary["session"]] = summary
     return found
 
 
+def _valid_entry(summary: Any) -> bool:
+    if not (isinstance(summary, dict) and isinstance(summary.get("session"), str)
+            and summary.get("status") in ("ok", "error") and isinstance(summary.get("shards"), list)):
+        return False
+    return all(isinstance(sh, dict) and isinstance(sh.get("name"), str) and sh.get("session") == summary["session"]
+               and isinstance(sh.get("n"), int) and isinstance(sh.get("chunk"), int)
+               and sh["name"] == f"{session_key(summary['session'])}-{sh['chunk']:04d}" for sh in summary["shards"])
+
+
+def _settings_key(settings: Dict[str, Any]) -> str:
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
 def _record(out: Path, ledger: Dict[str, Any], summary: Dict[str, Any]) -> None:
+    if isinstance(summary.get("inputs"), dict):
+        summary["inputs"]["settings"] = ledger["settings_key"]  # what the session was ingested with
     ledger["sessions"][summary["session"]] = summary
     atomic_write_json(_ledger_file(out, summary["session"]), summary)
     if summary["status"] == "error":
@@ -181,7 +341,7 @@ def _run_sessions(todo: Sequence[SessionSpec], cfg: IngestConfig, out: Path, led
     try:
         if workers <= 1 or len(todo) == 1:
             for spec in todo:
-                _record(out, ledger, process_session(spec, cfg, out, allow_download=allow_download))
+                _record(out, ledger, _ingest_one(spec, cfg, out, allow_download=allow_download))
                 bar.update(1)
             return
         if cfg.video_mode == "embeddings":  # load once here; forked workers share it
@@ -227,6 +387,9 @@ def finalize(out: Path, cfg: IngestConfig, src: Path, specs: Sequence[SessionSpe
         "class_names": classes,
         "split": {"num_shards": cfg.num_shards, "shard_index": cfg.shard_index} if cfg.num_shards > 1 else None,
     }
+    stale = prune_shards(out, {sh["name"] for sh in shards})
+    if stale:
+        log.info("removed %d shard(s) no session of the store lists", len(stale))
     write_store_json(out, meta, shards)
     report = build_report(summaries)
     atomic_write_json(out / REPORT, report)

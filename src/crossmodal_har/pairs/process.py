@@ -3,8 +3,9 @@
 1. ``load_imu()`` → recording on the video clock; gravity check of the declared units.
 2. IMU windows through the signal layer (:func:`crossmodal_har.signals.windows.recording_windows`:
    resample, median filter, window, quality). Windows with a quality reason are dropped.
-3. The video is probed; windows not wholly inside the video are dropped (``desync``); a session
-   whose IMU and video barely overlap is an error.
+3. The video is probed; a still picture or a one-frame stream fails the session (``not_a_video``);
+   windows not wholly inside the video are dropped (``desync``); a session whose IMU and video
+   barely overlap is an error.
 4. The video is decoded once; for each window, K frames (J per slot) nearest to the slot times.
    Windows whose frames are missing are dropped (``decode_error``; ``desync`` past the video end).
 5. Windows are written in chunks of ``shard_size`` as atomic shards; in embeddings mode the frames
@@ -36,8 +37,10 @@ from crossmodal_har.pairs.ingest_config import IngestConfig, effective_shard_siz
 from crossmodal_har.pairs.report import empty_drops
 from crossmodal_har.pairs.session import SessionSpec, session_key
 from crossmodal_har.pairs.store import SHARDS_DIR, ShardData, write_shard
-from crossmodal_har.pairs.video import DecodeStats, VideoInfo, iter_nearest_frames, probe_video
+from crossmodal_har.pairs.video import (DecodeStats, NotAVideoError, VideoInfo, count_frames, iter_nearest_frames,
+                                        probe_video)
 from crossmodal_har.pairs.video_encoder import create_video_encoder, embed_frames
+from crossmodal_har.signals.text import short_number
 from crossmodal_har.signals.types import ImuRecording
 from crossmodal_har.signals.windows import recording_windows
 
@@ -111,6 +114,11 @@ def _process(spec: SessionSpec, cfg: IngestConfig, store_dir: Path, summary: Dic
         return
     try:
         info = probe_video(spec.video_path)
+        if info.frames == 0 and count_frames(spec.video_path, 2) == 1:  # frame count not declared
+            raise NotAVideoError(spec.video_path, "not a video: its video stream has a single frame")
+    except NotAVideoError as exc:
+        summary["dropped"]["decode_error"] += len(x)
+        raise _SessionFailed("not_a_video", str(exc)) from None
     except DataError as exc:
         summary["dropped"]["decode_error"] += len(x)
         raise _SessionFailed("decode_error", str(exc)) from None
@@ -178,9 +186,9 @@ def _windows_in_video(spec: SessionSpec, cfg: IngestConfig, summary: Dict[str, A
         if ov < window_s or (dur > 0 and ov / dur < cfg.min_imu_coverage):
             drops["desync"] += len(x)
             raise _SessionFailed(
-                "desync", f"{spec.name}: IMU [{imu_t0:.3f}, {imu_t1:.3f}] s covers {ov:.3f} s of the video's "
-                f"[0, {dur:.3f}] s ({ov / dur if dur else 0:.0%}; need >= {cfg.min_imu_coverage:.0%} and one "
-                f"{window_s:g} s window): IMU shorter than the video, not overlapping it, or a wrong imu_offset_s")
+                "desync", f"{spec.name}: IMU [{_secs(imu_t0)}, {_secs(imu_t1)}] s covers {_secs(ov)} s of the "
+                f"video's [0, {_secs(dur)}] s ({ov / dur if dur else 0:.0%}; need >= {cfg.min_imu_coverage:.0%} "
+                f"and one {window_s:g} s window): IMU shorter than the video, not overlapping it, or a wrong imu_offset_s")
         # The container's duration is approximate (last frame's length); frames within the frame
         # tolerance of the window edges are good enough, as for every other slot.
         tol = frame_tolerance_s(window_s, cfg.frames)
@@ -192,6 +200,11 @@ def _windows_in_video(spec: SessionSpec, cfg: IngestConfig, summary: Dict[str, A
         summary["too_short"] = True
         return None
     return x, start_s, end_s
+
+
+def _secs(value: float) -> str:
+    """Seconds for a message: 3 decimals, or the short form when that would be a huge number."""
+    return f"{value:.3f}" if abs(value) < 1e9 else short_number(value)
 
 
 # ------------------------------------------------------------------- 4-5. frames and shards

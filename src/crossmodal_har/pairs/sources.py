@@ -15,7 +15,8 @@ Layouts:
 A source never raises for one bad session: problems that belong to one session (an unreadable
 ``session.json``, a missing ``imu.csv``) surface when its ``load_imu()`` is called, as a
 :class:`~crossmodal_har.errors.DataError` that ingestion records in the report. Problems with the
-whole source (no such directory, a malformed ``labels.csv``) raise at once.
+whole source (no such directory, a bad row of ``labels.csv``: see
+:func:`~crossmodal_har.pairs.session.read_labels_csv`) raise at once, before any session is ingested.
 
 Time convention: ``load_imu()`` returns timestamps on the *video clock*: seconds from the first
 presentation time of the video stream (the stream's ``start_time``; 0 for most files).
@@ -29,14 +30,13 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-import numpy as np
-
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import read_json
 from crossmodal_har.pairs.ego4d import iter_ego4d_sessions
 from crossmodal_har.pairs.gopro.source import iter_gopro_sessions
 from crossmodal_har.pairs.session import Label, SessionSpec, read_labels_csv
 from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.text import finite_number, quote, short_number
 from crossmodal_har.signals.types import ImuRecording
 from crossmodal_har.signals.units import Units
 
@@ -88,13 +88,11 @@ def iter_paired_sessions(root: PathLike) -> Iterator[SessionSpec]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"--src {root}: no such directory")
-    labels, label_subjects = read_labels_csv(root / "labels.csv")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
         raise UserError(f"--src {root}: no session directories (expected <root>/<session>/video.mp4 + imu.csv)")
-    names = {d.name for d in dirs}
-    for name in sorted(set(labels) - names):
-        log.warning("labels.csv names session %r, which has no directory under %s", name, root)
+    # A bad row of labels.csv (overlap, unknown session, ...) refuses the whole run, before any work.
+    labels, label_subjects = read_labels_csv(root / "labels.csv", sessions=[d.name for d in dirs])
     for d in dirs:
         yield _paired_session(d, labels.get(d.name, []), label_subjects.get(d.name))
 
@@ -127,12 +125,12 @@ def read_session_json(path: Path) -> Dict[str, Any]:
             out["extra"][key] = value
             continue
         if key == "imu_offset_s":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise DataError(path, f"imu_offset_s must be a number of seconds, got {value!r}")
+            if not finite_number(value):
+                raise DataError(path, f"imu_offset_s must be a finite number of seconds, got {short_number(value)}")
             value = float(value)
         elif key == "subject":
             if value is not None and not isinstance(value, (str, int)):
-                raise DataError(path, f"subject must be a string, got {value!r}")
+                raise DataError(path, f"subject must be a string, got {quote(value)}")
             value = None if value is None else str(value)
         out[key] = value
     Units.from_mapping({k: out[k] for k in ("acc_unit", "gyro_unit", "time_unit")}, path)
@@ -160,16 +158,18 @@ def _paired_session(d: Path, labels: List[Label], label_subject: Optional[str]) 
     name = d.name
     video = _find_video(d)
     imu = _find_imu(d)
+    inputs = [video, imu, d / "session.json"]
     try:
         sj = read_session_json(d / "session.json")
     except DataError as exc:
         return SessionSpec(name=name, subject=label_subject or name, video_path=video,
                            load_imu=functools.partial(_raise, exc), labels=labels,
-                           meta={"layout": "paired", "dir": str(d)})
+                           meta={"layout": "paired", "dir": str(d)}, inputs=inputs)
     subject = sj["subject"] or label_subject or name
     units = {k: sj[k] for k in ("acc_unit", "gyro_unit", "time_unit")}
     meta = {"layout": "paired", "dir": str(d), "imu_offset_s": sj["imu_offset_s"], "units": units}
     if sj["extra"]:
         meta["session_json"] = sj["extra"]
     load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject)
-    return SessionSpec(name=name, subject=subject, video_path=video, load_imu=load, labels=labels, meta=meta)
+    return SessionSpec(name=name, subject=subject, video_path=video, load_imu=load, labels=labels, meta=meta,
+                       inputs=inputs)

@@ -116,6 +116,34 @@ def clean_temporaries(store_dir: PathLike) -> int:
     return n
 
 
+def prune_shards(store_dir: PathLike, keep: Iterable[str]) -> List[str]:
+    """Remove every entry of ``STORE/shards`` whose name is not in ``keep`` (shards of sessions that
+    left the source or were redone, leftovers of a damaged ledger). Returns the names removed."""
+    root = Path(store_dir) / SHARDS_DIR
+    keep = set(keep)
+    removed = []
+    if root.is_dir():
+        for p in sorted(root.iterdir()):
+            if p.name not in keep:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p.name)
+    return removed
+
+
+def withdraw_store_json(store_dir: PathLike) -> bool:
+    """Remove ``store.json`` (and ``report.json``) before an ingest changes any shard, so that no reader
+    ever opens a store listing old and new shards at once; ingestion writes them again at its end.
+    Returns whether there was a ``store.json``."""
+    store_dir = Path(store_dir)
+    had = (store_dir / STORE_JSON).exists()
+    (store_dir / STORE_JSON).unlink(missing_ok=True)
+    (store_dir / "report.json").unlink(missing_ok=True)
+    return had
+
+
 def write_store_json(store_dir: PathLike, meta: Dict[str, Any], shards: Sequence[Dict[str, Any]]) -> Path:
     """Write ``store.json``: ``meta`` plus the ordered shard list ``[{"name", "n", "session"}]``."""
     out = dict(meta)
@@ -126,6 +154,36 @@ def write_store_json(store_dir: PathLike, meta: Dict[str, Any], shards: Sequence
 
 
 # ----------------------------------------------------------------------------------- reading
+
+def _checked_store_meta(meta: Any, path: Path) -> Dict[str, Any]:
+    """``store.json``'s shape, checked where it is read (a damaged file is a one-line DataError)."""
+    if not isinstance(meta, dict):
+        raise DataError(path, "expected a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        shown = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
+        raise DataError(path, f"store format_version {shown} is not supported (expected {FORMAT_VERSION})")
+    if not isinstance(meta.get("video_mode"), str):
+        raise DataError(path, "missing or invalid 'video_mode' (expected a string)")
+    if not isinstance(meta.get("preprocess"), dict):
+        raise DataError(path, "missing or invalid 'preprocess' (expected an object)")
+    num = meta.get("num_windows", 0)
+    if isinstance(num, bool) or not isinstance(num, int) or num < 0:
+        raise DataError(path, "invalid 'num_windows' (expected an integer >= 0)")
+    names = meta.get("class_names", [])
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+        raise DataError(path, "invalid 'class_names' (expected a list of strings)")
+    shards = meta.get("shards", [])
+    if not isinstance(shards, list):
+        raise DataError(path, "invalid 'shards' (expected a list)")
+    for i, sh in enumerate(shards):
+        name = sh.get("name") if isinstance(sh, dict) else None
+        n = sh.get("n") if isinstance(sh, dict) else None
+        if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name
+                or isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise DataError(path, f"shards[{i}]: expected {{\"name\": a shard directory name, \"n\": an integer >= 0}}")
+    return meta
+
 
 class ShardedArray:
     """A read-only array view over the same-named ``.npy`` file of every shard (memory-mapped).
@@ -210,10 +268,7 @@ class WindowStore:
         meta_path = self.path / STORE_JSON
         if not meta_path.is_file():
             raise DataError(self.path, f"not a window store (no {STORE_JSON}); run `crossmodal-har ingest` first")
-        self.meta: Dict[str, Any] = read_json(meta_path)
-        version = self.meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DataError(meta_path, f"store format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        self.meta: Dict[str, Any] = _checked_store_meta(read_json(meta_path), meta_path)
         self._imu: Optional[ShardedArray] = None
         self._video: Optional[ShardedArray] = None
         self._times: Optional[ShardedArray] = None

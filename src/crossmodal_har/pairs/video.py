@@ -59,6 +59,15 @@ class DecodeStats:
     extra: Dict[str, int] = field(default_factory=dict)
 
 
+class NotAVideoError(DataError):
+    """The file opens, but is a still picture (JPEG, PNG, ...) or has a single frame: not a video."""
+
+
+def _is_image_format(name: str) -> bool:
+    """FFmpeg demuxers of still pictures: ``image2``, ``image2pipe``, ``jpeg_pipe``, ``png_pipe``, ..."""
+    return any(n in ("image2", "image2pipe") or n.endswith("_pipe") for n in (name or "").split(","))
+
+
 def _open(path: Path) -> "av.container.InputContainer":
     if not path.is_file():
         raise DataError(path, "video file not found")
@@ -74,11 +83,19 @@ def _open(path: Path) -> "av.container.InputContainer":
 
 
 def probe_video(path: PathLike) -> VideoInfo:
-    """Read the container header (no decoding). Raises DataError when the file cannot be opened."""
+    """Read the container header (no decoding). Raises DataError when the file cannot be opened, and
+    :class:`NotAVideoError` when it is a still picture or declares a single frame (a video has a
+    video stream with more than one frame; see also :func:`count_frames`)."""
     path = Path(path)
     container = _open(path)
     try:
+        fmt = getattr(container.format, "name", "") or ""
+        if _is_image_format(fmt):
+            raise NotAVideoError(path, f"not a video: a still picture ({fmt.split(',')[0]}); expected a video "
+                                       "stream with more than one frame")
         st = container.streams.video[0]
+        if st.frames == 1:
+            raise NotAVideoError(path, "not a video: its video stream has a single frame")
         duration = None
         if st.duration is not None and st.time_base is not None:
             duration = float(st.duration * st.time_base)
@@ -190,7 +207,7 @@ def iter_nearest_frames(path: PathLike, targets: np.ndarray, size: int, *, stats
                 else:
                     yield j, convert(prev[0]), prev[1]
                 j += 1
-            if j >= m:
+            if j >= m and stats.frames_decoded >= 2:  # a second frame tells a video from a picture
                 break
             prev = (fr, t)
         while j < m:
@@ -201,6 +218,29 @@ def iter_nearest_frames(path: PathLike, targets: np.ndarray, size: int, *, stats
             j += 1
     finally:
         container.close()
+
+
+def count_frames(path: PathLike, limit: int) -> int:
+    """Decode up to ``limit`` frames of the first video stream and return how many there were (a
+    damaged stream counts the frames decoded before the damage). Raises DataError when the file
+    cannot be opened."""
+    path = Path(path)
+    container = _open(path)
+    n = 0
+    try:
+        packets = container.demux(container.streams.video[0])
+        while n < limit:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.error.FFmpegError):
+                break
+            try:
+                n += len(packet.decode())
+            except av.error.FFmpegError:
+                continue
+    finally:
+        container.close()
+    return min(n, limit)
 
 
 def decode_loop(path: PathLike, *, threads: bool = True) -> int:

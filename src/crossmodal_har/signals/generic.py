@@ -25,7 +25,8 @@ import numpy as np
 
 from crossmodal_har.errors import ConfigError, DataError
 from crossmodal_har.io import atomic_write_json, read_json
-from crossmodal_har.signals.readers import COLUMNS, RECORDING_SUFFIXES
+from crossmodal_har.signals.readers import COLUMNS, RECORDING_SUFFIXES, header_names
+from crossmodal_har.signals.text import decode_text, quote, short_number, visible
 from crossmodal_har.signals.types import DatasetReport
 from crossmodal_har.signals.units import Units
 
@@ -78,7 +79,8 @@ def read_meta(root: PathLike) -> DatasetMeta:
     allowed = {"acc_unit", "gyro_unit", "time_unit", *META_OPTIONAL_KEYS}
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise DataError(path, f"unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}")
+        raise DataError(path, f"unknown key(s) {visible(', '.join(unknown))[:200]}; valid keys: "
+                              f"{', '.join(sorted(allowed))}")
     units = Units.from_mapping(data, path)
     classes = data.get("classes")
     if classes is not None:
@@ -126,9 +128,9 @@ def _parse_number(path: Path, line: int, col: str, cell: str) -> float:
     try:
         value = float(cell)
     except ValueError:
-        raise DataError(path, f"cannot parse {col} {cell[:40]!r} as a number", line=line) from None
+        raise DataError(path, f"cannot parse {col} {quote(cell)} as a number", line=line) from None
     if not math.isfinite(value):
-        raise DataError(path, f"{col} is not finite ({cell!r})", line=line)
+        raise DataError(path, f"{col} is not finite ({quote(cell)})", line=line)
     return value
 
 
@@ -153,19 +155,16 @@ def read_labels(path: PathLike, recordings: Sequence[str], units: Units, *,
         raise DataError(path, "empty file (expected header recording,start,end,label[,subject])")
     if b"\x00" in raw[:8192]:
         raise DataError(path, "binary file, not CSV text")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(path, "not a UTF-8 text file") from None
+    text = decode_text(raw, path)
     reader = csv.reader(text.splitlines())
-    header = [h.strip() for h in next(reader)]
+    header = header_names(next(reader))
     missing = [c for c in LABEL_COLUMNS if c not in header]
     if missing:
         raise DataError(path, f"missing column(s) {', '.join(missing)}; header must be "
                               "recording,start,end,label[,subject]", line=1)
     unknown = [c for c in header if c not in LABEL_COLUMNS + OPTIONAL_LABEL_COLUMNS]
     if unknown:
-        raise DataError(path, f"unknown column(s) {', '.join(unknown)}", line=1)
+        raise DataError(path, f"unknown column(s) {visible(', '.join(unknown))[:200]}", line=1)
     col = {c: header.index(c) for c in header}
     class_set = set(classes) if classes is not None else None
     scale = units.time_scale
@@ -179,22 +178,23 @@ def read_labels(path: PathLike, recordings: Sequence[str], units: Units, *,
             cells = {c: row[i].strip() for c, i in col.items()}
             rec = cells["recording"]
             if rec not in known:
-                raise DataError(path, f"unknown recording {rec!r} (no recordings/{rec}.csv or .parquet)",
-                                line=lineno)
+                raise DataError(path, f"unknown recording {quote(rec)} (no recordings/{visible(rec[:40])}.csv or "
+                                      ".parquet)", line=lineno)
             start = _parse_number(path, lineno, "start", cells["start"])
             end = _parse_number(path, lineno, "end", cells["end"])
             if not start < end:
-                raise DataError(path, f"start {cells['start']} >= end {cells['end']}", line=lineno)
+                raise DataError(path, f"start {short_number(start)} >= end {short_number(end)}", line=lineno)
             label = cells["label"]
             if not label:
                 raise DataError(path, "empty label", line=lineno)
             if class_set is not None and label not in class_set:
-                raise DataError(path, f"label {label!r} is not in dataset.json classes", line=lineno)
+                raise DataError(path, f"label {quote(label)} is not in dataset.json classes", line=lineno)
             subject = cells.get("subject", "")
             if subject:
                 prev = out.subjects.get(rec)
                 if prev is not None and prev != subject:
-                    raise DataError(path, f"recording {rec!r} has subject {subject!r} here but {prev!r} on "
+                    raise DataError(path, f"recording {quote(rec)} has subject {quote(subject)} here but "
+                                          f"{quote(prev)} on "
                                           f"line {subject_line[rec]}", line=lineno)
         except DataError as exc:
             if not skip_bad:
@@ -214,7 +214,7 @@ def read_labels(path: PathLike, recordings: Sequence[str], units: Units, *,
         kept: List[LabelSegment] = []
         for s in segs:
             if kept and s.start_s < kept[-1].end_s:
-                exc = DataError(path, f"segment of {rec!r} overlaps the one on line {kept[-1].line}",
+                exc = DataError(path, f"segment of {quote(rec)} overlaps the one on line {kept[-1].line}",
                                 line=s.line)
                 if not skip_bad:
                     raise exc

@@ -6,18 +6,85 @@ the pickle, :class:`LegacyFrameUnpickler` allows only an explicit whitelist of g
 each to an inert stand-in here that records its pickled state; :func:`frame_columns` then rebuilds
 the columns as numpy arrays. Any other global (``os.system``, ``builtins.eval``, ...) is an error,
 so a malicious file cannot run code.
+
+Nor can it change anything in the running process: BUILD (``__setstate__``) is honoured only on
+instances of the stand-ins, which record the state as data; on anything else a whitelisted global
+resolves to (the stand-in classes themselves, the allowed functions, ``numpy.ndarray``) it is
+refused. :func:`load_legacy` also checks the opcode stream before unpickling (:func:`prescan`): no
+persistent ids, no memo index or length field larger than the file can back; and
+:func:`frame_columns` refuses an index longer than the file could hold (``max_rows``), so a few
+hundred bytes cannot ask for 10^12 rows.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
-from typing import Any, Dict, Tuple
+import pickletools
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The pickle references something outside the whitelist."""
+
+
+def _refuse_build(*_: Any) -> None:
+    raise UnsafePickleError("refusing BUILD (setting state) on a class or function named in the file")
+
+
+class _InstanceOnly:
+    """``__setstate__`` that exists on instances only: BUILD on the class itself is refused (else
+    ``Class.__setstate__(state)`` would be looked up and a file could target the class)."""
+
+    def __init__(self, fn: Callable[[Any, Any], None]) -> None:
+        self.fn = fn
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Callable[..., None]:
+        if obj is None:
+            return _refuse_build
+        return self.fn.__get__(obj, objtype)
+
+
+class _Global:
+    """A whitelisted function as the unpickler hands it out: callable (REDUCE), but with no
+    attributes a BUILD could set (``__slots__``) and a ``__setstate__`` that refuses."""
+
+    __slots__ = ("fn", "name")
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        self.fn = fn
+        self.name = name
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        _refuse_build()
+
+    def __repr__(self) -> str:
+        return f"<allowed global {self.name}>"
+
+
+class _Marker:
+    """A whitelisted global that is only ever an argument (``numpy.ndarray``, ``object``): not
+    callable, no attributes, BUILD refused."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __setstate__(self, state: Any) -> None:
+        _refuse_build()
+
+    def __repr__(self) -> str:
+        return f"<allowed global {self.name}>"
+
+
+_NDARRAY = _Marker("numpy.ndarray")
+_OBJECT = _Marker("object")
 
 
 class _Stub:
@@ -27,6 +94,7 @@ class _Stub:
         self.args = args
         self.state: Any = None
 
+    @_InstanceOnly
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
@@ -62,6 +130,7 @@ class ArrayStub(_Stub):
 
     array: Any = None
 
+    @_InstanceOnly
     def __setstate__(self, state: Any) -> None:
         # numpy ndarray state: (version, shape, dtype, is_fortran, rawdata)
         if not isinstance(state, tuple) or len(state) not in (4, 5):
@@ -88,10 +157,6 @@ class ArrayStub(_Stub):
         self.array = arr
 
 
-class _NdarrayType:
-    """Marker for the ``numpy.ndarray`` global (only used as an argument of ``_reconstruct``)."""
-
-
 class DtypeStub(_Stub):
     """Stands in for ``numpy.dtype(spec, align, copy)``; the BUILD state sets the byte order."""
 
@@ -101,6 +166,7 @@ class DtypeStub(_Stub):
             raise UnsafePickleError(f"unexpected dtype spec {spec!r}")
         self.spec = spec
 
+    @_InstanceOnly
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
@@ -126,13 +192,13 @@ def _plain(v: Any) -> Any:
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """``copy_reg._reconstructor`` restricted to the stand-in classes."""
-    if not (isinstance(cls, type) and issubclass(cls, _Stub)) or base is not object or state is not None:
+    if not (isinstance(cls, type) and issubclass(cls, _Stub)) or base is not _OBJECT or state is not None:
         raise UnsafePickleError(f"refusing to reconstruct {cls!r}")
     return cls.__new__(cls)
 
 
 def _np_reconstruct(subtype: Any, shape: Any, dtype_char: Any) -> ArrayStub:
-    if subtype is not _NdarrayType:
+    if subtype is not _NDARRAY:
         raise UnsafePickleError("refusing to reconstruct an ndarray subclass")
     return ArrayStub()
 
@@ -151,17 +217,30 @@ def _new_index(cls: Any, d: Any) -> IndexStub:
     return obj
 
 
+def _slice(*args: Any) -> slice:
+    if not 1 <= len(args) <= 3 or not all(a is None or (isinstance(a, int) and not isinstance(a, bool))
+                                          for a in args):
+        raise UnsafePickleError("unexpected slice arguments")
+    return slice(*args)
+
+
+_RECONSTRUCTOR = _Global(_reconstructor, "copyreg._reconstructor")
+_NP_RECONSTRUCT = _Global(_np_reconstruct, "numpy.core.multiarray._reconstruct")
+_SLICE = _Global(_slice, "slice")
+
+# Resolved globals: the stand-in classes (whose instances alone accept BUILD), _Global-wrapped
+# functions and _Marker arguments (which refuse it).
 _WHITELIST = {
-    ("copy_reg", "_reconstructor"): _reconstructor,
-    ("copyreg", "_reconstructor"): _reconstructor,
-    ("__builtin__", "object"): object,
-    ("builtins", "object"): object,
-    ("__builtin__", "slice"): slice,
-    ("builtins", "slice"): slice,
-    ("_codecs", "encode"): _codecs_encode,
-    ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy", "ndarray"): _NdarrayType,
+    ("copy_reg", "_reconstructor"): _RECONSTRUCTOR,
+    ("copyreg", "_reconstructor"): _RECONSTRUCTOR,
+    ("__builtin__", "object"): _OBJECT,
+    ("builtins", "object"): _OBJECT,
+    ("__builtin__", "slice"): _SLICE,
+    ("builtins", "slice"): _SLICE,
+    ("_codecs", "encode"): _Global(_codecs_encode, "_codecs.encode"),
+    ("numpy.core.multiarray", "_reconstruct"): _NP_RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _NP_RECONSTRUCT,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): DtypeStub,
     ("pandas.core.frame", "DataFrame"): FrameStub,
     ("pandas.core.internals.managers", "BlockManager"): ManagerStub,
@@ -169,7 +248,7 @@ _WHITELIST = {
     ("pandas.core.internals.blocks", "Block"): BlockStub,
     ("pandas.core.internals.blocks", "FloatBlock"): BlockStub,
     ("pandas.core.internals.blocks", "IntBlock"): BlockStub,
-    ("pandas.core.indexes.base", "_new_Index"): _new_index,
+    ("pandas.core.indexes.base", "_new_Index"): _Global(_new_index, "pandas.core.indexes.base._new_Index"),
     ("pandas.core.indexes.base", "Index"): IndexStub,
     ("pandas.core.indexes.numeric", "Int64Index"): IndexStub,
     ("pandas.core.indexes.numeric", "Float64Index"): IndexStub,
@@ -178,7 +257,8 @@ _WHITELIST = {
 
 
 class LegacyFrameUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only whitelisted globals, to inert stand-ins."""
+    """Unpickler that resolves only whitelisted globals, to inert stand-ins (use :func:`load_legacy`
+    for untrusted bytes: it checks the opcode stream first)."""
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -186,23 +266,82 @@ class LegacyFrameUnpickler(pickle.Unpickler):
         except KeyError:
             raise UnsafePickleError(f"global {module}.{name} is not allowed in this data file") from None
 
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError("persistent ids are not allowed in this data file")
+
+
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def prescan(data: bytes) -> None:
+    """Check a pickle's opcode stream without building anything: every opcode known, every length
+    field backed by bytes in ``data``, no persistent id, memo indices no larger than the number of
+    objects memoised so far (the C unpickler would allocate a memo table of that size).
+
+    Raises:
+        UnsafePickleError: a persistent id or an absurd memo index / frame length.
+        pickle.UnpicklingError: the stream is malformed or truncated (with its byte position).
+    """
+    memoised = 0
+    n = len(data)
+    try:
+        for op, arg, pos in pickletools.genops(io.BytesIO(data)):
+            name = op.name
+            if name in ("PERSID", "BINPERSID"):
+                raise UnsafePickleError(f"persistent ids are not allowed in this data file (byte {pos})")
+            if name in _PUT_OPS:
+                if not isinstance(arg, int) or arg < 0 or arg > memoised:
+                    raise UnsafePickleError(f"memo index {arg} out of range at byte {pos}")
+                memoised += 1
+            elif name == "MEMOIZE":
+                memoised += 1
+            elif name == "FRAME" and arg > n - pos:
+                raise UnsafePickleError(f"frame of {arg} bytes at byte {pos} is longer than the file")
+            elif name in ("GET", "BINGET", "LONG_BINGET") and (not isinstance(arg, int) or arg > memoised):
+                raise UnsafePickleError(f"memo index {arg} out of range at byte {pos}")
+    except (ValueError, EOFError) as exc:  # pickletools' message names the byte position
+        raise pickle.UnpicklingError(str(exc)) from None
+
+
+def load_legacy(data: bytes) -> Any:
+    """Unpickle untrusted ``data`` with :class:`LegacyFrameUnpickler` after :func:`prescan`.
+
+    Raises UnsafePickleError for what the file may not do and pickle.UnpicklingError (or an error
+    of the stand-ins: TypeError, ValueError, ...) for a malformed stream.
+    """
+    prescan(data)
+    return LegacyFrameUnpickler(io.BytesIO(data)).load()
+
 
 def _unwrap(obj: Any) -> Any:
     return obj.array if isinstance(obj, ArrayStub) else obj
 
 
-def index_values(idx: Any) -> np.ndarray:
-    """Values of a pickled Index / RangeIndex stand-in."""
+def index_values(idx: Any, max_len: Optional[int] = None) -> np.ndarray:
+    """Values of a pickled Index / RangeIndex stand-in; a RangeIndex longer than ``max_len`` is
+    refused before anything is allocated."""
     if isinstance(idx, RangeIndexStub):
         a = idx.attrs
-        return np.arange(int(a.get("start", 0)), int(a["stop"]), int(a.get("step", 1)))
+        bounds = (a.get("start", 0), a["stop"], a.get("step", 1))
+        if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+            raise UnsafePickleError("RangeIndex start/stop/step must be integers")
+        if bounds[2] == 0:
+            raise UnsafePickleError("RangeIndex step is 0")
+        n = len(range(*bounds))
+        if max_len is not None and n > max_len:
+            raise UnsafePickleError(f"RangeIndex of {n:.6g} rows is more than the file can hold")
+        return np.arange(*bounds)
     if isinstance(idx, IndexStub):
         return np.asarray(_unwrap(idx.attrs["data"]))
     raise UnsafePickleError(f"unexpected index object {type(idx).__name__}")
 
 
-def frame_columns(frame: Any) -> Tuple[Dict[str, np.ndarray], int]:
-    """Rebuild ``{column: 1-D array}`` and the row count from a :class:`FrameStub`."""
+def frame_columns(frame: Any, max_rows: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], int]:
+    """Rebuild ``{column: 1-D array}`` and the row count from a :class:`FrameStub`.
+
+    ``max_rows`` bounds the row count the index may declare (the size of the pickle is a safe
+    bound: every row of a column takes at least one byte of it).
+    """
     if not isinstance(frame, FrameStub) or not isinstance(frame.state, dict):
         raise UnsafePickleError("expected a pickled DataFrame")
     mgr = frame.state.get("_data") or frame.state.get("_mgr")
@@ -214,8 +353,8 @@ def frame_columns(frame: Any) -> Tuple[Dict[str, np.ndarray], int]:
     columns: Dict[str, np.ndarray] = {}
     if isinstance(new, dict):
         axes = new["axes"]
-        names = [str(c) for c in index_values(axes[0])]
-        n_rows = len(index_values(axes[1]))
+        names = [str(c) for c in index_values(axes[0], max_rows)]
+        n_rows = len(index_values(axes[1], max_rows))
         for blk in new["blocks"]:
             values = np.asarray(_unwrap(blk["values"]))
             locs = blk["mgr_locs"]
@@ -228,10 +367,10 @@ def frame_columns(frame: Any) -> Tuple[Dict[str, np.ndarray], int]:
                 columns[names[int(loc)]] = values[j]
     else:  # pre-0.14.1 layout: (axes, block values, block items)
         axes, block_values, block_items = state[0], state[1], state[2]
-        n_rows = len(index_values(axes[1]))
+        n_rows = len(index_values(axes[1], max_rows))
         for values, items in zip(block_values, block_items):
             values = np.asarray(_unwrap(values))
-            item_names = [str(c) for c in index_values(items)]
+            item_names = [str(c) for c in index_values(items, max_rows)]
             values = values.reshape(len(item_names), -1)
             for j, name in enumerate(item_names):
                 columns[name] = values[j]

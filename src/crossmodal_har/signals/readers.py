@@ -17,6 +17,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from crossmodal_har.errors import DataError
+from crossmodal_har.signals.text import quote, strip_bom, visible
 from crossmodal_har.signals.types import CHANNELS, ImuRecording
 from crossmodal_har.signals.units import Units, to_canonical
 
@@ -73,10 +74,12 @@ def read_imu_table(path: PathLike, units: Units, *, subject: Optional[str] = Non
 
 def read_csv_header(path: PathLike) -> List[str]:
     """Check that ``path`` is a non-empty UTF-8 text file whose header (line 1) names every column
-    of :data:`COLUMNS` once, and return the header's (stripped) column names.
+    of :data:`COLUMNS` once, and return the header's column names, normalised by the one header
+    rule (:func:`header_names`: surrounding spaces and a leading BOM do not count).
 
-    Shared by the table reader here and the streaming reader of ``predict``
-    (:mod:`crossmodal_har.infer.reader`), so both reject a bad file with the same message.
+    Shared by the table reader here and the streaming reader of ``predict``/``embed``
+    (:mod:`crossmodal_har.infer.reader`), so both accept the same files and reject a bad one with
+    the same message. Both then parse the data with :func:`csv_column_names` as pandas' ``names``.
 
     Raises:
         DataError: empty or binary file, empty header line, duplicated or missing columns.
@@ -110,8 +113,20 @@ def _read_header(path: Path) -> List[str]:
         first = fh.readline()
     if not first.strip():
         raise DataError(path, "empty header line (expected " + ",".join(COLUMNS) + ")", line=1)
-    header = [h.strip().lstrip("\ufeff") for h in next(csv.reader([first]))]
-    return header
+    return header_names(next(csv.reader([strip_bom(first)])))
+
+
+def header_names(cells: List[str]) -> List[str]:
+    """The one header rule: a column name is its cell without surrounding white space
+    (``time ,acc_x`` names ``time`` and ``acc_x``); the file's leading BOM is not part of it."""
+    return [c.strip() for c in cells]
+
+
+def csv_column_names(header: List[str]) -> List[str]:
+    """pandas ``names`` for a CSV whose header is ``header`` (from :func:`read_csv_header`): the
+    normalised names, a repeated extra column made unique (``x``, ``x.1``), so that ``usecols``
+    finds :data:`COLUMNS` whatever spaces the file's header had."""
+    return _unique_names(header)
 
 
 def _check_header(path: Path, header: List[str], line: Optional[int]) -> None:
@@ -121,7 +136,7 @@ def _check_header(path: Path, header: List[str], line: Optional[int]) -> None:
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise DataError(path, f"missing column(s) {', '.join(missing)}; the header must contain "
-                              f"{','.join(COLUMNS)} (found {','.join(header)})", line=line)
+                              f"{','.join(COLUMNS)} (found {visible(','.join(header))[:200]})", line=line)
 
 
 def _unique_names(header: List[str]) -> List[str]:
@@ -138,7 +153,7 @@ def _read_csv(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     header = read_csv_header(path)
-    names = _unique_names(header)  # stripped names, so " acc_x" in a header still matches
+    names = csv_column_names(header)  # normalised names, so " acc_x" in a header still matches
     try:
         df = pd.read_csv(path, header=0, names=names, usecols=list(COLUMNS), dtype={c: np.float64 for c in COLUMNS},
                          engine="c", skip_blank_lines=False,
@@ -219,10 +234,10 @@ def diagnose_csv(path: Path, header: List[str], *, from_line: Optional[int] = No
                 try:
                     value = float(cell)
                 except ValueError:
-                    raise DataError(path, f"cannot parse {cell[:40]!r} as a number in column {col}",
+                    raise DataError(path, f"cannot parse {quote(cell)} as a number in column {col}",
                                     line=lineno) from None
                 if not allow_missing and not np.isfinite(value):
-                    raise DataError(path, f"non-finite value {cell!r} in column {col} (NaN row)",
+                    raise DataError(path, f"non-finite value {quote(cell)} in column {col} (NaN row)",
                                     line=lineno)
             if single_line:
                 return

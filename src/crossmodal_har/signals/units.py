@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from crossmodal_har.errors import ConfigError, DataError
+from crossmodal_har.signals.text import read_text, short_number
 from crossmodal_har.signals.types import STANDARD_GRAVITY
 
 # Factor that turns a value in the declared unit into the canonical unit.
@@ -31,7 +31,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 def _unit_problem(key: str, value: Any) -> Optional[str]:
     table = _KINDS[key]
     if not isinstance(value, str) or value not in table:
-        return f"unknown {key} {value!r}; expected one of {' | '.join(table)}"
+        return f"unknown {key} {short_number(value)}; expected one of {' | '.join(table)}"
     return None
 
 
@@ -69,8 +69,8 @@ class Units:
         text = None
         if path is not None:
             try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+                text = read_text(path)
+            except DataError:
                 text = None
         kwargs = {}
         for key in _KINDS:

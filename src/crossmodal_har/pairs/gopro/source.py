@@ -149,4 +149,4 @@ def iter_gopro_sessions(src_dir: PathLike) -> Iterator[SessionSpec]:
 
         load = functools.partial(_load_session_imu, path, name, subject, meta)
         yield SessionSpec(name=name, subject=subject, video_path=path, load_imu=load,
-                          labels=list(labels.get(name, [])), meta=meta)
+                          labels=list(labels.get(name, [])), meta=meta, inputs=[path])

@@ -1,0 +1,96 @@
+"""Rules every text input shares (recordings' CSV, ``labels.csv`` of both formats, ``dataset.json``
+and the other JSON inputs): how text is decoded and how its contents are quoted in error messages.
+
+* UTF-8, with **one optional leading UTF-8 byte-order mark, which is ignored** (spreadsheet programs
+  write one when saving "CSV UTF-8"). A BOM anywhere else is content; when an error message quotes
+  such text, the BOM is shown as ``<a UTF-8 BOM>`` (see :data:`BOM_SHOWN`), never as an invisible
+  character.
+* Numbers in messages are printed short (:func:`short_number`, 6 significant digits): a cell of
+  ``1e300`` or of 300 digits is shown as ``1e+300``, never as a 300-digit number.
+* Quoted cells are cut to :data:`QUOTE_CHARS` characters (:func:`quote`).
+
+A leaf module: it imports nothing of the package but :mod:`crossmodal_har.errors`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from crossmodal_har.errors import DataError
+
+PathLike = Union[str, "os.PathLike[str]"]
+BOM = "\ufeff"
+BOM_SHOWN = "<a UTF-8 BOM>"
+QUOTE_CHARS = 40
+
+
+def strip_bom(text: str) -> str:
+    """``text`` without one leading UTF-8 BOM (the one rule for every text input)."""
+    return text[1:] if text.startswith(BOM) else text
+
+
+def decode_text(raw: bytes, path: PathLike) -> str:
+    """Decode a text input: UTF-8, a leading BOM ignored. Raises DataError naming ``path``."""
+    try:
+        return strip_bom(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(path, "not a UTF-8 text file") from None
+
+
+def read_text(path: PathLike) -> str:
+    """Read a text input (:func:`decode_text`); an unreadable file is a DataError naming it."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
+    return decode_text(raw, path)
+
+
+def visible(text: str) -> str:
+    """``text`` for an error message: BOMs named (:data:`BOM_SHOWN`)."""
+    return text.replace(BOM, BOM_SHOWN)
+
+
+def quote(text: Any, limit: int = QUOTE_CHARS) -> str:
+    """``repr`` of a (cut) user string for an error message, BOMs named."""
+    s = str(text)
+    cut = s if len(s) <= limit else s[:limit] + "..."
+    return repr(cut).replace("\\ufeff", BOM_SHOWN).replace(BOM, BOM_SHOWN)
+
+
+def short_number(value: Any) -> str:
+    """A number for an error message: 6 significant digits (``1e+300``, ``0.1``, ``12``); a huge
+    integer is shown in the same short form; anything else as :func:`quote` would."""
+    if isinstance(value, np.number):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return quote(value)
+    if isinstance(value, int):
+        if abs(value) < 10 ** 15:
+            return str(value)
+        try:
+            return f"{float(value):.6g}"
+        except OverflowError:
+            digits = len(str(abs(value)))
+            return f"{'-' if value < 0 else ''}~1e+{digits - 1}"
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    return f"{value:.6g}"
+
+
+def finite_number(value: Any) -> bool:
+    """Whether a JSON value is a real, finite number (not a bool, not a huge int beyond float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
