@@ -87,9 +87,11 @@ def test_cli_random_encoder_end_to_end(tmp_path, capsys):
     assert len(res["runs"]) == 16
     run = res["runs"][0]
     assert {"protocol", "shots", "seed", "n_train", "shots_per_class", "val", "test"} <= set(run)
-    assert set(res["split"]["subjects"]) == {"train", "val", "test"}
-    subj = res["split"]["subjects"]
-    assert not set(subj["train"]) & set(subj["test"]) and not set(subj["val"]) & set(subj["test"])
+    assert res["split"]["scheme"] == "per-seed" and len(res["split"]["splits"]) == 2
+    for sp in res["split"]["splits"]:
+        subj = sp["subjects"]
+        assert set(subj) == {"train", "val", "test"}
+        assert not set(subj["train"]) & set(subj["test"]) and not set(subj["val"]) & set(subj["test"])
     two_shot = [r for r in res["runs"] if r["shots"] == 2]
     assert all(r["n_train"] == 8 and set(r["shots_per_class"].values()) == {2} for r in two_shot)
     # the "different device" data is learnable by the same command

@@ -266,7 +266,7 @@ def test_finetune_uses_two_learning_rates_and_supervised_is_random_init(monkeypa
     monkeypatch.setattr(fitting, "build_optimizer", lambda g, wd: seen.append(g) or real(g, wd))
     cfg = _tiny_fit_cfg()
     ft = fit_protocol("finetune", source, ws, ws, cfg, seed=0, progress=False)
-    lrs = sorted(g["base_lr"] for g in seen[-1])
+    lrs = sorted({g["base_lr"] for g in seen[-1]})
     assert lrs == [1e-4, 1e-3]
     sup = fit_protocol("supervised", source, ws, ws, cfg, seed=0, progress=False)
     # supervised starts from random init, not from the (constant) "pretrained" weights
@@ -332,3 +332,31 @@ def test_finetune_starts_from_the_linear_probe_head():
                         linear_probe=cfg.linear_probe)
     cold = fit_protocol("finetune", source, tr, va, no_lpft, seed=0, progress=False)
     assert not np.allclose(cold.predict_scores(va.x), probe.predict_scores(va.x), atol=1e-3)
+
+
+def test_end_to_end_training_decays_kernels_only(monkeypatch):
+    """Issue 12, item 7: like pretraining (train.methods param_groups), finetune and supervised put
+    weight decay on kernels (ndim >= 2) only, none on biases and norm weights."""
+    from crossmodal_har.evaluate import fitting
+    from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
+
+    ws = _toy_windowset(n_subjects=3, per_class=4)
+    source = EncoderSource.random("convgru-tiny", ws.preprocess)
+    seen = []
+    real = fitting.build_optimizer
+    monkeypatch.setattr(fitting, "build_optimizer", lambda g, wd: seen.append((g, wd)) or real(g, wd))
+    cfg = _tiny_fit_cfg()
+    for protocol in ("finetune", "supervised"):
+        fit_protocol(protocol, source, ws, ws, cfg, seed=0, progress=False)
+        groups, wd = seen[-1]
+        assert wd > 0
+        n_small = n_big = 0
+        for g in groups:
+            for p in g["params"]:
+                if p.ndim >= 2:
+                    n_big += 1
+                    assert g.get("weight_decay", wd) == wd
+                else:
+                    n_small += 1
+                    assert g.get("weight_decay", wd) == 0.0, (protocol, p.shape)
+        assert n_small and n_big

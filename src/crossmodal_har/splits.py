@@ -192,3 +192,71 @@ def subject_split(subject: Sequence[str], cfg: SplitConfig, y: Optional[np.ndarr
         test=idx[np.isin(subject, test_s)],
         subjects={"train": train_s, "val": val_s, "test": test_s},
     )
+
+
+# ------------------------------------------------------------------------- resampling over people
+def derive_seed(base: int, *parts: int) -> int:
+    """A split seed derived from ``base`` (``split.seed``) and e.g. the run seed (and fold): the same
+    inputs give the same seed on every machine (``numpy.random.SeedSequence``), so every method
+    evaluated with the same seeds gets the same subject splits."""
+    return int(np.random.SeedSequence([int(base), *(int(p) for p in parts)]).generate_state(1)[0])
+
+
+def parse_folds(value: object) -> Optional[object]:
+    """``None``/``""``/``0`` = no folds; an int >= 2; or ``"loso"`` (leave one subject out)."""
+    if value is None or value == "" or value == 0 or value == "0":
+        return None
+    if isinstance(value, str) and value.strip().lower() == "loso":
+        return "loso"
+    try:
+        k = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"folds: {value!r} is neither an integer >= 2 nor 'loso'") from None
+    if k < 2:
+        raise ConfigError(f"folds must be >= 2 (or 'loso'), got {k}")
+    return k
+
+
+def fold_splits(subject: Sequence[str], folds: object, cfg: SplitConfig, y: Optional[np.ndarray] = None,
+                n_classes: Optional[int] = None, *, inner_seed: int = 0) -> List[SubjectSplit]:
+    """Grouped K-fold over subjects (``folds`` an int >= 2, or ``"loso"``: one fold per subject).
+
+    The sorted subjects are permuted with ``seed`` and cut into K near-equal folds
+    (``numpy.array_split``); fold i's subjects are the test subjects of split i. The remaining subjects
+    are split into train / validation by :func:`subject_split` (``val_fraction`` of all subjects, at
+    least 1, seed ``derive_seed(cfg.seed, inner_seed, i)``). Every subject is a test subject exactly once.
+
+    Raises:
+        UserError: K > number of subjects, or a fold that leaves fewer than 2 subjects for train + val.
+        ConfigError: a bad ``folds`` value, or explicit val/test subjects (they contradict folds).
+    """
+    k = parse_folds(folds)
+    if k is None:
+        raise ConfigError("fold_splits needs folds >= 2 or 'loso'")
+    if cfg.val_subjects or cfg.test_subjects:
+        raise ConfigError("split.val_subjects / split.test_subjects cannot be combined with folds")
+    subject = np.asarray(subject).astype(str)
+    uniq = np.unique(subject)
+    n = len(uniq)
+    k = n if k == "loso" else int(k)
+    if k > n:
+        raise UserError(f"--folds {k}: the dataset has only {n} subjects")
+    groups = np.array_split(uniq[np.random.default_rng(cfg.seed).permutation(n)], k)
+    n_val = max(1, int(round(n * cfg.val_fraction))) if cfg.val_fraction > 0 else 1
+    out: List[SubjectSplit] = []
+    idx = np.arange(len(subject))
+    for i, g in enumerate(groups):
+        test_s = sorted(g.tolist())
+        rest = ~np.isin(subject, test_s)
+        n_rest = len(np.unique(subject[rest]))
+        if n_rest < 2:
+            raise UserError(f"fold {i} leaves {n_rest} subject(s) for train and validation; need at least 2 "
+                            f"(use fewer folds)")
+        inner_cfg = SplitConfig(val_fraction=min(n_val, n_rest - 1) / n_rest, test_fraction=0.0,
+                                seed=derive_seed(cfg.seed, inner_seed, i), max_tries=cfg.max_tries)
+        inner = subject_split(subject[rest], inner_cfg, None if y is None else np.asarray(y)[rest], n_classes)
+        rest_idx = idx[rest]
+        out.append(SubjectSplit(train=rest_idx[inner.train], val=rest_idx[inner.val], test=idx[~rest],
+                                subjects={"train": inner.subjects["train"], "val": inner.subjects["val"],
+                                          "test": test_s}))
+    return out

@@ -9,7 +9,7 @@ NAME = "evaluate"
 HELP = "few-shot evaluation of an IMU encoder (linear probe, kNN, finetune, supervised) on held-out subjects"
 DESCRIPTION = (
     "Evaluate an IMU encoder on a labelled dataset with subject-disjoint train/val/test splits. "
-    "For each protocol x shots x seed, k labelled windows per class are drawn from the training "
+    "For each protocol x shots x seed (each seed its own subject split by default), k labelled windows per class are drawn from the training "
     "subjects, the model is selected on the validation subjects and scored once on the test subjects. "
     "Writes results.json, report.md, shots_curve.png, confusion_matrix.png and config.json to --out. "
     "Precedence: built-in defaults < --config file < flags < --set KEY=VALUE."
@@ -19,14 +19,25 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="generic dataset directory, 'hapt', or 'uestc:<dir>'")
     p.add_argument("--encoder", help="'random' (default) or an encoder/run directory with encoder.json")
-    p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small on CPU)")
+    p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small on CPU; "
+                   "give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")
+    p.add_argument("--match", help="with --encoder random: take this encoder/run directory's architecture and "
+                   "preprocessing (a baseline matched to that pretrained encoder)")
     p.add_argument("--name", help="label of this encoder in the tables (default: random / directory name)")
     p.add_argument("--protocol", help="comma list of supervised, linear-probe, knn, finetune "
                    "(default supervised,linear-probe)")
     p.add_argument("--shots", help="comma list of labelled windows per class and/or 'all' (default 5,all)")
     p.add_argument("--seeds", type=int, help="repetitions: new few-shot draw and initialisation (default 3)")
     p.add_argument("--first-seed", type=int, help="first seed (default 0)")
-    p.add_argument("--split-seed", type=int, help="seed of the subject split (default 0)")
+    p.add_argument("--split-seed", type=int, help="base seed of the subject splits (default 0)")
+    p.add_argument("--split", choices=["per-seed", "fixed"], default=None,
+                   help="per-seed (default): every seed draws its own subject split (same for every method given the "
+                        "same seeds); fixed: one split for all seeds")
+    p.add_argument("--folds", help="grouped K-fold cross-validation over subjects: an integer K >= 2, or 'loso' "
+                   "(leave one subject out)")
+    p.add_argument("--val", choices=["k-shot", "full"], default=None,
+                   help="k-shot (default): at k shots model selection sees at most k labelled validation windows per "
+                        "class; full: every validation window")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="skip bad recordings (listed in the report; exit status 3) instead of failing")
@@ -51,9 +62,10 @@ def _flags(args: argparse.Namespace) -> Dict[str, Any]:
     from crossmodal_har.evaluate.fewshot import parse_shots
 
     flags: Dict[str, Any] = {
-        "dataset": args.dataset, "encoder": args.encoder, "model": args.model, "name": args.name,
+        "dataset": args.dataset, "encoder": args.encoder, "model": args.model, "name": args.name, "match": args.match,
         "seeds": args.seeds, "first_seed": args.first_seed, "skip_bad": args.skip_bad,
         "cache_dir": args.cache_dir, "split.seed": args.split_seed, "fit.device": args.device,
+        "split_scheme": args.split, "folds": args.folds, "val": args.val,
         "protocols": None if args.protocol is None else [p.strip() for p in args.protocol.split(",") if p.strip()],
         "shots": None if args.shots is None else parse_shots(args.shots),
     }
@@ -79,6 +91,20 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not cfg.dataset:
         raise UserError("--dataset is required (a generic dataset directory, 'hapt' or 'uestc:<dir>')")
+    from crossmodal_har.io import guard_output_dir
+
+    dataset_dir = str(cfg.dataset)
+    for prefix in ("uestc:", "hapt:"):
+        if dataset_dir.startswith(prefix):
+            dataset_dir = dataset_dir[len(prefix):]
+    # --out is never an input (an encoder run's config.json, a dataset's files). --config is read
+    # whole before anything is written, so re-running from OUT/config.json stays possible.
+    guard_output_dir(("--out", args.out),
+                     [("--dataset", None if dataset_dir == "hapt" else dataset_dir),
+                      ("--encoder", None if cfg.encoder in (None, "", "random") else str(cfg.encoder)),
+                      ("--match", getattr(cfg, "match", None) or None), ("--cache-dir", cfg.cache_dir)],
+                     files=("results.json", "config.json", "report.md", "shots_curve.png",
+                            "confusion_matrix.png", "comparisons.png"))
     results = run_evaluation(cfg, args.out, progress=False if args.no_progress else None)
     print(f"{'method':<14} {'protocol':<13} {'shots':>5} {'seeds':>5}  balanced acc.      macro-F1   accuracy")
     for r in results["summary"]:

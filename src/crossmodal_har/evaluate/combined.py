@@ -19,15 +19,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.evaluate.comparisons import compute_comparisons, render_comparisons
 from crossmodal_har.evaluate.fewshot import shots_key
-from crossmodal_har.evaluate.plots import plot_confusion, plot_shots_curve
-from crossmodal_har.evaluate.report import json_safe, merge_results
+from crossmodal_har.evaluate.plots import plot_comparisons, plot_confusion, plot_shots_curve
+from crossmodal_har.evaluate.report import SUBJECTS_ARE_RECORDINGS, json_safe, merge_results, split_text, val_text
 from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 METHOD_ORDER = ("siglip", "clip", "imu2clip", "imu-mae", "random", "supervised")
+# "X (shuffled pairs)": X pretrained with split.shuffle_train_pairs (the control); the report compares
+# X with it, seed by seed, to say how much of X's gain comes from true pairing
+CONTROL_SUFFIX = " (shuffled pairs)"
 TABLE3_METRICS = (("balanced_accuracy", "Balanced accuracy"), ("macro_f1", "Macro-F1"), ("accuracy", "Accuracy"))
 
 
@@ -75,7 +79,10 @@ def render_table3(summary: Sequence[Dict[str, Any]]) -> List[str]:
     for metric, title in TABLE3_METRICS:
         cells: "OrderedDict[tuple, Dict[Any, str]]" = OrderedDict()
         for r in sorted(summary, key=lambda r: (_method_key(r.get("method", "")), r["protocol"])):
-            cells.setdefault((r.get("method", ""), r["protocol"]), {})[r["shots"]] = _pm(
+            label = r.get("method", "") + (" †" if r.get("mismatch") else "")
+            if r.get("val_mode") == "full" or "/" in (r.get("val_mode") or ""):
+                label += f" (val {r['val_mode']})"
+            cells.setdefault((label, r["protocol"]), {})[r["shots"]] = _pm(
                 r.get(f"{metric}_mean"), r.get(f"{metric}_std"))
         lines += [f"### {title} (mean ± std over seeds, test subjects)", "",
                   "| Method | Protocol | " + " | ".join(f"{s} shots" for s in shots) + " |",
@@ -115,7 +122,33 @@ def render_table4(zeroshot: Sequence[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def plot_retrieval(zeroshot: Sequence[Dict[str, Any]], path: Path) -> Path:
+def zeroshot_groups(zeroshot: Sequence[Dict[str, Any]], titles: Optional[Dict[str, str]] = None
+                    ) -> List[Tuple[str, List[Dict[str, Any]]]]:
+    """Zero-shot results grouped by evaluated windows (``split``, ``store``), held-out test subjects
+    first: [(title, results)]. ``titles`` maps a store path (as in results.json) to its table title."""
+    groups: "OrderedDict[tuple, List[Dict[str, Any]]]" = OrderedDict()
+    for z in zeroshot:
+        groups.setdefault((z.get("split", "test"), os.fspath(z.get("store") or "")), []).append(z)
+    out = []
+    for (split, store) in sorted(groups, key=lambda k: k[0] != "test"):
+        default = (f"held-out test subjects of each run's pretraining split (store `{store or '?'}`)" if split == "test"
+                   else f"every window of store `{store or '?'}` (`--split {split}`)")
+        out.append(((titles or {}).get(store) or default, groups[(split, store)]))
+    return out
+
+
+def render_zeroshot(zeroshot: Sequence[Dict[str, Any]], titles: Optional[Dict[str, str]] = None) -> List[str]:
+    """The zero-shot section: one table (with its own chance levels) per set of evaluated windows."""
+    if not zeroshot:
+        return []
+    lines = ["## Zero-shot retrieval and classification (Table 4 shape)", ""]
+    for title, rows in zeroshot_groups(zeroshot, titles):
+        lines += [f"### {title[:1].upper()}{title[1:]}", ""] + render_table4(rows)
+    return lines
+
+
+def plot_retrieval(zeroshot: Sequence[Dict[str, Any]], path: Path,
+                   title: str = "Zero-shot retrieval on held-out subjects") -> Path:
     """Bar chart of IMU→video R@1/R@3/R@10/MRR per method, chance as a dashed marker."""
     import matplotlib
 
@@ -140,7 +173,7 @@ def plot_retrieval(zeroshot: Sequence[Dict[str, Any]], path: Path) -> Path:
     top = max([z["retrieval"]["imu_to_video"][k] for z in rows for k in keys] + [ref.get("chance_R@10") or 0])
     ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
     ax.set_ylabel("IMU → video retrieval")
-    ax.set_title("Zero-shot retrieval on held-out subjects (dashed: chance)", fontsize=9)
+    ax.set_title(f"{title} (dashed: chance)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,19 +184,108 @@ def plot_retrieval(zeroshot: Sequence[Dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def control_comparisons(runs: Sequence[Dict[str, Any]], flagged: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """``X − X (shuffled pairs)`` for every control whose method is there too: paired by seed with
+    :func:`crossmodal_har.evaluate.comparisons.compute_comparisons` (its entries, reference = the control).
+    ``flagged``: methods merged with a mismatch; an entry involving one lists it in ``mismatch_methods``."""
+    methods = list(OrderedDict.fromkeys(r.get("method", "") for r in runs))
+    out: List[Dict[str, Any]] = []
+    for ctrl in methods:
+        base = ctrl[: -len(CONTROL_SUFFIX)] if ctrl.endswith(CONTROL_SUFFIX) else None
+        if base and base in methods:
+            for c in compute_comparisons([r for r in runs if r.get("method") in (base, ctrl)], ctrl)[0]:
+                bad = [m for m in (base, ctrl) if m in flagged]
+                out.append({**c, **({"mismatch_methods": bad} if bad else {})})
+    return out
+
+
+def _ci_words(c: Dict[str, Any]) -> str:
+    if c.get("ci_low") is None:
+        return f"{c['mean_diff']:+.3f} (one pair: no interval)"
+    verdict = "excludes 0" if c["ci_low"] > 0 or c["ci_high"] < 0 else "includes 0"
+    return f"{c['mean_diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], CI {verdict}"
+
+
+def render_true_pairing(comparisons: Sequence[Dict[str, Any]], controls: Sequence[Dict[str, Any]],
+                        reference: Optional[str]) -> List[str]:
+    """The paired differences against each shuffled-pairs control, then in words: of a method's gain
+    over ``reference`` (random init), how much true pairing adds over the control."""
+    if not controls:
+        return []
+    vs_ref = {(c["method"], c["protocol"], c["shots"]): c for c in comparisons}
+    lines: List[str] = []
+    for ctrl in OrderedDict.fromkeys(c["reference"] for c in controls):
+        rows = [c for c in controls if c["reference"] == ctrl]
+        base = rows[0]["method"]
+        lines += render_comparisons(rows, ctrl)
+        lines += [f"### How much of the gain comes from true pairing: {base}", "",
+                  f"`{ctrl}` is {base} pretrained on the same store with the same budget, but every training IMU "
+                  "window paired with another window's video (`split.shuffle_train_pairs=true`): it keeps the "
+                  "objective, the data and the steps, and loses only the correspondence. Differences are paired "
+                  "by seed (same subject split and few-shot draw for both), balanced accuracy on the test "
+                  "subjects, mean [95 % Student-t CI].", ""]
+        for c in rows:
+            g = vs_ref.get((base, c["protocol"], c["shots"]))
+            pairing = f"{base} − {ctrl} = {_ci_words(c)}"
+            if g is None or reference is None:
+                lines.append(f"- {c['protocol']}, {c['shots']} shots: {pairing}.")
+                continue
+            text = f"- {c['protocol']}, {c['shots']} shots: gain over {reference}: {base} − {reference} = " \
+                   f"{_ci_words(g)}; true pairing: {pairing}"
+            if g["mean_diff"] > 0:
+                share = 100.0 * c["mean_diff"] / g["mean_diff"]
+                text += (f", i.e. {share:.0f} % of the gain; the objective on shuffled pairs alone: "
+                         f"{g['mean_diff'] - c['mean_diff']:+.3f}")
+            else:
+                text += f"; {base} does not beat {reference} here"
+            lines.append(text + ".")
+        above = [c.get("ci_low") is not None and c["ci_low"] > 0 for c in rows]
+        yes = [f"{c['protocol']} {c['shots']} shots" for c, a in zip(rows, above) if a]
+        no = [f"{c['protocol']} {c['shots']} shots" for c, a in zip(rows, above) if not a]
+        if not yes:
+            verdict = (f"{base} with true pairs does **not** beat its shuffled control with a 95 % CI above 0 at any "
+                       "setting shown: these seeds do not show that its gain over random init comes from true pairing.")
+        elif not no:
+            verdict = (f"{base} with true pairs beats its shuffled control with a 95 % CI above 0 at every "
+                       "setting shown.")
+        else:
+            verdict = (f"{base} with true pairs beats its shuffled control with a 95 % CI above 0 at {', '.join(yes)}; "
+                       f"it does **not** at {', '.join(no)}.")
+        lines += ["", f"In short: {verdict}", ""]
+        flagged = sorted({m for c in rows for m in c.get("mismatch_methods", [])})
+        if flagged:
+            lines += [f"† {', '.join(flagged)} differ(s) from the reference evaluation (see below): these pairs may "
+                      "not share splits or settings.", ""]
+    return lines
+
+
 def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "crossmodal-har report",
-                 preamble: Sequence[str] = (), caveats: Sequence[str] = ()) -> Dict[str, Any]:
-    """Merge result files into ``out_dir``: results.json, report.md and PNG plots. Returns the merged dict."""
+                 preamble: Sequence[str] = (), caveats: Sequence[str] = (), reference: Optional[str] = None,
+                 allow_mismatch: bool = False, zeroshot_titles: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Merge result files into ``out_dir``: results.json, report.md and PNG plots. Returns the merged dict.
+
+    Zero-shot results get one table per evaluated store and split, titled by ``zeroshot_titles``
+    (store path -> title) or by default. A method ``X (shuffled pairs)`` next to ``X`` (the control)
+    adds ``control_comparisons`` (X − control, paired by seed) and a section on true pairing.
+
+    ``reference``: the method every other is compared with (paired differences; default ``random``,
+    else ``supervised``, else the first); ``allow_mismatch``: merge files whose dataset, split scheme,
+    preprocessing or architecture differ from the reference's (flagged †) instead of refusing them.
+    Nothing is written when the inputs are refused.
+    """
     if not paths:
         raise UserError("report: give at least one results directory")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     evals, zeroshot = classify_inputs(paths)
-    merged: Dict[str, Any] = merge_results(evals) if evals else {
-        "format_version": 1, "kind": "merged-evaluation", "complete": True, "sources": [], "summary": [], "runs": []}
+    merged: Dict[str, Any] = merge_results(evals, reference=reference, allow_mismatch=allow_mismatch) if evals else {
+        "format_version": 1, "kind": "merged-evaluation", "complete": True, "sources": [], "summary": [], "runs": [],
+        "comparisons": []}
+    out.mkdir(parents=True, exist_ok=True)
     merged["zeroshot"] = [{k: v for k, v in z.items() if not k.startswith("_")} | {"path": z["_path"]}
                           for z in zeroshot]
     summary = merged["summary"]
+    merged["control_comparisons"] = control_comparisons(merged.get("runs") or [],
+                                                        [m["method"] for m in merged.get("mismatches") or []])
     images: List[str] = []
     if summary:
         class_names = (merged.get("dataset") or {}).get("class_names") or []
@@ -177,9 +299,14 @@ def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "
         if class_names:
             plot_confusion(summary, class_names, out / "confusion_matrices.png")
             images.append("confusion_matrices.png")
-    if zeroshot:
-        plot_retrieval(zeroshot, out / "retrieval.png")
-        images.append("retrieval.png")
+        if merged.get("comparisons"):
+            plot_comparisons(merged["comparisons"], out / "comparisons.png")
+            images.append("comparisons.png")
+    for i, (ztitle, zrows) in enumerate(zeroshot_groups(zeroshot, zeroshot_titles)):
+        name = "retrieval.png" if i == 0 else f"retrieval_{i + 1}.png"
+        short = ztitle.split(":")[0] if ":" in ztitle else ztitle.split(" (")[0]
+        plot_retrieval(zrows, out / name, title=f"Zero-shot retrieval, {short[:60]}")
+        images.append(name)
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# {title}", "", f"Generated {now} from {len(evals)} evaluation and {len(zeroshot)} zero-shot "
@@ -187,8 +314,7 @@ def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "
     lines += list(preamble)
     if caveats:
         lines += ["## What these numbers mean — and what they cannot mean", ""] + [f"- {c}" for c in caveats] + [""]
-    if zeroshot:
-        lines += ["## Zero-shot on held-out subjects (Table 4 shape)", ""] + render_table4(zeroshot)
+    lines += render_zeroshot(zeroshot, zeroshot_titles)
     if summary:
         ds = merged.get("dataset") or {}
         lines += ["## Few-shot evaluation (Table 3 shape)", "",
@@ -196,11 +322,22 @@ def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "
                   "subjects; subject-disjoint train/validation/test; k labelled windows per class drawn from the "
                   "training subjects; model selection on validation subjects; test subjects scored once per run.", ""]
         lines += render_table3(summary)
+        lines += render_comparisons(merged.get("comparisons") or [], merged.get("reference"))
+        lines += render_true_pairing(merged.get("comparisons") or [], merged["control_comparisons"],
+                                     merged.get("reference"))
+        if merged.get("mismatches"):
+            lines += ["† **Not a matched comparison** (merged with `--allow-mismatch`): "
+                      + "; ".join(f"{m['method']} (`{m['path']}`) differs from the reference (`{m['reference_path']}`) "
+                                  f"in {', '.join(m['differs_in'])}" for m in merged["mismatches"]) + ".", ""]
         lines += ["### Sources", ""]
         for s in merged.get("sources", []):
             enc = s.get("encoder") or {}
+            pre = enc.get("preprocess") or {}
+            split = s.get("split") or {}
             lines.append(f"- **{s['method']}**: `{s['path']}` (encoder `{enc.get('encoder', '?')}`, architecture "
-                         f"`{enc.get('model', '?')}`)")
+                         f"`{enc.get('model', '?')}`, normalisation `{pre.get('normalization', '?')}`); "
+                         f"{split_text(split)}; {val_text(split.get('val', 'full' if split and 'scheme' not in split else None))}"
+                         + (f"; {SUBJECTS_ARE_RECORDINGS}" if (s.get("dataset") or {}).get("subjects_are_recordings") else ""))
         lines.append("")
         skipped = [(s["method"], item) for s in merged.get("sources", [])
                    for item in (((s.get("dataset") or {}).get("report") or {}).get("skipped_recordings") or [])]

@@ -165,6 +165,18 @@ def _lr_scale(step: int, total: int, warm: int) -> float:
     return (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def _split_decay(groups: List[Dict[str, Any]], weight_decay: float) -> List[Dict[str, Any]]:
+    """Each group twice: kernels (ndim >= 2) with ``weight_decay``, biases and norm weights without,
+    as in pretraining (``train.methods``' parameter groups). Empty groups are dropped."""
+    out: List[Dict[str, Any]] = []
+    for g in groups:
+        params = list(g["params"])
+        for chosen, wd in (([q for q in params if q.ndim >= 2], weight_decay), ([q for q in params if q.ndim < 2], 0.0)):
+            if chosen:
+                out.append({**{k: v for k, v in g.items() if k != "params"}, "params": chosen, "weight_decay": wd})
+    return out
+
+
 def fit_end_to_end(protocol: str, encoder: nn.Module, train: WindowSet, val: WindowSet, tcfg: FinetuneConfig,
                    cfg: FitConfig, n_classes: int, norm: str, device: Any, np_rng: np.random.Generator,
                    progress: Optional[bool], desc: str, head: Optional[nn.Module] = None) -> FittedClassifier:
@@ -179,6 +191,7 @@ def fit_end_to_end(protocol: str, encoder: nn.Module, train: WindowSet, val: Win
                   {"params": list(head.parameters()), "lr": tcfg.lr}]
     else:
         groups = [{"params": list(module.parameters()), "lr": tcfg.lr}]
+    groups = _split_decay(groups, tcfg.weight_decay)
     for g in groups:
         g["base_lr"] = g["lr"]
     opt = build_optimizer(groups, tcfg.weight_decay)

@@ -1,10 +1,13 @@
 """The few-shot evaluation harness behind ``crossmodal-har evaluate``.
 
 One call, :func:`run_evaluation`, does: load the labelled dataset with the encoder's preprocessing →
-subject-disjoint split → for each protocol × shots × seed: draw k windows per class from the
-training subjects, fit on them (model selection on validation subjects), score the test subjects
-once → summaries (mean, std, 95 % t-interval over seeds) → ``results.json``, ``report.md``,
-``shots_curve.png``, ``confusion_matrix.png``, ``config.json`` in the output directory.
+subject-disjoint splits (by default one per seed; or grouped K-fold / leave-one-subject-out;
+:func:`plan_splits`) → for each protocol × shots × split: draw k windows per class from the
+training subjects (and, by default, at most k per class from the validation subjects), fit on them
+(model selection on validation subjects), score the test subjects once → summaries (mean, std,
+95 % t-interval over seeds or folds) and paired comparisons between protocols (vs ``supervised``)
+→ ``results.json``, ``report.md``, ``shots_curve.png``, ``confusion_matrix.png``, ``config.json``
+in the output directory.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,18 +26,19 @@ from tqdm.auto import tqdm
 
 from crossmodal_har.config import to_dict
 from crossmodal_har.device import resolve_device
-from crossmodal_har.errors import ConfigError, PartialRunError
+from crossmodal_har.errors import ConfigError, DataError, PartialRunError
+from crossmodal_har.evaluate.comparisons import compute_comparisons
 from crossmodal_har.evaluate.fewshot import parse_shots, sample_shots, shots_key
 from crossmodal_har.evaluate.metrics import classification_metrics
 from crossmodal_har.evaluate.protocol_config import FitConfig
 from crossmodal_har.evaluate.protocols import PROTOCOLS, EncoderSource, fit_protocol
 from crossmodal_har.evaluate.report import summarize_runs, write_outputs
 from crossmodal_har.io import read_json
-from crossmodal_har.models.artefacts import find_encoder_dir
+from crossmodal_har.models.artefacts import encoder_preprocess, find_encoder_dir
 from crossmodal_har.models.classifier import embed_windows
 from crossmodal_har.signals.datasets import load_labelled
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet
-from crossmodal_har.splits import SplitConfig, subject_split
+from crossmodal_har.splits import SplitConfig, SubjectSplit, derive_seed, fold_splits, parse_folds, subject_split
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,10 @@ class EvaluateConfig:
     Attributes:
         dataset: generic dataset directory, ``hapt`` or ``uestc:<dir>``.
         encoder: ``random`` or an encoder/run directory (``encoder.json`` + ``encoder.safetensors``).
-        model: registry architecture for ``encoder: random`` (ignored otherwise).
+        model: registry architecture for ``encoder: random`` (ignored otherwise); default ``convgru``.
+        match: with ``encoder: random``: an encoder/run directory whose architecture (model and config)
+            and preprocessing the random baseline takes, so it is matched to that pretrained encoder
+            (``model`` and ``preprocess`` are then ignored).
         name: label of this encoder in tables (default: ``random`` or the encoder directory's name).
         protocols: any of supervised, linear-probe, knn, finetune.
         shots: labelled windows per class (ints) and/or ``all``.
@@ -67,12 +74,23 @@ class EvaluateConfig:
         cache_dir: dataset / window cache (default ``$CROSSMODAL_HAR_CACHE`` or ~/.cache/crossmodal-har).
         preprocess: windowing for ``encoder: random``; a saved encoder's own preprocessing always wins.
         split: subject-disjoint split (``crossmodal_har.splits``): fractions or explicit subjects, seed.
+        split_scheme: ``per-seed`` (default): every seed draws its own subject split, with split seed
+            ``derive_seed(split.seed, seed)``, so the spread over seeds covers which people are tested;
+            ``fixed``: one split (``split.seed``) for every seed (the behaviour before issue 12).
+        folds: grouped K-fold over subjects (an int >= 2) or ``loso`` (leave one subject out); each
+            fold's subjects are tested once, each seed repeats the draws (and the fold's train/val
+            split) inside every fold. ``None`` = no folds (``split_scheme`` decides).
+        val: ``k-shot`` (default): at k shots, model selection sees at most k labelled windows per
+            class of the validation subjects (a k-shot run uses k*C train + k*C validation labels);
+            ``full``: every validation window (the behaviour before issue 12). ``all`` shots always
+            use the full validation split.
         fit: protocol hyper-parameters and device.
     """
 
     dataset: str = ""
     encoder: str = "random"
     model: str = "convgru"
+    match: str = ""
     name: str = ""
     protocols: List[str] = field(default_factory=lambda: ["supervised", "linear-probe"])
     shots: List[Union[int, str]] = field(default_factory=lambda: [5, "all"])
@@ -82,6 +100,9 @@ class EvaluateConfig:
     cache_dir: Optional[str] = None
     preprocess: PreprocessConfig = field(default_factory=_random_preprocess)
     split: SplitConfig = field(default_factory=SplitConfig)
+    split_scheme: Literal["per-seed", "fixed"] = "per-seed"
+    folds: Union[int, str, None] = None
+    val: Literal["k-shot", "full"] = "k-shot"
     fit: FitConfig = field(default_factory=FitConfig)
 
     def validate(self) -> None:
@@ -95,6 +116,41 @@ class EvaluateConfig:
             raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.split.val_fraction}")
         if self.split.shuffle_train_pairs:
             raise ConfigError("split.shuffle_train_pairs is a pretraining control; evaluation keeps true labels")
+        self.folds = parse_folds(self.folds)
+        if self.match and self.encoder != "random":
+            raise ConfigError("match (--match) is for encoder: random only: a saved encoder has its own "
+                              "architecture and preprocessing")
+        if self.folds is not None and (self.split.val_subjects or self.split.test_subjects):
+            raise ConfigError("folds cannot be combined with split.val_subjects / split.test_subjects")
+
+
+def split_scheme_name(cfg: "EvaluateConfig") -> str:
+    """``per-seed``, ``fixed``, ``K-fold`` or ``loso``: how subjects were resampled (in results.json)."""
+    if cfg.folds == "loso":
+        return "loso"
+    if cfg.folds is not None:
+        return f"{cfg.folds}-fold"
+    return cfg.split_scheme
+
+
+def plan_splits(subject: np.ndarray, y: np.ndarray, n_classes: int, cfg: "EvaluateConfig", seeds: List[int]
+                ) -> Dict[Tuple[Optional[int], int], Tuple[SubjectSplit, int]]:
+    """{(fold or None, seed): (split, split seed)}: every split the evaluation uses. The same inputs
+    give the same splits for every method (they depend on the subjects, labels and seeds only)."""
+    out: Dict[Tuple[Optional[int], int], Tuple[SubjectSplit, int]] = {}
+    if cfg.folds is not None:
+        for seed in seeds:
+            for i, sp in enumerate(fold_splits(subject, cfg.folds, cfg.split, y, n_classes, inner_seed=seed)):
+                out[(i, seed)] = (sp, derive_seed(cfg.split.seed, seed, i))
+        return out
+    fixed = subject_split(subject, cfg.split, y, n_classes) if cfg.split_scheme == "fixed" else None
+    for seed in seeds:
+        if fixed is not None:
+            out[(None, seed)] = (fixed, cfg.split.seed)
+        else:
+            s = derive_seed(cfg.split.seed, seed)
+            out[(None, seed)] = (subject_split(subject, dataclasses.replace(cfg.split, seed=s), y, n_classes), s)
+    return out
 
 
 def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, progress: Optional[bool] = None,
@@ -115,7 +171,11 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     resolve_device(cfg.fit.device)  # fail before loading data if the device is missing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.encoder == "random":
+    if cfg.encoder == "random" and cfg.match:
+        source = _matched_random(cfg.match)
+        label = cfg.name or "random"
+        cfg = dataclasses.replace(cfg, preprocess=source.preprocess, model=source.model_name)
+    elif cfg.encoder == "random":
         source = EncoderSource.random(cfg.model, cfg.preprocess)
         label = cfg.name or "random"
     else:
@@ -136,23 +196,33 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         raise ConfigError(f"windows have {ws.x.shape[1]} samples; the encoder expects "
                           f"{source.preprocess.window_samples}")
     n_classes = len(ws.class_names)
-    split = subject_split(ws.subject, cfg.split, ws.y, n_classes)
-    log.info("subjects: %d train, %d val, %d test; windows: %d / %d / %d", len(split.subjects["train"]),
-             len(split.subjects["val"]), len(split.subjects["test"]), len(split.train), len(split.val),
-             len(split.test))
-    val_ws, test_ws = ws.subset(split.val), ws.subset(split.test)
-
+    if np.array_equal(ws.subject.astype(str), ws.recording.astype(str)):
+        log.warning("%s: every subject id is its recording's name (no 'subject' column?): each recording counts "
+                    "as a person, so one person's recordings can land in train and test", cfg.dataset)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    plan = [(p, s, seed) for p in cfg.protocols for s in sorted(cfg.shots, key=shots_key) for seed in seeds]
+    splits = plan_splits(ws.subject, ws.y, n_classes, cfg, seeds)
+    scheme = split_scheme_name(cfg)
+    first = next(iter(splits.values()))[0]
+    log.info("%s subject splits (%s); first: %d train, %d val, %d test subjects", len(splits), scheme,
+             len(first.subjects["train"]), len(first.subjects["val"]), len(first.subjects["test"]))
+    split_info: Dict[str, Any] = {
+        "scheme": scheme, "seed": cfg.split.seed, "val_fraction": cfg.split.val_fraction,
+        "test_fraction": cfg.split.test_fraction, "folds": cfg.folds, "val": cfg.val,
+        "splits": [{"id": _split_id(scheme, fold, seed), "fold": fold, "seed": seed, "split_seed": sseed,
+                    **sp.to_dict()} for (fold, seed), (sp, sseed) in splits.items()],
+    }
+    if scheme == "fixed":  # one split: as before issue 12
+        split_info.update(first.to_dict())
+    keys = list(splits)
+    plan = [(p, s, key) for p in cfg.protocols for s in sorted(cfg.shots, key=shots_key) for key in keys]
     results: Dict[str, Any] = {
         "format_version": RESULTS_FORMAT_VERSION,
         "kind": "few-shot-evaluation",
         "complete": False,
         "method": label,
         "dataset": _dataset_info(cfg.dataset, ws),
-        "encoder": source.info(),
-        "split": {**split.to_dict(), "val_fraction": cfg.split.val_fraction,
-                  "test_fraction": cfg.split.test_fraction, "seed": cfg.split.seed},
+        "encoder": {**source.info(), **({"matched_to": cfg.match} if cfg.match else {})},
+        "split": split_info,
         "protocols": list(cfg.protocols),
         "shots": sorted(cfg.shots, key=shots_key),
         "seeds": seeds,
@@ -164,10 +234,16 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     # A pretrained encoder is the same in every frozen run: embed every window once.
     frozen_z, frozen_encoder = None, None
     bar = tqdm(plan, desc="evaluate", unit="run", disable=None if progress is None else not progress)
-    for protocol, shots, seed in bar:
-        bar.set_postfix_str(f"{protocol} shots={shots} seed={seed}")
+    for protocol, shots, (fold, seed) in bar:
+        split, split_seed = splits[(fold, seed)]
+        bar.set_postfix_str(f"{protocol} shots={shots} seed={seed}" + ("" if fold is None else f" fold={fold}"))
         idx, per_class = sample_shots(ws.y, split.train, shots, seed, n_classes)
         train_ws = ws.subset(idx)
+        if cfg.val == "k-shot" and shots != "all":  # honest: no more validation labels than shots
+            val_idx, val_per_class = sample_shots(ws.y, split.val, shots, seed, n_classes)
+        else:
+            val_idx, val_per_class = sample_shots(ws.y, split.val, "all", seed, n_classes)
+        val_ws, test_ws = ws.subset(val_idx), ws.subset(split.test)
         frozen = protocol in ("linear-probe", "knn") and not source.is_random
         if frozen and frozen_z is None:
             frozen_encoder = source.build(pretrained=True)
@@ -175,7 +251,7 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
                                      cfg.fit.eval_batch_size, resolve_device(cfg.fit.device))
         fitted = fit_protocol(protocol, source, train_ws, val_ws, cfg.fit, seed, progress=progress,
                               desc=f"{protocol} k={shots} s={seed}",
-                              frozen_embeddings=(frozen_z[idx], frozen_z[split.val]) if frozen else None,
+                              frozen_embeddings=(frozen_z[idx], frozen_z[val_idx]) if frozen else None,
                               encoder=frozen_encoder if frozen else None)
         if frozen:  # same maths as fitted.predict, on the cached embeddings
             with torch.no_grad():
@@ -184,15 +260,25 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
             pred = fitted.predict(test_ws.x, cfg.fit.eval_batch_size)  # the test split, scored once
         test = classification_metrics(test_ws.y, pred, n_classes)
         val = {k: v for k, v in fitted.val_metrics.items() if k != "confusion_matrix"}
+        n_val_used = 0 if protocol == "knn" else int(len(val_idx))  # kNN selects nothing
         results["runs"].append({
             "method": label, "protocol": protocol, "shots": shots, "seed": seed,
+            "fold": fold, "split_id": _split_id(scheme, fold, seed), "split_seed": split_seed,
+            "train_subjects": split.subjects["train"], "val_subjects": split.subjects["val"],
+            "test_subjects": split.subjects["test"],
             "n_train": int(len(idx)), "shots_per_class": {ws.class_names[int(c)]: n for c, n in per_class.items()},
+            "val_mode": cfg.val,  # k-shot: at most `shots` validation windows per class (all at shots=all)
+            "n_val": int(len(val_idx)),
+            "val_shots_per_class": {ws.class_names[int(c)]: n for c, n in val_per_class.items()},
+            "n_labels": int(len(idx)) + n_val_used,
             "best_epoch": fitted.best_epoch, "fit_seconds": round(fitted.seconds, 3),
             "val": val, "test": test,
         })
         log.info("%s shots=%s seed=%d: test balanced accuracy %.3f (val %.3f, %d train windows)", protocol, shots,
                  seed, test["balanced_accuracy"], val.get("balanced_accuracy", float("nan")), len(idx))
         results["summary"] = summarize_runs(results["runs"])
+        # several protocols with supervised among them: each against supervised, paired by split and draw
+        results["comparisons"], results["reference"] = compute_comparisons(results["runs"])
         write_outputs(results, out_dir, plots=False)  # partial results survive an interruption
     bar.close()
     results["complete"] = True
@@ -203,6 +289,21 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         raise PartialRunError(f"{len(skipped)} recording(s) were skipped (listed in {out_dir / 'report.md'}); "
                               f"results cover the rest")
     return results
+
+
+def _matched_random(path: str) -> EncoderSource:
+    """A random-init encoder with the architecture, config and preprocessing of the saved encoder at ``path``."""
+    d = find_encoder_dir(Path(path))
+    meta = read_json(d / "encoder.json")
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), str) or not isinstance(meta.get("config"), dict):
+        raise DataError(d / "encoder.json", "no 'model'/'config': cannot match a random baseline to it")
+    return EncoderSource("random", meta["model"], meta["config"], encoder_preprocess(meta, d / "encoder.json"))
+
+
+def _split_id(scheme: str, fold: Optional[int], seed: int) -> str:
+    if fold is not None:
+        return f"fold{fold}-seed{seed}"
+    return "fixed" if scheme == "fixed" else f"seed{seed}"
 
 
 def _encoder_label(path: Path) -> str:
@@ -223,6 +324,8 @@ def _dataset_info(spec: str, ws: WindowSet) -> Dict[str, Any]:
         "class_names": list(ws.class_names),
         "n_windows": int(len(ws)),
         "n_subjects": int(len(np.unique(ws.subject.astype(str)))),
+        # no subject column: the loaders use the recording name, so each recording counts as a person
+        "subjects_are_recordings": bool(len(ws) and np.array_equal(ws.subject.astype(str), ws.recording.astype(str))),
         "windows_per_class": {c: int(n) for c, n in zip(ws.class_names, np.bincount(ws.y, minlength=len(ws.class_names)))},
         "report": {
             "recordings_read": r.recordings_read,

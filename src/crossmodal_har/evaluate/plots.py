@@ -114,3 +114,29 @@ def plot_confusion(summary: Sequence[Dict[str, Any]], class_names: Sequence[str]
         ax.set_ylabel("true", fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_comparisons(comparisons: Sequence[Dict[str, Any]], path: PathLike) -> Path:
+    """Paired differences against the reference with their 95 % CIs (one row per method × protocol ×
+    shots; the dashed line is no difference)."""
+    plt = _plt()
+    rows = list(comparisons)
+    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.32 * max(1, len(rows))))
+    y = np.arange(len(rows))[::-1]
+    for yi, c in zip(y, rows):
+        m = c.get("mean_diff")
+        if m is None:
+            continue
+        lo, hi = c.get("ci_low"), c.get("ci_high")
+        xerr = None if lo is None or hi is None else [[m - lo], [hi - m]]
+        ax.errorbar([m], [yi], xerr=xerr, fmt="o", color="C0" if not c.get("mismatch") else "C3", capsize=3,
+                    markersize=4)
+    ax.axvline(0.0, color="k", linestyle="--", linewidth=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{c['method']} / {c['protocol']} / {c['shots']}" for c in rows], fontsize=7)
+    ref = rows[0].get("reference", "?") if rows else "?"
+    metric = (rows[0].get("metric", "balanced_accuracy") if rows else "balanced_accuracy").replace("_", " ")
+    ax.set_xlabel(f"{metric}: method − {ref} (paired, 95% CI)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return _save(fig, path)

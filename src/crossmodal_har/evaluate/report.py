@@ -17,10 +17,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from crossmodal_har.errors import DataError
+from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.evaluate.comparisons import (choose_reference, compute_comparisons, render_comparisons,
+                                                  run_units, unit_value)
 from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.evaluate.metrics import summarize
-from crossmodal_har.evaluate.plots import plot_confusion, plot_shots_curve
+from crossmodal_har.evaluate.plots import plot_comparisons, plot_confusion, plot_shots_curve
 from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,11 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """One summary row per (method, protocol, shots), ordered by method (first appearance), protocol,
     shots.
 
-    Keys: ``method, protocol, shots, n_seeds``, and for each metric M in accuracy,
-    balanced_accuracy, macro_f1: ``M_mean, M_std, M_ci95_low, M_ci95_high`` (the interval is a
-    two-sided 95 % Student-t interval of the mean over seeds; ``None`` with one seed). Also
+    Keys: ``method, protocol, shots, n_seeds`` (distinct seeds), ``n_runs``, ``unit`` and ``n_units``,
+    and for each metric M in accuracy, balanced_accuracy, macro_f1: ``M_mean, M_std, M_ci95_low,
+    M_ci95_high`` (a two-sided 95 % Student-t interval of the mean over units; ``None`` with one
+    unit). The unit is the run (``seed``: one subject split and draw per seed) or, with folds, the
+    ``fold`` (its runs' mean over seeds), so the interval is over groups of test people. Also
     ``per_class_recall_mean`` (list; ``None`` for a class absent from the test subjects) and
     ``confusion_matrix`` (counts summed over seeds).
     """
@@ -59,9 +63,18 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     rows = []
     for key in sorted(groups, key=lambda k: _order_key(k, method_rank)):
         rs = groups[key]
-        row: Dict[str, Any] = {"method": key[0], "protocol": key[1], "shots": key[2], "n_seeds": len(rs)}
+        units = run_units(rs)
+        row: Dict[str, Any] = {"method": key[0], "protocol": key[1], "shots": key[2],
+                               "n_seeds": len({r.get("seed") for r in rs}), "n_runs": len(rs),
+                               "unit": "fold" if any(r.get("fold") is not None for r in rs) else "seed",
+                               "n_units": len(units)}
+        modes = sorted({r["val_mode"] for r in rs if r.get("val_mode")})
+        if modes:
+            row["val_mode"] = "/".join(modes)
+        if any("n_labels" in r for r in rs):
+            row["n_labels_mean"] = float(np.mean([r.get("n_labels", r.get("n_train", 0)) for r in rs]))
         for m in METRICS:
-            s = summarize([r["test"][m] for r in rs])
+            s = summarize([unit_value(u, m) for u in units.values()])
             row[f"{m}_mean"] = s["mean"]
             row[f"{m}_std"] = s["std"]
             row[f"{m}_ci95_low"] = s["ci95_low"]
@@ -95,7 +108,8 @@ def write_outputs(results: Dict[str, Any], out_dir: PathLike, *, plots: bool = T
         images = _write_plots(results, out_dir)
     sources = [{"method": s["method"], "dataset": s.get("dataset"), "encoder": s.get("encoder"),
                 "split": s.get("split"), "seeds": s.get("seeds")} for s in results.get("sources", [])] or [results]
-    written.append(atomic_write_text(out_dir / "report.md", render_markdown(sources, results["summary"], images)))
+    written.append(atomic_write_text(out_dir / "report.md", render_markdown(
+        sources, results["summary"], images, results.get("comparisons") or (), results.get("reference"))))
     return written + [out_dir / i for i in images]
 
 
@@ -107,6 +121,9 @@ def _write_plots(results: Dict[str, Any], out_dir: Path) -> List[str]:
     if class_names and any("confusion_matrix" in r for r in results["summary"]):
         plot_confusion(results["summary"], class_names, out_dir / "confusion_matrix.png")
         images.append("confusion_matrix.png")
+    if results.get("comparisons"):
+        plot_comparisons(results["comparisons"], out_dir / "comparisons.png")
+        images.append("comparisons.png")
     return images
 
 
@@ -143,8 +160,37 @@ def _fmt_ci(lo: Optional[float], hi: Optional[float]) -> str:
     return "–" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
 
 
+def split_text(split: Dict[str, Any]) -> str:
+    """One line on how subjects were split (``split`` as in results.json, old or new form)."""
+    scheme = split.get("scheme") or "fixed"
+    splits = split.get("splits") or []
+    subj = split.get("subjects") or ((splits[0].get("subjects") if splits else None) or {})
+    sizes = f"{len(subj.get('train', []))}/{len(subj.get('val', []))}/{len(subj.get('test', []))} subjects (train/val/test)"
+    if scheme == "fixed":
+        return f"one fixed subject-disjoint split (`fixed`, split seed {split.get('seed', 0)}), {sizes}"
+    if scheme == "per-seed":
+        return (f"a new subject-disjoint split per seed (`per-seed`, split seeds derived from split seed "
+                f"{split.get('seed', 0)} and the run seed), {sizes}")
+    return f"grouped cross-validation over subjects (`{scheme}`, {len(splits)} fold x seed splits), first {sizes}"
+
+
+SUBJECTS_ARE_RECORDINGS = ("**every subject id is a recording name** (no `subject` column in labels.csv?): each "
+                           "recording counts as a person, so one person's recordings can be in train and test and "
+                           "the split is not subject-disjoint")
+
+
+def val_text(mode: Optional[str]) -> str:
+    """The validation label budget in words (``val`` of results.json's split)."""
+    if mode == "full":
+        return "validation `full`: model selection on every window of the validation subjects"
+    return ("validation `k-shot`: at k shots, model selection sees at most k labelled windows per class of the "
+            "validation subjects (k·C training + k·C validation labels; kNN uses none; `all` shots use every "
+            "validation window)")
+
+
 def render_markdown(sources: Sequence[Dict[str, Any]], summary: Sequence[Dict[str, Any]],
-                    images: Sequence[str] = ()) -> str:
+                    images: Sequence[str] = (), comparisons: Sequence[Dict[str, Any]] = (),
+                    reference: Optional[str] = None) -> str:
     """The report: summary table (mean ± std over seeds), balanced accuracy by shots, per-class
     recall, what the data excluded, and the plots."""
     lines: List[str] = ["# Few-shot evaluation report", ""]
@@ -155,33 +201,42 @@ def render_markdown(sources: Sequence[Dict[str, Any]], summary: Sequence[Dict[st
         ds = s.get("dataset") or {}
         enc = s.get("encoder") or {}
         split = s.get("split") or {}
-        subj = split.get("subjects") or {}
         lines.append(f"- **{s.get('method', '?')}**: encoder `{enc.get('encoder', '?')}` (architecture "
                      f"`{enc.get('model', '?')}`, {'pretrained' if enc.get('pretrained') else 'random initialisation'}); "
                      f"dataset `{ds.get('spec', '?')}` ({ds.get('n_windows', '?')} windows, "
                      f"{ds.get('n_subjects', '?')} subjects, {len(ds.get('class_names') or [])} classes); "
-                     f"subject-disjoint split {len(subj.get('train', []))}/{len(subj.get('val', []))}/"
-                     f"{len(subj.get('test', []))} subjects (train/val/test); seeds {s.get('seeds', '?')}"
+                     f"{split_text(split)}; seeds {s.get('seeds', '?')}"
                      + ("" if s.get("complete", True) else "; **incomplete run**"))
+        lines.append(f"  - {val_text(split.get('val', 'full' if 'scheme' not in split else None))}")
         pre = enc.get("preprocess") or {}
         if pre:
             lines.append(f"  - preprocessing: {pre.get('rate_hz')} Hz, window {pre.get('window_s')} s, stride "
                          f"{pre.get('stride_s')} s, normalisation `{pre.get('normalization')}`, median kernel "
                          f"{pre.get('median_kernel')}")
     lines += ["", "Test subjects are never seen in training or model selection (early stopping uses the "
-              "validation subjects). Mean ± sample std over seeds; each seed is a new few-shot draw and a new "
-              "initialisation, so the spread does not include the variation between test-subject groups.", ""]
+              "validation subjects). Mean ± sample std over units: a unit is a seed (with `per-seed` a new "
+              "subject split, few-shot draw and initialisation; with `fixed` only a new draw and initialisation, "
+              "so the spread then leaves out which people are tested) or, with folds, a fold (mean over its seeds).",
+              ""]
 
     if summary:
         lines += ["## Results (test subjects)", "",
-                  "| Method | Protocol | Shots/class | Seeds | Balanced acc. | Macro-F1 | Accuracy | Balanced acc. 95% CI |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| Method | Protocol | Shots/class | Seeds | Balanced acc. | Macro-F1 | Accuracy | Balanced acc. 95% CI "
+                  "| Validation | Labels/run |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in summary:
+            flag = " †" if r.get("mismatch") else ""
+            labels = "–" if r.get("n_labels_mean") is None else f"{r['n_labels_mean']:.0f}"
             lines.append(
-                f"| {r.get('method', '')} | {r['protocol']} | {r['shots']} | {r['n_seeds']} | "
+                f"| {r.get('method', '')}{flag} | {r['protocol']} | {r['shots']} | {r['n_seeds']} | "
                 f"{_fmt(r['balanced_accuracy_mean'], r['balanced_accuracy_std'])} | "
                 f"{_fmt(r['macro_f1_mean'], r.get('macro_f1_std'))} | {_fmt(r['accuracy_mean'], r.get('accuracy_std'))} | "
-                f"{_fmt_ci(r.get('balanced_accuracy_ci95_low'), r.get('balanced_accuracy_ci95_high'))} |")
+                f"{_fmt_ci(r.get('balanced_accuracy_ci95_low'), r.get('balanced_accuracy_ci95_high'))} | "
+                f"{r.get('val_mode', '–')} | {labels} |")
+        if any(r.get("mismatch") for r in summary):
+            lines += ["", "† differs from the reference in: " + "; ".join(sorted(
+                {f"{r['method']}: {', '.join(r['mismatch'])}" for r in summary if r.get("mismatch")}))
+                + " (merged with --allow-mismatch: not a matched comparison)."]
         lines.append("")
         shots_all = sorted({r["shots"] for r in summary}, key=shots_key)
         if len(shots_all) > 1:
@@ -195,6 +250,7 @@ def render_markdown(sources: Sequence[Dict[str, Any]], summary: Sequence[Dict[st
             for (m, p), c in cells.items():
                 lines.append(f"| {m} | {p} | " + " | ".join(c.get(s, "–") for s in shots_all) + " |")
             lines.append("")
+        lines += render_comparisons(comparisons, reference)
         names = _class_names(sources)
         rec_rows = [r for r in summary if r.get("per_class_recall_mean")]
         if names and rec_rows:
@@ -216,6 +272,8 @@ def render_markdown(sources: Sequence[Dict[str, Any]], summary: Sequence[Dict[st
                      f"read, {rep.get('windows_kept', '?')} windows kept; excluded by quality check: {excl_txt}; "
                      f"unlabelled windows (not used): {rep.get('unlabelled_windows', 0)}; recordings shorter than "
                      f"one window: {len(rep.get('short_recordings') or [])}")
+        if ds.get("subjects_are_recordings"):
+            lines.append(f"  - {SUBJECTS_ARE_RECORDINGS}")
         wpc = ds.get("windows_per_class") or {}
         if wpc:
             lines.append("  - labelled windows per class: " + ", ".join(f"{k}: {v}" for k, v in wpc.items()))
@@ -231,8 +289,15 @@ def render_markdown(sources: Sequence[Dict[str, Any]], summary: Sequence[Dict[st
 
 
 # ------------------------------------------------------------------------------------------- merging
+RUN_KEYS = ("protocol", "shots", "seed", "test")
+SUMMARY_ROW_KEYS = ("protocol", "shots", "n_seeds", "balanced_accuracy_mean")
+
+
 def load_results(path: PathLike) -> Dict[str, Any]:
-    """Read one ``results.json`` (a file, or a directory containing one) and check its shape."""
+    """Read one ``results.json`` (a file, or a directory containing one) and check its shape.
+
+    Raises DataError naming the file and the first missing key (``runs[i]: no key 'seed'``).
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
@@ -240,21 +305,69 @@ def load_results(path: PathLike) -> Dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("summary"), list):
         raise DataError(p, "not an evaluation results.json (no 'summary' list)")
     data.setdefault("runs", [])
+    if not isinstance(data["runs"], list):
+        raise DataError(p, "'runs' is not a list")
+    for i, r in enumerate(data["runs"]):
+        if not isinstance(r, dict):
+            raise DataError(p, f"runs[{i}] is not an object")
+        for key in RUN_KEYS:
+            if key not in r:
+                raise DataError(p, f"runs[{i}] has no key {key!r}")
+        if not isinstance(r["test"], dict):
+            raise DataError(p, f"runs[{i}].test is not an object")
+        for key in METRICS:
+            if key not in r["test"]:
+                raise DataError(p, f"runs[{i}].test has no key {key!r}")
+    if not data["runs"]:
+        for i, r in enumerate(data["summary"]):
+            for key in SUMMARY_ROW_KEYS:
+                if not isinstance(r, dict) or key not in r:
+                    raise DataError(p, f"summary[{i}] has no key {key!r}")
     data["_path"] = os.fspath(p)
     return data
 
 
-def merge_results(paths: Iterable[PathLike]) -> Dict[str, Any]:
-    """Merge several evaluations into one results dict with the same schema.
+def fingerprint(res: Dict[str, Any]) -> Dict[str, Any]:
+    """What must match between merged rows for a comparison to be like for like: the dataset, the
+    split scheme (and validation budget), the preprocessing and the architecture. Results written
+    before issue 12 have a ``fixed`` split and ``full`` validation."""
+    ds = res.get("dataset") or {}
+    enc = res.get("encoder") or {}
+    split = res.get("split") or {}
+    pre = enc.get("preprocess") or {}
+    new = "scheme" in split
+    return {
+        "dataset": (ds.get("name"), ds.get("n_windows"), ds.get("n_subjects"), tuple(ds.get("class_names") or ())),
+        "split scheme": ((split.get("scheme") if new else ("fixed" if split else None)), split.get("seed"),
+                         split.get("val_fraction"), split.get("test_fraction"), split.get("folds"),
+                         split.get("val") if new else ("full" if split else None),
+                         None if new else tuple(sorted((split.get("subjects") or {}).get("test") or ()))),
+        "preprocessing": tuple(pre.get(k) for k in ("rate_hz", "window_s", "stride_s", "normalization",
+                                                    "median_kernel")),
+        "architecture": enc.get("model"),
+    }
+
+
+def merge_results(paths: Iterable[PathLike], *, reference: Optional[str] = None,
+                  allow_mismatch: bool = False) -> Dict[str, Any]:
+    """Merge several evaluations into one results dict with the same schema, plus ``comparisons``
+    (paired differences against the reference, ``evaluate.comparisons``).
 
     Runs are re-summarised together. When two files use the same method label for different
     encoders or datasets, the later label gets the file's directory name appended, so rows never
     silently mix.
+
+    Raises:
+        UserError: a (method, protocol, shots, seed, fold) run in two files (the same results given
+            twice), or a file whose dataset, split scheme, preprocessing or architecture differ from
+            the reference's (unless ``allow_mismatch``: then its rows carry ``mismatch`` and the report
+            flags them). Both messages name the two files.
     """
     sources = []
     runs: List[Dict[str, Any]] = []
     summary_only: List[Dict[str, Any]] = []
     seen: Dict[str, str] = {}
+    owner: Dict[tuple, str] = {}
     for path in paths:
         res = load_results(path)
         method = res.get("method") or (res.get("summary") or [{}])[0].get("method", "") or Path(res["_path"]).parent.name
@@ -263,19 +376,70 @@ def merge_results(paths: Iterable[PathLike]) -> Dict[str, Any]:
             method = f"{method} ({Path(res['_path']).parent.name})"
         seen.setdefault(method, ident)
         res["method"] = method
+        rows = res["runs"] or res["summary"]
+        for r in rows:
+            key = (method, r["protocol"], str(r["shots"]), r.get("seed"), r.get("fold"))
+            if key in owner:
+                what = (f"method {method!r}, protocol {r['protocol']}, shots {r['shots']}"
+                        + (f", seed {r['seed']}" if "seed" in r else "") + ("" if r.get("fold") is None else f", fold {r['fold']}"))
+                same = owner[key] == res["_path"]
+                raise UserError(f"report: {res['_path']}: the run ({what}) is already in {owner[key]}"
+                                + ("; the same results were given twice" if same else "")
+                                + " - each run may be merged once (it would be counted twice)")
+        for r in rows:
+            owner[(method, r["protocol"], str(r["shots"]), r.get("seed"), r.get("fold"))] = res["_path"]
         sources.append(res)
-        if res["runs"]:
-            runs += [{**r, "method": method} for r in res["runs"]]
+    methods = [s["method"] for s in sources]
+    ref_name = _reference_name(methods, reference)
+    ref_src = next((s for s in sources if s["method"] == ref_name), sources[0] if sources else None)
+    mismatches: List[Dict[str, Any]] = []
+    if ref_src is not None:
+        ref_fp = fingerprint(ref_src)
+        for s in sources:
+            if s is ref_src:
+                continue
+            fp = fingerprint(s)
+            diff = [k for k in fp if fp[k] != ref_fp[k]]
+            if not diff:
+                continue
+            detail = "; ".join(f"{k}: {fp[k]} vs {ref_fp[k]}" for k in diff)
+            if not allow_mismatch:
+                raise UserError(f"report: {s['_path']} differs from the reference {ref_src['_path']} in "
+                                f"{', '.join(diff)} ({detail}); rows would not be a matched comparison "
+                                f"(pass --allow-mismatch to merge them anyway, flagged in the tables)")
+            log.warning("%s differs from the reference %s in %s", s["_path"], ref_src["_path"], ", ".join(diff))
+            s["_mismatch"] = diff
+            mismatches.append({"method": s["method"], "path": s["_path"], "reference_path": ref_src["_path"],
+                               "differs_in": diff})
+    for s in sources:
+        if s["runs"]:
+            runs += [{**r, "method": s["method"]} for r in s["runs"]]
         else:  # a summary without runs (hand-made or trimmed): keep its rows as they are
-            summary_only += [{**r, "method": method} for r in res["summary"]]
+            summary_only += [{**r, "method": s["method"]} for r in s["summary"]]
     summary = summarize_runs(runs) + summary_only
+    flagged = {s["method"]: s["_mismatch"] for s in sources if s.get("_mismatch")}
+    for row in summary:
+        if row.get("method") in flagged:
+            row["mismatch"] = flagged[row["method"]]
+    comparisons, ref_used = compute_comparisons(runs, ref_name) if runs else ([], ref_name)
+    for c in comparisons:
+        if c["method"] in flagged:
+            c["mismatch"] = flagged[c["method"]]
     return {
         "format_version": 1,
         "kind": "merged-evaluation",
         "complete": all(s.get("complete", True) for s in sources),
         "sources": [{"path": s["_path"], "method": s["method"], "dataset": s.get("dataset"),
-                     "encoder": s.get("encoder"), "split": s.get("split"), "seeds": s.get("seeds")} for s in sources],
+                     "encoder": s.get("encoder"), "split": s.get("split"), "seeds": s.get("seeds"),
+                     **({"mismatch": s["_mismatch"]} if s.get("_mismatch") else {})} for s in sources],
         "dataset": sources[0].get("dataset") if sources else {},
         "summary": summary,
         "runs": runs,
+        "reference": ref_used,
+        "comparisons": comparisons,
+        "mismatches": mismatches,
     }
+
+
+def _reference_name(methods: Sequence[str], requested: Optional[str]) -> Optional[str]:
+    return choose_reference(methods, requested)

@@ -91,9 +91,12 @@ def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.n
 # --------------------------------------------------------------------------- run-level
 
 def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, split: str = "test",
-                 batch_size: int = 64, device: str = "cpu", max_prototype_windows: int = 5000) -> Dict[str, Any]:
+                 batch_size: int = 64, device: str = "cpu", max_prototype_windows: int = 5000,
+                 name: Optional[str] = None) -> Dict[str, Any]:
     """Zero-shot evaluation of ``run_dir`` on the windows of ``store_path`` (``split``: the run's test
-    subjects, or ``all`` windows). Writes ``out_dir/results.json`` and returns it.
+    subjects, or ``all`` windows). Writes ``out_dir/results.json`` and returns it; its ``method`` is
+    ``name`` (the row label in reports, e.g. a control run) or the run's method, ``pretrain_method``
+    always the run's.
 
     Class prototypes for the zero-shot classification are mean *video* embeddings of labelled windows
     of every other subject in the store (train subjects included: only their videos and video labels
@@ -152,7 +155,8 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
     res = zeroshot_metrics(emb, protos)
     if "classification" in res:
         res["classification"]["prototype_windows"] = int(len(protos["label"]) if protos else len(idx))
-    res.update({"run": os.fspath(run_dir), "method": meta["method"], "store": os.fspath(store_path), "split": split,
+    res.update({"run": os.fspath(run_dir), "method": name or meta["method"],
+                "pretrain_method": meta["method"], "store": os.fspath(store_path), "split": split,
                 "subjects": subjects, "windows": int(len(idx)), "class_names": store.class_names})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
