@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory for results.json")
     parser.add_argument("--split", choices=["test", "all"], default="test",
                         help="the run's held-out test subjects (default) or every window of the store")
+    parser.add_argument("--name", default=None,
+                        help="label of this run in report tables (default: the run's method), e.g. a control run")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
 
@@ -27,9 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from crossmodal_har.device import resolve_device
     from crossmodal_har.evaluate.zeroshot import format_results, run_zeroshot
+    from crossmodal_har.io import guard_output_dir
+
+    guard_output_dir(("--out", args.out), [("--run", args.run), ("--store", args.store)], files=("results.json",))
 
     res = run_zeroshot(args.run, args.store, args.out, split=args.split, batch_size=args.batch_size,
-                       device=str(resolve_device(args.device)))
+                       device=str(resolve_device(args.device)), name=args.name)
     print(format_results(res))
     print(f"wrote {args.out}/results.json")
     return 0

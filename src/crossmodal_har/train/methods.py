@@ -29,8 +29,9 @@ from crossmodal_har.models.classifier import encode_windows
 from crossmodal_har.models.heads import ProjectionHead
 from crossmodal_har.models.losses import ClipLoss, SigLipLoss
 from crossmodal_har.models.mae import ImuMaskedAutoencoder
-from crossmodal_har.models.registry import create_model, model_config
+from crossmodal_har.models.registry import checked_config, create_model, create_model_from_config, model_config
 from crossmodal_har.signals.normalize import normalize_windows
+from crossmodal_har.train.config import IMAGE_TOWER_FALLBACKS
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,27 @@ def _with_shape_overrides(name: str, overrides: Mapping[str, Any], shape: Mappin
     return out
 
 
+def video_tower(cfg: Any) -> Tuple[str, Optional[str]]:
+    """``(registry name, pretrained)`` of the video tower a run builds on a frames store:
+    ``video_encoder`` / ``video_pretrained``, except for imu2clip without CLIP weights
+    (``video_pretrained`` null) and an ``image_tower_fallback``: that tower with its offline weights."""
+    fallback = getattr(cfg, "image_tower_fallback", None)
+    if cfg.method == "imu2clip" and cfg.video_pretrained is None and fallback:
+        log.info("imu2clip: no CLIP weights (video_pretrained null): frozen image tower %s with its packaged "
+                 "weights instead of a random %s", fallback, cfg.video_encoder)
+        return fallback, IMAGE_TOWER_FALLBACKS[fallback]
+    return cfg.video_encoder, cfg.video_pretrained
+
+
 def build_encoder(name: str, overrides: Mapping[str, Any], pretrained: Optional[str], allow_download: bool,
                   arch: Optional[Mapping[str, Any]] = None):
     """An encoder from the registry; with ``arch`` (a saved ``model_cfg``) the architecture is rebuilt
     exactly and no pretrained weights are loaded (they come from the run's saved weights)."""
     if arch is not None:
-        return create_model(name, **dict(arch))
-    return create_model(name, pretrained=pretrained, allow_download=allow_download, **dict(overrides))
+        return create_model_from_config(name, arch, where=f"architecture ({name})")
+    # overrides are architecture only: loading keys come from the config's own fields (checked_config)
+    return create_model(name, pretrained=pretrained, allow_download=allow_download,
+                        **checked_config(name, overrides, where=f"{name} overrides"))
 
 
 def _init_imu_side(method: nn.Module, cfg: Any, data_info: Mapping[str, Any],
@@ -121,9 +136,10 @@ class CrossModalMethod(PretrainMethod):
             shape = {"num_frames": data_info.get("num_frames")}
             if cfg.method == "imu2clip":
                 shape["frame_pooling"] = cfg.clip_frames
+            video_name, video_weights = video_tower(cfg)
             self.video_encoder = build_encoder(
-                cfg.video_encoder, _with_shape_overrides(cfg.video_encoder, cfg.video_encoder_overrides, shape),
-                cfg.video_pretrained, cfg.allow_download, None if arch is None else arch["video_encoder"]["config"])
+                video_name, _with_shape_overrides(video_name, cfg.video_encoder_overrides, shape),
+                video_weights, cfg.allow_download, None if arch is None else arch["video_encoder"]["config"])
             if frozen:
                 self.video_encoder.freeze()
             video_in = self.video_encoder.embed_dim
