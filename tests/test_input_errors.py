@@ -74,6 +74,7 @@ def test_paired_labels_follow_generic_rules(paired_src, tmp_path, capsys, rows, 
     assert f"{src / 'labels.csv'}:{line}:" in msg, msg
     assert text in msg, msg
     assert _digest(src) == before
+    assert not (tmp_path / "store").exists()  # the source is checked before anything is written
 
 
 def test_paired_labels_touching_segments_and_bom_are_fine(tmp_path):

@@ -410,3 +410,40 @@ def test_ingest_store_is_never_written_into_its_source(tmp_path, capsys):
         assert main(["ingest", "--layout", "paired", "--src", str(src), "--out", str(out)]) == 2, out
         one_line_error(capsys, "--src")
         assert sorted(p.relative_to(src) for p in src.rglob("*")) == snapshot
+
+
+def test_sigterm_cleans_up_like_ctrl_c(env, tmp_path):
+    """SIGTERM (what a job scheduler or `kill` sends) stops a command as an interrupt: its temporary
+    output is removed at once, nothing half-written is left, exit status 143."""
+    import signal
+
+    rec = make_recording(tmp_path / "rec.csv", seconds=40)
+    out = tmp_path / "p.csv"
+    code = ("import sys, time\n"
+            "import crossmodal_har.infer.predict as P\n"
+            "orig = P.iter_chunks\n"
+            "def slow(*a, **k):\n"
+            "    for c in orig(*a, **k):\n"
+            "        yield c\n"
+            "        time.sleep(3600)\n"
+            "P.iter_chunks = slow\n"
+            "from crossmodal_har.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, "predict", "--model", str(env["bundle"]), "--input",
+                             str(rec), "--out", str(out), *UNITS, "--chunk-rows", "100"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob(".p.csv.*")):
+            time.sleep(0.1)
+        assert list(tmp_path.glob(".p.csv.*")), "predict never started writing"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode()
+    assert rc == 143, err
+    assert "Traceback" not in err and "terminated" in err
+    assert not list(tmp_path.glob(".p.csv.*")) and not out.exists()

@@ -19,7 +19,9 @@ import importlib
 import logging
 import os
 import pkgutil
+import signal
 import sys
+import threading
 from types import ModuleType
 from typing import List, Optional
 
@@ -67,6 +69,23 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds exactly like Ctrl-C: ``finally``
+    blocks remove temporaries, training writes its checkpoint."""
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise _Terminated()
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM (``kill``, job schedulers, container stops) into :class:`_Terminated` while a
+    command runs; returns the previous handler (None where signals cannot be set: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; callable from tests as ``main([...])``. Returns the exit status."""
     parser = build_parser()
@@ -81,11 +100,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ["HF_HUB_OFFLINE"] = "0"
     else:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    previous = _stop_on_sigterm()
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

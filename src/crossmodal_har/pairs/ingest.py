@@ -135,6 +135,14 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
     src, out = Path(src), Path(out)
     if (out / "store.json").exists() and not (out / LEDGER).exists():
         raise UserError(f"{out} holds a store not made by ingest (merged?); choose a new --out")
+    # The source is read (and its labels checked) before anything is written: a bad labels.csv
+    # leaves no half-made --out behind.
+    specs = list(iter_sessions(cfg.layout, src, **cfg.source))
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"duplicate session names in {src}: {', '.join(dup[:5])}")
+    specs = sorted((s for s in specs if in_split(s.name, cfg.num_shards, cfg.shard_index)), key=lambda s: s.name)
     out.mkdir(parents=True, exist_ok=True)
     with _StoreLock(out):
         settings = _settings(cfg, src)
@@ -156,13 +164,6 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
             if weights:
                 state["weights"] = [file_entry(p) for p in weights]
             atomic_write_json(ledger_path, state)
-
-        specs = list(iter_sessions(cfg.layout, src, **cfg.source))
-        names = [s.name for s in specs]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise UserError(f"duplicate session names in {src}: {', '.join(dup[:5])}")
-        specs = sorted((s for s in specs if in_split(s.name, cfg.num_shards, cfg.shard_index)), key=lambda s: s.name)
 
         ledger = {"sessions": _read_ledger(out), "settings_key": _settings_key(settings)}
         todo, changed, gone, refreshed = _plan(out, specs, ledger)
