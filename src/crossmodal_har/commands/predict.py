@@ -18,7 +18,9 @@ DESCRIPTION = (
     "quality checks are rows marked with their status and no label. A summary is printed and "
     "written beside the output as <out>.summary.json. Outputs are never inputs: an output that is "
     "the recording or a bundle file (also through a symlink or hard link) is refused, and existing "
-    "outputs are replaced only with --force."
+    "outputs are replaced only with --force. With --start (or epoch times in the file) rows get an ISO "
+    "8601 timestamp in --tz; windows while the device is not worn (van Hees et al. 2013) get status "
+    "nonwear; --report DIR adds daily/hourly summaries and a self-contained report.html."
 )
 
 
@@ -29,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_unit_arguments(p)
     p.add_argument("--stride", type=float, default=None, metavar="S",
                    help="seconds between window starts (default: the bundle's)")
-    p.add_argument("--smooth", type=int, default=0, metavar="N",
-                   help="majority filter over N consecutive ok windows (0 = off)")
+    p.add_argument("--smooth", default="0", metavar="N|majority[:N]|hmm",
+                   help="N or majority:N: majority filter over N consecutive ok windows (majority = 5; "
+                        "0 = off); hmm: Viterbi with the bundle's transition matrix (train-classifier)")
     p.add_argument("--timeline", default=None, metavar="PNG", help="also draw activity over time")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                    help="torch, or ONNX Runtime with MODEL_DIR/model.onnx (see `export`) or --onnx")
@@ -41,7 +44,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: the runtime's; 1 can be faster on a busy machine)")
     p.add_argument("--force", action="store_true",
-                   help="replace existing outputs (--out, its .summary.json, --timeline); never an input")
+                   help="replace existing outputs (--out, its .summary.json, --timeline, --report's "
+                        "files); never an input")
+    g = p.add_argument_group("absolute time, non-wear and the clinician's report")
+    g.add_argument("--start", default=None, metavar="ISO8601",
+                   help="wall-clock time of the first sample for a file with relative times (e.g. "
+                        "2026-03-01T08:30:00+01:00; without an offset it is read in --tz). Files whose "
+                        "times are > 1e9 s are taken as Unix epoch seconds and need no --start")
+    g.add_argument("--tz", default="UTC", metavar="ZONE",
+                   help="IANA time zone of the timestamps and calendar days (default UTC)")
+    g.add_argument("--nonwear", choices=("on", "off"), default="on",
+                   help="non-wear detection (van Hees et al. 2013, GGIR's thresholds; default on)")
+    g.add_argument("--nonwear-std", type=float, default=None, metavar="G",
+                   help="per-axis standard deviation below which an axis is still (default 0.013 g)")
+    g.add_argument("--nonwear-range", type=float, default=None, metavar="G",
+                   help="per-axis value range below which an axis is still (default 0.05 g)")
+    g.add_argument("--nonwear-approach", choices=("2023", "2013"), default=None,
+                   help="2023 (default): flag the whole 60-min window; 2013: only its central 15 min")
+    g.add_argument("--report", default=None, metavar="DIR",
+                   help="write DIR/daily_summary.csv, DIR/hourly_summary.csv and DIR/report.html")
+
+
+def parse_smooth(value: str):
+    """``--smooth``: ``N`` / ``majority:N`` (majority filter, int N >= 0), ``majority`` (N = 5), ``hmm``."""
+    from crossmodal_har.errors import UserError
+
+    v = str(value).strip().lower()
+    if v == "hmm":
+        return "hmm"
+    if v == "majority":
+        return 5
+    if v.startswith("majority:"):
+        v = v[len("majority:"):]
+    try:
+        n = int(v)
+    except ValueError:
+        raise UserError(f"--smooth: expected N, majority[:N] or hmm, got {value!r}") from None
+    if n < 0:
+        raise UserError("--smooth must be >= 0")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,17 +95,36 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.infer.runtime import OnnxRunner, TorchRunner
     from crossmodal_har.infer.summary import format_summary
     from crossmodal_har.io import atomic_write_json, guard_outputs
-    from crossmodal_har.models.artefacts import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, read_bundle,
-                                                 weights_digest)
+    from crossmodal_har.models.artefacts import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, bundle_hmm,
+                                                 read_bundle, weights_digest)
 
     if args.chunk_rows < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
-    if args.smooth < 0:
-        raise UserError("--smooth must be >= 0")
+    smooth = parse_smooth(args.smooth)
     out = Path(args.out)
     summary_path = out.with_name(out.stem + ".summary.json")
+    from crossmodal_har.config import from_dict
+    from crossmodal_har.errors import ConfigError
+    from crossmodal_har.infer.clinical_report import DayAggregator, parse_start, report_paths, write_report
+    from crossmodal_har.infer.nonwear import NonwearConfig
+
+    nw = {"enabled": args.nonwear == "on"}
+    for key, val in (("std_g", args.nonwear_std), ("range_g", args.nonwear_range),
+                     ("approach", args.nonwear_approach)):
+        if val is not None:
+            nw[key] = val
+    try:
+        nonwear = from_dict(NonwearConfig, nw, where="non-wear")
+        start_s = parse_start(args.start, args.tz) if args.start else None
+        from crossmodal_har.infer.clinical_report import zone
+
+        zone(args.tz)
+    except (ValueError, ConfigError) as e:
+        raise UserError(str(e)) from None
+    report_files = list(report_paths(Path(args.report)).items()) if args.report else []
     model_files = [("--model", Path(args.model) / n) for n in (BUNDLE_META, BUNDLE_WEIGHTS, BUNDLE_ONNX)]
-    guard_outputs([("--out", out), ("--out's summary", summary_path), ("--timeline", args.timeline)],
+    guard_outputs([("--out", out), ("--out's summary", summary_path), ("--timeline", args.timeline),
+                   *[(f"--report's {p.name}", p) for _, p in report_files]],
                   [("--input", args.input), *model_files, ("--onnx", args.onnx), ("--meta", args.meta)],
                   force=args.force)
     units = resolve_units(args)
@@ -88,12 +148,24 @@ def run(args: argparse.Namespace) -> int:
 
             torch.set_num_threads(args.threads)  # the program's choice, asked for by the user
         runner = TorchRunner(bundle.model)
-    summary = predict_file(args.input, out, runner, pre, bundle.class_names, units, smooth=args.smooth,
-                           chunk_rows=args.chunk_rows, batch_size=args.batch_size)
+    days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s)) if args.report else None
+    hmm = None
+    if smooth == "hmm":
+        hmm = bundle_hmm(bundle)
+        if hmm is None:
+            raise UserError(f"--smooth hmm: bundle {args.model} has no hmm section (transition matrix); "
+                            "retrain it with this version's `crossmodal-har train-classifier`, or use "
+                            "--smooth majority")
+    summary = predict_file(args.input, out, runner, pre, bundle.class_names, units,
+                           smooth=0 if hmm is not None else smooth, hmm=hmm,
+                           chunk_rows=args.chunk_rows, batch_size=args.batch_size,
+                           nonwear=nonwear, start_s=start_s, tz=args.tz, days=days)
     summary.update({"input": str(args.input), "output": str(out), "model": str(args.model),
                     "runtime": args.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,
-                    "rate_hz": pre.rate_hz, "smooth": args.smooth, "units": units.to_dict()})
+                    "rate_hz": pre.rate_hz, "smooth": smooth, "units": units.to_dict()})
     atomic_write_json(summary_path, summary)
+    if args.report:
+        write_report(Path(args.report), days, summary, bundle.meta)
     if args.timeline:
         from crossmodal_har.infer.timeline import plot_timeline
 
@@ -102,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%s: no window could be classified (see the stretches and skipped windows below)",
                     args.input)
     print(format_summary(summary))
-    print(f"wrote {out} and {summary_path}" + (f" and {args.timeline}" if args.timeline else ""))
+    print(f"wrote {out} and {summary_path}" + (f" and {args.timeline}" if args.timeline else "")
+          + (f" and {args.report}/" if args.report else ""))
     log.debug("summary: %s", json.dumps(summary))
     return 0

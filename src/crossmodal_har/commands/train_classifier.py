@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.evaluate.harness import EvaluateConfig
     from crossmodal_har.evaluate.protocol_config import FitConfig
     from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
+    from crossmodal_har.infer.smoothing import estimate_prior, estimate_transitions, label_sequences
     from crossmodal_har.models.artefacts import save_bundle
     from crossmodal_har.models.classifier import head_spec
     from crossmodal_har.signals.datasets import load_labelled
@@ -128,9 +129,16 @@ def run(args: argparse.Namespace) -> int:
                      "transformers": transformers.__version__, "python": platform.python_version()},
         "note": "validation metrics were used for early stopping/model selection (optimistic)",
     }
+    # HMM for `predict --smooth hmm`: transitions between consecutive windows of each training
+    # recording and the class prior, both with an add-one (Dirichlet(1)) prior
+    seqs = label_sequences(train_ws.recording, train_ws.start_s, train_ws.y)
+    hmm = {"transitions": estimate_transitions(seqs, n_classes, 1.0).tolist(),
+           "prior": estimate_prior(seqs, n_classes, 1.0).tolist(), "pseudo_count": 1.0,
+           "sequences": len(seqs), "transitions_counted": int(sum(max(len(q) - 1, 0) for q in seqs)),
+           "source": "training windows, consecutive per recording"}
     path = save_bundle(args.out, module, encoder_name=source.model_name, encoder_config=source.config,
                        head_spec=spec, preprocess=source.preprocess, class_names=list(ws.class_names),
-                       metrics=fitted.val_metrics, provenance=provenance)
+                       metrics=fitted.val_metrics, provenance=provenance, hmm=hmm)
     ba = fitted.val_metrics.get("balanced_accuracy")
     print(f"wrote bundle {path.parent} ({args.protocol}, {len(ws.class_names)} classes, "
           f"validation balanced accuracy {ba:.3f})" if ba is not None else f"wrote bundle {path.parent}")

@@ -7,9 +7,16 @@ filter, windows, quality, gaps) → model in fixed batches → optional smoothin
 Model batches are formed from the sequence of ok windows (batch ``j`` = ok windows
 ``[j*B, (j+1)*B)``), never from chunk contents, so the output is identical whatever ``chunk_rows``.
 
-Output CSV columns: ``start, end`` (s, the recording's clock), ``status`` (``ok`` or why there is no
-label: ``gap``, ``non_finite``, ``short``, ``flat_line``, ``saturation``, …), ``label`` (empty unless
+Output CSV columns: ``start, end`` (s, the recording's clock), ``timestamp`` (only when the
+recording's absolute start is known — ``--start`` or epoch times in the file — : the window's start
+as ISO 8601 with the offset of the time zone), ``status`` (``ok`` or why there is no label: ``gap``,
+``non_finite``, ``short``, ``flat_line``, ``saturation``, ``nonwear``, …), ``label`` (empty unless
 ok), ``label_raw`` (only with smoothing: the unsmoothed label) and ``p_<class>`` per class.
+
+Non-wear (:mod:`crossmodal_har.infer.nonwear`) is judged on the raw accelerometer as it streams in;
+rows wait (at most about one hour of rows) until no later 60-min window can still flag them, then a
+window (``ok`` or ``flat_line``) whose midpoint lies in a flagged stretch becomes ``nonwear``: no
+label, no probabilities, and it ends a smoothing run like any window that is not ok.
 
 The runtimes (torch, ONNX Runtime, fixed batching) are :mod:`crossmodal_har.infer.runtime`'s; the
 summary of a run is :mod:`crossmodal_har.infer.summary`'s.
@@ -28,10 +35,13 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 from tqdm import tqdm
 
+from crossmodal_har.errors import UserError
+from crossmodal_har.infer.clinical_report import EPOCH_THRESHOLD_S, DayAggregator, TimeBase
 from crossmodal_har.infer.csvsafe import csv_cell
+from crossmodal_har.infer.nonwear import NONWEAR_STATUS, NonwearConfig, NonwearDetector
 from crossmodal_har.infer.reader import iter_chunks
 from crossmodal_har.infer.runtime import BatchedRunner, Runner
-from crossmodal_har.infer.smoothing import StreamingSmoother
+from crossmodal_har.infer.smoothing import StreamingSmoother, StreamingViterbi
 from crossmodal_har.infer.stream import STATUS_OK, Marker, SignalOps, StreamingWindower, WindowBatch
 from crossmodal_har.infer.summary import Summary
 from crossmodal_har.io import atomic_write
@@ -115,19 +125,22 @@ class _Pipeline:
 # --------------------------------------------------------------------------------- writer
 
 class _CsvWriter:
-    def __init__(self, fh, class_names: List[str], smoothing: bool):
+    def __init__(self, fh, class_names: List[str], smoothing: bool, timebase: Optional[TimeBase] = None):
         self.fh = fh
         self.names = class_names
         self.smoothing = smoothing
-        cols = ["start", "end", "status", "label"] + (["label_raw"] if smoothing else []) + \
-            [f"p_{c}" for c in class_names]
+        self.timebase = timebase if timebase is not None and timebase.absolute else None
+        cols = ["start", "end"] + (["timestamp"] if self.timebase else []) + ["status", "label"] + \
+            (["label_raw"] if smoothing else []) + [f"p_{c}" for c in class_names]
         fh.write(",".join(_csv_cell(c) for c in cols) + "\n")
 
     def write(self, rows: Rows, labels: np.ndarray, raw: np.ndarray, probs: np.ndarray) -> None:
         names = np.array([_csv_cell(c) for c in self.names] + [""], dtype=object)
         n = len(rows.start)
-        parts = [np.char.mod("%.6f", rows.start), np.char.mod("%.6f", rows.end),
-                 rows.status.astype(str), names[labels].astype(str)]
+        parts = [np.char.mod("%.6f", rows.start), np.char.mod("%.6f", rows.end)]
+        if self.timebase is not None:
+            parts.append(self.timebase.iso(rows.start))
+        parts += [rows.status.astype(str), names[labels].astype(str)]
         if self.smoothing:
             parts.append(names[raw].astype(str))
         pstr = np.where(np.isnan(probs), "", np.char.mod("%.6f", np.nan_to_num(probs)))
@@ -146,14 +159,21 @@ def _csv_cell(s: str) -> str:
 class _SmoothedWriter:
     """Feeds rows through the smoother (which lags) and writes those whose label is final."""
 
-    def __init__(self, writer: _CsvWriter, smoother: Any, summary: Summary):
+    def __init__(self, writer: _CsvWriter, smoother: Any, summary: Summary,
+                 days: Optional[DayAggregator] = None):
         self.writer, self.smoother, self.summary = writer, smoother, summary
+        self.days = days
         self.queue: List[Any] = []
         self.labels = np.empty(0, np.int64)
 
     def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
         self.queue.append((rows, probs, raw))
-        self.labels = np.concatenate([self.labels, self.smoother.push(raw, rows.ok_index >= 0)])
+        ok = rows.ok_index >= 0
+        if getattr(self.smoother, "uses_probs", False):  # HMM: Viterbi over the class probabilities
+            new = self.smoother.push(raw, ok, np.nan_to_num(probs))
+        else:
+            new = self.smoother.push(raw, ok)
+        self.labels = np.concatenate([self.labels, new])
         self._write()
 
     def finish(self) -> None:
@@ -171,11 +191,81 @@ class _SmoothedWriter:
             head = Rows(rows.start[:k], rows.end[:k], rows.status[:k], rows.ok_index[:k])
             self.writer.write(head, lab, raw[:k], probs[:k])
             self.summary.add(head.status, head.start, head.end, lab)
+            if self.days is not None:
+                self.days.add(head.start, head.status, lab)
             if k == n:
                 self.queue.pop(0)
             else:
                 self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
                                  probs[k:], raw[k:])
+
+
+class _NonwearGate:
+    """Holds rows until the non-wear detector has decided their time, then marks non-wear windows.
+
+    Rows leave in order; a row is final once its midpoint (its start, for a stretch without windows)
+    lies below :meth:`NonwearDetector.final_until` — about one hour behind the input.
+    """
+
+    MARKED = (STATUS_OK, "flat_line")  # window statuses non-wear overrides (a still device may read flat)
+
+    def __init__(self, detector: Optional[NonwearDetector], origin_s: float, out: "_SmoothedWriter"):
+        """``origin_s``: added to recording times to get the detector's times."""
+        self.det, self.origin, self.out = detector, origin_s, out
+        self.queue: List[Any] = []
+        self.released = -np.inf  # largest key released: later rows never lie before it
+
+    def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
+        if self.det is None:
+            self.out.push(rows, probs, raw)
+            return
+        self.queue.append((rows, probs, raw))
+        self.release()
+
+    def release(self) -> None:
+        if self.det is None:
+            return
+        until = self.det.final_until() - self.origin
+        while self.queue:
+            rows, probs, raw = self.queue[0]
+            is_win = ~np.isin(rows.status.astype(str), ("gap", "non_finite", "short"))
+            key = np.where(is_win, 0.5 * (rows.start + rows.end), rows.start)
+            # rows are in start order: release the prefix whose (running maximum of) key is decided
+            k = int(np.searchsorted(np.maximum.accumulate(key), until, side="left"))
+            if k == 0:
+                return
+            head = Rows(rows.start[:k], rows.end[:k], rows.status[:k].copy(), rows.ok_index[:k].copy())
+            hp, hr = probs[:k].copy(), raw[:k].copy()
+            nw = self.det.is_nonwear(key[:k] + self.origin) & is_win[:k] & np.isin(
+                head.status.astype(str), self.MARKED)
+            if nw.any():
+                head.status[nw] = NONWEAR_STATUS
+                head.ok_index[nw] = -1
+                hp[nw] = np.nan
+                hr[nw] = -1
+            self.out.push(head, hp, hr)
+            self.released = max(self.released, float(key[:k].max()))
+            self.det.forget_before(self.released + self.origin)
+            if k == len(rows.start):
+                self.queue.pop(0)
+            else:
+                self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
+                                 probs[k:], raw[k:])
+                return
+
+
+def resolve_timebase(first_t: Optional[float], start_s: Optional[float], tz: str, path: Path) -> TimeBase:
+    """The recording's absolute time: ``--start`` (the first sample's time) for relative times, or
+    epoch seconds detected in the file (first time > 1e9 s); else none."""
+    if first_t is not None and first_t > EPOCH_THRESHOLD_S:
+        if start_s is not None:
+            raise UserError(f"{path}: its times are already absolute (epoch seconds, first "
+                            f"{first_t:.3f} > 1e9); drop --start")
+        log.info("%s: times > 1e9 s: read as Unix epoch seconds (UTC)", path)
+        return TimeBase(0.0, tz, "epoch times in the file (values > 1e9 s)")
+    if start_s is not None:
+        return TimeBase(start_s - (first_t or 0.0), tz, "--start (time of the first sample)")
+    return TimeBase(None, tz, "none (relative times and no --start)")
 
 
 # --------------------------------------------------------------------------------- main entry
@@ -193,6 +283,11 @@ def predict_file(
     batch_size: int = 256,
     ops: Optional[SignalOps] = None,
     progress: Optional[bool] = None,
+    hmm: Optional[Any] = None,
+    nonwear: Optional[NonwearConfig] = None,
+    start_s: Optional[float] = None,
+    tz: str = "UTC",
+    days: Optional[DayAggregator] = None,
 ) -> Dict[str, Any]:
     """Classify every window of a recording; write ``out_csv`` and return the summary dict.
 
@@ -201,24 +296,44 @@ def predict_file(
         preprocess: the bundle's config (possibly with ``stride_s`` overridden).
         units: declared units of the input file.
         smooth: majority-filter length in windows (0/1 = off), see :mod:`crossmodal_har.infer.smoothing`.
+        hmm: ``(transitions [C, C], prior [C])`` to smooth with Viterbi instead (``--smooth hmm``; the
+            bundle's ``hmm`` section); labels are then final at the end of each chain of ok windows.
         chunk_rows: input rows read at once (memory knob; the output does not depend on it).
         batch_size: windows per model call.
+        nonwear: non-wear detector settings (default: on, GGIR's thresholds); ``enabled=False`` = off.
+        start_s: absolute time (Unix epoch seconds) of the first sample, for relative times.
+        tz: IANA time zone of the timestamps and calendar days.
+        days: filled with minutes per day / 5-min slot (for ``--report``); gets its timebase here.
     """
     input_path = Path(input_path)
     C = len(class_names)
-    smoothing = smooth > 1
+    smoothing = smooth > 1 or hmm is not None
     windower = StreamingWindower(preprocess, ops)
     model = BatchedRunner(runner, batch_size, softmax)
     pipe = _Pipeline(model)
     summary = Summary(class_names=list(class_names), hop_s=min(preprocess.stride_s, preprocess.window_s))
-    smoother = StreamingSmoother(smooth if smoothing else 1, C)
+    smoother = StreamingViterbi(*hmm) if hmm is not None else StreamingSmoother(smooth if smoothing else 1, C)
+    nonwear = nonwear if nonwear is not None else NonwearConfig()
+    state: Dict[str, Any] = {}
     t_start = time.perf_counter()
 
     def body(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as fh, \
                 tqdm(unit=" rows", unit_scale=True, desc="predict", disable=None if progress is None
                      else not progress, leave=False) as bar:
-            out = _SmoothedWriter(_CsvWriter(fh, class_names, smoothing), smoother, summary)
+            chunks = iter_chunks(input_path, units, chunk_rows)
+            first = next(chunks, None)
+            ft = first.t[np.isfinite(first.t)] if first is not None else np.empty(0)
+            tb = resolve_timebase(float(ft[0]) if len(ft) else None, start_s, tz, input_path)
+            state["timebase"] = tb
+            if days is not None:
+                days.timebase = tb
+            det = NonwearDetector(nonwear) if nonwear.enabled else None
+            state["detector"] = det
+            # non-wear's 15-min grid starts at the first sample, as GGIR's blocks do
+            origin = -float(ft[0]) if len(ft) else 0.0
+            out = _SmoothedWriter(_CsvWriter(fh, class_names, smoothing, tb), smoother, summary, days)
+            gate = _NonwearGate(det, origin, out)
 
             def emit(final: bool) -> None:
                 for rows, res in pipe.ready(final):
@@ -229,9 +344,12 @@ def predict_file(
                     if res is not None:
                         probs[ok] = res
                         raw[ok] = np.argmax(res, axis=1)
-                    out.push(rows, probs, raw)
+                    gate.push(rows, probs, raw)
+                gate.release()
 
-            for chunk in iter_chunks(input_path, units, chunk_rows):
+            for chunk in _chain(first, chunks):
+                if det is not None:
+                    det.push(chunk.t + origin, chunk.data[:, :3])
                 finite_t = chunk.t[np.isfinite(chunk.t)]
                 if len(finite_t):
                     if summary.first_time_s is None:
@@ -243,6 +361,8 @@ def predict_file(
                 bar.update(len(chunk.t))
             for item in windower.finish():
                 pipe.add(item)
+            if det is not None:
+                det.finish()
             emit(True)
             out.finish()
         summary.rows_read = windower.rows
@@ -252,5 +372,21 @@ def predict_file(
     d = summary.to_dict()
     d["elapsed_s"] = time.perf_counter() - t_start
     d["model_seconds"] = model.seconds
+    tb = state["timebase"]
+    d["time"] = tb.to_dict()
+    if tb.absolute and summary.first_time_s is not None:
+        d["start_time"] = str(tb.iso(np.array([summary.first_time_s]))[0])
+        d["end_time"] = str(tb.iso(np.array([summary.last_time_s]))[0])
+    det = state["detector"]
+    nw = summary.skipped.get(NONWEAR_STATUS, {})
+    d["nonwear"] = {**nonwear.to_dict(), **(det.stats() if det is not None else {}),
+                    "windows": nw.get("rows", 0), "seconds": nw.get("rows", 0) * summary.hop_s,
+                    "seconds_note": "non-wear windows x hop (stride), as the time per activity"}
     return d
+
+
+def _chain(first, rest):
+    if first is not None:
+        yield first
+    yield from rest
 

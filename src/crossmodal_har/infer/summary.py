@@ -83,4 +83,12 @@ def format_summary(d: Dict[str, Any]) -> str:
         lines.append("windows skipped: " + ", ".join(f"{k} {v}" for k, v in d["windows_skipped"].items()))
     for k, v in d["stretches_without_windows"].items():
         lines.append(f"{k}: {v['rows']} stretch(es), {hms(v['seconds'])}")
+    nw = d.get("nonwear")
+    if nw and nw.get("enabled"):
+        lines.append(f"non-wear: {hms(nw.get('seconds', 0.0))} ({nw.get('windows_nonwear', 0)} of "
+                     f"{nw.get('windows_evaluated', 0)} 60-min windows; std < {nw['std_g']} g and range < "
+                     f"{nw['range_g']} g on >= {nw['min_axes']} axes)")
+    if d.get("start_time"):
+        lines.append(f"time: {d['start_time']} .. {d.get('end_time')} ({d['time']['tz']}; "
+                     f"from {d['time']['start_source']})")
     return "\n".join(lines)

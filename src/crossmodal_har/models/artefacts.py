@@ -31,7 +31,8 @@ The method's code lives in ``train/`` (which builds on ``models/``), so the call
      "preprocess": {...},            # PreprocessConfig: rate, window, stride, normalization, ...
      "class_names": ["walking", ...],
      "metrics": {...},               # validation metrics at training time
-     "provenance": {...}}            # dataset, encoder source, protocol, seed, versions, date
+     "provenance": {...},            # dataset, encoder source, protocol, seed, versions, date
+     "hmm": {"transitions": [[...]], "prior": [...], ...}}  # optional: --smooth hmm (C x C, C)
 
 A bundle's model maps windows in *physical units* [B, W, 6] (g, rad/s) to logits; its normalisation
 runs inside ``forward`` so that ONNX export carries it too. ``read_bundle(with_model=False)`` reads
@@ -48,6 +49,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
 
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import DataError, UserError
@@ -157,7 +160,10 @@ MAX_CLASSES = 10_000
 MAX_HEAD_ELEMENTS = 1 << 30  # a head's stored values (kNN bank + one-hot labels): 4 GiB of float32
 
 ENCODER_KEYS = ("format_version", "model", "config", "embed_dim", "kind", "preprocess", "extra")
-BUNDLE_KEYS = ("format_version", "kind", "encoder", "head", "preprocess", "class_names", "metrics", "provenance")
+BUNDLE_KEYS = ("format_version", "kind", "encoder", "head", "preprocess", "class_names", "metrics", "provenance",
+               "hmm")
+HMM_KEYS = ("transitions", "prior", "pseudo_count", "sequences", "transitions_counted", "source")
+MAX_HMM_CLASSES = 1024  # C x C numbers in JSON: at most ~1 M
 BUNDLE_ENCODER_KEYS = ("model", "config", "embed_dim")
 HEAD_KEYS = {"linear": ("type", "in_features", "num_classes"),
              "standardized-linear": ("type", "in_features", "num_classes"),
@@ -288,7 +294,47 @@ def check_bundle_meta(meta: Any, path: Path, *, architecture_too: bool = True) -
     for key in ("metrics", "provenance"):
         if key in meta:
             _object(meta[key], path, key)
+    if "hmm" in meta:
+        check_hmm(meta["hmm"], path, c)
     return preprocess, list(names)
+
+
+def _probabilities(value: Any, path: Path, where: str, n: int) -> List[float]:
+    """A list of ``n`` finite numbers in [0, 1] that sums to 1 (within 1e-6)."""
+    if not isinstance(value, list) or len(value) != n:
+        got = f"{len(value)} entries" if isinstance(value, list) else _type_name(value)
+        raise DataError(path, f"{where}: expected a list of {n} numbers, got {got}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise DataError(path, f"{where}: expected finite numbers")
+    if not all(0.0 <= v <= 1.0 for v in value):
+        raise DataError(path, f"{where}: probabilities must lie in [0, 1]")
+    if abs(math.fsum(value) - 1.0) > 1e-6:
+        raise DataError(path, f"{where}: must sum to 1, sums to {math.fsum(value):.6g}")
+    return [float(v) for v in value]
+
+
+def check_hmm(value: Any, path: Path, n_classes: int) -> Tuple[List[List[float]], List[float]]:
+    """Validate a bundle's ``hmm`` section: ``transitions`` C x C (rows sum to 1), ``prior`` C."""
+    hmm = _object(value, path, "hmm", HMM_KEYS, ("transitions", "prior"))
+    c = int(n_classes)
+    if c > MAX_HMM_CLASSES:
+        raise DataError(path, f"hmm: {c} classes, more than {MAX_HMM_CLASSES}")
+    rows = hmm["transitions"]
+    if not isinstance(rows, list) or len(rows) != c:
+        raise DataError(path, f"hmm.transitions: expected a {c} x {c} matrix (one row per class)")
+    trans = [_probabilities(r if isinstance(r, list) else None, path, f"hmm.transitions[{i}] (of {c} x {c})", c)
+             for i, r in enumerate(rows)]
+    prior = _probabilities(hmm["prior"], path, "hmm.prior", c)
+    if "pseudo_count" in hmm:
+        pc = hmm["pseudo_count"]
+        if isinstance(pc, bool) or not isinstance(pc, (int, float)) or not math.isfinite(pc) or pc < 0:
+            raise DataError(path, "hmm.pseudo_count: expected a finite number >= 0")
+    for key in ("sequences", "transitions_counted"):
+        if key in hmm:
+            _int(hmm[key], path, f"hmm.{key}", 0)
+    if "source" in hmm:
+        _str(hmm["source"], path, "hmm.source")
+    return trans, prior
 
 
 def _short_repr(v: Any) -> str:
@@ -565,7 +611,8 @@ class Bundle:
 def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: Mapping[str, Any],
                 head_spec: Mapping[str, Any], preprocess: PreprocessConfig, class_names: List[str],
                 metrics: Optional[Mapping[str, Any]] = None,
-                provenance: Optional[Mapping[str, Any]] = None) -> Path:
+                provenance: Optional[Mapping[str, Any]] = None,
+                hmm: Optional[Mapping[str, Any]] = None) -> Path:
     """Write ``model.safetensors`` then ``bundle.json`` (atomically; the JSON last = complete).
 
     An older ``model.onnx`` in ``out_dir`` is removed (an export of other weights would silently
@@ -576,6 +623,8 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
         encoder_name: registry name to rebuild the encoder with ``create_model``.
         encoder_config: the encoder's resolved config (``model.encoder.model_cfg``).
         head_spec: see :func:`crossmodal_har.models.classifier.build_head`.
+        hmm: optional ``{"transitions": C x C, "prior": C, ...}`` for ``predict --smooth hmm``
+            (checked by :func:`check_hmm` before anything is written).
 
     Returns:
         Path of ``bundle.json``.
@@ -585,6 +634,9 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
     head_spec = dict(head_spec)
     if len(class_names) != int(head_spec["num_classes"]):
         raise ValueError(f"{len(class_names)} class names for a head with {head_spec['num_classes']} outputs")
+    if hmm is not None:
+        hmm = _plain(dict(hmm))
+        check_hmm(hmm, out_dir / BUNDLE_META, len(class_names))
     state = cpu_state_dict(model)
     stale = out_dir / BUNDLE_ONNX
     if stale.exists():
@@ -601,6 +653,8 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
         "metrics": dict(metrics or {}),
         "provenance": dict(provenance or {}),
     }
+    if hmm is not None:
+        meta["hmm"] = hmm
     return atomic_write_json(out_dir / BUNDLE_META, meta)
 
 
@@ -637,6 +691,15 @@ def read_bundle(path: PathLike, *, with_model: bool = True) -> Bundle:
         load_state_strict(model, read_weights(weights), weights)
         bundle.model = model.eval()
     return bundle
+
+
+def bundle_hmm(bundle: Bundle) -> Optional[Tuple[Any, Any]]:
+    """``(transitions [C, C], prior [C])`` as float64 arrays from a read bundle, or None if it has none."""
+    if "hmm" not in bundle.meta:
+        return None
+    path = (bundle.path / BUNDLE_META) if bundle.path is not None else Path(BUNDLE_META)
+    trans, prior = check_hmm(bundle.meta["hmm"], path, len(bundle.class_names))
+    return np.asarray(trans, np.float64), np.asarray(prior, np.float64)
 
 
 def load_bundle(path: PathLike) -> Bundle:

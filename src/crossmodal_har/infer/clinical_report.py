@@ -1,0 +1,389 @@
+"""Absolute time of a recording and the clinician's report of a prediction run.
+
+:class:`TimeBase` maps the recording's clock (seconds) to wall-clock time in a time zone (zoneinfo):
+ISO 8601 timestamps with offset for ``predictions.csv`` and local calendar days / hours for the
+summaries. :class:`DayAggregator` is fed every output row while the predictions stream out (memory:
+one cell per 5 minutes of recording, a week is ~2,000 cells) and :func:`write_report` writes
+
+* ``daily_summary.csv``: ``day, wear_min, nonwear_min, <label>_min`` per class, one row per local
+  calendar day with data. ``wear_min`` is the time of windows that are not non-wear (classified ones
+  and those failing a quality check); ``<label>_min`` counts classified windows only. Each window
+  accounts for one hop (stride) of time, as in the run's summary; gaps count nowhere.
+* ``hourly_summary.csv``: the same per ``day, hour``.
+* ``report.html``: one self-contained page (inline CSS and SVG, no script, no network) with the
+  recording's metadata, the wear summary and the non-wear thresholds, a 24 h x days activity
+  timeline, minutes per activity per day and the bundle's model card.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from crossmodal_har.infer.csvsafe import csv_cell
+from crossmodal_har.infer.nonwear import NONWEAR_STATUS
+from crossmodal_har.infer.stream import STATUS_OK
+from crossmodal_har.io import atomic_write
+
+SLOT_S = 300  # timeline / aggregation cell (5 min)
+EPOCH_THRESHOLD_S = 1e9  # times above this (2001-09-09 onwards) are taken as Unix epoch seconds
+NO_WINDOW_STATUSES = ("gap", "non_finite", "short")
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+NONWEAR_COLOUR, OTHER_COLOUR = "#b0b0b0", "#e8e8e8"
+
+
+def zone(name: str):
+    """``ZoneInfo(name)``; ValueError (with the name) when unknown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/London or UTC)") from e
+
+
+def parse_start(text: str, tz_name: str) -> float:
+    """ISO 8601 start time -> Unix epoch seconds; a time without offset is read in ``tz_name``."""
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ValueError(f"cannot parse start time {text!r} as ISO 8601 (e.g. 2026-03-01T08:30:00+01:00)") from e
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone(tz_name))
+    return dt.timestamp()
+
+
+@dataclass
+class TimeBase:
+    """Recording clock -> wall clock. ``origin_s``: epoch seconds of recording time 0 (None: unknown,
+    the outputs then use the recording's own clock: ``day 1`` = its first 24 h)."""
+
+    origin_s: Optional[float]
+    tz: str = "UTC"
+    source: str = "none"
+
+    def __post_init__(self) -> None:
+        self._zone = zone(self.tz)
+        self._off: Dict[int, float] = {}
+
+    @property
+    def absolute(self) -> bool:
+        return self.origin_s is not None
+
+    def offsets(self, t: np.ndarray) -> np.ndarray:
+        """UTC offset (s) at recording times ``t`` (constant within 15-min UTC buckets)."""
+        if not self.absolute:
+            return np.zeros(len(t))
+        b = np.floor((np.asarray(t, np.float64) + self.origin_s) / 900.0).astype(np.int64)
+        ub, inv = np.unique(b, return_inverse=True)
+        vals = np.empty(len(ub))
+        for j, k in enumerate(ub):
+            k = int(k)
+            if k not in self._off:
+                dt = datetime.fromtimestamp(k * 900.0, timezone.utc).astimezone(self._zone)
+                self._off[k] = dt.utcoffset().total_seconds()
+            vals[j] = self._off[k]
+        return vals[inv]
+
+    def local_s(self, t: np.ndarray) -> np.ndarray:
+        """Seconds since 1970-01-01 00:00 *local* time (or the recording clock when not absolute)."""
+        t = np.asarray(t, np.float64)
+        return t if not self.absolute else t + self.origin_s + self.offsets(t)
+
+    def iso(self, t: np.ndarray) -> np.ndarray:
+        """ISO 8601 with offset, millisecond precision, e.g. ``2026-03-01T08:30:00.000+01:00``."""
+        t = np.asarray(t, np.float64)
+        off = self.offsets(t)
+        ms = np.round((t + self.origin_s + off) * 1000.0).astype(np.int64).astype("datetime64[ms]")
+        s = np.datetime_as_string(ms, unit="ms").astype(object)
+        return (s + np.array([_offset_text(o) for o in off], dtype=object)).astype(str) if len(t) else \
+            np.empty(0, str)
+
+    def day_label(self, day: int) -> str:
+        if not self.absolute:
+            return f"day {day + 1}"
+        return str(np.datetime64(int(day), "D"))
+
+    def describe(self, t0: Optional[float]) -> str:
+        if t0 is None or not self.absolute:
+            return "recording clock (no absolute start time: pass --start)"
+        return str(self.iso(np.array([t0]))[0])
+
+    def to_dict(self) -> dict:
+        return {"start_source": self.source, "origin_epoch_s": self.origin_s, "tz": self.tz}
+
+
+def _offset_text(off_s: float) -> str:
+    m = int(round(off_s / 60.0))
+    sign = "+" if m >= 0 else "-"
+    m = abs(m)
+    return f"{sign}{m // 60:02d}:{m % 60:02d}"
+
+
+class DayAggregator:
+    """Seconds per (local day, 5-min slot) and category: each class, non-wear, unlabelled windows."""
+
+    def __init__(self, class_names: List[str], hop_s: float, timebase: Optional[TimeBase] = None):
+        self.names = list(class_names)
+        self.hop = float(hop_s)
+        self.timebase = timebase
+        self.cells: Dict[int, np.ndarray] = {}  # day * slots + slot -> [C + 2] seconds
+
+    @property
+    def slots_per_day(self) -> int:
+        return 86400 // SLOT_S
+
+    def add(self, start: np.ndarray, status: np.ndarray, labels: np.ndarray) -> None:
+        if self.timebase is None:
+            raise RuntimeError("DayAggregator.add before its timebase is set")
+        C = len(self.names)
+        status = np.asarray(status).astype(str)
+        win = ~np.isin(status, NO_WINDOW_STATUSES)
+        if not win.any():
+            return
+        cat = np.where(status == STATUS_OK, labels, np.where(status == NONWEAR_STATUS, C, C + 1))[win]
+        cat = np.where(cat < 0, C + 1, cat)
+        loc = self.timebase.local_s(np.asarray(start, np.float64)[win])
+        key = np.floor(loc / SLOT_S).astype(np.int64)
+        for k, c, n in zip(*_count_pairs(key, cat)):
+            cell = self.cells.get(int(k))
+            if cell is None:
+                cell = self.cells[int(k)] = np.zeros(C + 2)
+            cell[int(c)] += n * self.hop
+
+    def days(self) -> Dict[int, np.ndarray]:
+        """day -> [slots_per_day, C + 2] seconds."""
+        out: Dict[int, np.ndarray] = {}
+        S = self.slots_per_day
+        for k, v in self.cells.items():
+            d, s = divmod(k, S)
+            out.setdefault(d, np.zeros((S, len(self.names) + 2)))[s] += v
+        return dict(sorted(out.items()))
+
+
+def _count_pairs(key: np.ndarray, cat: np.ndarray):
+    pairs = np.stack([key, cat.astype(np.int64)], axis=1)
+    u, n = np.unique(pairs, axis=0, return_counts=True)
+    return u[:, 0], u[:, 1], n
+
+
+# --------------------------------------------------------------------------------- tables
+
+def daily_rows(agg: DayAggregator) -> List[Dict[str, Any]]:
+    C = len(agg.names)
+    rows = []
+    for d, m in agg.days().items():
+        tot = m.sum(axis=0) / 60.0
+        row = {"day": agg.timebase.day_label(d), "wear_min": tot[:C].sum() + tot[C + 1], "nonwear_min": tot[C]}
+        row.update({f"{c}_min": tot[j] for j, c in enumerate(agg.names)})
+        rows.append(row)
+    return rows
+
+
+def hourly_rows(agg: DayAggregator) -> List[Dict[str, Any]]:
+    C = len(agg.names)
+    per_hour = 3600 // SLOT_S
+    rows = []
+    for d, m in agg.days().items():
+        h = m.reshape(24, per_hour, C + 2).sum(axis=1) / 60.0
+        for hour in range(24):
+            if not h[hour].any():
+                continue
+            row = {"day": agg.timebase.day_label(d), "hour": hour,
+                   "wear_min": h[hour, :C].sum() + h[hour, C + 1], "nonwear_min": h[hour, C]}
+            row.update({f"{c}_min": h[hour, j] for j, c in enumerate(agg.names)})
+            rows.append(row)
+    return rows
+
+
+def _write_csv(path: Path, rows: List[Dict[str, Any]], columns: List[str]) -> None:
+    def body(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(",".join(csv_cell(c) for c in columns) + "\n")
+            for r in rows:
+                fh.write(",".join(csv_cell(r[c]) if isinstance(r[c], str) else
+                                  (str(r[c]) if isinstance(r[c], int) else f"{r[c]:.2f}") for c in columns) + "\n")
+
+    atomic_write(path, body)
+
+
+def report_paths(out_dir: Path) -> Dict[str, Path]:
+    return {"daily": out_dir / "daily_summary.csv", "hourly": out_dir / "hourly_summary.csv",
+            "html": out_dir / "report.html"}
+
+
+def write_report(out_dir: Path, agg: DayAggregator, summary: Mapping[str, Any],
+                 bundle_meta: Mapping[str, Any]) -> Dict[str, Path]:
+    """Write the three report files into ``out_dir`` (created); returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = report_paths(out_dir)
+    labels = [f"{c}_min" for c in agg.names]
+    daily = daily_rows(agg)
+    _write_csv(paths["daily"], daily, ["day", "wear_min", "nonwear_min"] + labels)
+    _write_csv(paths["hourly"], hourly_rows(agg), ["day", "hour", "wear_min", "nonwear_min"] + labels)
+    page = render_html(agg, daily, summary, bundle_meta)
+    atomic_write(paths["html"], lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    return paths
+
+
+# --------------------------------------------------------------------------------- HTML
+
+CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:4px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.note{color:#666;font-size:12px}
+.legend span{display:inline-block;margin-right:14px;font-size:13px}
+.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px;border:1px solid #999}
+pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto;max-height:320px}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _kv_table(items: List[tuple]) -> str:
+    return "<table>" + "".join(f"<tr><th class='l'>{_e(k)}</th><td class='l'>{_e(v)}</td></tr>"
+                               for k, v in items) + "</table>"
+
+
+def _hm(minutes: float) -> str:
+    m = int(round(minutes))
+    return f"{m // 60}h{m % 60:02d}"
+
+
+def _pair(d: Any) -> Optional[str]:
+    if not isinstance(d, Mapping):
+        return None
+    return f"{d.get('train', '?')} / {d.get('val', '?')}"
+
+
+def colours(names: List[str]) -> List[str]:
+    return [PALETTE[i % len(PALETTE)] for i in range(len(names))] + [NONWEAR_COLOUR, OTHER_COLOUR]
+
+
+def timeline_svg(agg: DayAggregator) -> str:
+    """24 h (x) by days (y); each 5-min cell coloured by its dominant category."""
+    days = agg.days()
+    cols = colours(agg.names)
+    left, w, rowh, top = 110, 864, 22, 20
+    S = agg.slots_per_day
+    cw = w / S
+    height = top + rowh * max(1, len(days)) + 10
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + w + 24}' height='{height}' "
+             f"role='img' aria-label='activity timeline'>"]
+    for h in range(0, 25, 3):
+        x = left + h * w / 24
+        parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 10}' stroke='#ccc'/>"
+                     f"<text x='{x:.1f}' y='{top - 7}' font-size='10' text-anchor='middle'>{h:02d}:00</text>")
+    for r, (d, m) in enumerate(days.items()):
+        y = top + r * rowh
+        parts.append(f"<text x='{left - 6}' y='{y + rowh * 0.65:.1f}' font-size='11' text-anchor='end'>"
+                     f"{_e(agg.timebase.day_label(d))}</text>")
+        parts.append(f"<rect x='{left}' y='{y + 2}' width='{w}' height='{rowh - 4}' fill='#fafafa' stroke='#ddd'/>")
+        tot = m.sum(axis=1)
+        dom = np.argmax(m, axis=1)
+        s = 0
+        while s < S:  # runs of equal dominant category -> one rect each
+            if tot[s] <= 0:
+                s += 1
+                continue
+            e = s + 1
+            while e < S and tot[e] > 0 and dom[e] == dom[s]:
+                e += 1
+            parts.append(f"<rect x='{left + s * cw:.2f}' y='{y + 2}' width='{(e - s) * cw:.2f}' "
+                         f"height='{rowh - 4}' fill='{cols[dom[s]]}'/>")
+            s = e
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(agg: DayAggregator, daily: List[Dict[str, Any]], summary: Mapping[str, Any],
+                meta: Mapping[str, Any]) -> str:
+    names = agg.names
+    cols = colours(names)
+    tb = agg.timebase
+    nw = summary.get("nonwear") or {}
+    first = summary.get("first_time_s")
+    last = summary.get("last_time_s")
+    meta_items = [
+        ("input", summary.get("input", "")),
+        ("start", tb.describe(first)),
+        ("end", tb.describe(last)),
+        ("time zone", tb.tz),
+        ("start time from", tb.source),
+        ("duration", _hm((summary.get("duration_s") or 0.0) / 60.0)),
+        ("rows read", f"{summary.get('rows_read', 0):,}"),
+        ("units (declared)", json.dumps(summary.get("units", {}))),
+        ("windows", f"{summary.get('windows', 0):,} ({summary.get('windows_ok', 0):,} classified)"),
+        ("model", summary.get("model", "")), ("runtime", summary.get("runtime", "")),
+        ("smoothing", summary.get("smooth", 0)),
+    ]
+    tot_wear = sum(r["wear_min"] for r in daily)
+    tot_nw = sum(r["nonwear_min"] for r in daily)
+    wear_items = [("wear time", _hm(tot_wear)), ("non-wear time", _hm(tot_nw)),
+                  ("non-wear fraction", f"{100 * tot_nw / max(tot_wear + tot_nw, 1e-9):.1f} %")]
+    if nw:
+        wear_items += [("non-wear method", nw.get("method", "")),
+                       ("thresholds", f"std < {nw.get('std_g')} g and range < {nw.get('range_g')} g on >= "
+                                      f"{nw.get('min_axes')} of 3 axes; {nw.get('window_s', 0) / 60:.0f}-min "
+                                      f"windows every {nw.get('step_s', 0) / 60:.0f} min (approach "
+                                      f"{nw.get('approach')})"),
+                       ("60-min windows judged / non-wear", f"{nw.get('windows_evaluated', 0)} / "
+                                                            f"{nw.get('windows_nonwear', 0)}")]
+    else:
+        wear_items.append(("non-wear detection", "off"))
+    calib = summary.get("calibration")
+    calib_html = (_kv_table([(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in calib.items()])
+                  if isinstance(calib, Mapping) else "<p class='note'>no autocalibration in this run</p>")
+    legend = "".join(f"<span><i style='background:{c}'></i>{_e(n)}</span>"
+                     for n, c in zip(names + ["non-wear", "unlabelled window"], cols))
+    head = "".join(f"<th>{_e(c)}</th>" for c in ["wear", "non-wear"] + names)
+    body = "".join("<tr><td class='l'>" + _e(r["day"]) + "</td>" +
+                   "".join(f"<td>{r[k]:.0f}</td>" for k in ["wear_min", "nonwear_min"] + [f"{c}_min" for c in names])
+                   + "</tr>" for r in daily)
+    minutes_table = f"<table><tr><th class='l'>day</th>{head}</tr>{body}</table>"
+    pre = meta.get("preprocess", {})
+    prov = meta.get("provenance", {})
+    card_items = [("classes", ", ".join(meta.get("class_names", names))),
+                  ("encoder", (meta.get("encoder") or {}).get("name", (meta.get("encoder") or {}).get("model", ""))),
+                  ("head", (meta.get("head") or {}).get("type", "")),
+                  ("training data", prov.get("dataset", "") if isinstance(prov, Mapping) else ""),
+                  ("protocol", prov.get("protocol", "") if isinstance(prov, Mapping) else "")]
+    if isinstance(prov, Mapping):
+        subj = prov.get("subjects") if isinstance(prov.get("subjects"), Mapping) else {}
+        card_items += [(k, v) for k, v in (
+            ("created", prov.get("created")), ("seed", prov.get("seed")),
+            ("training / validation windows", _pair(prov.get("windows"))),
+            ("training / validation subjects", _pair({k: len(v) for k, v in subj.items()
+                                                      if isinstance(v, list)} or None)),
+            ("note", prov.get("note"))) if v not in (None, "")]
+    metrics = meta.get("metrics", {})
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Activity report</title>
+<style>{CSS}</style></head><body>
+<h1>Activity report</h1>
+<p class="note">Generated by crossmodal-har predict. Times are local to {_e(tb.tz)}; each window accounts
+for one hop ({agg.hop:g} s) of time; gaps count nowhere.</p>
+<h2>Recording</h2>{_kv_table(meta_items)}
+<h2>Wear</h2>{_kv_table(wear_items)}
+<h2>Calibration</h2>{calib_html}
+<h2>Activity timeline (24 h &times; days)</h2>
+<div class="legend">{legend}</div>{timeline_svg(agg)}
+<h2>Minutes per activity per day</h2>{minutes_table}
+<h2>Model card</h2>{_kv_table(card_items)}
+<h3>Validation metrics</h3><p class="note">From the bundle: used for model selection, optimistic.</p>
+<pre>{_e(json.dumps(metrics, indent=2, default=str))}</pre>
+<h3>Preprocessing</h3><pre>{_e(json.dumps(pre, indent=2, default=str))}</pre>
+<h3>Training data and provenance</h3><pre>{_e(json.dumps(prov, indent=2, default=str))}</pre>
+</body></html>
+"""

@@ -1,0 +1,220 @@
+"""Non-wear detection from the raw accelerometer, streaming (van Hees et al. 2013, as GGIR does it).
+
+The method (GGIR ``detect_nonwear_clipping``, defaults ``windowsizes = c(5, 900, 3600)``,
+``sdcriter = 0.013``, ``racriter = 0.05``): windows of 60 min in steps of 15 min; a window is
+non-wear when, for at least 2 of the 3 accelerometer axes, the standard deviation is below 13 mg
+*and* the value range (max - min) is below 50 mg. GGIR has two ways to flag it:
+
+* ``approach="2023"`` (our default): the 60-min window starts at the left edge of its 15-min step and
+  the *whole* window is flagged. A still stretch of 4 h is flagged entirely (less under 15 min of
+  grid misalignment).
+* ``approach="2013"``: the 60-min window is centred on its 15-min step and only that 15-min step is
+  flagged (the original method; it misses about 22.5 min at each end of a still stretch).
+
+Streaming with bounded memory: samples are reduced on the fly to statistics of sub-blocks of
+``gcd(step, offsets)`` seconds on the absolute time grid (count, mean, M2 merged by Chan's formula,
+min, max per axis), so the rolling buffer holds one window (one hour) of sub-block statistics, not
+samples. Results do not depend on how the recording is cut into chunks (up to float rounding of the
+merged variances). A window is evaluated only when its samples span at least ``min_coverage`` of it
+(the first and last partial hour of a recording are not judged); gaps inside a window are allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+NONWEAR_STATUS = "nonwear"
+
+
+@dataclass
+class NonwearConfig:
+    """Thresholds and windows of the non-wear detector (written into the summary and the report)."""
+
+    enabled: bool = True
+    window_s: float = 3600.0
+    step_s: float = 900.0
+    std_g: float = 0.013
+    range_g: float = 0.05
+    min_axes: int = 2
+    approach: str = "2023"
+    min_coverage: float = 0.75
+
+    def validate(self) -> None:
+        if not (self.window_s > 0 and self.step_s > 0 and self.window_s >= self.step_s):
+            raise ValueError("nonwear: need window_s >= step_s > 0")
+        if not (self.std_g > 0 and self.range_g > 0):
+            raise ValueError("nonwear: std_g and range_g must be > 0")
+        if self.min_axes not in (1, 2, 3):
+            raise ValueError("nonwear: min_axes must be 1, 2 or 3")
+        if self.approach not in ("2013", "2023"):
+            raise ValueError("nonwear: approach must be 2013 or 2023")
+        if not 0 < self.min_coverage <= 1:
+            raise ValueError("nonwear: min_coverage must be in (0, 1]")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["method"] = ("van Hees et al. 2013 (GGIR): non-wear when >= min_axes accelerometer axes have "
+                       "std < std_g and range < range_g over window_s, in steps of step_s")
+        return d
+
+
+class NonwearDetector:
+    """Feed accelerometer samples (t seconds, acc [n, 3] in g) in time order; ask which times are final
+    (:meth:`final_until`) and whether a time is non-wear (:meth:`is_nonwear`)."""
+
+    def __init__(self, cfg: NonwearConfig):
+        cfg.validate()
+        self.cfg = cfg
+        B, L = float(cfg.step_s), float(cfg.window_s)
+        if cfg.approach == "2023":
+            self.win_off = 0.0  # window of step k: [k*B + win_off, k*B + win_off + L)
+            self.flag = (0.0, L)  # flagged: [k*B + flag[0], k*B + flag[1])
+        else:
+            self.win_off = -(L - B) / 2.0
+            self.flag = (0.0, B)
+        self.sub = _gcd_s([B, L, self.win_off])
+        self.per_step = int(round(B / self.sub))
+        self.per_win = int(round(L / self.sub))
+        self.off_sub = int(round(self.win_off / self.sub))
+        self.blocks: Dict[int, np.ndarray] = {}  # sub index -> [5, 3]: n, mean, M2, min, max; + times
+        self.btimes: Dict[int, Tuple[float, float]] = {}
+        self.cur = None  # highest sub-block index seen
+        self.next_k = None  # first undecided step
+        self.done = False
+        self.intervals: List[List[float]] = []  # flagged [start, end), merged, in time order
+        self.windows_evaluated = 0
+        self.windows_nonwear = 0
+
+    # ------------------------------------------------------------------ input
+
+    def push(self, t: np.ndarray, acc: np.ndarray) -> None:
+        good = np.isfinite(t) & np.isfinite(acc).all(axis=1)
+        t, acc = t[good], acc[good]
+        if not len(t):
+            return
+        idx = np.floor(t / self.sub).astype(np.int64)
+        if self.next_k is None:
+            k0 = int(idx[0]) // self.per_step
+            self.next_k = k0 - int(math.ceil(self.per_win / self.per_step))
+        cuts = np.flatnonzero(np.diff(idx)) + 1
+        for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(t)]])):
+            self._merge(int(idx[a]), t[a:b], acc[a:b])
+        self.cur = int(idx[-1])
+        self._decide(final=False)
+
+    def finish(self) -> None:
+        self._decide(final=True)
+        self.done = True
+
+    def _merge(self, i: int, t: np.ndarray, x: np.ndarray) -> None:
+        n = len(x)
+        mean = x.mean(axis=0)
+        m2 = ((x - mean) ** 2).sum(axis=0)
+        new = np.stack([np.full(3, float(n)), mean, m2, x.min(axis=0), x.max(axis=0)])
+        old = self.blocks.get(i)
+        if old is None:
+            self.blocks[i] = new
+            self.btimes[i] = (float(t[0]), float(t[-1]))
+            return
+        na, nb = old[0], new[0]
+        nt = na + nb
+        d = new[1] - old[1]
+        old[2] = old[2] + new[2] + d * d * na * nb / nt
+        old[1] = old[1] + d * nb / nt
+        old[0] = nt
+        old[3] = np.minimum(old[3], new[3])
+        old[4] = np.maximum(old[4], new[4])
+        self.btimes[i] = (self.btimes[i][0], float(t[-1]))
+
+    # ------------------------------------------------------------------ decisions
+
+    def _decide(self, final: bool) -> None:
+        if self.next_k is None or self.cur is None:
+            return
+        cfg = self.cfg
+        while True:
+            k = self.next_k
+            s0 = k * self.per_step + self.off_sub
+            s1 = s0 + self.per_win  # sub-blocks [s0, s1)
+            if s0 > self.cur:
+                break
+            if s1 > self.cur and not final:  # its last sub-block may still grow
+                break
+            present = [i for i in range(s0, s1) if i in self.blocks]
+            if present:
+                t_lo = self.btimes[present[0]][0]
+                t_hi = self.btimes[present[-1]][1]
+                if t_hi - t_lo >= cfg.min_coverage * cfg.window_s:
+                    self.windows_evaluated += 1
+                    if self._still(present):
+                        self.windows_nonwear += 1
+                        self._flag(k)
+            self.next_k = k + 1
+            # keep only the sub-blocks later windows need
+            keep_from = (k + 1) * self.per_step + self.off_sub
+            for i in [i for i in self.blocks if i < keep_from]:
+                del self.blocks[i]
+                del self.btimes[i]
+
+    def _still(self, present: List[int]) -> bool:
+        st = [self.blocks[i] for i in present]
+        n = st[0][0].copy()
+        mean = st[0][1].copy()
+        m2 = st[0][2].copy()
+        lo, hi = st[0][3].copy(), st[0][4].copy()
+        for b in st[1:]:
+            nt = n + b[0]
+            d = b[1] - mean
+            m2 = m2 + b[2] + d * d * n * b[0] / nt
+            mean = mean + d * b[0] / nt
+            n = nt
+            lo, hi = np.minimum(lo, b[3]), np.maximum(hi, b[4])
+        sd = np.sqrt(m2 / np.maximum(n - 1, 1))  # sample std, as R's sd()
+        axes = (sd < self.cfg.std_g) & ((hi - lo) < self.cfg.range_g)
+        return int(axes.sum()) >= self.cfg.min_axes
+
+    def _flag(self, k: int) -> None:
+        a = k * self.cfg.step_s + self.flag[0]
+        b = k * self.cfg.step_s + self.flag[1]
+        if self.intervals and a <= self.intervals[-1][1]:
+            self.intervals[-1][1] = max(self.intervals[-1][1], b)
+        else:
+            self.intervals.append([a, b])
+
+    # ------------------------------------------------------------------ queries
+
+    def final_until(self) -> float:
+        """Times below this are decided (no later window can flag them)."""
+        if self.done:
+            return math.inf
+        if self.next_k is None:
+            return -math.inf
+        return self.next_k * self.cfg.step_s + self.flag[0]
+
+    def is_nonwear(self, t: np.ndarray) -> np.ndarray:
+        """[n] bool: which times lie in a flagged interval (only meaningful below :meth:`final_until`)."""
+        t = np.asarray(t, dtype=np.float64)
+        out = np.zeros(len(t), bool)
+        for a, b in self.intervals:
+            out |= (t >= a) & (t < b)
+        return out
+
+    def forget_before(self, t: float) -> None:
+        """Drop flagged intervals that end before ``t`` (bounded memory over days)."""
+        while self.intervals and self.intervals[0][1] < t:
+            self.intervals.pop(0)
+
+    def stats(self) -> dict:
+        return {"windows_evaluated": self.windows_evaluated, "windows_nonwear": self.windows_nonwear}
+
+
+def _gcd_s(values: List[float]) -> float:
+    """Greatest common divisor of durations in seconds (to 1 ms)."""
+    g = 0
+    for v in values:
+        g = math.gcd(g, abs(int(round(v * 1000))))
+    return g / 1000.0
