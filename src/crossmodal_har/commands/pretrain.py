@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-nodes", type=int, default=1,
                         help="nodes (under torchrun --nnodes or SLURM srun; checked against the launcher)")
     parser.add_argument("--max-steps", type=int, help="optimiser steps for the run (overrides epochs)")
+    parser.add_argument("--seed", type=int,
+                        help="the run's seed (config field seed: model init, data order, augmentation; "
+                             "default: the config's, 0); pretrain a method with several seeds to see the "
+                             "spread across pretraining runs")
     parser.add_argument("--time-budget", type=parse_duration,
                         help="stop cleanly after this much training time (600, 10m, 2h); resumable")
     parser.add_argument("--allow-download", action="store_true",
@@ -60,19 +64,24 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.config import build_config
     from crossmodal_har.errors import UserError
     from crossmodal_har.io import read_json
-    from crossmodal_har.train.config import PretrainConfig, load_pretrain_config
+    from crossmodal_har.train.config import PretrainConfig, load_pretrain_config, with_saved_defaults
     from crossmodal_har.train.data import StoreSource
     from crossmodal_har.train.engine import pretrain
 
     if not args.store and not args.synthetic:
         raise UserError("pass --store STORE (a window store from `crossmodal-har ingest`) or --synthetic")
     flags = {"method": args.method, "max_steps": args.max_steps, "time_budget_s": args.time_budget,
+             "seed": args.seed,
              "allow_download": True if args.allow_download else None}
     out = Path(args.out)
     if args.resume and (out / "config.json").is_file():
         if args.config:
             log.warning("--resume: using %s/config.json (the run's own config), not --config", out)
-        cfg = build_config(PretrainConfig, read_json(out / "config.json"), flags=flags, overrides=args.overrides,
+        saved = with_saved_defaults(read_json(out / "config.json"))
+        if args.seed is not None and int(saved.get("seed", 0)) != args.seed:
+            raise UserError(f"--resume: {out} was started with seed {saved.get('seed', 0)}, not --seed {args.seed}; "
+                            "a resumed run keeps its seed")
+        cfg = build_config(PretrainConfig, saved, flags=flags, overrides=args.overrides,
                            where=str(out / "config.json"))
     else:
         cfg = load_pretrain_config(args.config or (args.method or "siglip"), args.overrides, **flags)

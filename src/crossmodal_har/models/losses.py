@@ -8,7 +8,10 @@ ranks so that every rank computes the loss of the **global** batch (N = B × wor
   ``t`` (init log 10) and bias ``b`` (init −10); ``loss = −Σᵢⱼ log σ(zᵢⱼ · logitsᵢⱼ) / N`` with
   ``zᵢᵢ = 1`` and ``zᵢⱼ = −1`` otherwise.
 * ``ClipLoss``: symmetric InfoNCE, ``(CE(logits, diag) + CE(logitsᵀ, diag)) / 2`` with
-  ``logits = exp(t) · imu @ videoᵀ``, ``t`` learnable (init log(1/0.07)), ``exp(t)`` capped at 100.
+  ``logits = exp(t) · imu @ videoᵀ``, ``t`` learnable (init log(1/0.07)). ``exp(t)`` is capped at 100
+  as in open_clip: the *parameter* is clamped to [0, log 100] after every optimiser step
+  (:meth:`ClipLoss.clamp_logit_scale_`, called by the trainer), not the forward value, whose clamp would
+  zero the temperature's gradient once above the cap.
 
 Gradient convention under DDP (``dist_impl="gather"``): the all-gather is an autograd function whose
 backward sums the gathered gradient over ranks (all-reduce) and returns this rank's slice. Every rank
@@ -125,7 +128,9 @@ class ClipLoss(nn.Module):
     Args:
         init_logit_scale: initial log of the inverse temperature (CLIP: log(1/0.07)).
         rank, world_size: process group position; ``None`` = read from torch.distributed.
-        max_scale: cap on exp(logit_scale) (CLIP: 100).
+        max_scale: cap on exp(logit_scale) (CLIP: 100), enforced on the parameter by
+            :meth:`clamp_logit_scale_` after each optimiser step (the forward never clamps, so the
+            gradient always reaches the temperature).
     """
 
     def __init__(
@@ -141,7 +146,12 @@ class ClipLoss(nn.Module):
         self.max_scale = float(max_scale)
 
     def logits(self, imu: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale.exp().clamp(max=self.max_scale) * imu @ video.t()
+        return self.logit_scale.exp() * imu @ video.t()
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the log-temperature in place to [0, log max_scale] (open_clip: after each step)."""
+        self.logit_scale.clamp_(0.0, math.log(self.max_scale))
 
     def forward(self, imu_emb: torch.Tensor, video_emb: torch.Tensor) -> torch.Tensor:
         _check_pair(imu_emb, video_emb)

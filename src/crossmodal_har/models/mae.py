@@ -6,6 +6,13 @@ pretraining model's ``model.encoder`` and ``model.scaler`` are the very modules 
 ``encoder.backbone``. After pretraining, ``mae.encoder`` is an ordinary ``patchtst*`` encoder that
 :func:`crossmodal_har.models.artefacts.save_encoder` saves and ``load_encoder`` rebuilds; only the small
 reconstruction head (d_model → patch_length) is left behind.
+
+Masked patches (``mask_fill``): ``token`` replaces a masked patch's *embedding* with a learned
+``mask_token`` [d_model] before the positional encoding (as MAE/BERT; the encoder then cannot mistake a
+masked patch for a real signal of value 0, which under ``normalization: none`` is gyro at rest);
+``zero`` is transformers' own masking (the patch's values set to 0 before the patch embedding), the
+behaviour of runs made before the option. The token acts only inside this module's forward (hooks
+gated by a flag), so the shared encoder is untouched downstream; it is not part of the exported encoder.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class ImuMaskedAutoencoder(nn.Module):
         mask_ratio: fraction of patches masked per channel (0.4 as in the paper's baseline).
         channel_consistent_masking: mask the same patches in all channels.
         head_dropout: dropout before the reconstruction head.
+        mask_fill: ``token`` (learned mask embedding) or ``zero`` (values 0; see the module docstring).
     """
 
     def __init__(
@@ -40,12 +48,15 @@ class ImuMaskedAutoencoder(nn.Module):
         mask_ratio: float = 0.4,
         channel_consistent_masking: bool = False,
         head_dropout: float = 0.0,
+        mask_fill: str = "token",
     ):
         super().__init__()
         from transformers import PatchTSTConfig, PatchTSTForPretraining
 
         if not isinstance(encoder, PatchTSTEncoder):
             raise ConfigError(f"imu-mae needs a PatchTST encoder (patchtst*), got {type(encoder).__name__}")
+        if mask_fill not in ("token", "zero"):
+            raise ConfigError(f"imu-mae: mask_fill must be token or zero, got {mask_fill!r}")
         if not 0.0 < mask_ratio < 1.0:
             raise ConfigError(f"imu-mae: mask_ratio must be in (0, 1), got {mask_ratio}")
         n_keep = int(encoder.cfg.num_patches * (1 - mask_ratio))
@@ -69,15 +80,43 @@ class ImuMaskedAutoencoder(nn.Module):
         self.encoder = encoder
         self.pretrain = pretrain
         self.mask_ratio = float(mask_ratio)
+        self.mask_fill = mask_fill
+        self._mask: Optional[torch.Tensor] = None
+        self._active = False
+        if mask_fill == "token":
+            self.mask_token = nn.Parameter(torch.zeros(encoder.cfg.d_model))
+            nn.init.normal_(self.mask_token, std=0.02)  # as MAE's mask token
+            pretrain.model.masking.register_forward_hook(self._keep_mask)
+            pretrain.model.encoder.embedder.register_forward_hook(self._fill_masked)
+        else:
+            self.mask_token = None
+
+    def _keep_mask(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if self._active:
+            self._mask = output[1]  # [B, C, num_patches] bool
+
+    def _fill_masked(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> Optional[torch.Tensor]:
+        """Patch embeddings [B, C, num_patches, d_model] with the masked ones replaced by the token."""
+        if not self._active or self._mask is None:
+            return None
+        mask = self._mask.unsqueeze(-1)
+        if mask.shape[:3] != output.shape[:3]:
+            raise ValueError(f"imu-mae: mask {list(self._mask.shape)} does not match the patch embeddings "
+                             f"{list(output.shape)}")
+        return torch.where(mask, self.mask_token.to(output.dtype), output)
 
     def forward(self, x: torch.Tensor, return_outputs: bool = False) -> Any:
         check_imu_input(x, self.encoder.cfg.context_length, self.encoder.cfg.num_input_channels, "imu-mae")
-        out = self.pretrain(past_values=x, return_dict=True)
+        self._active, self._mask = self.mask_token is not None, None
+        try:
+            out = self.pretrain(past_values=x, return_dict=True)
+        finally:
+            self._active, self._mask = False, None
         return out if return_outputs else out.loss
 
     @classmethod
     def from_name(cls, name: str = "patchtst", *, pretrained: Optional[str] = None, allow_download: bool = False,
-                  mask_ratio: float = 0.4, **overrides: Any) -> "ImuMaskedAutoencoder":
+                  mask_ratio: float = 0.4, mask_fill: str = "token", **overrides: Any) -> "ImuMaskedAutoencoder":
         """Build the encoder from the registry, then wrap it."""
         return cls(create_model(name, pretrained=pretrained, allow_download=allow_download, **overrides),
-                   mask_ratio=mask_ratio)
+                   mask_ratio=mask_ratio, mask_fill=mask_fill)

@@ -95,6 +95,12 @@ class PretrainConfig:
             default (SigLIP: log 10, the paper's; CLIP: log(1/0.07)).
         init_logit_bias: initial bias of the sigmoid loss (SigLIP paper: -10).
         mask_ratio: imu-mae: fraction of patches masked (0.4).
+        mask_fill: imu-mae: what stands in for a masked patch: ``token`` (a learned mask embedding
+            replacing the patch's embedding, as in MAE/BERT; the default) or ``zero`` (the patch's
+            values set to 0 before embedding, the runs before this option; under
+            ``normalization: none`` 0 is a real value, e.g. gyro at rest). The imu-mae encoder pools
+            by ``mean`` over patches downstream unless ``imu_encoder_overrides`` sets ``pooling``
+            (its CLS token is never in the reconstruction loss).
         augment_rotation: apply a random 3-D rotation jointly to acc and gyro of training windows.
         batch_size: windows per device per step (paper: 32).
         epochs: passes over the training windows (paper: 25).
@@ -134,6 +140,7 @@ class PretrainConfig:
     init_logit_scale: Optional[float] = None
     init_logit_bias: float = -10.0
     mask_ratio: float = 0.4
+    mask_fill: Literal["token", "zero"] = "token"
     augment_rotation: bool = False
     batch_size: int = 32
     epochs: int = 25
@@ -172,12 +179,26 @@ class PretrainConfig:
             raise ConfigError(f"time_budget_s must be > 0, got {self.time_budget_s}")
         if not 0 < self.mask_ratio < 1:
             raise ConfigError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.mask_fill not in ("token", "zero"):
+            raise ConfigError(f"mask_fill must be token or zero, got {self.mask_fill!r}")
         if not 0 <= self.head_dropout < 1:
             raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
         if self.embed_dim < 1 or self.num_workers < 0:
             raise ConfigError("embed_dim must be >= 1 and num_workers >= 0")
         if self.log_every_steps < 1 or self.checkpoint_every_steps < 1 or self.val_every_epochs < 0:
             raise ConfigError("log_every_steps, checkpoint_every_steps must be >= 1; val_every_epochs >= 0")
+
+
+#: fields added after runs were saved without them, with the value those runs had (their new default
+#: differs): a saved config that lacks the key is read with this value, so old runs rebuild and resume as
+#: they were trained.
+SAVED_CONFIG_DEFAULTS = {"mask_fill": "zero"}
+
+
+def with_saved_defaults(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A run's saved config (``config.json``, ``model.json``'s ``config``) with :data:`SAVED_CONFIG_DEFAULTS`
+    filled in where it lacks the key."""
+    return {**SAVED_CONFIG_DEFAULTS, **dict(saved)}
 
 
 # --------------------------------------------------------------------------- named configs

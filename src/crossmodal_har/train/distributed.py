@@ -9,6 +9,11 @@ Launch modes, detected from the environment (never at import time):
   ``MASTER_ADDR`` is set.
 * **spawn**: a single command with ``--devices N`` starts N local processes with
   ``torch.multiprocessing`` (gloo on CPU, NCCL on CUDA) on a free local port.
+
+BatchNorm under DDP (:func:`sync_batchnorm`, applied by the trainer when world size > 1): statistics
+over the **global** batch, as one process would compute them on the concatenated batch — torch's
+``SyncBatchNorm`` on CUDA, :class:`GlobalBatchNorm` elsewhere (torch's ``SyncBatchNorm`` refuses CPU
+tensors, so CPU/gloo runs would otherwise keep per-process statistics).
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +155,74 @@ def spawn(fn: Callable, nprocs: int, args: Sequence[Any] = ()) -> None:
     port = free_port()
     mp.start_processes(_spawn_entry, args=(fn, nprocs, port, tuple(args)), nprocs=nprocs,
                        join=True, start_method="spawn")
+
+
+# --------------------------------------------------------------------------- BatchNorm over the global batch
+
+def _group_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class GlobalBatchNorm(_BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch (every rank's batch), on any
+    device and backend (gloo on CPU included): the per-channel sum, count and squared deviations are
+    all-reduced with autograd (``torch.distributed.nn.functional.all_reduce``), so the forward value,
+    the running statistics and the gradients equal a single process's BatchNorm on the concatenated
+    batch (under DDP's gradient averaging, as ``SyncBatchNorm``). Plain BatchNorm in eval mode or
+    without a process group. Same parameters, buffers and state-dict keys as the module it replaces.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input [N, C, ...], got {input.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and _group_size() > 1):
+            return super().forward(x)
+        self._check_input_dim(x)
+        c = x.shape[1]
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, c] + [1] * (x.dim() - 2)
+        xf = x.float()
+        local_n = torch.full((1,), float(x.numel() // max(c, 1)), device=x.device)
+        total = dist_nn.all_reduce(torch.cat([xf.sum(dims), local_n]))  # sum, gradients summed back
+        n = total[c:].detach()
+        mean = total[:c] / n
+        centred = xf - mean.view(shape)
+        var = dist_nn.all_reduce((centred * centred).sum(dims)) / n  # biased, two-pass as BatchNorm
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+                unbiased = var.detach() * n / (n - 1).clamp(min=1)
+                self.running_mean.mul_(1 - factor).add_(mean.detach().to(self.running_mean.dtype), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        return out.to(x.dtype)
+
+
+def _to_global_batchnorm(module: nn.Module) -> nn.Module:
+    if isinstance(module, _BatchNorm) and not isinstance(module, (nn.SyncBatchNorm, GlobalBatchNorm)):
+        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias  # the same Parameter objects
+        if module.track_running_stats:
+            out.running_mean, out.running_var = module.running_mean, module.running_var
+            out.num_batches_tracked = module.num_batches_tracked
+        out.training = module.training
+        return out
+    for name, child in module.named_children():
+        module.add_module(name, _to_global_batchnorm(child))
+    return module
+
+
+def sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
+    """Every BatchNorm in ``module`` computing its statistics over the global batch under DDP:
+    ``torch.nn.SyncBatchNorm`` on CUDA, :class:`GlobalBatchNorm` on other devices. Parameters and
+    buffers are kept (the same objects), so optimiser and state-dict keys are unchanged."""
+    if device_type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _to_global_batchnorm(module)

@@ -141,6 +141,8 @@ def build_run(cfg: PretrainConfig, source: Any, env: DistEnv, run_dir: Path) -> 
     if data.train is None or len(data.train) == 0:
         raise UserError("no training windows")
     model = build_method(cfg, data_info(data), env.rank, env.world_size).to(device)
+    if env.distributed:  # BatchNorm statistics over the global batch, as the single-process run's
+        model = dist_utils.sync_batchnorm(model, device.type)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(model.param_groups(cfg.optim.weight_decay), lr=cfg.optim.lr,
                             betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
@@ -238,6 +240,7 @@ def train_step(run: TrainRun, batch: Mapping[str, Any]) -> Tuple[torch.Tensor, D
         grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, cfg.optim.grad_clip)
     run.scaler.step(opt)
     run.scaler.update()
+    run.model.after_optimizer_step()  # parameter constraints (CLIP's temperature cap)
     p.step += 1
     p.batch_in_epoch += 1
     return loss, extra, grad_norm, lr

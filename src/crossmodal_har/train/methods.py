@@ -5,7 +5,8 @@
   global batch (the losses gather across DDP ranks).
 * ``imu2clip``: as ``clip`` with a CLIP image tower on the middle frame (or first/middle/last),
   kept truly frozen: no gradients, eval mode throughout, not in the optimiser.
-* ``imu-mae``: IMU-only masked patch reconstruction (no video).
+* ``imu-mae``: IMU-only masked patch reconstruction (no video); masked patches are a learned mask
+  token (``mask_fill``), and the encoder pools by mean downstream (its CLS token is not trained).
 
 Every method exposes ``imu_encoder`` (the encoder that is exported for downstream evaluation).
 Cross-modal methods also expose ``embed_imu`` / ``embed_video`` (normalised projected embeddings)
@@ -71,15 +72,17 @@ def build_encoder(name: str, overrides: Mapping[str, Any], pretrained: Optional[
 
 
 def _init_imu_side(method: nn.Module, cfg: Any, data_info: Mapping[str, Any],
-                   arch: Optional[Mapping[str, Any]]) -> nn.Module:
-    """Set the IMU-side attributes every method shares and build its IMU encoder for the store's window."""
+                   arch: Optional[Mapping[str, Any]], defaults: Optional[Mapping[str, Any]] = None) -> nn.Module:
+    """Set the IMU-side attributes every method shares and build its IMU encoder for the store's window.
+    ``defaults``: the method's own architecture defaults (named-config fields the user did not set)."""
     method.method = cfg.method
     method.normalization = data_info["preprocess"]["normalization"]
     method.augment_rotation = bool(cfg.augment_rotation)
     window = int(data_info["window"])
     return build_encoder(
         cfg.imu_encoder,
-        _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides, {"context_length": window, "window": window}),
+        _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides,
+                              {"context_length": window, "window": window, **(defaults or {})}),
         cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
 
 
@@ -110,6 +113,9 @@ class PretrainMethod(nn.Module):
                 continue
             (decay if p.ndim >= 2 else no_decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def after_optimizer_step(self) -> None:
+        """Called by the trainer after every optimiser step: parameter constraints (none by default)."""
 
 
 class CrossModalMethod(PretrainMethod):
@@ -154,6 +160,12 @@ class CrossModalMethod(PretrainMethod):
         if cfg.method == "siglip":
             return SigLipLoss(rank=rank, world_size=world_size, init_logit_bias=cfg.init_logit_bias, **scale)
         return ClipLoss(rank=rank, world_size=world_size, **scale)
+
+    def after_optimizer_step(self) -> None:
+        """CLIP/imu2clip: clamp the log-temperature to [0, log 100] (open_clip's ``clamp_``)."""
+        clamp = getattr(self.loss_fn, "clamp_logit_scale_", None)
+        if clamp is not None:
+            clamp()
 
     def embed_imu(self, imu: torch.Tensor) -> torch.Tensor:
         """[B, W, 6] raw windows → [B, E] L2-normalised projected embeddings."""
@@ -200,7 +212,10 @@ class MaskedImuMethod(PretrainMethod):
     def __init__(self, cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_size: int = 1,
                  arch: Optional[Mapping[str, Any]] = None):
         super().__init__()
-        self.mae = ImuMaskedAutoencoder(_init_imu_side(self, cfg, data_info, arch), mask_ratio=cfg.mask_ratio)
+        # the CLS token is never in the reconstruction loss: the encoder pools by mean over patches
+        # downstream unless imu_encoder_overrides says otherwise (pooling: cls)
+        encoder = _init_imu_side(self, cfg, data_info, arch, defaults={"pooling": "mean"})
+        self.mae = ImuMaskedAutoencoder(encoder, mask_ratio=cfg.mask_ratio, mask_fill=cfg.mask_fill)
 
     @property
     def imu_encoder(self):

@@ -28,7 +28,7 @@ from crossmodal_har.errors import UserError
 from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
 from crossmodal_har.models.artefacts import load_run_model, save_encoder, save_run_model
 from crossmodal_har.train.checkpoint import CHECKPOINT_NAME
-from crossmodal_har.train.config import PretrainConfig
+from crossmodal_har.train.config import PretrainConfig, with_saved_defaults
 from crossmodal_har.train.methods import PretrainMethod, architecture, build_method
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -94,7 +94,7 @@ def export_run(model: PretrainMethod, cfg: PretrainConfig, data: Any, run_dir: P
 
 def rebuild_method(meta: Dict[str, Any], meta_path: Path) -> PretrainMethod:
     """The untrained method a run's ``model.json`` describes (``load_run_model`` loads its weights)."""
-    cfg = from_dict(PretrainConfig, meta["config"], where=str(meta_path))
+    cfg = from_dict(PretrainConfig, with_saved_defaults(meta["config"]), where=str(meta_path))
     return build_method(cfg, meta["data"], arch=meta["architecture"])
 
 
