@@ -3,7 +3,7 @@
 Stages (each one a ``crossmodal-har`` command a user can run alone; the demo prints them):
 
 1. ``simulate``  paired IMU+video for several simulated people (egomotion simulator);
-2. ``ingest``    into a window store (frames mode: the video towers train end to end or stay frozen);
+2. ``ingest``    into a window store (frames mode: the tiny configs keep the video tower frozen);
 3. ``pretrain``  siglip (the paper's method), clip, imu2clip and imu-mae with tiny configs, and the
    control ``siglip (shuffled pairs)``: siglip on the same store and budget with every training
    IMU window paired with another window's video (``split.shuffle_train_pairs``);
@@ -322,6 +322,9 @@ def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
         "from these tables.",
         "The models are tiny (PatchTST with d_model 16, one layer; VideoMAE/CLIP towers with a few thousand "
         "parameters, randomly initialised rather than loaded from hub weights) and trained for about a minute. "
+        "siglip's and clip's video tower stays frozen at its random initialisation and sees consecutive-frame "
+        "differences (`video_input: diff`): only the IMU tower and the projection heads learn, a measured choice "
+        "(docs/pretraining.md, \"What makes retrieval generalise across corpora\"). "
         "The paper's models have millions of parameters and train for hours on GPUs.",
         "Few-shot numbers are on test subjects never used for training or model selection; mean ± std is over "
         "seeds, and each seed draws its own subject split (same splits for every method), few-shot draw and "

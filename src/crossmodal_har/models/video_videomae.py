@@ -18,7 +18,8 @@ from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import ConfigError
 from crossmodal_har.models.base import Encoder, check_budget, check_fractions, check_sizes
 from crossmodal_har.models.registry import hf_from_pretrained, register_model
-from crossmodal_har.models.video_common import IMAGENET_MEAN, IMAGENET_STD, check_frames, to_pixel_values
+from crossmodal_har.models.video_common import (IMAGENET_MEAN, IMAGENET_STD, VIDEO_INPUTS, check_frames, frame_input,
+                                                to_pixel_values)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,14 @@ class VideoMAEEncoderConfig:
     layer_norm_eps: float = 1e-12
     qv_bias: bool = True
     use_mean_pooling: bool = False
+    # ours, not transformers': what the backbone sees of the frames (video_common.VIDEO_INPUTS)
+    video_input: Literal["rgb", "gray", "diff", "gray_diff"] = "rgb"
+
+    def hf_fields(self) -> Dict[str, Any]:
+        """The fields transformers' ``VideoMAEConfig`` takes (all but ``video_input``)."""
+        out = to_dict(self)
+        out.pop("video_input")
+        return out
 
     @property
     def embed_dim(self) -> int:
@@ -57,6 +66,10 @@ class VideoMAEEncoderConfig:
             "hidden_size": (1, 8192), "num_hidden_layers": (1, 128), "num_attention_heads": (1, 256),
             "intermediate_size": (1, 65_536)})
         check_fractions("videomae", self, ("hidden_dropout_prob", "attention_probs_dropout_prob"))
+        if self.video_input not in VIDEO_INPUTS:
+            raise ConfigError(f"videomae: video_input must be one of {', '.join(VIDEO_INPUTS)}")
+        if self.video_input in ("diff", "gray_diff") and self.num_frames < 2:
+            raise ConfigError(f"videomae: video_input={self.video_input} needs num_frames >= 2")
         if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
             raise ConfigError("videomae: layer_norm_eps must be a finite number > 0")
         if self.num_frames < self.tubelet_size or self.num_frames % self.tubelet_size:
@@ -93,12 +106,13 @@ class VideoMAEEncoder(Encoder):
         self.input_size = cfg.image_size
         self.num_frames = cfg.num_frames
         if backbone is None:
-            backbone = VideoMAEModel(VideoMAEConfig(**to_dict(cfg)))
+            backbone = VideoMAEModel(VideoMAEConfig(**cfg.hf_fields()))
         self.backbone = backbone
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         check_frames(frames, "videomae", self.num_frames)
         pixels = to_pixel_values(frames, self.input_size, IMAGENET_MEAN, IMAGENET_STD)  # [B, K, 3, S, S]
+        pixels = frame_input(pixels, self.cfg.video_input)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             hidden = self.backbone(pixel_values=pixels).last_hidden_state  # [B, tokens, hidden]
         return hidden.mean(dim=1)
@@ -113,7 +127,7 @@ def build_videomae(config: Dict[str, Any], *, pretrained: Optional[str] = None, 
 
         backbone = hf_from_pretrained(
             VideoMAEModel, pretrained, allow_download,
-            unused_prefixes=("decoder.", "encoder_to_decoder.", "mask_token"), **to_dict(cfg),
+            unused_prefixes=("decoder.", "encoder_to_decoder.", "mask_token"), **cfg.hf_fields(),
         )
     return VideoMAEEncoder(cfg, backbone=backbone)
 
