@@ -37,6 +37,23 @@ def one_line_error(capsys, *words):
     return lines[0]
 
 
+def _stalled_predict(env, rec, out):
+    """A real ``predict`` process that stalls for an hour after writing its first chunk."""
+    code = ("import sys, time\n"
+            "import crossmodal_har.infer.predict as P\n"
+            "orig = P.iter_chunks\n"
+            "def slow(*a, **k):\n"
+            "    for c in orig(*a, **k):\n"
+            "        yield c\n"
+            "        time.sleep(3600)\n"
+            "P.iter_chunks = slow\n"
+            "from crossmodal_har.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    return subprocess.Popen([sys.executable, "-c", code, "predict", "--model", str(env["bundle"]), "--input",
+                             str(rec), "--out", str(out), *UNITS, "--chunk-rows", "100"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 def dead_pid():
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
@@ -244,19 +261,7 @@ def test_a_killed_predict_leaves_nothing_after_the_next_run(env, tmp_path):
     """A real process, killed while it writes (it sleeps after its first chunk)."""
     rec = make_recording(tmp_path / "rec.csv", seconds=40)
     out = tmp_path / "p.csv"
-    code = ("import sys, time\n"
-            "import crossmodal_har.infer.predict as P\n"
-            "orig = P.iter_chunks\n"
-            "def slow(*a, **k):\n"
-            "    for c in orig(*a, **k):\n"
-            "        yield c\n"
-            "        time.sleep(3600)\n"
-            "P.iter_chunks = slow\n"
-            "from crossmodal_har.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, "predict", "--model", str(env["bundle"]), "--input",
-                             str(rec), "--out", str(out), *UNITS, "--chunk-rows", "100"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _stalled_predict(env, rec, out)
     try:
         deadline = time.time() + 400  # a loaded CI machine starts python + torch slowly
         while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob(".p.csv.*")):
@@ -419,19 +424,7 @@ def test_sigterm_cleans_up_like_ctrl_c(env, tmp_path):
 
     rec = make_recording(tmp_path / "rec.csv", seconds=40)
     out = tmp_path / "p.csv"
-    code = ("import sys, time\n"
-            "import crossmodal_har.infer.predict as P\n"
-            "orig = P.iter_chunks\n"
-            "def slow(*a, **k):\n"
-            "    for c in orig(*a, **k):\n"
-            "        yield c\n"
-            "        time.sleep(3600)\n"
-            "P.iter_chunks = slow\n"
-            "from crossmodal_har.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, "predict", "--model", str(env["bundle"]), "--input",
-                             str(rec), "--out", str(out), *UNITS, "--chunk-rows", "100"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _stalled_predict(env, rec, out)
     try:
         deadline = time.time() + 400  # a loaded CI machine starts python + torch slowly
         while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob(".p.csv.*")):
