@@ -462,3 +462,23 @@ def test_csv_cell_cannot_start_a_formula(name, expected):
 
     assert csv_cell(name) == expected
     assert predict._csv_cell(name) == expected
+
+
+def test_an_imu_offset_beyond_float_precision_is_refused(tmp_path):
+    """Found by Hypothesis: imu_offset_s = 2**47 s rounds 50 Hz samples onto one time."""
+    from crossmodal_har.errors import DataError
+    from crossmodal_har.pairs.sources import iter_sessions
+
+    sess = tmp_path / "root" / "s1"
+    sess.mkdir(parents=True)
+    (sess / "imu.csv").write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n"
+                                  "0.000,0,0,1,0,0,0\n0.020,0,0,1,0,0,0\n0.040,0,0,1,0,0,0\n")
+    (sess / "video.mp4").write_bytes(b"")
+    (sess / "session.json").write_text('{"imu_offset_s": 140737488355328.0}')
+    spec, = list(iter_sessions("paired", tmp_path / "root"))
+    with pytest.raises(DataError, match="too large") as err:
+        spec.load_imu()
+    assert "session.json" in str(err.value) and "\n" not in str(err.value)
+    (sess / "session.json").write_text('{"imu_offset_s": -1.7e9}')  # epoch IMU clock: fine
+    spec, = list(iter_sessions("paired", tmp_path / "root"))
+    assert spec.load_imu().t[0] == pytest.approx(-1.7e9)

@@ -159,6 +159,8 @@ def test_mae_mask_token_is_used_and_trained():
 def test_mae_zero_fill_stays_reachable():
     cfg, model, _ = _mae(mask_fill="zero")
     assert cfg.mask_fill == "zero" and getattr(model.mae, "mask_token", None) is None
+    # zero fill is the old imu-mae, CLS pooling included (a resumed pre-mask_fill run keeps it)
+    assert model.imu_encoder.cfg.pooling == "cls"
 
 
 def test_mae_encoder_pools_by_mean_by_default_and_cls_on_request():

@@ -71,7 +71,8 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that it unwinds exactly like Ctrl-C: ``finally``
-    blocks remove temporaries, training writes its checkpoint."""
+    blocks remove temporaries, ``--devices N`` workers are stopped; a pretraining run resumes from its
+    last periodic checkpoint."""
 
 
 def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.evaluate.protocol_config import FitConfig
     from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
     from crossmodal_har.infer.smoothing import estimate_prior, estimate_transitions, label_sequences
-    from crossmodal_har.models.artefacts import save_bundle
+    from crossmodal_har.models.artefacts import MAX_HMM_CLASSES, save_bundle
     from crossmodal_har.models.classifier import head_spec
     from crossmodal_har.signals.datasets import load_labelled
     from crossmodal_har.splits import SplitConfig, subject_split
@@ -131,11 +131,16 @@ def run(args: argparse.Namespace) -> int:
     }
     # HMM for `predict --smooth hmm`: transitions between consecutive windows of each training
     # recording and the class prior, both with an add-one (Dirichlet(1)) prior
-    seqs = label_sequences(train_ws.recording, train_ws.start_s, train_ws.y)
-    hmm = {"transitions": estimate_transitions(seqs, n_classes, 1.0).tolist(),
-           "prior": estimate_prior(seqs, n_classes, 1.0).tolist(), "pseudo_count": 1.0,
-           "sequences": len(seqs), "transitions_counted": int(sum(max(len(q) - 1, 0) for q in seqs)),
-           "source": "training windows, consecutive per recording"}
+    hmm = None
+    if n_classes <= MAX_HMM_CLASSES:
+        seqs = label_sequences(train_ws.recording, train_ws.start_s, train_ws.y)
+        hmm = {"transitions": estimate_transitions(seqs, n_classes, 1.0).tolist(),
+               "prior": estimate_prior(seqs, n_classes, 1.0).tolist(), "pseudo_count": 1.0,
+               "sequences": len(seqs), "transitions_counted": int(sum(max(len(q) - 1, 0) for q in seqs)),
+               "source": "training windows, consecutive per recording"}
+    else:
+        log.warning("%d classes: no HMM stored (at most %d), so `predict --smooth hmm` will not be available",
+                    n_classes, MAX_HMM_CLASSES)
     path = save_bundle(args.out, module, encoder_name=source.model_name, encoder_config=source.config,
                        head_spec=spec, preprocess=source.preprocess, class_names=list(ws.class_names),
                        metrics=fitted.val_metrics, provenance=provenance, hmm=hmm)

@@ -30,6 +30,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
+import numpy as np
+
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import read_json
 from crossmodal_har.pairs.ego4d import iter_ego4d_sessions
@@ -150,7 +152,14 @@ def _load_paired_imu(imu_path: Path, units: Dict[str, str], offset_s: float, nam
         raise DataError(imu_path, "missing IMU file (expected imu.csv or imu.parquet)")
     rec = read_imu_table(imu_path, Units(**units), subject=subject, name=name)
     if offset_s:
-        rec.t = rec.t + offset_s
+        t = rec.t + offset_s
+        # float64 keeps ~16 digits: an offset far larger than the recording's times rounds distinct
+        # samples onto one time (2**47 s leaves 0.03 s resolution), which would pass silently as a gap
+        if len(t) > 1 and not np.all(np.diff(t) > 0):
+            raise DataError(imu_path.parent / "session.json",
+                            f"imu_offset_s = {short_number(offset_s)} s is too large for the timestamps' "
+                            "precision (samples would share a time); give the offset in seconds between the clocks")
+        rec.t = t
     return rec
 
 

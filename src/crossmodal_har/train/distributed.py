@@ -150,11 +150,26 @@ def spawn(fn: Callable, nprocs: int, args: Sequence[Any] = ()) -> None:
     """Run ``fn(rank, *args)`` in ``nprocs`` local processes (our ``--devices N`` launcher).
 
     The children find each other through ``MASTER_ADDR=127.0.0.1`` and a free port; an exception in
-    any child is re-raised here.
+    any child is re-raised here, and an interrupt of this process (Ctrl-C, SIGTERM) stops them all.
     """
     port = free_port()
-    mp.start_processes(_spawn_entry, args=(fn, nprocs, port, tuple(args)), nprocs=nprocs,
-                       join=True, start_method="spawn")
+    ctx = mp.start_processes(_spawn_entry, args=(fn, nprocs, port, tuple(args)), nprocs=nprocs,
+                             join=False, start_method="spawn")
+    try:
+        while not ctx.join():
+            pass
+    except BaseException:
+        # Ctrl-C reaches the whole process group, but SIGTERM (kill, a scheduler) only this process:
+        # stop the workers too, or the interpreter would wait for them to finish training.
+        for p in ctx.processes:
+            if p.is_alive():
+                p.terminate()
+        for p in ctx.processes:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        raise
 
 
 # --------------------------------------------------------------------------- BatchNorm over the global batch

@@ -213,8 +213,10 @@ class MaskedImuMethod(PretrainMethod):
                  arch: Optional[Mapping[str, Any]] = None):
         super().__init__()
         # the CLS token is never in the reconstruction loss: the encoder pools by mean over patches
-        # downstream unless imu_encoder_overrides says otherwise (pooling: cls)
-        encoder = _init_imu_side(self, cfg, data_info, arch, defaults={"pooling": "mean"})
+        # downstream unless imu_encoder_overrides says otherwise (pooling: cls). Runs made before
+        # mask_fill existed (read back as mask_fill: zero) keep their CLS pooling when resumed.
+        defaults = {"pooling": "mean"} if cfg.mask_fill == "token" else {}
+        encoder = _init_imu_side(self, cfg, data_info, arch, defaults=defaults)
         self.mae = ImuMaskedAutoencoder(encoder, mask_ratio=cfg.mask_ratio, mask_fill=cfg.mask_fill)
 
     @property
