@@ -54,6 +54,14 @@ def _stalled_predict(env, rec, out):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _wait_until_writing(proc, d, timeout_s=400):
+    """Wait until ``proc`` has a temporary ``.p.csv.*`` in ``d`` or exits (a loaded CI machine starts
+    python + torch slowly)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None and not list(d.glob(".p.csv.*")):
+        time.sleep(0.1)
+
+
 def dead_pid():
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
@@ -263,9 +271,7 @@ def test_a_killed_predict_leaves_nothing_after_the_next_run(env, tmp_path):
     out = tmp_path / "p.csv"
     proc = _stalled_predict(env, rec, out)
     try:
-        deadline = time.time() + 400  # a loaded CI machine starts python + torch slowly
-        while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob(".p.csv.*")):
-            time.sleep(0.1)
+        _wait_until_writing(proc, tmp_path)
         assert proc.poll() is None, proc.stderr.read().decode()
         assert list(tmp_path.glob(".p.csv.*")), "predict never started writing"
     finally:
@@ -426,9 +432,7 @@ def test_sigterm_cleans_up_like_ctrl_c(env, tmp_path):
     out = tmp_path / "p.csv"
     proc = _stalled_predict(env, rec, out)
     try:
-        deadline = time.time() + 400  # a loaded CI machine starts python + torch slowly
-        while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob(".p.csv.*")):
-            time.sleep(0.1)
+        _wait_until_writing(proc, tmp_path)
         assert list(tmp_path.glob(".p.csv.*")), "predict never started writing"
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
