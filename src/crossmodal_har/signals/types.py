@@ -4,6 +4,11 @@ Canonical IMU sample (everywhere after reading): 6 channels in this order
     acc_x, acc_y, acc_z  in g (standard gravity, 9.80665 m/s^2), gravity included
     gyro_x, gyro_y, gyro_z in rad/s
 and timestamps in seconds (float64).
+
+Accelerometer-only recordings (most clinical devices have no gyroscope) keep this 6-column layout
+with the gyroscope columns NaN and ``channels="acc"``: a stage that forgets to check the channels
+sees non-finite windows, never silent zeros. Models declare the channels they read through
+``PreprocessConfig.channels`` (``acc`` = the first 3 columns, ``acc+gyro`` = all 6).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import numpy as np
 from crossmodal_har.errors import ConfigError
 
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
+ACC_CHANNELS = CHANNELS[:3]
+# channel sets a recording has or a model reads -> number of leading canonical columns
+CHANNEL_SETS = {"acc": 3, "acc+gyro": 6}
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 
 # Reasons a window is excluded. Every report counts exclusions by these names.
@@ -39,6 +47,8 @@ class PreprocessConfig:
         acc_saturation_g: |acc| at or above this on >= saturation_fraction of samples = clipped.
         gyro_saturation_rad_s: same for the gyroscope (rad/s).
         saturation_fraction: fraction of samples at the rail that marks a window saturated.
+        channels: what the model reads: ``acc+gyro`` (6 channels, the paper's) or ``acc``
+            (accelerometer only, 3 channels: the first 3 canonical columns).
     """
 
     rate_hz: float = 50.0
@@ -51,6 +61,11 @@ class PreprocessConfig:
     acc_saturation_g: Optional[float] = None
     gyro_saturation_rad_s: Optional[float] = None
     saturation_fraction: float = 0.02
+    channels: Literal["acc", "acc+gyro"] = "acc+gyro"
+
+    @property
+    def n_channels(self) -> int:
+        return CHANNEL_SETS[self.channels]
 
     @property
     def window_samples(self) -> int:
@@ -73,6 +88,8 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.median_kernel must be 0, 1 or odd, got {self.median_kernel}")
         if not self.gap_tolerance_s > 0:
             raise ConfigError("preprocess.gap_tolerance_s must be > 0")
+        if self.channels not in CHANNEL_SETS:
+            raise ConfigError(f"preprocess.channels must be acc|acc+gyro, got {self.channels!r}")
 
 
 @dataclass
@@ -82,9 +99,10 @@ class ImuRecording:
     Attributes:
         name: recording id (file stem for the generic format).
         t: [T] float64 timestamps in seconds, strictly increasing.
-        data: [T, 6] float64 canonical channels (g, rad/s).
+        data: [T, 6] float64 canonical channels (g, rad/s); gyroscope NaN when ``channels="acc"``.
         subject: person id (defaults to ``name``).
         source: file it came from, for error messages.
+        channels: what the sensor measured: ``acc+gyro`` or ``acc`` (no gyroscope).
     """
 
     name: str
@@ -92,6 +110,7 @@ class ImuRecording:
     data: np.ndarray
     subject: str = ""
     source: Optional[Path] = None
+    channels: str = "acc+gyro"
 
     def __post_init__(self) -> None:
         if not self.subject:

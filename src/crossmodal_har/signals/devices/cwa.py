@@ -1,0 +1,10 @@
+"""Reader for cwa device files (work in progress: being written in this change)."""
+
+from __future__ import annotations
+
+from crossmodal_har.signals.devices.base import DeviceReader
+
+
+class CwaReader(DeviceReader):
+    format = "cwa"
+    suffixes = (".cwa",)
