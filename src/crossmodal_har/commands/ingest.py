@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video-encoder-weights", metavar="DIR_OR_HUB_ID",
                    help="pretrained weights for the video encoder (a local directory; a hub id needs --allow-download)")
     p.add_argument("--allow-download", action="store_true", help="allow fetching --video-encoder-weights from the hub")
+    p.add_argument("--embedding-layout", choices=("pooled", "frames"), default="pooled",
+                   help="embeddings mode: one pooled vector per window (default) or per-frame features [K, D] "
+                        "for a trainable temporal head (a frame encoder, e.g. efficientnet-lite0)")
     p.add_argument("--frames", type=int, default=None,
                    help="K frames per window (default 10; embeddings mode: the encoder's num_frames)")
     p.add_argument("--frames-per-slot", type=int, default=1,
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         frames, size = geo["frames"], geo["size"]
     cfg = from_dict(IngestConfig, {
         "layout": args.layout, "video_mode": args.video_mode, "video_encoder": args.video_encoder,
-        "video_encoder_weights": args.video_encoder_weights, "frames": frames if frames is not None else 10,
+        "video_encoder_weights": args.video_encoder_weights, "embedding_layout": args.embedding_layout,
+        "frames": frames if frames is not None else 10,
         "frames_per_slot": args.frames_per_slot, "size": size if size is not None else 64,
         "shard_size": args.shard_size, "num_shards": args.num_shards, "shard_index": args.shard_index,
         "min_imu_coverage": args.min_imu_coverage, "source": source, "preprocess": preprocess,

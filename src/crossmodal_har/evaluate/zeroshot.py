@@ -115,9 +115,15 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
     if tuple(store.imu.shape[1:]) != (info["window"], 6):
         raise UserError(f"{store_path}: windows of {store.imu.shape[1]} samples, the run used {info['window']}")
     if kind == "embeddings":
-        if int(store.video.shape[1]) != int(info["video_dim"]):
-            raise UserError(f"{store_path}: video embeddings of size {store.video.shape[1]}, the run used "
+        if int(store.video.shape[-1]) != int(info["video_dim"]):
+            raise UserError(f"{store_path}: video embeddings of size {store.video.shape[-1]}, the run used "
                             f"{info['video_dim']}")
+        store_k = int(store.video.shape[1]) if store.video.ndim == 3 else None
+        if store_k != info.get("num_frames"):
+            def layout(k):
+                return "pooled embeddings [D]" if k is None else f"per-frame embeddings [{k}, D]"
+            raise UserError(f"{store_path}: {layout(store_k)}, the run was trained on {layout(info.get('num_frames'))}"
+                            "; ingest with the same --embedding-layout")
         run_enc = (meta.get("data_meta") or {}).get("video_encoder")
         if run_enc and store.meta.get("video_encoder") and run_enc != store.meta.get("video_encoder"):
             log.warning("store embeddings come from %s but the run was trained on %s embeddings",

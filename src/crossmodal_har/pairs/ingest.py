@@ -378,6 +378,8 @@ def finalize(out: Path, cfg: IngestConfig, src: Path, specs: Sequence[SessionSpe
         "video_mode": cfg.video_mode,
         "video_encoder": cfg.video_encoder,
         "video_encoder_weights": cfg.video_encoder_weights,
+        # None = one pooled vector per window (stores made before per-frame layouts say nothing)
+        "embedding_layout": "frames" if cfg.video_mode == "embeddings" and cfg.embedding_layout == "frames" else None,
         "frames": cfg.frames,
         "frames_per_slot": cfg.frames_per_slot,
         "size": cfg.size,
@@ -401,4 +403,4 @@ def _embed_dim(out: Path, cfg: IngestConfig, shards: Sequence[Dict[str, Any]]) -
     """D of the stored embeddings (from the first shard; None in frames mode or an empty store)."""
     if cfg.video_mode != "embeddings" or not shards:
         return None
-    return int(np.load(shard_path(out, shards[0]["name"]) / "video.npy", mmap_mode="r").shape[1])
+    return int(np.load(shard_path(out, shards[0]["name"]) / "video.npy", mmap_mode="r").shape[-1])

@@ -19,6 +19,9 @@ class IngestConfig:
             frozen ``video_encoder``) or ``none`` (IMU windows only; videos are not read).
         video_encoder: registry name of the video encoder (embeddings mode).
         video_encoder_weights: local directory or hub id of pretrained weights (embeddings mode).
+        embedding_layout: embeddings mode: ``pooled`` (one [D] vector per window, the encoder's
+            output) or ``frames`` (per-frame features [K, D], for a trainable temporal head at
+            pretraining; needs a frame encoder such as ``efficientnet-lite0``).
         frames: K frames per window (slots).
         frames_per_slot: J frames stored per slot (J > 1 lets training jitter; frames mode only).
         size: frame side in pixels after resize + centre crop.
@@ -34,6 +37,7 @@ class IngestConfig:
     video_mode: Literal["frames", "embeddings", "none"] = "frames"
     video_encoder: Optional[str] = None
     video_encoder_weights: Optional[str] = None
+    embedding_layout: Literal["pooled", "frames"] = "pooled"
     frames: int = 10
     frames_per_slot: int = 1
     size: int = 64
@@ -54,6 +58,10 @@ class IngestConfig:
                 raise ConfigError("--frames-per-slot applies to --video-mode frames only")
         elif self.video_encoder or self.video_encoder_weights:
             raise ConfigError("--video-encoder applies to --video-mode embeddings only")
+        if self.embedding_layout not in ("pooled", "frames"):
+            raise ConfigError(f"--embedding-layout must be pooled|frames, got {self.embedding_layout!r}")
+        if self.embedding_layout != "pooled" and self.video_mode != "embeddings":
+            raise ConfigError("--embedding-layout applies to --video-mode embeddings only")
         if self.shard_size < 0:
             raise ConfigError("--shard-size must be >= 1 (or 0 = automatic)")
         if not (self.num_shards >= 1 and 0 <= self.shard_index < self.num_shards):

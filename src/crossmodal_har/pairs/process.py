@@ -39,7 +39,7 @@ from crossmodal_har.pairs.session import SessionSpec, session_key
 from crossmodal_har.pairs.store import SHARDS_DIR, ShardData, write_shard
 from crossmodal_har.pairs.video import (DecodeStats, NotAVideoError, VideoInfo, count_frames, iter_nearest_frames,
                                         probe_video)
-from crossmodal_har.pairs.video_encoder import create_video_encoder, embed_frames
+from crossmodal_har.pairs.video_encoder import check_per_frame, create_video_encoder, embed_frames
 from crossmodal_har.signals.text import short_number
 from crossmodal_har.signals.types import ImuRecording
 from crossmodal_har.signals.windows import recording_windows
@@ -129,6 +129,8 @@ def _process(spec: SessionSpec, cfg: IngestConfig, store_dir: Path, summary: Dic
     encoder = None
     if cfg.video_mode == "embeddings":
         encoder = create_video_encoder(cfg.video_encoder, cfg.video_encoder_weights, allow_download)
+        if cfg.embedding_layout == "frames":
+            check_per_frame(encoder, cfg.video_encoder)
     _pair_frames(spec, cfg, store_dir, summary, info, grav, x, start_s, end_s, encoder, threads=threads)
 
 
@@ -231,6 +233,7 @@ class _Pairing:
     targets: np.ndarray  # [n, KJ] slot target times (s)
     tol: float  # frame tolerance (s)
     encoder: Any  # None in frames mode
+    per_frame: bool  # embeddings mode: store [K, D] per window (embedding_layout frames)
     chunk_of: np.ndarray  # [n] the chunk (shard) of each window
     chunk_left: np.ndarray  # [chunks] windows not yet judged
     win_left: np.ndarray  # [n] slots not yet filled
@@ -258,6 +261,7 @@ def _pair_frames(spec: SessionSpec, cfg: IngestConfig, store_dir: Path, summary:
     st = _Pairing(spec=spec, store_dir=store_dir, summary=summary, info=info, suspect=grav["verdict"] == "suspect",
                   x=x, start_s=start_s, end_s=end_s, labels=labels, targets=targets,
                   tol=frame_tolerance_s(window_s, k), encoder=encoder,
+                  per_frame=cfg.embedding_layout == "frames",
                   chunk_of=np.repeat(np.arange(len(chunks)), [b - a for a, b in chunks]),
                   chunk_left=np.array([b - a for a, b in chunks], dtype=np.int64),
                   win_left=np.full(n, kj, dtype=np.int64), win_times=np.full((n, kj), np.nan))
@@ -314,7 +318,8 @@ def _flush_embeddings(st: _Pairing) -> None:
     """Embed the frames of the windows waiting for the encoder, in one batch."""
     if not st.pending:
         return
-    emb = embed_frames(st.encoder, np.stack([f for _, f in st.pending]), batch_size=EMBED_BATCH)
+    emb = embed_frames(st.encoder, np.stack([f for _, f in st.pending]), batch_size=EMBED_BATCH,
+                       per_frame=st.per_frame)
     for (c, _), e in zip(st.pending, emb):
         st.video_out.setdefault(c, []).append(e)
     st.pending.clear()

@@ -5,7 +5,8 @@ Layout of a store directory::
     STORE/store.json              format version, preprocess config, video mode, frames, shard list
     STORE/report.json             what ingestion kept and dropped (see pairs/report.py)
     STORE/shards/<shard>/imu.npy          float32 [n, W, 6]   g and rad/s (resampled + median filtered)
-    STORE/shards/<shard>/video.npy        uint8 [n, K*J, H, W, 3] (frames) or float16 [n, D] (embeddings)
+    STORE/shards/<shard>/video.npy        uint8 [n, K*J, H, W, 3] (frames) or float16 [n, D] (embeddings;
+                                          [n, K, D] per frame when store.json's embedding_layout is frames)
     STORE/shards/<shard>/frame_times.npy  float64 [n, K*J]  presentation time (s) of each stored frame
                                           (frames mode) or of the frames the encoder saw (embeddings)
     STORE/shards/<shard>/manifest.parquet one row per window (columns: MANIFEST_COLUMNS)
@@ -385,7 +386,8 @@ def _dataset_class():
         """PyTorch Dataset over a :class:`WindowStore` (or a store path).
 
         Items are dicts: ``imu`` float32 tensor [W, 6] (g, rad/s; normalise at model input), ``video``
-        uint8 tensor [K, H, W, 3] (frames mode) or float32 tensor [D] (embeddings mode, stored float16),
+        uint8 tensor [K, H, W, 3] (frames mode) or float32 tensor [D] (embeddings mode, stored float16;
+        [K, D] with the per-frame embedding layout),
         ``index`` int (store index), ``label`` int (-1 if unlabelled), ``subject`` str.
 
         Args:
@@ -461,7 +463,7 @@ def __getattr__(name: str):
 
 # ----------------------------------------------------------------------------------- merging
 
-COMPATIBLE_KEYS = ("preprocess", "video_mode", "video_encoder", "video_encoder_weights", "frames",
+COMPATIBLE_KEYS = ("preprocess", "video_mode", "video_encoder", "video_encoder_weights", "embedding_layout", "frames",
                    "frames_per_slot", "size", "frame_policy", "embed_dim", "layout")
 
 

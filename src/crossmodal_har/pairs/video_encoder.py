@@ -48,13 +48,24 @@ def encoder_geometry(name: str, weights: Optional[str] = None, allow_download: b
     return {"frames": int(enc.num_frames), "size": int(enc.input_size), "embed_dim": int(enc.embed_dim)}
 
 
-def embed_frames(encoder: Any, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """[n, K, H, W, 3] uint8 → [n, D] float16 with a frozen encoder."""
+def check_per_frame(encoder: Any, name: str) -> None:
+    """``--embedding-layout frames`` needs an encoder with per-frame features (``frame_features``)."""
+    if not callable(getattr(encoder, "frame_features", None)):
+        raise UserError(f"--embedding-layout frames: video encoder {name!r} has no per-frame features "
+                        "(it encodes the clip as a whole); use a frame encoder such as efficientnet-lite0, "
+                        "or --embedding-layout pooled")
+
+
+def embed_frames(encoder: Any, frames: np.ndarray, batch_size: int = 16, per_frame: bool = False) -> np.ndarray:
+    """[n, K, H, W, 3] uint8 → [n, D] float16 with a frozen encoder, or [n, K, D] per frame
+    (``per_frame``: the encoder's ``frame_features``)."""
+    fn = encoder.frame_features if per_frame else encoder
     out = []
     with torch.inference_mode():
         for i in range(0, len(frames), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(frames[i:i + batch_size]))
-            out.append(encoder(x).float().cpu().numpy().astype(np.float16))
+            out.append(fn(x).float().cpu().numpy().astype(np.float16))
     if not out:
-        return np.zeros((0, int(encoder.embed_dim)), np.float16)
+        tail = (int(frames.shape[1]),) if per_frame and frames.ndim > 1 else ()
+        return np.zeros((0,) + tail + (int(encoder.embed_dim),), np.float16)
     return np.concatenate(out)

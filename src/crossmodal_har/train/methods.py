@@ -27,7 +27,7 @@ from torch import nn
 from crossmodal_har.errors import ConfigError
 from crossmodal_har.models.augment import random_rotation
 from crossmodal_har.models.classifier import encode_windows
-from crossmodal_har.models.heads import ProjectionHead
+from crossmodal_har.models.heads import ProjectionHead, TemporalHead
 from crossmodal_har.models.losses import ClipLoss, SigLipLoss
 from crossmodal_har.models.mae import ImuMaskedAutoencoder
 from crossmodal_har.models.registry import checked_config, create_model, create_model_from_config, model_config
@@ -138,6 +138,7 @@ class CrossModalMethod(PretrainMethod):
                               "use video_mode=frozen or ingest with --video-mode frames")
         self.video_frozen = frozen
         self.video_encoder = None
+        self.video_temporal = None
         if self.video_kind == "frames":
             shape = {"num_frames": data_info.get("num_frames")}
             if cfg.method == "imu2clip":
@@ -149,6 +150,11 @@ class CrossModalMethod(PretrainMethod):
             if frozen:
                 self.video_encoder.freeze()
             video_in = self.video_encoder.embed_dim
+        elif data_info.get("num_frames"):  # per-frame embeddings [K, D]: a trainable temporal head
+            th = cfg.temporal_head
+            self.video_temporal = TemporalHead(int(data_info["video_dim"]), th.hidden, th.kernel, th.layers,
+                                               th.motion, th.dropout)
+            video_in = self.video_temporal.out_dim
         else:
             video_in = int(data_info["video_dim"])
         self.video_head = ProjectionHead(video_in, cfg.embed_dim, dropout=cfg.head_dropout)
@@ -173,7 +179,10 @@ class CrossModalMethod(PretrainMethod):
         return nn.functional.normalize(z.float(), dim=-1)
 
     def video_features(self, video: torch.Tensor) -> torch.Tensor:
-        """The video tower's output (or the stored embedding) before the head."""
+        """The video tower's output (the stored embedding, or the temporal head over stored per-frame
+        embeddings) before the projection head."""
+        if self.video_temporal is not None:
+            return self.video_temporal(video.float())
         if self.video_encoder is None:
             return video.float()
         if self.video_frozen:

@@ -31,8 +31,10 @@ class SyntheticSource:
         windows_per_subject: windows per subject.
         classes: number of activity classes (labels for the zero-shot classification).
         latent_dim: size of the shared latent.
-        video_kind: ``embeddings`` or ``frames``.
-        video_dim: embedding size D (embeddings).
+        video_kind: ``embeddings``, ``frames`` or ``frame_embeddings`` (per-frame embeddings
+            [K, D] whose mean over frames is one "appearance" vector per window, unrelated to the
+            IMU: the shared latent lives only in the frame-to-frame changes, as egomotion does).
+        video_dim: embedding size D (embeddings, frame_embeddings).
         num_frames, frame_size: K and H = W (frames).
         window: IMU samples per window; rate_hz: sampling rate (Hz).
         spread: within-class spread of the latent (0 = every window of a class identical).
@@ -92,8 +94,16 @@ class SyntheticSource:
             frames = np.repeat(img[:, None], self.num_frames, axis=1)
             frames = frames + 0.03 * rng.normal(size=frames.shape)
             video = np.clip(frames * 255.0, 0, 255).astype(np.uint8)
+        elif self.video_kind == "frame_embeddings":
+            proj = rng.normal(size=(self.latent_dim, self.video_dim)) / np.sqrt(self.latent_dim)
+            motion = np.tanh(z @ proj)  # [n, D]
+            appearance = 2.0 * rng.normal(size=(n, 1, self.video_dim))  # per window, the same in every frame
+            k = self.num_frames + self.num_frames % 2  # even K: the alternating part averages to 0
+            sign = np.where(np.arange(k) % 2 == 0, 1.0, -1.0)[None, :, None]
+            video = appearance + sign * motion[:, None, :] + 0.05 * rng.normal(size=(n, k, self.video_dim))
+            video = video.astype(np.float16)
         else:
-            raise ValueError(f"video_kind must be embeddings|frames, got {self.video_kind!r}")
+            raise ValueError(f"video_kind must be embeddings|frames|frame_embeddings, got {self.video_kind!r}")
         if self.shuffle_pairs:
             video = video[rng.permutation(n)]
         return imu, video, labels.astype(np.int64), subjects
@@ -110,10 +120,11 @@ class SyntheticSource:
             idx = np.flatnonzero(np.isin(subjects, parts[group]))
             return ArrayPairs(imu, video, labels, subjects, idx)
 
+        per_frame = self.video_kind == "frame_embeddings"
         return PairedData(
-            train=ds("train"), val=ds("val"), test=ds("test"), video_kind=self.video_kind,
-            video_dim=self.video_dim if self.video_kind == "embeddings" else None,
-            num_frames=self.num_frames if self.video_kind == "frames" else None,
+            train=ds("train"), val=ds("val"), test=ds("test"), video_kind="embeddings" if per_frame else self.video_kind,
+            video_dim=self.video_dim if self.video_kind != "frames" else None,
+            num_frames=int(video.shape[1]) if self.video_kind == "frames" or per_frame else None,
             preprocess=PreprocessConfig(rate_hz=self.rate_hz, window_s=self.window / self.rate_hz),
             split=parts, meta={"source": "synthetic", "shuffle_pairs": self.shuffle_pairs,
                                "class_names": [f"c{i}" for i in range(self.classes)]},
@@ -135,7 +146,7 @@ def write_synthetic_store(path: str, source: SyntheticSource, shard_windows: int
         for c, start in enumerate(range(0, len(rows), shard_windows)):
             r = rows[start:start + shard_windows]
             t0 = np.arange(start, start + len(r)) * window_s
-            k = video.shape[1] if video.ndim == 5 else source.num_frames
+            k = video.shape[1] if video.ndim in (3, 5) else source.num_frames
             times = t0[:, None] + (np.arange(k)[None, :] + 0.5) * window_s / k
             manifest = pd.DataFrame({"session": s, "subject": s, "start_s": t0, "end_s": t0 + window_s,
                                      "label": [classes[i] for i in labels[r]], "flags": ""})
@@ -143,10 +154,12 @@ def write_synthetic_store(path: str, source: SyntheticSource, shard_windows: int
             write_shard(path, name, ShardData(imu=imu[r], video=video[r], frame_times=times, manifest=manifest))
             shards.append({"name": name, "n": int(len(r)), "session": s, "chunk": c})
     frames_mode = source.video_kind == "frames"
+    per_frame = source.video_kind == "frame_embeddings"
     meta = {"layout": "synthetic", "preprocess": to_dict(pre),
             "video_mode": "frames" if frames_mode else "embeddings",
             "video_encoder": None if frames_mode else "synthetic", "video_encoder_weights": None,
-            "frames": source.num_frames if frames_mode else 1, "frames_per_slot": 1,
+            "embedding_layout": "frames" if per_frame else None,
+            "frames": int(video.shape[1]) if frames_mode or per_frame else 1, "frames_per_slot": 1,
             "size": source.frame_size, "embed_dim": None if frames_mode else source.video_dim,
             "class_names": classes}
     write_store_json(path, meta, shards)
