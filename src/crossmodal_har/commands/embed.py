@@ -24,8 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", metavar="MODEL_DIR", help="classifier bundle (its encoder is used)")
     src.add_argument("--encoder", metavar="RUN_DIR", help="encoder/run directory with encoder.json")
-    p.add_argument("--input", required=True, metavar="FILE", help="recording (.csv or .parquet)")
+    from crossmodal_har.signals.devices import READERS, TABLE_FORMATS
+
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help="recording: .csv/.parquet table or a device file (.cwa, .bin, ...; see --format)")
     p.add_argument("--out", required=True, metavar="FILE.parquet|FILE.npy")
+    p.add_argument("--format", dest="fmt", choices=(*TABLE_FORMATS, *READERS), default=None,
+                   help="input format (default: by the file's suffix); device files carry their own units, "
+                        "rate and start time")
+    p.add_argument("--tz", default="UTC", metavar="ZONE",
+                   help="IANA time zone of a device clock that stores local time without a zone "
+                        "(Axivity .cwa; default UTC)")
     add_unit_arguments(p)
     p.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between window starts")
     p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N")
@@ -56,7 +65,18 @@ def run(args: argparse.Namespace) -> int:
                        for n in (ENCODER_META, ENCODER_WEIGHTS, RUN_META, RUN_WEIGHTS, "config.json")]
     guard_outputs([("--out", args.out)], [("--input", args.input), *model_files, ("--meta", args.meta)],
                   force=args.force)
-    units = resolve_units(args)
+    from crossmodal_har.signals.devices import device_format
+    from crossmodal_har.signals.units import Units
+
+    if device_format(args.input, args.fmt) is not None:
+        given = [f for f, v in (("--acc-unit", args.acc_unit), ("--gyro-unit", args.gyro_unit),
+                                ("--time-unit", args.time_unit), ("--meta", args.meta)) if v is not None]
+        if given:
+            raise UserError(f"{args.input}: a device file carries its own units; {', '.join(given)} "
+                            "apply to CSV/Parquet tables only")
+        units = Units()
+    else:
+        units = resolve_units(args)
     if args.model:
         bundle = load_bundle(args.model)
         encoder, pre = bundle.model.encoder, bundle.preprocess
@@ -69,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         pre = dataclasses.replace(pre, stride_s=float(args.stride))
     dim = int(getattr(encoder, "embed_dim"))
     res = embed_file(args.input, args.out, NormalizedEncoder(encoder, pre.normalization).eval(), pre, units, dim,
-                     chunk_rows=args.chunk_rows, batch_size=args.batch_size)
+                     chunk_rows=args.chunk_rows, batch_size=args.batch_size, fmt=args.fmt, tz=args.tz)
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(res["skipped"].items())) or "none"
     print(f"wrote {args.out}: {res['windows']} windows x {dim} dims (without embedding: {skipped})")
     return 0

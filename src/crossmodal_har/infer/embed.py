@@ -107,11 +107,17 @@ class _ParquetRows:
 
 def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preprocess: PreprocessConfig,
                units: Units, embed_dim: int, *, chunk_rows: int = 500_000, batch_size: int = 256,
-               ops: Optional[SignalOps] = None) -> Dict[str, Any]:
+               ops: Optional[SignalOps] = None, fmt: Optional[str] = None, tz: str = "UTC") -> Dict[str, Any]:
     """Write embeddings of every ok window of ``input_path`` to ``out_path`` (.parquet or .npy).
 
+    ``input_path`` is a table or a device file (``fmt``/``tz``: see
+    :func:`crossmodal_har.infer.reader.iter_chunks`). An accelerometer-only recording needs an
+    encoder that reads ``preprocess.channels == "acc"``; its NaN gyroscope columns are then set to
+    0.0 before windowing (the model never reads them). A 6-channel encoder refuses it (UserError).
+
     Returns:
-        ``{"windows": N embedded, "skipped": {reason: count}, "embed_dim": D}``.
+        ``{"windows": N embedded, "skipped": {reason: count}, "embed_dim": D, "channels": the
+        recording's channels, "device": DeviceInfo dict or None}``.
     """
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
@@ -147,9 +153,12 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
         times = [tt[k:]] if k < len(tt) else []
         written += k
 
+    channels = "acc+gyro"
+    device = None
     try:
-        for chunk in iter_chunks(input_path, units, chunk_rows):
-            feed(windower.push(chunk.t, chunk.data))
+        for chunk in iter_chunks(input_path, units, chunk_rows, fmt=fmt, tz=tz):
+            channels, device = chunk.channels, chunk.device
+            feed(windower.push(chunk.t, model_input(chunk.data, chunk.channels, preprocess, input_path)))
             drain()
         feed(windower.finish())
         model.flush()
@@ -164,4 +173,19 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
-    return {"windows": written, "skipped": skipped, "embed_dim": embed_dim}
+    return {"windows": written, "skipped": skipped, "embed_dim": embed_dim, "channels": channels,
+            "device": device.to_dict() if device is not None else None}
+
+
+def model_input(data: np.ndarray, channels: str, preprocess: PreprocessConfig, path: PathLike) -> np.ndarray:
+    """The chunk's samples as the model reads them: an accelerometer-only recording (``channels``
+    ``acc``, gyroscope NaN) is refused by a model that reads ``acc+gyro``; for an ``acc`` model its
+    gyroscope columns become 0.0 (never read by the model, but finite, so the quality checks pass)."""
+    if channels == "acc+gyro":
+        return data
+    if preprocess.channels != "acc":
+        raise UserError(f"{path}: accelerometer-only recording (no gyroscope); this model reads acc+gyro — "
+                        "use a model trained with --channels acc")
+    out = np.array(data, dtype=np.float64, copy=True)
+    out[:, 3:] = 0.0
+    return out

@@ -1,7 +1,12 @@
 """Read a long IMU recording in chunks, with bounded memory and exact line numbers in errors.
 
 CSV: pandas' C parser with ``chunksize`` and float64 columns (the same fast path as
-:func:`crossmodal_har.signals.readers.read_imu_table`). Parquet: ``pyarrow`` row batches.
+:func:`crossmodal_har.signals.readers.read_imu_table`). Parquet: ``pyarrow`` row batches. Device
+files (Axivity .cwa, GENEActiv .bin, ...): the reader of :mod:`crossmodal_har.signals.devices`
+chosen by suffix or ``fmt``, whose units, rate and start time come from the file; every chunk then
+carries the file's :class:`~crossmodal_har.signals.devices.DeviceInfo`. A table with
+``time,acc_x,acc_y,acc_z`` and no gyroscope column is an accelerometer-only recording (gyroscope
+columns NaN, ``channels="acc"``), like a device without a gyroscope.
 
 Unlike the training reader, rows with missing or non-finite values (``NaN``, empty cells, blank
 lines) are *not* an error here: a long recording from a patient's home has bad stretches, and the
@@ -20,8 +25,9 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
-from crossmodal_har.errors import DataError
-from crossmodal_har.signals import readers
+from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.signals import devices, readers
+from crossmodal_har.signals.devices import DeviceInfo
 from crossmodal_har.signals.types import CHANNELS
 from crossmodal_har.signals.units import Units, to_canonical
 
@@ -39,14 +45,19 @@ class RawChunk:
     Attributes:
         t: [n] float64 seconds (NaN where the time cell was missing).
         data: [n, 6] float64, acc in g then gyro in rad/s (NaN/inf where bad).
-        first_row: 0-based global index of the chunk's first data row.
-        line_offset: CSV line of data row ``r`` is ``r + line_offset`` (None for Parquet).
+        first_row: 0-based global index of the chunk's first data row (sample, for device files).
+        line_offset: CSV line of data row ``r`` is ``r + line_offset`` (None for Parquet and devices).
+        channels: ``acc+gyro``, or ``acc`` when the recording has no gyroscope (gyro columns NaN).
+        device: what a device file says about the recording (units, rate, start time, model);
+            None for tables. The same object on every chunk of a file.
     """
 
     t: np.ndarray
     data: np.ndarray
     first_row: int
     line_offset: Optional[int]
+    channels: str = "acc+gyro"
+    device: Optional[DeviceInfo] = None
 
 
 def where(path: Path, row: int, line_offset: Optional[int]) -> dict:
@@ -56,8 +67,15 @@ def where(path: Path, row: int, line_offset: Optional[int]) -> dict:
     return {"line": row + line_offset}
 
 
-def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[RawChunk]:
+def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, fmt: Optional[str] = None,
+                tz: str = "UTC") -> Iterator[RawChunk]:
     """Yield the recording at ``path`` as :class:`RawChunk` s of at most ``chunk_rows`` rows.
+
+    Args:
+        units: declared units of a table. A device file carries its own: non-canonical ``units``
+            with a device file are a UserError (they would be ignored).
+        fmt: ``csv``, ``parquet`` or a device format name (:data:`devices.READERS`); None = by suffix.
+        tz: time zone for device clocks that store local time without a zone (Axivity).
 
     Time is checked to increase strictly across chunk borders (rows without a time are skipped by
     the check); problems raise :class:`DataError` with the global line.
@@ -65,19 +83,31 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
     path = Path(path)
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be >= 1")
-    if not path.is_file():
+    dev = devices.device_format(path, fmt)
+    if not (path.exists() if dev is not None else path.is_file()):
         raise DataError(path, "file not found")
-    suffix = path.suffix.lower()
+    if dev is not None:
+        if units != Units():
+            raise UserError(f"{path}: a {dev} device file carries its own units; drop --acc-unit/--gyro-unit/"
+                            "--time-unit/--meta (they apply to CSV/Parquet tables only)")
+        yield from _iter_device(path, dev, tz, chunk_rows)
+        return
+    suffix = path.suffix.lower() if fmt is None else {"csv": ".csv", "parquet": ".parquet"}[fmt]
     if suffix in (".parquet", ".pq"):
         raw = _iter_parquet(path, chunk_rows)
     elif suffix == ".csv":
         raw = _iter_csv(path, chunk_rows)
     else:
-        raise DataError(path, f"unsupported recording format {suffix!r} (expected .csv or .parquet)")
+        raise DataError(path, f"unsupported recording format {suffix!r} (expected .csv or .parquet, or a device "
+                              f"file: {', '.join(f'{k} ({v})' for k, v in devices.device_suffixes().items())})")
     last_t = None
     last_row = -1
     checked_units = False
     for arr, first_row, line_offset in raw:
+        channels = "acc+gyro"
+        if arr.shape[1] == 4:  # accelerometer-only table: the canonical 6 columns, gyroscope NaN
+            arr = np.concatenate([arr, np.full((len(arr), 3), np.nan)], axis=1)
+            channels = "acc"
         time = arr[:, 0]
         fin = np.isfinite(time)
         idx = np.flatnonzero(fin)
@@ -108,7 +138,28 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
             t, data = time, arr[:, 1:7]
         else:
             t, data = to_canonical(time, arr[:, 1:4], arr[:, 4:7], units)
-        yield RawChunk(t=t, data=data, first_row=first_row, line_offset=line_offset)
+        yield RawChunk(t=t, data=data, first_row=first_row, line_offset=line_offset, channels=channels)
+
+
+def _iter_device(path: Path, fmt: str, tz: str, chunk_rows: int) -> Iterator[RawChunk]:
+    reader = devices.open_device(path, fmt, tz=tz)
+    info = reader.info
+    first_row = 0
+    last_t: Optional[float] = None
+    for t, data in reader.iter_chunks(chunk_rows):
+        if not len(t):
+            continue
+        tt = t if last_t is None else np.concatenate([[last_t], t])
+        bad = np.flatnonzero(~(np.diff(tt) > 0))
+        if len(bad):
+            k = int(bad[0]) + (0 if last_t is None else -1) + 1  # index in t of the offending sample
+            raise DataError(path, f"sample {first_row + k + 1}: time {float(t[k])!r} does not increase after "
+                                  f"{float(tt[bad[0]])!r}; the device clock jumps back")
+        last_t = float(t[-1])
+        yield RawChunk(t=t, data=data, first_row=first_row, line_offset=None, channels=info.channels, device=info)
+        first_row += len(t)
+    if first_row == 0:
+        raise DataError(path, "no samples in the device file")
 
 
 def _warn_implausible_units(path: Path, arr: np.ndarray, units: Units) -> bool:
@@ -135,13 +186,14 @@ def _iter_csv(path: Path, chunk_rows: int):
 
     # The training reader's checks for empty/binary files and its header rule (one rule for both).
     header = readers.read_csv_header(path)
+    cols = readers.table_columns(path, header, line=1)
     # Data row r is on line r + 2: blank lines are kept as NaN rows so that the count is exact.
     try:
-        reader = pd.read_csv(path, header=0, names=readers.csv_column_names(header), usecols=list(COLUMNS),
-                             dtype={c: np.float64 for c in COLUMNS}, engine="c", skip_blank_lines=False,
+        reader = pd.read_csv(path, header=0, names=readers.csv_column_names(header), usecols=list(cols),
+                             dtype={c: np.float64 for c in cols}, engine="c", skip_blank_lines=False,
                              skipinitialspace=True, encoding="utf-8", chunksize=chunk_rows)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        readers.diagnose_csv(path, header, from_line=2, allow_missing=True)
+        readers.diagnose_csv(path, header, from_line=2, allow_missing=True, columns=cols)
         raise DataError(path, f"cannot parse CSV: {exc}") from None
     first_row = 0
     n_rows = 0
@@ -152,9 +204,9 @@ def _iter_csv(path: Path, chunk_rows: int):
             except StopIteration:
                 break
             except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-                readers.diagnose_csv(path, header, from_line=first_row + 2, allow_missing=True)
+                readers.diagnose_csv(path, header, from_line=first_row + 2, allow_missing=True, columns=cols)
                 raise DataError(path, f"cannot parse CSV near line {first_row + 2}: {exc}") from None
-            arr = df[list(COLUMNS)].to_numpy(dtype=np.float64)
+            arr = df[list(cols)].to_numpy(dtype=np.float64)
             n_rows += len(arr)
             yield arr, first_row, 2
             first_row += len(arr)
@@ -175,19 +227,16 @@ def _iter_parquet(path: Path, chunk_rows: int):
     except (pa.ArrowException, OSError) as exc:
         raise DataError(path, f"not a valid Parquet file ({exc})") from None
     names = list(pf.schema_arrow.names)
-    missing = [c for c in COLUMNS if c not in names]
-    if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)} "
-                              f"(found {','.join(names)})")
-    for c in COLUMNS:
+    cols = readers.table_columns(path, names, line=None)
+    for c in cols:
         tp = pf.schema_arrow.field(c).type
         if not (pa.types.is_floating(tp) or pa.types.is_integer(tp)):
             raise DataError(path, f"column {c} has type {tp}, expected numbers")
     first_row = 0
     try:
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(COLUMNS)):
-            arr = np.empty((batch.num_rows, len(COLUMNS)), dtype=np.float64)
-            for j, c in enumerate(COLUMNS):
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(cols)):
+            arr = np.empty((batch.num_rows, len(cols)), dtype=np.float64)
+            for j, c in enumerate(cols):
                 col = batch.column(c)
                 arr[:, j] = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False) \
                     if col.null_count == 0 else np.asarray(col.to_pandas(), dtype=np.float64)

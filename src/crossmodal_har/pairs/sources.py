@@ -6,7 +6,10 @@ Layouts:
 ``paired`` (users' own data, the simulator's output)::
 
     <root>/<session>/video.*        one video file PyAV reads (video.mp4, video.mkv, ...)
-    <root>/<session>/imu.csv        time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z  (or imu.parquet)
+    <root>/<session>/imu.csv        time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z  (or imu.parquet, or a
+                                    device file imu.cwa / imu.bin / ...: its clock is Unix epoch
+                                    seconds, so session.json's imu_offset_s is minus the video's
+                                    start in epoch seconds; its "tz" reads an Axivity clock)
     <root>/<session>/session.json   optional, see SESSION_KEYS
     <root>/labels.csv               optional: session,start,end,label[,subject]  (seconds, video clock)
 
@@ -37,6 +40,8 @@ from crossmodal_har.io import read_json
 from crossmodal_har.pairs.ego4d import iter_ego4d_sessions
 from crossmodal_har.pairs.gopro.source import iter_gopro_sessions
 from crossmodal_har.pairs.session import Label, SessionSpec, read_labels_csv
+from crossmodal_har.signals.devices import device_suffixes
+from crossmodal_har.signals.devices.base import zone
 from crossmodal_har.signals.readers import read_imu_table
 from crossmodal_har.signals.text import finite_number, quote, short_number
 from crossmodal_har.signals.types import ImuRecording
@@ -55,6 +60,7 @@ SESSION_KEYS: Dict[str, Any] = {
     "gyro_unit": "rad/s",
     "time_unit": "s",
     "subject": None,
+    "tz": "UTC",  # time zone of a device IMU file's clock when the file has none (Axivity)
 }
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
@@ -107,7 +113,7 @@ def _find_video(d: Path) -> Path:
 
 
 def _find_imu(d: Path) -> Path:
-    for name in ("imu.csv", "imu.parquet"):
+    for name in ("imu.csv", "imu.parquet", *(f"imu{suf}" for suf in device_suffixes())):
         if (d / name).is_file():
             return d / name
     return d / "imu.csv"
@@ -134,6 +140,13 @@ def read_session_json(path: Path) -> Dict[str, Any]:
             if value is not None and not isinstance(value, (str, int)):
                 raise DataError(path, f"subject must be a string, got {quote(value)}")
             value = None if value is None else str(value)
+        elif key == "tz":
+            if not isinstance(value, str):
+                raise DataError(path, f"tz must be a time zone name such as UTC or Europe/London, got {quote(value)}")
+            try:
+                zone(value)
+            except UserError as exc:
+                raise DataError(path, str(exc)) from None
         out[key] = value
     Units.from_mapping({k: out[k] for k in ("acc_unit", "gyro_unit", "time_unit")}, path)
     if out["extra"]:
@@ -147,10 +160,11 @@ def _raise(exc: Exception) -> ImuRecording:
 
 
 def _load_paired_imu(imu_path: Path, units: Dict[str, str], offset_s: float, name: str,
-                     subject: str) -> ImuRecording:
+                     subject: str, tz: str = "UTC") -> ImuRecording:
     if not imu_path.is_file():
-        raise DataError(imu_path, "missing IMU file (expected imu.csv or imu.parquet)")
-    rec = read_imu_table(imu_path, Units(**units), subject=subject, name=name)
+        raise DataError(imu_path, "missing IMU file (expected imu.csv, imu.parquet or a device file "
+                                  f"{', '.join('imu' + s for s in device_suffixes())})")
+    rec = read_imu_table(imu_path, Units(**units), subject=subject, name=name, tz=tz)
     if offset_s:
         t = rec.t + offset_s
         # float64 keeps ~16 digits: an offset far larger than the recording's times rounds distinct
@@ -179,6 +193,6 @@ def _paired_session(d: Path, labels: List[Label], label_subject: Optional[str]) 
     meta = {"layout": "paired", "dir": str(d), "imu_offset_s": sj["imu_offset_s"], "units": units}
     if sj["extra"]:
         meta["session_json"] = sj["extra"]
-    load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject)
+    load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject, sj["tz"])
     return SessionSpec(name=name, subject=subject, video_path=video, load_imu=load, labels=labels, meta=meta,
                        inputs=inputs)

@@ -3,6 +3,8 @@
 ```
 <dataset>/dataset.json          {"acc_unit": "g" | "m/s^2", "gyro_unit": "rad/s" | "deg/s", "time_unit": "s" | "ms"}
 <dataset>/recordings/<name>.csv header: time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z   (or <name>.parquet)
+                                or time,acc_x,acc_y,acc_z (accelerometer only), or a device file
+                                (<name>.cwa, <name>.bin, ...: crossmodal_har.signals.devices)
 <dataset>/labels.csv            header: recording,start,end,label[,subject]
 ```
 Optional extra keys in dataset.json: ``name`` (str), ``classes`` (list of label names in their
@@ -25,6 +27,7 @@ import numpy as np
 
 from crossmodal_har.errors import ConfigError, DataError
 from crossmodal_har.io import atomic_write_json, read_json
+from crossmodal_har.signals.devices import device_suffixes
 from crossmodal_har.signals.readers import COLUMNS, RECORDING_SUFFIXES, header_names
 from crossmodal_har.signals.text import decode_text, quote, short_number, visible
 from crossmodal_har.signals.types import DatasetReport
@@ -108,19 +111,24 @@ def read_skipped(root: PathLike) -> List[Dict[str, str]]:
 
 
 def list_recordings(root: PathLike) -> Dict[str, Path]:
-    """``{name: path}`` of ``<root>/recordings/*.csv|*.parquet``, sorted by name."""
+    """``{name: path}`` of ``<root>/recordings/*.csv|*.parquet`` and device files (``*.cwa``,
+    ``*.bin``, ...: every suffix of :mod:`crossmodal_har.signals.devices`), sorted by name.
+
+    A device recording's clock is the file's: Unix epoch seconds (UTC) when it has a start time, so
+    its rows in labels.csv give epoch times (in the dataset's ``time_unit``)."""
     rec_dir = Path(root) / "recordings"
     if not rec_dir.is_dir():
         raise DataError(root, "recordings/ directory not found")
+    suffixes = set(RECORDING_SUFFIXES) | set(device_suffixes())
     out: Dict[str, Path] = {}
     for p in sorted(rec_dir.iterdir()):
-        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in RECORDING_SUFFIXES:
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in suffixes:
             continue
         if p.stem in out:
             raise DataError(p, f"two recordings named {p.stem!r} ({out[p.stem].name} and {p.name})")
         out[p.stem] = p
     if not out:
-        raise DataError(rec_dir, "no .csv or .parquet recordings found")
+        raise DataError(rec_dir, f"no recordings found (expected {', '.join(sorted(suffixes))} files)")
     return out
 
 

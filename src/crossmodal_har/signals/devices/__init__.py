@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
-from typing import Dict, Type
+from pathlib import Path
+from typing import Dict, Optional, Type, Union
 
+from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.devices.actigraph import Gt3xReader
 from crossmodal_har.signals.devices.apdm import ApdmReader
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
@@ -24,4 +26,51 @@ from crossmodal_har.signals.devices.geneactiv import GeneactivReader
 READERS: Dict[str, Type[DeviceReader]] = {
     r.format: r for r in (CwaReader, GeneactivReader, ApdmReader, Gt3xReader, EmpaticaReader)}
 
-__all__ = ["READERS", "DEFAULT_CHUNK_SAMPLES", "DeviceInfo", "DeviceReader"]
+#: table formats read by :mod:`crossmodal_har.signals.readers` (not device files)
+TABLE_FORMATS = ("csv", "parquet")
+# never chosen by suffix for a device reader: these are tables unless --format says otherwise
+_TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def device_suffixes() -> Dict[str, str]:
+    """``{suffix: format}`` of every registered reader (lower case, with the dot)."""
+    return {suf: name for name, r in READERS.items() for suf in r.suffixes if suf not in _TABLE_SUFFIXES}
+
+
+def device_format(path: Union[str, Path], fmt: Optional[str] = None) -> Optional[str]:
+    """The device format of ``path`` (``fmt`` if given, else by suffix), or None for a table file.
+
+    Raises:
+        UserError: ``fmt`` is not a known format name.
+    """
+    if fmt is not None:
+        if fmt in READERS:
+            return fmt
+        if fmt in TABLE_FORMATS:
+            return None
+        raise UserError(f"unknown --format {fmt!r}; supported: {', '.join(list(TABLE_FORMATS) + list(READERS))}")
+    return device_suffixes().get(Path(path).suffix.lower())
+
+
+def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UTC") -> DeviceReader:
+    """Open a device file with the reader for ``fmt`` (a registry name) or for its suffix.
+
+    The reader checks the header at once (``reader.info``); samples come from ``reader.iter_chunks``.
+
+    Raises:
+        DataError: unknown suffix (the message lists the supported formats), or a bad file.
+        UserError: unknown ``fmt`` name or time zone.
+    """
+    path = Path(path)
+    name = device_format(path, fmt)
+    if name is None:
+        sufs = ", ".join(f"{s} ({n})" for s, n in device_suffixes().items())
+        raise DataError(path, f"not a device file: unknown suffix {path.suffix.lower() or '(none)'!r}; supported "
+                              f"device formats: {sufs} (or pass --format NAME)")
+    if not path.exists():  # a folder is a valid input for some formats (Empatica exports)
+        raise DataError(path, "file not found")
+    return READERS[name](path, tz=tz)
+
+
+__all__ = ["READERS", "DEFAULT_CHUNK_SAMPLES", "DeviceInfo", "DeviceReader", "TABLE_FORMATS", "device_format",
+           "device_suffixes", "open_device"]
