@@ -23,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")
     p.add_argument("--match", help="with --encoder random: take this encoder/run directory's architecture and "
                    "preprocessing (a baseline matched to that pretrained encoder)")
+    p.add_argument("--channels", choices=["acc", "acc+gyro"],
+                   help="what the model reads: acc+gyro (default, 6 channels) or acc (accelerometer only: 3 channels; "
+                        "needed for recordings without a gyroscope). With a saved encoder or --match: that encoder's "
+                        "channels (a contradicting --channels is refused)")
     p.add_argument("--name", help="label of this encoder in the tables (default: random / directory name)")
     p.add_argument("--protocol", help="comma list of supervised, linear-probe, knn, finetune "
                    "(default supervised,linear-probe)")
@@ -65,7 +69,7 @@ def _flags(args: argparse.Namespace) -> Dict[str, Any]:
         "dataset": args.dataset, "encoder": args.encoder, "model": args.model, "name": args.name, "match": args.match,
         "seeds": args.seeds, "first_seed": args.first_seed, "skip_bad": args.skip_bad,
         "cache_dir": args.cache_dir, "split.seed": args.split_seed, "fit.device": args.device,
-        "split_scheme": args.split, "folds": args.folds, "val": args.val,
+        "preprocess.channels": args.channels, "split_scheme": args.split, "folds": args.folds, "val": args.val,
         "protocols": None if args.protocol is None else [p.strip() for p in args.protocol.split(",") if p.strip()],
         "shots": None if args.shots is None else parse_shots(args.shots),
     }
@@ -91,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not cfg.dataset:
         raise UserError("--dataset is required (a generic dataset directory, 'hapt' or 'uestc:<dir>')")
+    if args.channels is not None and (cfg.match or cfg.encoder not in (None, "", "random")):
+        from crossmodal_har.evaluate.protocols import require_channels
+
+        require_channels(args.channels, cfg.match or cfg.encoder)
     from crossmodal_har.io import guard_output_dir
 
     dataset_dir = str(cfg.dataset)

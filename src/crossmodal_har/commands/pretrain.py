@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the config's method")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, dotted for nesting (optim.lr=3e-4); repeatable")
+    parser.add_argument("--channels", choices=["acc", "acc+gyro"],
+                        help="what the IMU encoder reads: acc+gyro (6 channels) or acc (accelerometer only, 3 "
+                             "channels); default: the store's (acc+gyro unless it was ingested accelerometer-only); "
+                             "a resumed run keeps its own")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     parser.add_argument("--devices", type=int, default=1,
                         help="processes (GPUs, or CPU processes with gloo) per node (default 1)")
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.errors import UserError
     from crossmodal_har.io import read_json
     from crossmodal_har.train.config import PretrainConfig, load_pretrain_config, with_saved_defaults
-    from crossmodal_har.train.data import StoreSource
+    from crossmodal_har.train.data import ChannelSource, StoreSource
     from crossmodal_har.train.engine import pretrain
 
     if not args.store and not args.synthetic:
@@ -102,6 +106,16 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.store).is_dir():
             raise UserError(f"{args.store}: no such store directory")
         source = StoreSource(str(args.store), cfg.split)
+    channels = args.channels
+    if args.resume and (out / "data.json").is_file():  # the run's own channels (its checkpoint's shapes)
+        saved_pre = read_json(out / "data.json").get("preprocess") or {}
+        saved_channels = saved_pre.get("channels", "acc+gyro") if isinstance(saved_pre, dict) else "acc+gyro"
+        if channels is not None and channels != saved_channels:
+            raise UserError(f"--resume: {out} was started with --channels {saved_channels}, not {channels}; "
+                            "a resumed run keeps its channels")
+        channels = saved_channels
+    if channels is not None:
+        source = ChannelSource(source, channels)
     res = pretrain(cfg, source, out, resume=args.resume, devices=args.devices, accelerator=args.accelerator,
                    num_nodes=args.num_nodes, show_progress=not args.no_progress)
     if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun/SLURM: rank 0 reports

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="architecture for --encoder random (default: the evaluation harness's)")
     p.add_argument("--normalization", choices=("zscore", "none"), default=None,
                    help="per-window normalisation for --encoder random (default: the harness's, none)")
+    p.add_argument("--channels", choices=("acc", "acc+gyro"), default=None,
+                   help="what the model reads: acc+gyro (default, 6 channels) or acc (accelerometer only, 3 channels; "
+                        "for devices without a gyroscope). A saved --encoder brings its own (a contradicting "
+                        "--channels is refused)")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (supervised, finetune)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (supervised, finetune)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (head, or whole model for supervised)")
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.errors import ConfigError, UserError
     from crossmodal_har.evaluate.harness import EvaluateConfig
     from crossmodal_har.evaluate.protocol_config import FitConfig
-    from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol
+    from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol, require_channels
     from crossmodal_har.infer.smoothing import estimate_prior, estimate_transitions, label_sequences
     from crossmodal_har.models.artefacts import MAX_HMM_CLASSES, save_bundle
     from crossmodal_har.models.classifier import head_spec
@@ -79,11 +83,14 @@ def run(args: argparse.Namespace) -> int:
         pre = defaults.preprocess
         if args.normalization:
             pre = dataclasses.replace(pre, normalization=args.normalization)
+        if args.channels:
+            pre = dataclasses.replace(pre, channels=args.channels)
         source = EncoderSource.random(args.model or defaults.model, pre)
     else:
         if args.model or args.normalization:
             raise UserError("--model/--normalization apply to --encoder random only (a saved encoder "
                             "brings its own architecture and preprocessing)")
+        require_channels(args.channels, args.encoder)
         source = EncoderSource.from_dir(args.encoder)
     # flags -> configs through config.build_config (typed, validated; errors name the key)
     train_flags = {f"{proto}.{key}": getattr(args, key) for proto in ("supervised", "finetune")
@@ -145,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
                        head_spec=spec, preprocess=source.preprocess, class_names=list(ws.class_names),
                        metrics=fitted.val_metrics, provenance=provenance, hmm=hmm)
     ba = fitted.val_metrics.get("balanced_accuracy")
-    print(f"wrote bundle {path.parent} ({args.protocol}, {len(ws.class_names)} classes, "
-          f"validation balanced accuracy {ba:.3f})" if ba is not None else f"wrote bundle {path.parent}")
+    print(f"wrote bundle {path.parent} ({args.protocol}, {source.preprocess.channels}, {len(ws.class_names)} "
+          f"classes, validation balanced accuracy {ba:.3f})" if ba is not None else f"wrote bundle {path.parent}")
     if ws.report.skipped_recordings:
         from crossmodal_har.errors import PartialRunError
 

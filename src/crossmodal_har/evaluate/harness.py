@@ -73,6 +73,8 @@ class EvaluateConfig:
         skip_bad: skip unreadable recordings (listed in the report; exit status 3) instead of failing.
         cache_dir: dataset / window cache (default ``$CROSSMODAL_HAR_CACHE`` or ~/.cache/crossmodal-har).
         preprocess: windowing for ``encoder: random``; a saved encoder's own preprocessing always wins.
+            ``preprocess.channels`` (``--channels``): ``acc+gyro`` (6 channels) or ``acc``
+            (accelerometer only: the random encoder reads 3 channels, gyroscope columns are 0).
         split: subject-disjoint split (``crossmodal_har.splits``): fractions or explicit subjects, seed.
         split_scheme: ``per-seed`` (default): every seed draws its own subject split, with split seed
             ``derive_seed(split.seed, seed)``, so the spread over seeds covers which people are tested;
@@ -184,12 +186,15 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         # the saved encoder's preprocessing is what is used: config.json must say so
         cfg = dataclasses.replace(cfg, preprocess=source.preprocess, model=source.model_name)
     if windows is None:
-        log.info("loading %s (rate %.0f Hz, window %.2f s, stride %.2f s, normalisation %s)", cfg.dataset,
-                 source.preprocess.rate_hz, source.preprocess.window_s, source.preprocess.stride_s,
-                 source.preprocess.normalization)
+        log.info("loading %s (rate %.0f Hz, window %.2f s, stride %.2f s, normalisation %s, channels %s)",
+                 cfg.dataset, source.preprocess.rate_hz, source.preprocess.window_s, source.preprocess.stride_s,
+                 source.preprocess.normalization, source.preprocess.channels)
         windows = load_labelled(cfg.dataset, source.preprocess, skip_bad=cfg.skip_bad, cache_dir=cfg.cache_dir,
                                 progress=progress is not False)
     ws = windows
+    if ws.preprocess.n_channels < source.preprocess.n_channels:
+        raise ConfigError(f"windows were made for channels {ws.preprocess.channels!r}; the encoder reads "
+                          f"{source.preprocess.channels!r}")
     if len(ws) == 0:
         raise ConfigError(f"dataset {cfg.dataset!r} has no labelled windows")
     if ws.x.shape[1] != source.preprocess.window_samples:

@@ -37,11 +37,12 @@ from torch import nn
 
 from crossmodal_har.config import to_dict
 from crossmodal_har.device import resolve_device
-from crossmodal_har.errors import ConfigError, DataError
+from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.evaluate.fitting import FittedClassifier, fit_end_to_end, fit_frozen
 from crossmodal_har.evaluate.protocol_config import FitConfig
-from crossmodal_har.models.artefacts import cpu_state_dict, encoder_preprocess, find_encoder_dir, load_encoder
-from crossmodal_har.models.registry import create_model, model_kind
+from crossmodal_har.models.artefacts import (cpu_state_dict, encoder_preprocess, find_encoder_dir, load_encoder,
+                                             read_encoder_meta)
+from crossmodal_har.models.registry import create_model, model_kind, with_input_channels
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class EncoderSource:
 
     @classmethod
     def random(cls, model_name: str, preprocess: PreprocessConfig, **overrides: Any) -> "EncoderSource":
-        """A random-init ``model_name`` whose window length is the data's."""
+        """A random-init ``model_name`` whose window length is the data's and which reads the
+        channels ``preprocess.channels`` names (3 for ``acc``, 6 for ``acc+gyro``)."""
         if model_kind(model_name) != "imu":
             raise ConfigError(f"model {model_name!r} is not an IMU encoder")
         probe = create_model(model_name, **overrides)
@@ -77,6 +79,7 @@ class EncoderSource:
         for key in ("context_length", "window"):  # keep the encoder's window = the data's window
             if key in cfg and cfg[key] != preprocess.window_samples:
                 cfg[key] = preprocess.window_samples
+        cfg = with_input_channels(model_name, cfg, preprocess.n_channels)
         return cls("random", model_name, cfg, preprocess)
 
     @classmethod
@@ -86,6 +89,11 @@ class EncoderSource:
         if getattr(model, "kind", "imu") != "imu":
             raise DataError(path, f"encoder {meta.get('model')!r} is not an IMU encoder")
         preprocess = encoder_preprocess(meta, path)
+        n = int(getattr(model, "input_channels", 0) or 0)
+        if n and n != preprocess.n_channels:
+            raise DataError(find_encoder_dir(path) / "encoder.json",
+                            f"preprocess.channels is {preprocess.channels!r} ({preprocess.n_channels} channels) "
+                            f"but the encoder reads {n} input channels")
         src = cls(str(find_encoder_dir(path)), meta["model"], meta["config"], preprocess, Path(path))
         src._state = cpu_state_dict(model)
         return src
@@ -102,7 +110,27 @@ class EncoderSource:
 
     def info(self) -> Dict[str, Any]:
         return {"encoder": self.name, "model": self.model_name, "config": self.config,
-                "pretrained": not self.is_random, "preprocess": to_dict(self.preprocess)}
+                "pretrained": not self.is_random, "channels": self.preprocess.channels,
+                "preprocess": to_dict(self.preprocess)}
+
+
+def saved_encoder_channels(path: Union[str, Path]) -> str:
+    """The channels (``acc`` | ``acc+gyro``) a saved encoder reads: its ``encoder.json``'s
+    ``preprocess.channels`` (``acc+gyro`` for an encoder saved before the key existed). Reads no weights."""
+    meta = read_encoder_meta(path)
+    return encoder_preprocess(meta, find_encoder_dir(path) / "encoder.json").channels
+
+
+def require_channels(requested: Optional[str], encoder: Union[str, Path], have: Optional[str] = None,
+                     flag: str = "--channels") -> None:
+    """UserError when ``requested`` (from the command line; None = not given) contradicts the channels
+    the saved encoder at ``encoder`` reads (``have``, read from it when not given)."""
+    if requested is None:
+        return
+    have = have or saved_encoder_channels(encoder)
+    if requested != have:
+        raise UserError(f"{flag} {requested} contradicts the encoder {encoder}, which reads {have}; "
+                        f"omit {flag} (a pretrained encoder brings its channels) or pretrain with {flag} {requested}")
 
 
 # ------------------------------------------------------------------------------------------ protocols

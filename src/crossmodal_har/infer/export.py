@@ -2,6 +2,9 @@
 
 The graph takes ``windows`` [batch, W, 6] float32 in physical units (g, rad/s) and returns
 ``logits`` [batch, C]; the bundle's normalisation is inside the graph, the batch axis is dynamic.
+An accelerometer-only bundle (``preprocess.channels: acc``) takes the same [batch, W, 6] input: the
+selection of its 3 accelerometer columns (``models.base.select_input_channels``) is in the graph, so
+every runner feeds 6 columns and the gyroscope ones are never read.
 We use the TorchScript-based exporter (``dynamo=False``, opset 17): it handles the transformers
 PatchTST encoder without extra dependencies (onnxscript), and opset 17 has LayerNormalization.
 """

@@ -24,6 +24,9 @@ class Encoder(nn.Module):
 
     kind: str = ""
     embed_dim: int = 0
+    # IMU encoders: how many leading canonical columns (acc x,y,z then gyro x,y,z) they read:
+    # 6 = accelerometer + gyroscope, 3 = accelerometer only (see select_input_channels)
+    input_channels: int = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,6 +59,23 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.model_name!r}, kind={self.kind!r}, embed_dim={self.embed_dim}, frozen={self._frozen}"
+
+
+def select_input_channels(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The leading columns of canonical windows ``x`` [B, W, 6] that ``encoder`` reads.
+
+    Windows keep the 6-column layout (acc in g, gyro in rad/s) everywhere; an accelerometer-only
+    encoder (``input_channels`` 3) reads ``x[..., :3]``. Every model-input path calls this
+    (:func:`crossmodal_har.models.classifier.encode_windows`, the masked autoencoder), so training,
+    evaluation, ONNX export (the slice is in the graph) and prediction agree. A module without
+    ``input_channels`` (0) gets ``x`` unchanged.
+    """
+    n = int(getattr(encoder, "input_channels", 0) or 0)
+    if n and x.shape[-1] != n:
+        if x.shape[-1] < n:
+            raise ValueError(f"{type(encoder).__name__} reads {n} channels, got windows with {x.shape[-1]}")
+        x = x[..., :n]
+    return x
 
 
 def check_imu_input(x: torch.Tensor, window: int, channels: int, who: str) -> None:

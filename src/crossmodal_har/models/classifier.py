@@ -2,8 +2,10 @@
 
 Everything downstream (evaluation protocols, classifier bundles, inference, embeddings) maps
 windows in *physical units* [B, W, 6] (g, rad/s) through :func:`encode_windows`:
-``encoder(normalize_windows(x, normalization))``. Keeping the normalisation inside the module means
-a fitted classifier can be saved, reloaded and exported to ONNX as is.
+``encoder(normalize_windows(x[..., :n], normalization))``, where ``n`` is the encoder's
+``input_channels`` (6; 3 for an accelerometer-only encoder, which never reads the gyroscope
+columns). Keeping the channel selection and the normalisation inside the module means a fitted
+classifier can be saved, reloaded and exported to ONNX as is, always taking [B, W, 6].
 
 - :class:`NormalizedEncoder`: physical windows -> embeddings [B, D] (state keys ``encoder.*``).
 - :class:`WindowClassifier`: a :class:`NormalizedEncoder` plus ``head`` -> class scores [B, C]
@@ -16,7 +18,7 @@ a fitted classifier can be saved, reloaded and exported to ONNX as is.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -24,13 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from crossmodal_har.errors import UserError
+from crossmodal_har.models.base import select_input_channels
 from crossmodal_har.models.registry import create_model_from_config
+from crossmodal_har.signals.types import CHANNEL_SETS
 from crossmodal_har.signals.normalize import normalize_windows
 
 
 def encode_windows(encoder: nn.Module, x: torch.Tensor, normalization: str) -> torch.Tensor:
-    """Physical windows [B, W, 6] -> ``encoder(normalize_windows(x, normalization))`` [B, D]."""
-    return encoder(normalize_windows(x, normalization))
+    """Physical windows [B, W, 6] -> ``encoder(normalize_windows(x[..., :n], normalization))`` [B, D],
+    ``n`` = the channels the encoder reads (:func:`~crossmodal_har.models.base.select_input_channels`)."""
+    return encoder(normalize_windows(select_input_channels(encoder, x), normalization))
 
 
 def freeze(module: nn.Module) -> None:
@@ -45,7 +50,8 @@ def freeze(module: nn.Module) -> None:
 
 
 class NormalizedEncoder(nn.Module):
-    """Physical-unit windows [B, W, 6] (g, rad/s) -> normalise -> encoder -> embeddings [B, D].
+    """Physical-unit windows [B, W, 6] (g, rad/s) -> the encoder's channels -> normalise -> encoder
+    -> embeddings [B, D] (:func:`encode_windows`).
 
     With ``freeze_encoder`` the encoder's parameters never require gradients and it never leaves
     eval mode, whatever ``train()`` is called with.
@@ -177,12 +183,31 @@ def head_spec(head: nn.Module, n_classes: int) -> Dict[str, Any]:
     raise TypeError(f"cannot describe head of type {type(head).__name__} in a bundle")
 
 
-def build_classifier(encoder_spec: Mapping[str, Any], spec: Mapping[str, Any], normalization: str) -> WindowClassifier:
+def build_classifier(encoder_spec: Mapping[str, Any], spec: Mapping[str, Any], normalization: str,
+                     channels: Optional[str] = None) -> WindowClassifier:
     """An untrained :class:`WindowClassifier` of the shape a bundle's ``encoder`` and ``head``
-    sections describe (the bundle loader fills in the weights)."""
+    sections describe (the bundle loader fills in the weights).
+
+    ``channels`` (the bundle's ``preprocess.channels``), when given, must be what the encoder's
+    architecture reads (``acc`` = 3 input channels, ``acc+gyro`` = 6): a UserError otherwise.
+    """
     encoder = create_model_from_config(encoder_spec["model"], dict(encoder_spec.get("config") or {}),
                                        where="encoder.config")
+    if channels is not None:
+        check_encoder_channels(encoder, channels, "encoder")
     return WindowClassifier(encoder, build_head(spec), normalization)
+
+
+def check_encoder_channels(encoder: nn.Module, channels: str, what: str) -> None:
+    """UserError unless ``encoder`` reads the ``channels`` (``acc`` | ``acc+gyro``) its preprocessing
+    declares."""
+    n = int(getattr(encoder, "input_channels", 0) or 0)
+    want = CHANNEL_SETS.get(channels)
+    if want is None:
+        raise UserError(f"{what}: channels must be acc or acc+gyro, got {channels!r}")
+    if n and n != want:
+        raise UserError(f"{what}: preprocess.channels is {channels!r} ({want} channels) but the architecture "
+                        f"reads {n} input channels")
 
 
 # --------------------------------------------------------------------------- batched numpy helpers

@@ -28,7 +28,8 @@ class ConvGRUConfig:
     """Architecture of the conv-GRU IMU encoder.
 
     Attributes:
-        in_channels: IMU channels (acc in g, gyro in rad/s).
+        in_channels: IMU channels read: the leading canonical columns (6: acc in g then gyro in
+            rad/s; 3: accelerometer only).
         window: input length W in samples; checked so that the conv stack leaves >= 1 step.
         conv_channels: feature channels of every conv block.
         kernel_sizes: one conv block per entry (IMU2CLIP: 10, 5, 5).
@@ -79,6 +80,20 @@ class ConvGRUConfig:
         if self.out_steps() < 1:
             raise ConfigError(f"convgru: a window of {self.window} samples is too short for this conv stack")
 
+    @property
+    def input_channels(self) -> int:
+        """Leading canonical columns read (3 = accelerometer only, 6 = with the gyroscope)."""
+        return self.in_channels
+
+    def channel_overrides(self, n_channels: int) -> Dict[str, Any]:
+        """The fields that make this architecture read ``n_channels`` input channels. ``input_groups``
+        is kept when it divides ``n_channels``, else one group per 3-axis sensor (acc, gyro), or 1."""
+        n = int(n_channels)
+        groups = self.input_groups
+        if n % groups:
+            groups = n // 3 if n % 3 == 0 else 1
+        return {"in_channels": n, "input_groups": groups}
+
     def approx_parameters(self) -> int:
         """A lower bound of the parameter count (weight matrices only): what a weights file must hold."""
         c, h, k = self.conv_channels, self.hidden_size, self.kernel_sizes
@@ -101,6 +116,7 @@ class ConvGRUEncoder(Encoder):
         self.model_cfg = to_dict(cfg)
         self.embed_dim = cfg.hidden_size
         self.window = cfg.window
+        self.input_channels = cfg.in_channels
         layers: List[nn.Module] = [nn.GroupNorm(cfg.input_groups, cfg.in_channels)]
         cin = cfg.in_channels
         for k in cfg.kernel_sizes:

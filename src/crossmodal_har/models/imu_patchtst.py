@@ -33,7 +33,8 @@ class PatchTSTEncoderConfig:
     """Architecture of the PatchTST IMU encoder (field names follow transformers' ``PatchTSTConfig``).
 
     Attributes:
-        num_input_channels: IMU channels (6: acc x,y,z in g, gyro x,y,z in rad/s).
+        num_input_channels: IMU channels read: the leading canonical columns (6: acc x,y,z in g,
+            gyro x,y,z in rad/s; 3: accelerometer only).
         context_length: window length W in samples (250 = 5 s at 50 Hz).
         patch_length: samples per patch.
         patch_stride: step between patches, samples.
@@ -92,6 +93,15 @@ class PatchTSTEncoderConfig:
         return self.num_hidden_layers * (4 * d * d + 2 * d * self.ffn_dim) + self.patch_length * d
 
     @property
+    def input_channels(self) -> int:
+        """Leading canonical columns read (3 = accelerometer only, 6 = with the gyroscope)."""
+        return self.num_input_channels
+
+    def channel_overrides(self, n_channels: int) -> Dict[str, Any]:
+        """The fields that make this architecture read ``n_channels`` input channels."""
+        return {"num_input_channels": int(n_channels)}
+
+    @property
     def num_patches(self) -> int:
         return (self.context_length - self.patch_length) // self.patch_stride + 1
 
@@ -119,6 +129,7 @@ class PatchTSTEncoder(Encoder):
         self.model_cfg = to_dict(cfg)
         self.embed_dim = cfg.embed_dim
         self.window = cfg.context_length
+        self.input_channels = cfg.num_input_channels
         if backbone is None:
             backbone = PatchTSTModel(PatchTSTConfig(**cfg.hf_kwargs(), do_mask_input=False))
         self.backbone = backbone

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from crossmodal_har.errors import ConfigError
-from crossmodal_har.models.base import check_imu_input
+from crossmodal_har.models.base import check_imu_input, select_input_channels
 from crossmodal_har.models.imu_patchtst import PatchTSTEncoder
 from crossmodal_har.models.registry import create_model
 
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class ImuMaskedAutoencoder(nn.Module):
-    """``forward(x [B, W, 6]) -> loss`` (mean squared error over masked patches).
+    """``forward(x [B, W, 6]) -> loss`` (mean squared error over masked patches); an accelerometer-only
+    encoder (``num_input_channels`` 3) reconstructs ``x[..., :3]`` only.
 
     Args:
         encoder: a PatchTST encoder from ``create_model("patchtst…")``; trained in place.
@@ -106,6 +107,7 @@ class ImuMaskedAutoencoder(nn.Module):
         return torch.where(mask, self.mask_token.to(output.dtype), output)
 
     def forward(self, x: torch.Tensor, return_outputs: bool = False) -> Any:
+        x = select_input_channels(self.encoder, x)
         check_imu_input(x, self.encoder.cfg.context_length, self.encoder.cfg.num_input_channels, "imu-mae")
         self._active, self._mask = self.mask_token is not None, None
         try:

@@ -216,6 +216,23 @@ def create_model_from_config(name: str, config: Any, *, where: str = "config"):
     return create_model(name, **checked_config(name, config, where=where))
 
 
+def with_input_channels(name: str, config: Mapping[str, Any], n_channels: int) -> Dict[str, Any]:
+    """``config`` (an IMU architecture's resolved or partial config) changed to read ``n_channels``
+    input channels (3 = accelerometer only, 6 = accelerometer + gyroscope): the fields the
+    architecture's ``channel_overrides`` names (``num_input_channels``; ``in_channels`` and
+    ``input_groups`` ...). Raises ConfigError for an architecture that cannot change them."""
+    entry = _entry(name)
+    if entry.kind != "imu":
+        raise ConfigError(f"model {name!r} is not an IMU encoder")
+    arch = architecture(name, dict(config), where=f"{name} config")
+    overrides = getattr(arch, "channel_overrides", None)
+    if overrides is None:
+        if int(n_channels) == int(getattr(arch, "input_channels", 6)):
+            return dict(config)
+        raise ConfigError(f"model {name!r} cannot change its number of input channels")
+    return {**dict(config), **overrides(int(n_channels))}
+
+
 def resolve_pretrained(pretrained: str, allow_download: bool) -> Tuple[str, bool]:
     """Where to load ``pretrained`` weights from: ``(path_or_id, local_files_only)``.
 

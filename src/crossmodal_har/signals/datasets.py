@@ -6,6 +6,12 @@
     ``hapt:<path>`` (a ``HAPT.pkl.gz`` or an official UCI HAPT folder with ``RawData/``),
   * ``uestc:<dir>`` (UESTC-MMEA-CL sensor files).
 Every source is first converted into the generic format, then windowed the same way.
+
+Channels (``cfg.channels``): with ``acc`` every recording's gyroscope columns are set to 0.0 before
+windowing (an accelerometer-only recording, whose gyroscope is NaN, is then windowed like any other);
+with ``acc+gyro`` an accelerometer-only recording is a DataError naming it
+(:func:`crossmodal_har.signals.windows.select_channels`), whatever ``skip_bad`` says: it is not a bad
+file but the wrong model for it.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""Median filter, fixed-length windows and per-window quality checks."""
+"""Channel selection, median filter, fixed-length windows and per-window quality checks."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from crossmodal_har.errors import DataError
 from crossmodal_har.signals.resample import resample
-from crossmodal_har.signals.types import ImuRecording, PreprocessConfig, Segment
+from crossmodal_har.signals.types import CHANNEL_SETS, ImuRecording, PreprocessConfig, Segment
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,32 @@ def filter_segments(segments: Sequence[Segment], kernel: int) -> List[Segment]:
     return [Segment(t0=s.t0, rate_hz=s.rate_hz, data=median_filter(s.data, kernel)) for s in segments]
 
 
+ACC_ONLY_MESSAGE = "accelerometer-only recording (no gyroscope); use --channels acc"
+
+
+def select_channels(rec: ImuRecording, cfg: PreprocessConfig) -> ImuRecording:
+    """The recording as a model reading ``cfg.channels`` sees it, still in the 6-column layout.
+
+    ``acc+gyro``: unchanged; an accelerometer-only recording (``rec.channels == "acc"``, NaN gyro)
+    is a :class:`DataError` naming it. ``acc``: the gyroscope columns are set to 0.0 (for every
+    recording: the model never reads them, so they must not exclude windows as ``non_finite`` or
+    ``saturation``, and nothing downstream can learn from them by accident).
+    """
+    if cfg.channels not in CHANNEL_SETS:
+        raise ValueError(f"unknown channels {cfg.channels!r}")
+    if cfg.channels == "acc+gyro":
+        if rec.channels == "acc":
+            raise DataError(rec.source or rec.name, ACC_ONLY_MESSAGE)
+        return rec
+    data = np.array(rec.data, dtype=np.float64, copy=True)
+    data[:, 3:] = 0.0
+    return dataclasses.replace(rec, data=data)
+
+
 def recording_windows(rec: ImuRecording, cfg: PreprocessConfig) -> WindowArrays:
-    """Resample → median filter (per segment) → windows → quality, for one recording."""
+    """Channels (:func:`select_channels`) → resample → median filter (per segment) → windows →
+    quality, for one recording."""
+    rec = select_channels(rec, cfg)
     segments = resample(rec, cfg.rate_hz, cfg.gap_tolerance_s)
     segments = filter_segments(segments, cfg.median_kernel)
     return window_segments(segments, cfg)

@@ -9,6 +9,7 @@ opened per process instead of being pickled across).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import torch
 
 from crossmodal_har.errors import UserError
 from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
+from crossmodal_har.signals.types import CHANNEL_SETS
 from crossmodal_har.splits import SplitConfig, subject_split
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,31 @@ class StoreSource:
                   "video_encoder": store.meta.get("video_encoder"), "class_names": store.class_names,
                   "num_windows": len(store), "shuffle_train_pairs": shuffled},
         )
+
+
+@dataclass
+class ChannelSource:
+    """Another data source whose models read ``channels`` (``acc`` | ``acc+gyro``): its
+    ``preprocess.channels`` is replaced, so the IMU tower is built for 3 or 6 input channels and the
+    saved encoder declares them. The windows keep their 6 columns; an ``acc`` model never reads the
+    gyroscope ones. A source of accelerometer-only windows (``preprocess.channels`` ``acc``: its
+    gyroscope columns hold no data) cannot train an ``acc+gyro`` model."""
+
+    source: Any
+    channels: str
+
+    def load(self) -> PairedData:
+        if self.channels not in CHANNEL_SETS:
+            raise UserError(f"channels must be acc or acc+gyro, got {self.channels!r}")
+        data = self.source.load()
+        have = data.preprocess.channels
+        if have == "acc" and self.channels != "acc":
+            where = data.meta.get("store") or type(self.source).__name__
+            raise UserError(f"{where}: accelerometer-only windows (no gyroscope); use --channels acc")
+        if have != self.channels:
+            data.preprocess = dataclasses.replace(data.preprocess, channels=self.channels)
+            log.info("IMU tower reads %s (%d channels)", self.channels, data.preprocess.n_channels)
+        return data
 
 
 def derangement(n: int, seed: int) -> np.ndarray:

@@ -30,8 +30,10 @@ from crossmodal_har.models.classifier import encode_windows
 from crossmodal_har.models.heads import ProjectionHead, TemporalHead
 from crossmodal_har.models.losses import ClipLoss, SigLipLoss
 from crossmodal_har.models.mae import ImuMaskedAutoencoder
-from crossmodal_har.models.registry import checked_config, create_model, create_model_from_config, model_config
+from crossmodal_har.models.registry import (checked_config, create_model, create_model_from_config, model_config,
+                                            with_input_channels)
 from crossmodal_har.signals.normalize import normalize_windows
+from crossmodal_har.signals.types import CHANNEL_SETS
 from crossmodal_har.train.config import IMAGE_TOWER_FALLBACKS
 
 log = logging.getLogger(__name__)
@@ -79,10 +81,13 @@ def _init_imu_side(method: nn.Module, cfg: Any, data_info: Mapping[str, Any],
     method.normalization = data_info["preprocess"]["normalization"]
     method.augment_rotation = bool(cfg.augment_rotation)
     window = int(data_info["window"])
+    # input channels from the data's preprocess: 3 = accelerometer only (pretrain --channels acc), 6
+    channels = with_input_channels(cfg.imu_encoder, {}, CHANNEL_SETS[data_info["preprocess"].get("channels",
+                                                                                                 "acc+gyro")])
     return build_encoder(
         cfg.imu_encoder,
         _with_shape_overrides(cfg.imu_encoder, cfg.imu_encoder_overrides,
-                              {"context_length": window, "window": window, **(defaults or {})}),
+                              {"context_length": window, "window": window, **channels, **(defaults or {})}),
         cfg.imu_pretrained, cfg.allow_download, None if arch is None else arch["imu_encoder"]["config"])
 
 
