@@ -1,23 +1,28 @@
-"""Streaming prediction benchmark: ``crossmodal-har predict`` vs merely parsing the same CSV.
+"""Streaming prediction benchmark: ``crossmodal-har predict`` vs the reader alone on the same file.
 
-    python benchmarks/bench_predict.py                 # 6 h and 24 h of 6-channel 50 Hz data
-    python benchmarks/bench_predict.py --quick         # 15 min and 1 h (smoke run)
-    python benchmarks/bench_predict.py --hours 6,24 --model patchtst-small
+    python benchmarks/bench_predict.py                        # 1, 2, 4, 7 days; Parquet, CSV, AX6 .cwa
+    python benchmarks/bench_predict.py --days 1,2 --formats parquet,cwa --threads 1
+    python benchmarks/bench_predict.py --quick                # 0.05 and 0.1 days (smoke run)
+    python benchmarks/bench_predict.py --hours 6,24 --model patchtst-small   # issue 5's 50 Hz CSV case
 
-For each length it writes a CSV (``time,acc_x..gyro_z``; 24 h = 4.32 M rows) in a temporary
-directory and runs, each in its own subprocess so that peak memory (``ru_maxrss`` from ``wait4``)
-is that command's alone:
+**Week scale (issue 14).** For each length and format it writes a simulated 100 Hz 6-channel wrist
+recording with absolute (epoch) time — Parquet, CSV, or an Axivity AX6 ``.cwa`` file made with the
+specification writer of ``tests/devicefiles.py`` (block by block) — and runs, each in its own
+subprocess so that peak memory is that command's alone:
 
-* ``parse``: ``pandas.read_csv`` of the whole file with the C engine and float64 columns, the
-  parser ``predict`` streams with (the baseline; pyarrow's multi-threaded reader is shown too);
-* ``predict --runtime torch`` and ``predict --runtime onnx`` with a small-but-real bundle
-  (random-init ``patchtst-small`` + linear head, exported to ONNX).
+* ``reader``: :func:`crossmodal_har.infer.reader.iter_chunks` over the whole file (the chunks
+  ``predict`` streams: parse, units, device decoding), nothing else;
+* ``predict --runtime onnx`` with the default settings (``--calibrate auto``, which reads the file
+  twice, and ``--nonwear on``) and a bundle of the architecture ``train-classifier`` uses by
+  default (``convgru``, random init, exported to ONNX); ``--calibrate-off`` adds a one-pass run.
 
-Goals (issue 5): predict <= 3x the parse time; peak memory <= 1.5 GB and flat as the recording
-grows. Wall times include interpreter start and imports (torch alone takes seconds); the
-``in-process`` column is predict's own elapsed time from its summary JSON. The torch and ONNX
-label columns are compared. Each subprocess is run ``--repeats`` times and the best time kept (the
-machine may be shared; peak memory is the max).
+Goals: predict <= 3x the reader; peak RSS <= 1.5 GB and flat as the recording grows. Wall times
+include interpreter start and imports. Peak RSS is ``/usr/bin/time``'s maximum resident set of the
+command (``wait4``'s ``ru_maxrss`` of the child where ``/usr/bin/time`` is missing). Each file is
+deleted after its runs (a week of CSV is ~5 GB).
+
+**Issue 5's case** (``--hours``): 50 Hz CSV, ``predict`` (torch and ONNX) vs pandas' parse of the
+same CSV, and the pipeline with a free model (``stream only``).
 """
 
 from __future__ import annotations
@@ -144,16 +149,9 @@ def make_bundle(out: Path, model: str) -> Path:
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hours", default=None, help="comma list of recording lengths (default 6,24)")
-    ap.add_argument("--quick", action="store_true", help="0.25 h and 1 h")
-    ap.add_argument("--model", default="patchtst-small")
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=None, help="passed to predict --threads")
-    ap.add_argument("--keep", default=None, help="directory to keep the files in (default: a temp dir)")
-    args = ap.parse_args(argv)
-    hours = [float(h) for h in (args.hours or ("0.25,1" if args.quick else "6,24")).split(",")]
+def legacy_main(args) -> int:
+    """The 50 Hz CSV case of issue 5: predict vs pandas' parse of the same CSV (``--hours``)."""
+    hours = [float(h) for h in args.hours.split(",")]
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"model: {args.model}; predict --threads {args.threads or 'default'}")
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, load average {load[0]:.1f} (shared machine: "
@@ -209,6 +207,202 @@ def main(argv=None) -> int:
     if tmp is not None:
         tmp.cleanup()
     return 0
+
+
+
+
+# ------------------------------------------------------------------------ week scale (issue 14)
+
+WEEK_RATE = 100.0
+START_EPOCH = 1_780_000_000.0  # 2026-05-28T20:26:40Z: files with absolute time
+
+
+def week_signal(n0: int, n: int, rng, rate: float = WEEK_RATE) -> np.ndarray:
+    """Samples ``[n0, n0 + n)`` of a simulated wrist week at ``rate``: 6 channels, g and rad/s.
+
+    The wrist changes orientation every 10 min (so that autocalibration has still points all round
+    the sphere), rests still for 2 of every 8 minutes, walks in bouts, and lies on a table
+    (non-wear) for 2 h a day; the accelerometer has a small offset and gain error."""
+    k = np.arange(n0, n0 + n)
+    t = k / rate
+    seg = (t // 600).astype(np.int64)
+    # orientation per 10-min segment, deterministic in the segment index (chunk-independent)
+    phi = (seg * 2.399963) % (2 * np.pi)
+    cz = ((seg * 0.618034) % 2.0) - 1.0
+    sz = np.sqrt(1 - cz ** 2)
+    g = np.stack([sz * np.cos(phi), sz * np.sin(phi), cz], axis=1)
+    x = np.empty((n, 6))
+    x[:, :3] = g + rng.normal(0, 0.003, (n, 3))
+    x[:, 3:] = rng.normal(0, 0.01, (n, 3))
+    minute = (t // 60).astype(np.int64) % 8
+    moving = minute >= 2
+    walk = moving & ((t // 1800).astype(np.int64) % 3 == 0)
+    x[moving, :3] += rng.normal(0, 0.05, (int(moving.sum()), 3))
+    x[moving, 3:] += rng.normal(0, 0.3, (int(moving.sum()), 3))
+    x[walk, 0] += 0.4 * np.sin(2 * np.pi * 1.8 * t[walk])
+    x[walk, 4] += 1.0 * np.sin(2 * np.pi * 0.9 * t[walk])
+    table = (t % 86400) >= 79200  # 22:00-24:00 of each day (from the start): lying flat on a table
+    x[table, :3] = [0.0, 0.0, 1.0] + rng.normal(0, 0.002, (int(table.sum()), 3))
+    x[table, 3:] = rng.normal(0, 0.002, (int(table.sum()), 3))
+    x[:, :3] = x[:, :3] * [1.01, 0.99, 1.015] + [0.02, -0.015, 0.01]  # miscalibration
+    return x
+
+
+def write_week(path: Path, days: float, fmt: str, block_s: float = 3600.0, seed: int = 0) -> int:
+    """Write ``days`` of :func:`week_signal` as Parquet, CSV (epoch-seconds time) or Axivity AX6 .cwa."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    n_total = int(round(days * 86400 * WEEK_RATE))
+    block = int(block_s * WEEK_RATE)
+    if fmt == "cwa":
+        block -= block % 40  # whole AX6 sectors
+        n_total -= n_total % 40
+        return _write_cwa_blocks(path, n_total, block, rng)
+    writer = None
+    with open(path, "wb") as fh:
+        for a in range(0, n_total, block):
+            m = min(block, n_total - a)
+            x = week_signal(a, m, rng)
+            t = START_EPOCH + np.arange(a, a + m) / WEEK_RATE
+            cols = {"time": np.round(t, 3) if fmt == "csv" else t}
+            for j, c in enumerate(COLS[1:]):
+                cols[c] = np.round(x[:, j], 5) if fmt == "csv" else x[:, j]
+            table = pa.table(cols)
+            if writer is None:
+                if fmt == "csv":
+                    import pyarrow.csv as pacsv
+
+                    writer = pacsv.CSVWriter(fh, table.schema)
+                else:
+                    import pyarrow.parquet as pq
+
+                    writer = pq.ParquetWriter(fh, table.schema)
+            writer.write_table(table)
+        writer.close()
+    return n_total
+
+
+def _write_cwa_blocks(path: Path, n_total: int, block: int, rng) -> int:
+    """AX6 .cwa through the specification writer of tests/devicefiles.py, one block at a time (it
+    holds a whole file in memory): each block's sectors get the file's running sequence ids and
+    their checksums are recomputed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from devicefiles import write_cwa
+
+    with open(path, "wb") as out, tempfile.TemporaryDirectory() as td:
+        seq = 0
+        for a in range(0, n_total, block):
+            m = min(block, n_total - a)
+            x = week_signal(a, m, rng)
+            part = Path(td) / "part.cwa"
+            write_cwa(part, x[:, :3], START_EPOCH + a / WEEK_RATE, WEEK_RATE, gyro_dps=np.degrees(x[:, 3:]))
+            raw = part.read_bytes()
+            header, body = raw[:1024], bytearray(raw[1024:])
+            if a == 0:
+                out.write(header)
+            sec = np.frombuffer(body, dtype=np.uint8).reshape(-1, 512).copy()
+            ids = seq + np.arange(len(sec), dtype=np.uint32)
+            sec[:, 10:14] = ids.astype("<u4").view(np.uint8).reshape(-1, 4)
+            words = sec[:, :510].copy().view("<u2").astype(np.uint64).sum(axis=1)
+            sec[:, 510:512] = ((-words.astype(np.int64)) & 0xFFFF).astype("<u2").view(np.uint8).reshape(-1, 2)
+            out.write(sec.tobytes())
+            seq += len(sec)
+    return n_total
+
+
+READER_ONLY = """
+import sys, time, json
+from crossmodal_har.infer.reader import iter_chunks
+from crossmodal_har.signals.units import Units
+t0 = time.perf_counter()
+n = 0
+for c in iter_chunks(sys.argv[1], Units(), 500_000):
+    n += len(c.t)
+print(json.dumps({"rows": n, "seconds": time.perf_counter() - t0}))
+"""
+
+
+def week_main(args) -> int:
+    """Reader alone vs ``predict`` (ONNX Runtime) on the same file, per format and length."""
+    days = [float(d) for d in (args.days or ("0.05,0.1" if args.quick else "1,2,4,7")).split(",")]
+    formats = args.formats.split(",")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"week scale: {WEEK_RATE:g} Hz 6-channel, days {days}, formats {formats}; bundle {args.model} "
+          f"(random init, ONNX Runtime); predict --threads {args.threads or 'default'}, defaults otherwise "
+          "(--calibrate auto: two passes over the file; --nonwear on)")
+    print(f"machine: {platform.node()} {os.cpu_count()} CPUs, load average {load[0]:.1f}")
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", str(os.cpu_count())))
+    tmp = tempfile.TemporaryDirectory(prefix="bench_predict_") if args.keep is None else None
+    root = Path(args.keep or tmp.name)
+    root.mkdir(parents=True, exist_ok=True)
+    bundle = make_bundle(root / "bundle", args.model)
+    rows = []
+    suffix = {"parquet": ".parquet", "csv": ".csv", "cwa": ".cwa"}
+    for d in days:
+        for fmt in formats:
+            f = root / f"rec_{d:g}d{suffix[fmt]}"
+            t0 = time.perf_counter()
+            n = write_week(f, d, fmt)
+            print(f"\n{d:g} d {fmt}: {n:,} samples, {f.stat().st_size / 1e6:,.0f} MB written in "
+                  f"{time.perf_counter() - t0:.0f} s")
+            rd_s, rd_mb, rd_out = run_measured([sys.executable, "-c", READER_ONLY, str(f)], args.repeats, env)
+            rd_in = json.loads(rd_out.strip().splitlines()[-1])["seconds"]
+            print(f"  reader   {rd_s:7.1f} s  peak {rd_mb:6.0f} MB   (in-process {rd_in:.1f} s)")
+            variants = [("predict", [])] + ([("predict --calibrate off", ["--calibrate", "off"])]
+                                             if args.calibrate_off else [])
+            for name, extra in variants:
+                out = root / f"pred_{d:g}d_{fmt}.csv"
+                units = [] if fmt == "cwa" else ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"]
+                cmd = [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", str(bundle), "--input",
+                       str(f), "--out", str(out), "--runtime", "onnx", "--force", *units, *extra] + \
+                    (["--threads", str(args.threads)] if args.threads else [])
+                wall, mb, _ = run_measured(cmd, args.repeats, env)
+                summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())
+                cal = summ.get("calibration", {})
+                print(f"  {name:<8} {wall:7.1f} s  peak {mb:6.0f} MB   in-process {summ['elapsed_s']:.1f} s (model "
+                      f"{summ['model_seconds']:.1f} s), {summ['windows']:,} windows; {wall / rd_s:.2f}x the reader; "
+                      f"calibration {'applied' if cal.get('applied') else 'not applied'} "
+                      f"({cal.get('hours_scanned', 0):.0f} h scanned); non-wear "
+                      f"{summ['nonwear'].get('seconds', 0) / 3600:.1f} h")
+                rows.append((d, fmt, name, rd_s, rd_mb, wall, mb, summ["model_seconds"]))
+                out.unlink()
+            f.unlink()  # disk: a week of CSV is ~4 GB
+    print("\n| days | format | reader | " + " | ".join(sorted({r[2] for r in rows})) + " | peak RSS reader / predict |")
+    print("|---|---|---|" + "---|" * len({r[2] for r in rows}) + "---|")
+    for d in days:
+        for fmt in formats:
+            rs = [r for r in rows if r[0] == d and r[1] == fmt]
+            if not rs:
+                continue
+            cells = " | ".join(f"{r[5]:.0f} s ({r[5] / r[3]:.1f}x; model {r[7]:.0f} s)" for r in rs)
+            print(f"| {d:g} | {fmt} | {rs[0][3]:.1f} s | {cells} | {rs[0][4]:.0f} / "
+                  f"{max(r[6] for r in rs):.0f} MB |")
+    print("\ngoal: predict <= 3x the reader; peak RSS flat and <= 1500 MB")
+    for fmt in formats:
+        v = [(r[0], r[6]) for r in rows if r[1] == fmt and r[2] == "predict"]
+        if len(v) > 1:
+            print(f"  {fmt}: peak RSS {v[0][1]:.0f} MB at {v[0][0]:g} d -> {v[-1][1]:.0f} MB at {v[-1][0]:g} d "
+                  f"({v[-1][1] / v[0][1]:.2f}x)")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", default=None, help="comma list of recording lengths in days (default 1,2,4,7)")
+    ap.add_argument("--formats", default="parquet,csv,cwa", help="comma list of parquet, csv, cwa (AX6)")
+    ap.add_argument("--quick", action="store_true", help="0.05 and 0.1 days (smoke run)")
+    ap.add_argument("--calibrate-off", action="store_true", help="also time predict --calibrate off")
+    ap.add_argument("--hours", default=None,
+                    help="instead: the 50 Hz CSV case of issue 5 (predict vs pandas' parse), e.g. 6,24")
+    ap.add_argument("--model", default="convgru", help="bundle architecture (default: train-classifier's)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="passed to predict --threads")
+    ap.add_argument("--keep", default=None, help="directory to keep the files in (default: a temp dir)")
+    args = ap.parse_args(argv)
+    return legacy_main(args) if args.hours else week_main(args)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ log = logging.getLogger(__name__)
 NAME = "predict"
 HELP = "classify a (days-long) IMU recording window by window with a classifier bundle"
 DESCRIPTION = (
-    "Streams FILE.csv|FILE.parquet (header time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z) through the "
-    "bundle's preprocessing and model with bounded memory. Writes one row per window (start, end, "
+    "Streams FILE.csv|FILE.parquet (header time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z) or a device file "
+    "(by extension or --format; units, rate and start time from the file) through the bundle's "
+    "preprocessing and model with bounded memory. Writes one row per window (start, end, "
     "status, label, per-class probabilities); gaps, rows with missing values and windows failing "
     "quality checks are rows marked with their status and no label. A summary is printed and "
     "written beside the output as <out>.summary.json. Outputs are never inputs: an output that is "
@@ -26,7 +27,16 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="classifier bundle directory")
-    p.add_argument("--input", required=True, metavar="FILE", help="recording (.csv or .parquet)")
+    from crossmodal_har.signals import devices  # light: the registry of device readers
+
+    readers = devices.READERS
+    formats = sorted(readers) + list(getattr(devices, "TABLE_FORMATS", ()))
+
+    p.add_argument("--input", required=True, metavar="FILE",
+                   help="recording: .csv, .parquet or a device file (" + ", ".join(
+                       f"{n} {'/'.join(r.suffixes)}" for n, r in readers.items()) + ")")
+    p.add_argument("--format", default=None, choices=formats, metavar="NAME",
+                   help="recording format when the extension does not say (" + ", ".join(formats) + ")")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="predictions CSV to write")
     add_unit_arguments(p)
     p.add_argument("--stride", type=float, default=None, metavar="S",
@@ -53,14 +63,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "times are > 1e9 s are taken as Unix epoch seconds and need no --start")
     g.add_argument("--tz", default="UTC", metavar="ZONE",
                    help="IANA time zone of the timestamps and calendar days (default UTC)")
+    g.add_argument("--calibrate", choices=("auto", "off"), default="auto",
+                   help="autocalibration against gravity (van Hees et al. 2014): auto (default) fits per-axis "
+                        "offsets and scales on still 10-s epochs in a first pass and applies them when the fit "
+                        "succeeds and reduces the error (else skipped, with the reason in the summary); off")
     g.add_argument("--nonwear", choices=("on", "off"), default="on",
-                   help="non-wear detection (van Hees et al. 2013, GGIR's thresholds; default on)")
+                   help="non-wear detection (van Hees et al. 2013, GGIR's thresholds or the bundle's nonwear "
+                        "section; default on)")
     g.add_argument("--nonwear-std", type=float, default=None, metavar="G",
-                   help="per-axis standard deviation below which an axis is still (default 0.013 g)")
+                   help="per-axis standard deviation below which an axis is still (default: the bundle's, "
+                        "else 0.013 g)")
     g.add_argument("--nonwear-range", type=float, default=None, metavar="G",
-                   help="per-axis value range below which an axis is still (default 0.05 g)")
+                   help="per-axis value range below which an axis is still (default: the bundle's, else 0.05 g)")
     g.add_argument("--nonwear-approach", choices=("2023", "2013"), default=None,
-                   help="2023 (default): flag the whole 60-min window; 2013: only its central 15 min")
+                   help="2023 (default): flag the whole 60-min window, edges refined to the minute; 2013: only "
+                        "its central 15 min")
     g.add_argument("--report", default=None, metavar="DIR",
                    help="write DIR/daily_summary.csv, DIR/hourly_summary.csv and DIR/report.html")
 
@@ -96,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.infer.summary import format_summary
     from crossmodal_har.io import atomic_write_json, guard_outputs
     from crossmodal_har.models.artefacts import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, bundle_hmm,
-                                                 read_bundle, weights_digest)
+                                                 bundle_nonwear, read_bundle, weights_digest)
 
     if args.chunk_rows < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
@@ -106,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.config import from_dict
     from crossmodal_har.errors import ConfigError
     from crossmodal_har.infer.clinical_report import DayAggregator, parse_start, report_paths, write_report
-    from crossmodal_har.infer.nonwear import NonwearConfig
+    from crossmodal_har.infer.calibration import CalibrationConfig
+    from crossmodal_har.infer.nonwear import NonwearConfig, nonwear_settings
 
     nw = {"enabled": args.nonwear == "on"}
     for key, val in (("std_g", args.nonwear_std), ("range_g", args.nonwear_range),
@@ -114,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         if val is not None:
             nw[key] = val
     try:
-        nonwear = from_dict(NonwearConfig, nw, where="non-wear")
+        calibration = from_dict(CalibrationConfig, {"mode": args.calibrate}, where="--calibrate")
+        calibration.validate()
         start_s = parse_start(args.start, args.tz) if args.start else None
         from crossmodal_har.infer.clinical_report import zone
 
@@ -127,10 +146,24 @@ def run(args: argparse.Namespace) -> int:
                    *[(f"--report's {p.name}", p) for _, p in report_files]],
                   [("--input", args.input), *model_files, ("--onnx", args.onnx), ("--meta", args.meta)],
                   force=args.force)
-    units = resolve_units(args)
+    from crossmodal_har.signals.devices import device_format
+    from crossmodal_har.signals.units import Units
+
+    unit_flags = args.meta is not None or any(getattr(args, k) is not None
+                                              for k in ("acc_unit", "gyro_unit", "time_unit"))
+    # a device file carries its own units (the reader refuses flags that would be ignored)
+    is_device = device_format(args.input, args.format) is not None
+    units = resolve_units(args) if unit_flags or not is_device else Units()
     # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
     bundle = read_bundle(args.model, with_model=args.runtime == "torch")
     pre = bundle.preprocess
+    bundle_nw = bundle_nonwear(bundle)
+    try:  # the defaults, then the bundle's nonwear section, then the flags
+        nonwear = from_dict(NonwearConfig, nonwear_settings(bundle_nw, nw),
+                            where=f"{Path(args.model) / BUNDLE_META}: nonwear" if bundle_nw else "non-wear")
+        nonwear.validate()
+    except (ValueError, ConfigError) as e:
+        raise UserError(str(e)) from None
     if args.stride is not None:
         if not args.stride > 0:
             raise UserError("--stride must be > 0 seconds")
@@ -159,7 +192,11 @@ def run(args: argparse.Namespace) -> int:
     summary = predict_file(args.input, out, runner, pre, bundle.class_names, units,
                            smooth=0 if hmm is not None else smooth, hmm=hmm,
                            chunk_rows=args.chunk_rows, batch_size=args.batch_size,
-                           nonwear=nonwear, start_s=start_s, tz=args.tz, days=days)
+                           nonwear=nonwear, start_s=start_s, tz=args.tz, days=days, fmt=args.format,
+                           calibration=calibration)
+    summary["nonwear"]["settings_from"] = ", ".join(
+        ["defaults"] + (["the bundle's nonwear section"] if bundle_nw else []) +
+        (["--nonwear-* flags"] if len(nw) > 1 else []))
     summary.update({"input": str(args.input), "output": str(out), "model": str(args.model),
                     "runtime": args.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,
                     "rate_hz": pre.rate_hz, "smooth": smooth, "units": units.to_dict()})

@@ -267,6 +267,12 @@ def _pair(d: Any) -> Optional[str]:
     return f"{d.get('train', '?')} / {d.get('val', '?')}"
 
 
+def _channels_text(ch: Any) -> str:
+    if not isinstance(ch, Mapping):
+        return ""
+    return f"recording {ch.get('recording', '?')}, model reads {ch.get('model', '?')}"
+
+
 def colours(names: List[str]) -> List[str]:
     return [PALETTE[i % len(PALETTE)] for i in range(len(names))] + [NONWEAR_COLOUR, OTHER_COLOUR]
 
@@ -321,6 +327,7 @@ def render_html(agg: DayAggregator, daily: List[Dict[str, Any]], summary: Mappin
         ("end", tb.describe(last)),
         ("time zone", tb.tz),
         ("start time from", tb.source),
+        ("channels", _channels_text(summary.get("channels"))),
         ("duration", _hm((summary.get("duration_s") or 0.0) / 60.0)),
         ("rows read", f"{summary.get('rows_read', 0):,}"),
         ("units (declared)", json.dumps(summary.get("units", {}))),
@@ -328,6 +335,11 @@ def render_html(agg: DayAggregator, daily: List[Dict[str, Any]], summary: Mappin
         ("model", summary.get("model", "")), ("runtime", summary.get("runtime", "")),
         ("smoothing", summary.get("smooth", 0)),
     ]
+    dev = summary.get("device")
+    if isinstance(dev, Mapping):
+        meta_items += [("device format", dev.get("format", "")), ("device sample rate", f"{dev.get('rate_hz')} Hz")]
+        meta_items += [(f"device: {k}", v if isinstance(v, str) else json.dumps(v, default=str))
+                       for k, v in (dev.get("device") or {}).items()]
     tot_wear = sum(r["wear_min"] for r in daily)
     tot_nw = sum(r["nonwear_min"] for r in daily)
     wear_items = [("wear time", _hm(tot_wear)), ("non-wear time", _hm(tot_nw)),
@@ -340,11 +352,20 @@ def render_html(agg: DayAggregator, daily: List[Dict[str, Any]], summary: Mappin
                                       f"{nw.get('approach')})"),
                        ("60-min windows judged / non-wear", f"{nw.get('windows_evaluated', 0)} / "
                                                             f"{nw.get('windows_nonwear', 0)}")]
+        if nw.get("edge_step_s"):
+            wear_items.append(("edge refinement", f"stretch edges refined every {nw['edge_step_s']:g} s "
+                                                  f"(+{nw.get('edge_refinement_min', 0):.0f} min)"))
+        if nw.get("settings_from"):
+            wear_items.append(("settings from", nw["settings_from"]))
     else:
         wear_items.append(("non-wear detection", "off"))
     calib = summary.get("calibration")
     calib_html = (_kv_table([(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in calib.items()])
                   if isinstance(calib, Mapping) else "<p class='note'>no autocalibration in this run</p>")
+    if isinstance(calib, Mapping):
+        verdict = ("applied" if calib.get("applied") else "not applied") + (
+            f": {calib['reason']}" if calib.get("reason") else "")
+        calib_html = f"<p>Autocalibration {_e(verdict)}.</p>" + calib_html
     legend = "".join(f"<span><i style='background:{c}'></i>{_e(n)}</span>"
                      for n, c in zip(names + ["non-wear", "unlabelled window"], cols))
     head = "".join(f"<th>{_e(c)}</th>" for c in ["wear", "non-wear"] + names)

@@ -6,15 +6,23 @@ non-wear when, for at least 2 of the 3 accelerometer axes, the standard deviatio
 *and* the value range (max - min) is below 50 mg. GGIR has two ways to flag it:
 
 * ``approach="2023"`` (our default): the 60-min window starts at the left edge of its 15-min step and
-  the *whole* window is flagged. A still stretch of 4 h is flagged entirely (less under 15 min of
-  grid misalignment).
+  the *whole* window is flagged. A still stretch of 4 h is flagged entirely (with the edge
+  refinement below, to the minute whatever the grid's alignment).
 * ``approach="2013"``: the 60-min window is centred on its 15-min step and only that 15-min step is
   flagged (the original method; it misses about 22.5 min at each end of a still stretch).
 
+Edge refinement (approach 2023, ``edge_step_s`` = 60 s by default; 0 = GGIR's grid exactly): on the
+15-min grid alone a still stretch that is off the grid loses up to 15 min. At each edge of a flagged
+stretch (a grid step flagged after one that was not, or the reverse), the same 60-min test is applied
+to the windows that start between the two grid steps, every ``edge_step_s``, and the stretch is
+extended as far as they are still. Every flagged minute still lies in a 60-min window that meets the
+criteria. Deciding grid step ``k`` can then flag back to step ``k - 1``, so :meth:`final_until`
+lags one step more (rows wait about 75 min).
+
 Streaming with bounded memory: samples are reduced on the fly to statistics of sub-blocks of
-``gcd(step, offsets)`` seconds on the absolute time grid (count, mean, M2 merged by Chan's formula,
-min, max per axis), so the rolling buffer holds one window (one hour) of sub-block statistics, not
-samples. Results do not depend on how the recording is cut into chunks (up to float rounding of the
+``gcd(step, offsets, edge_step_s)`` seconds (1 min by default) on the absolute time grid (count, mean, M2 merged by Chan's formula,
+min, max per axis), so the rolling buffer holds one window and one step (75 min) of sub-block statistics,
+not samples. Results do not depend on how the recording is cut into chunks (up to float rounding of the
 merged variances). A window is evaluated only when its samples span at least ``min_coverage`` of it
 (the first and last partial hour of a recording are not judged); gaps inside a window are allowed.
 """
@@ -23,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -42,6 +50,7 @@ class NonwearConfig:
     min_axes: int = 2
     approach: str = "2023"
     min_coverage: float = 0.75
+    edge_step_s: float = 60.0
 
     def validate(self) -> None:
         if not (self.window_s > 0 and self.step_s > 0 and self.window_s >= self.step_s):
@@ -54,12 +63,25 @@ class NonwearConfig:
             raise ValueError("nonwear: approach must be 2013 or 2023")
         if not 0 < self.min_coverage <= 1:
             raise ValueError("nonwear: min_coverage must be in (0, 1]")
+        if self.edge_step_s < 0 or (self.edge_step_s > 0 and (self.edge_step_s >= self.step_s or abs(
+                self.step_s / self.edge_step_s - round(self.step_s / self.edge_step_s)) > 1e-9)):
+            raise ValueError("nonwear: edge_step_s must be 0 (off) or divide step_s into >= 2 parts")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["method"] = ("van Hees et al. 2013 (GGIR): non-wear when >= min_axes accelerometer axes have "
                        "std < std_g and range < range_g over window_s, in steps of step_s")
         return d
+
+
+def nonwear_settings(bundle_section: Optional[Mapping[str, Any]], overrides: Mapping[str, Any]) -> Dict[str, Any]:
+    """The settings to build a :class:`NonwearConfig` from (through ``config.from_dict``): the defaults,
+    then a bundle's ``nonwear`` section (the settings it was validated with; its descriptive
+    ``method`` text, as :meth:`NonwearConfig.to_dict` writes it, is dropped), then ``overrides``
+    (the command line's flags)."""
+    d = {k: v for k, v in (bundle_section or {}).items() if k != "method"}
+    d.update(overrides)
+    return d
 
 
 class NonwearDetector:
@@ -76,7 +98,12 @@ class NonwearDetector:
         else:
             self.win_off = -(L - B) / 2.0
             self.flag = (0.0, B)
-        self.sub = _gcd_s([B, L, self.win_off])
+        # edge refinement (approach 2023): windows between grid steps every edge_step_s at the edges
+        self.refine = cfg.approach == "2023" and cfg.edge_step_s > 0
+        self.sub = _gcd_s([B, L, self.win_off] + ([cfg.edge_step_s] if self.refine else []))
+        self.edge = int(round(cfg.edge_step_s / self.sub)) if self.refine else 0
+        self.prev_flagged = False
+        self.edge_minutes = 0.0
         self.per_step = int(round(B / self.sub))
         self.per_win = int(round(L / self.sub))
         self.off_sub = int(round(self.win_off / self.sub))
@@ -100,9 +127,17 @@ class NonwearDetector:
         if self.next_k is None:
             k0 = int(idx[0]) // self.per_step
             self.next_k = k0 - int(math.ceil(self.per_win / self.per_step))
-        cuts = np.flatnonzero(np.diff(idx)) + 1
-        for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(t)]])):
-            self._merge(int(idx[a]), t[a:b], acc[a:b])
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(idx)) + 1])
+        ends = np.concatenate([starts[1:], [len(t)]])
+        # statistics of every sub-block run at once (numpy), then merged one by one into the buffer
+        n = (ends - starts).astype(np.float64)
+        mean = np.add.reduceat(acc, starts, axis=0) / n[:, None]
+        dev = acc - np.repeat(mean, (ends - starts), axis=0)
+        m2 = np.add.reduceat(dev * dev, starts, axis=0)
+        lo, hi = np.minimum.reduceat(acc, starts, axis=0), np.maximum.reduceat(acc, starts, axis=0)
+        for j, (a, b) in enumerate(zip(starts, ends)):
+            new = np.stack([np.full(3, n[j]), mean[j], m2[j], lo[j], hi[j]])
+            self._merge(int(idx[a]), float(t[a]), float(t[b - 1]), new)
         self.cur = int(idx[-1])
         self._decide(final=False)
 
@@ -110,15 +145,13 @@ class NonwearDetector:
         self._decide(final=True)
         self.done = True
 
-    def _merge(self, i: int, t: np.ndarray, x: np.ndarray) -> None:
-        n = len(x)
-        mean = x.mean(axis=0)
-        m2 = ((x - mean) ** 2).sum(axis=0)
-        new = np.stack([np.full(3, float(n)), mean, m2, x.min(axis=0), x.max(axis=0)])
+    def _merge(self, i: int, t0: float, t1: float, new: np.ndarray) -> None:
+        """Merge the statistics ``new`` ([5, 3]: n, mean, M2, min, max) of samples at times
+        ``t0 .. t1`` into sub-block ``i``."""
         old = self.blocks.get(i)
         if old is None:
             self.blocks[i] = new
-            self.btimes[i] = (float(t[0]), float(t[-1]))
+            self.btimes[i] = (t0, t1)
             return
         na, nb = old[0], new[0]
         nt = na + nb
@@ -128,14 +161,14 @@ class NonwearDetector:
         old[0] = nt
         old[3] = np.minimum(old[3], new[3])
         old[4] = np.maximum(old[4], new[4])
-        self.btimes[i] = (self.btimes[i][0], float(t[-1]))
+        self.btimes[i] = (self.btimes[i][0], t1)
 
     # ------------------------------------------------------------------ decisions
 
     def _decide(self, final: bool) -> None:
         if self.next_k is None or self.cur is None:
             return
-        cfg = self.cfg
+        keep_back = 1 if self.refine else 0  # edge refinement looks one step back
         while True:
             k = self.next_k
             s0 = k * self.per_step + self.off_sub
@@ -144,42 +177,65 @@ class NonwearDetector:
                 break
             if s1 > self.cur and not final:  # its last sub-block may still grow
                 break
-            present = [i for i in range(s0, s1) if i in self.blocks]
-            if present:
-                t_lo = self.btimes[present[0]][0]
-                t_hi = self.btimes[present[-1]][1]
-                if t_hi - t_lo >= cfg.min_coverage * cfg.window_s:
-                    self.windows_evaluated += 1
-                    if self._still(present):
-                        self.windows_nonwear += 1
-                        self._flag(k)
+            still = self._window(s0)
+            flagged = bool(still)
+            if still is not None:
+                self.windows_evaluated += 1
+                if still:
+                    self.windows_nonwear += 1
+            if self.refine and flagged != self.prev_flagged:
+                self._refine_edge(k, leading=flagged)
+            if flagged:
+                self._flag(k * self.cfg.step_s + self.flag[0], k * self.cfg.step_s + self.flag[1])
+            self.prev_flagged = flagged
             self.next_k = k + 1
-            # keep only the sub-blocks later windows need
-            keep_from = (k + 1) * self.per_step + self.off_sub
+            # keep only the sub-blocks later windows (and edge refinements) need
+            keep_from = (k + 1 - keep_back) * self.per_step + self.off_sub
             for i in [i for i in self.blocks if i < keep_from]:
                 del self.blocks[i]
                 del self.btimes[i]
 
+    def _window(self, s0: int) -> "bool | None":
+        """Whether the window of sub-blocks ``[s0, s0 + per_win)`` is still; None when its samples span
+        less than ``min_coverage`` of it (not judged)."""
+        present = [i for i in range(s0, s0 + self.per_win) if i in self.blocks]
+        if not present:
+            return None
+        t_lo = self.btimes[present[0]][0]
+        t_hi = self.btimes[present[-1]][1]
+        if t_hi - t_lo < self.cfg.min_coverage * self.cfg.window_s:
+            return None
+        return self._still(present)
+
+    def _refine_edge(self, k: int, leading: bool) -> None:
+        """Windows between grid steps ``k - 1`` and ``k``, every ``edge_step_s``: at a leading edge
+        (``k`` flagged, ``k - 1`` not) extend the stretch back while they are still; at a trailing
+        edge (``k - 1`` flagged, ``k`` not) extend it forward while they are still."""
+        base = (k - 1) * self.per_step + self.off_sub
+        ms = range(self.per_step - self.edge, 0, -self.edge) if leading else \
+            range(self.edge, self.per_step, self.edge)
+        best = None
+        for m in ms:
+            if not self._window(base + m):
+                break
+            best = m
+        if best is not None:
+            a = (k - 1) * self.cfg.step_s + best * self.sub
+            self._flag(a, a + self.cfg.window_s)
+            self.edge_minutes += abs(best - (self.per_step if leading else 0)) * self.sub / 60.0
+
     def _still(self, present: List[int]) -> bool:
-        st = [self.blocks[i] for i in present]
-        n = st[0][0].copy()
-        mean = st[0][1].copy()
-        m2 = st[0][2].copy()
-        lo, hi = st[0][3].copy(), st[0][4].copy()
-        for b in st[1:]:
-            nt = n + b[0]
-            d = b[1] - mean
-            m2 = m2 + b[2] + d * d * n * b[0] / nt
-            mean = mean + d * b[0] / nt
-            n = nt
-            lo, hi = np.minimum(lo, b[3]), np.maximum(hi, b[4])
-        sd = np.sqrt(m2 / np.maximum(n - 1, 1))  # sample std, as R's sd()
+        st = np.stack([self.blocks[i] for i in present])  # [m, 5, 3]: n, mean, M2, min, max
+        n, mean, m2 = st[:, 0], st[:, 1], st[:, 2]
+        tot = n.sum(axis=0)
+        mu = (n * mean).sum(axis=0) / tot
+        m2_all = m2.sum(axis=0) + (n * (mean - mu) ** 2).sum(axis=0)  # Chan et al.'s merge, all at once
+        lo, hi = st[:, 3].min(axis=0), st[:, 4].max(axis=0)
+        sd = np.sqrt(m2_all / np.maximum(tot - 1, 1))  # sample std, as R's sd()
         axes = (sd < self.cfg.std_g) & ((hi - lo) < self.cfg.range_g)
         return int(axes.sum()) >= self.cfg.min_axes
 
-    def _flag(self, k: int) -> None:
-        a = k * self.cfg.step_s + self.flag[0]
-        b = k * self.cfg.step_s + self.flag[1]
+    def _flag(self, a: float, b: float) -> None:
         if self.intervals and a <= self.intervals[-1][1]:
             self.intervals[-1][1] = max(self.intervals[-1][1], b)
         else:
@@ -193,7 +249,8 @@ class NonwearDetector:
             return math.inf
         if self.next_k is None:
             return -math.inf
-        return self.next_k * self.cfg.step_s + self.flag[0]
+        # deciding step next_k may also flag (edge refinement) back to step next_k - 1
+        return (self.next_k - (1 if self.refine else 0)) * self.cfg.step_s + self.flag[0]
 
     def is_nonwear(self, t: np.ndarray) -> np.ndarray:
         """[n] bool: which times lie in a flagged interval (only meaningful below :meth:`final_until`)."""
@@ -209,7 +266,8 @@ class NonwearDetector:
             self.intervals.pop(0)
 
     def stats(self) -> dict:
-        return {"windows_evaluated": self.windows_evaluated, "windows_nonwear": self.windows_nonwear}
+        return {"windows_evaluated": self.windows_evaluated, "windows_nonwear": self.windows_nonwear,
+                "edge_refinement_min": self.edge_minutes}
 
 
 def _gcd_s(values: List[float]) -> float:

@@ -13,10 +13,21 @@ as ISO 8601 with the offset of the time zone), ``status`` (``ok`` or why there i
 ``non_finite``, ``short``, ``flat_line``, ``saturation``, ``nonwear``, …), ``label`` (empty unless
 ok), ``label_raw`` (only with smoothing: the unsmoothed label) and ``p_<class>`` per class.
 
-Non-wear (:mod:`crossmodal_har.infer.nonwear`) is judged on the raw accelerometer as it streams in;
-rows wait (at most about one hour of rows) until no later 60-min window can still flag them, then a
-window (``ok`` or ``flat_line``) whose midpoint lies in a flagged stretch becomes ``nonwear``: no
-label, no probabilities, and it ends a smoothing run like any window that is not ok.
+Input: CSV/Parquet tables or device files (``fmt``: a name of
+:data:`crossmodal_har.signals.devices.READERS`, else by suffix); a device file's header gives the
+start time (``chunk.device``), and an accelerometer-only recording (``chunk.channels == "acc"``) is
+refused unless the bundle reads ``acc`` (then its NaN gyroscope columns become 0.0, unread).
+
+Autocalibration (:mod:`crossmodal_har.infer.calibration`, van Hees et al. 2014): with
+``calibration.mode == "auto"`` a first pass over the file fits per-axis offsets and scales on still
+10-s epochs; the predict pass applies them to the accelerometer of every chunk, before non-wear
+detection and windowing, when the fit succeeded and reduced the error.
+
+Non-wear (:mod:`crossmodal_har.infer.nonwear`) is judged on the (calibrated) accelerometer as it
+streams in; rows wait (about 75 min of rows) until no later 60-min window or edge refinement can
+still flag them, then a window (``ok`` or ``flat_line``) whose midpoint lies in a flagged stretch
+becomes ``nonwear``: no label, no probabilities, and it ends a smoothing run like any window that is
+not ok.
 
 The runtimes (torch, ONNX Runtime, fixed batching) are :mod:`crossmodal_har.infer.runtime`'s; the
 summary of a run is :mod:`crossmodal_har.infer.summary`'s.
@@ -36,6 +47,8 @@ import numpy as np
 from tqdm import tqdm
 
 from crossmodal_har.errors import UserError
+from crossmodal_har.infer.calibration import (CalibrationConfig, CalibrationResult, StillPointAccumulator,
+                                              apply_calibration, fit_sphere)
 from crossmodal_har.infer.clinical_report import EPOCH_THRESHOLD_S, DayAggregator, TimeBase
 from crossmodal_har.infer.csvsafe import csv_cell
 from crossmodal_har.infer.nonwear import NONWEAR_STATUS, NonwearConfig, NonwearDetector
@@ -254,9 +267,18 @@ class _NonwearGate:
                 return
 
 
-def resolve_timebase(first_t: Optional[float], start_s: Optional[float], tz: str, path: Path) -> TimeBase:
-    """The recording's absolute time: ``--start`` (the first sample's time) for relative times, or
-    epoch seconds detected in the file (first time > 1e9 s); else none."""
+def resolve_timebase(first_t: Optional[float], start_s: Optional[float], tz: str, path: Path,
+                     device: Optional[Any] = None) -> TimeBase:
+    """The recording's absolute time: a device file's header start time, ``--start`` (the first
+    sample's time) for relative times, or epoch seconds detected in the file (first time > 1e9 s);
+    else none."""
+    dev_start = getattr(device, "start_time_s", None) if device is not None else None
+    if dev_start is not None:
+        if start_s is not None:
+            raise UserError(f"{path}: the device file has its own start time "
+                            f"({getattr(device, 'start_time_source', 'file header')}); drop --start")
+        origin = 0.0 if first_t is not None and first_t > EPOCH_THRESHOLD_S else float(dev_start)
+        return TimeBase(origin, tz, f"device file header: {getattr(device, 'start_time_source', 'start time')}")
     if first_t is not None and first_t > EPOCH_THRESHOLD_S:
         if start_s is not None:
             raise UserError(f"{path}: its times are already absolute (epoch seconds, first "
@@ -266,6 +288,50 @@ def resolve_timebase(first_t: Optional[float], start_s: Optional[float], tz: str
     if start_s is not None:
         return TimeBase(start_s - (first_t or 0.0), tz, "--start (time of the first sample)")
     return TimeBase(None, tz, "none (relative times and no --start)")
+
+
+def open_chunks(path: Path, units: Units, chunk_rows: int, fmt: Optional[str], tz: str):
+    """The recording's chunks (tables, or device files by suffix / ``fmt``; ``tz`` for device clocks
+    that store local time)."""
+    return iter_chunks(path, units, chunk_rows, fmt=fmt, tz=tz)
+
+
+def check_channels(path: Path, recording: str, model: str) -> None:
+    """A bundle reading ``acc+gyro`` cannot classify an accelerometer-only recording."""
+    if recording == "acc" and model != "acc":
+        raise UserError(f"{path}: accelerometer-only recording (no gyroscope); this bundle reads {model} "
+                        "— train one with `train-classifier --channels acc`")
+
+
+def fit_calibration(path: Path, units: Units, chunk_rows: int, cfg: CalibrationConfig, *,
+                    fmt: Optional[str] = None, tz: str = "UTC") -> CalibrationResult:
+    """First pass over the recording: still 10-s epochs -> sphere fit (see
+    :mod:`crossmodal_har.infer.calibration`). Stops after ``cfg.scan_hours`` when a fit from what
+    was read is already good."""
+    acc = StillPointAccumulator(cfg)
+    t0 = time.perf_counter()
+    tried_at = None
+    res: Optional[CalibrationResult] = None
+    for chunk in open_chunks(path, units, chunk_rows, fmt, tz):
+        acc.push(chunk.t, chunk.data[:, :3])
+        if cfg.scan_hours > 0 and tried_at is None and acc.seconds >= cfg.scan_hours * 3600.0:
+            tried_at = acc.seconds
+            trial = fit_sphere(acc.array(), cfg)
+            if trial.applied and trial.error_after_g is not None and trial.error_after_g <= cfg.good_error_g:
+                res = trial
+                break
+    if res is None:
+        acc.finish()
+        res = fit_sphere(acc.array(), cfg)
+    res.hours_scanned = acc.seconds / 3600.0
+    if res.applied:
+        log.info("%s: autocalibration from %d still epochs (%.1f h scanned in %.1f s): offset %s g, scale %s; "
+                 "error %.4f -> %.4f g", path, res.n_points, res.hours_scanned, time.perf_counter() - t0,
+                 np.round(res.offset, 4).tolist(), np.round(res.scale, 4).tolist(), res.error_before_g,
+                 res.error_after_g)
+    else:
+        log.info("%s: autocalibration skipped: %s", path, res.reason)
+    return res
 
 
 # --------------------------------------------------------------------------------- main entry
@@ -288,6 +354,8 @@ def predict_file(
     start_s: Optional[float] = None,
     tz: str = "UTC",
     days: Optional[DayAggregator] = None,
+    fmt: Optional[str] = None,
+    calibration: Optional[CalibrationConfig] = None,
 ) -> Dict[str, Any]:
     """Classify every window of a recording; write ``out_csv`` and return the summary dict.
 
@@ -304,6 +372,15 @@ def predict_file(
         start_s: absolute time (Unix epoch seconds) of the first sample, for relative times.
         tz: IANA time zone of the timestamps and calendar days.
         days: filled with minutes per day / 5-min slot (for ``--report``); gets its timebase here.
+        fmt: device-file format name (``crossmodal_har.signals.devices.READERS``); None = by suffix.
+        calibration: autocalibration settings (default: ``auto``, van Hees et al. 2014): a first pass
+            over the file fits per-axis offsets and scales on still epochs; they are applied to the
+            accelerometer before non-wear detection and windowing when the fit succeeds and reduces
+            the error. ``mode="off"``: the recording is used as read.
+
+    Accelerometer-only recordings (``chunk.channels == "acc"``): refused (:class:`UserError`) unless
+    the bundle reads ``acc``; for such a bundle the gyroscope columns are set to 0.0 (the model never
+    reads them) so that rows are not marked ``non_finite`` for lack of a gyroscope.
     """
     input_path = Path(input_path)
     C = len(class_names)
@@ -314,17 +391,29 @@ def predict_file(
     summary = Summary(class_names=list(class_names), hop_s=min(preprocess.stride_s, preprocess.window_s))
     smoother = StreamingViterbi(*hmm) if hmm is not None else StreamingSmoother(smooth if smoothing else 1, C)
     nonwear = nonwear if nonwear is not None else NonwearConfig()
+    calibration = calibration if calibration is not None else CalibrationConfig()
+    calibration.validate()
     state: Dict[str, Any] = {}
     t_start = time.perf_counter()
+    acc_only_model = preprocess.channels == "acc"
 
     def body(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as fh, \
                 tqdm(unit=" rows", unit_scale=True, desc="predict", disable=None if progress is None
                      else not progress, leave=False) as bar:
-            chunks = iter_chunks(input_path, units, chunk_rows)
+            chunks = open_chunks(input_path, units, chunk_rows, fmt, tz)
             first = next(chunks, None)
+            device = getattr(first, "device", None)
+            rec_channels = getattr(first, "channels", "acc+gyro") if first is not None else "acc+gyro"
+            check_channels(input_path, rec_channels, preprocess.channels)
+            state["device"], state["channels"] = device, rec_channels
             ft = first.t[np.isfinite(first.t)] if first is not None else np.empty(0)
-            tb = resolve_timebase(float(ft[0]) if len(ft) else None, start_s, tz, input_path)
+            tb = resolve_timebase(float(ft[0]) if len(ft) else None, start_s, tz, input_path, device)
+            if calibration.mode == "auto" and first is not None:
+                cal = fit_calibration(input_path, units, chunk_rows, calibration, fmt=fmt, tz=tz)
+            else:
+                cal = None
+            state["calibration"] = cal
             state["timebase"] = tb
             if days is not None:
                 days.timebase = tb
@@ -348,14 +437,20 @@ def predict_file(
                 gate.release()
 
             for chunk in _chain(first, chunks):
+                data = chunk.data
+                if acc_only_model or (cal is not None and cal.applied):
+                    data = data.copy()
+                    if acc_only_model:
+                        data[:, 3:] = 0.0  # the model reads acc only; a missing gyroscope is no bad row
+                    data[:, :3] = apply_calibration(data[:, :3], cal)
                 if det is not None:
-                    det.push(chunk.t + origin, chunk.data[:, :3])
+                    det.push(chunk.t + origin, data[:, :3])
                 finite_t = chunk.t[np.isfinite(chunk.t)]
                 if len(finite_t):
                     if summary.first_time_s is None:
                         summary.first_time_s = float(finite_t[0])
                     summary.last_time_s = float(finite_t[-1])
-                for item in windower.push(chunk.t, chunk.data):
+                for item in windower.push(chunk.t, data):
                     pipe.add(item)
                 emit(False)
                 bar.update(len(chunk.t))
@@ -377,6 +472,17 @@ def predict_file(
     if tb.absolute and summary.first_time_s is not None:
         d["start_time"] = str(tb.iso(np.array([summary.first_time_s]))[0])
         d["end_time"] = str(tb.iso(np.array([summary.last_time_s]))[0])
+    device = state.get("device")
+    if device is not None:
+        d["time"]["device_start_time_source"] = getattr(device, "start_time_source", None)
+        d["device"] = device.to_dict() if hasattr(device, "to_dict") else dict(vars(device))
+    d["channels"] = {"recording": state.get("channels", "acc+gyro"), "model": preprocess.channels}
+    cal = state.get("calibration")
+    if cal is not None:
+        d["calibration"] = {"mode": calibration.mode, **cal.to_dict()}
+    else:
+        d["calibration"] = {"mode": calibration.mode, "applied": False,
+                            "reason": "off (--calibrate off)" if calibration.mode == "off" else "empty recording"}
     det = state["detector"]
     nw = summary.skipped.get(NONWEAR_STATUS, {})
     d["nonwear"] = {**nonwear.to_dict(), **(det.stats() if det is not None else {}),

@@ -88,6 +88,14 @@ def format_summary(d: Dict[str, Any]) -> str:
         lines.append(f"non-wear: {hms(nw.get('seconds', 0.0))} ({nw.get('windows_nonwear', 0)} of "
                      f"{nw.get('windows_evaluated', 0)} 60-min windows; std < {nw['std_g']} g and range < "
                      f"{nw['range_g']} g on >= {nw['min_axes']} axes)")
+    cal = d.get("calibration")
+    if cal:
+        if cal.get("applied"):
+            lines.append(f"calibration: applied (offset {[round(v, 4) for v in cal['offset']]} g, scale "
+                         f"{[round(v, 4) for v in cal['scale']]}; error {cal['error_before_g']:.4f} -> "
+                         f"{cal['error_after_g']:.4f} g on {cal['n_points']} still epochs)")
+        else:
+            lines.append(f"calibration: not applied ({cal.get('reason', '')})")
     if d.get("start_time"):
         lines.append(f"time: {d['start_time']} .. {d.get('end_time')} ({d['time']['tz']}; "
                      f"from {d['time']['start_source']})")

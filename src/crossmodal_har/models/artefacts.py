@@ -32,7 +32,8 @@ The method's code lives in ``train/`` (which builds on ``models/``), so the call
      "class_names": ["walking", ...],
      "metrics": {...},               # validation metrics at training time
      "provenance": {...},            # dataset, encoder source, protocol, seed, versions, date
-     "hmm": {"transitions": [[...]], "prior": [...], ...}}  # optional: --smooth hmm (C x C, C)
+     "hmm": {"transitions": [[...]], "prior": [...], ...},  # optional: --smooth hmm (C x C, C)
+     "nonwear": {"std_g": 0.013, "range_g": 0.05, ...}}     # optional: predict's non-wear defaults
 
 A bundle's model maps windows in *physical units* [B, W, 6] (g, rad/s) to logits; its normalisation
 runs inside ``forward`` so that ONNX export carries it too. ``read_bundle(with_model=False)`` reads
@@ -161,7 +162,7 @@ MAX_HEAD_ELEMENTS = 1 << 30  # a head's stored values (kNN bank + one-hot labels
 
 ENCODER_KEYS = ("format_version", "model", "config", "embed_dim", "kind", "preprocess", "extra")
 BUNDLE_KEYS = ("format_version", "kind", "encoder", "head", "preprocess", "class_names", "metrics", "provenance",
-               "hmm")
+               "hmm", "nonwear")
 HMM_KEYS = ("transitions", "prior", "pseudo_count", "sequences", "transitions_counted", "source")
 MAX_HMM_CLASSES = 1024  # C x C numbers in JSON: at most ~1 M
 BUNDLE_ENCODER_KEYS = ("model", "config", "embed_dim")
@@ -296,7 +297,21 @@ def check_bundle_meta(meta: Any, path: Path, *, architecture_too: bool = True) -
             _object(meta[key], path, key)
     if "hmm" in meta:
         check_hmm(meta["hmm"], path, c)
+    if "nonwear" in meta:
+        check_nonwear(meta["nonwear"], path)
     return preprocess, list(names)
+
+
+def check_nonwear(value: Any, path: Path) -> Dict[str, Any]:
+    """A bundle's optional ``nonwear`` section: the non-wear detector settings ``predict`` uses unless
+    its flags override them (an object of JSON scalars; its keys and ranges are checked against
+    ``crossmodal_har.infer.nonwear.NonwearConfig`` by :func:`crossmodal_har.config.from_dict` where
+    predict builds the config)."""
+    sec = _object(value, path, "nonwear")
+    for k, v in sec.items():
+        if isinstance(v, (dict, list)) or (isinstance(v, float) and not math.isfinite(v)):
+            raise DataError(path, f"nonwear.{k}: expected a finite number, string or boolean")
+    return sec
 
 
 def _probabilities(value: Any, path: Path, where: str, n: int) -> List[float]:
@@ -612,7 +627,8 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
                 head_spec: Mapping[str, Any], preprocess: PreprocessConfig, class_names: List[str],
                 metrics: Optional[Mapping[str, Any]] = None,
                 provenance: Optional[Mapping[str, Any]] = None,
-                hmm: Optional[Mapping[str, Any]] = None) -> Path:
+                hmm: Optional[Mapping[str, Any]] = None,
+                nonwear: Optional[Mapping[str, Any]] = None) -> Path:
     """Write ``model.safetensors`` then ``bundle.json`` (atomically; the JSON last = complete).
 
     An older ``model.onnx`` in ``out_dir`` is removed (an export of other weights would silently
@@ -625,6 +641,7 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
         head_spec: see :func:`crossmodal_har.models.classifier.build_head`.
         hmm: optional ``{"transitions": C x C, "prior": C, ...}`` for ``predict --smooth hmm``
             (checked by :func:`check_hmm` before anything is written).
+        nonwear: optional non-wear settings (``NonwearConfig`` fields) that ``predict`` uses by default.
 
     Returns:
         Path of ``bundle.json``.
@@ -637,6 +654,8 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
     if hmm is not None:
         hmm = _plain(dict(hmm))
         check_hmm(hmm, out_dir / BUNDLE_META, len(class_names))
+    if nonwear is not None:
+        nonwear = check_nonwear(_plain(nonwear), out_dir / BUNDLE_META)
     state = cpu_state_dict(model)
     stale = out_dir / BUNDLE_ONNX
     if stale.exists():
@@ -655,6 +674,8 @@ def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: 
     }
     if hmm is not None:
         meta["hmm"] = hmm
+    if nonwear is not None:
+        meta["nonwear"] = nonwear
     return atomic_write_json(out_dir / BUNDLE_META, meta)
 
 
@@ -683,7 +704,7 @@ def read_bundle(path: PathLike, *, with_model: bool = True) -> Bundle:
             head_values = head["bank_size"] * (head["in_features"] + head["num_classes"])
         check_weights_size(meta_path, weights, "bundle.json", _arch_params(arch), 2 * head_values)
         try:
-            model = build_classifier(meta["encoder"], head, preprocess.normalization)
+            model = build_classifier(meta["encoder"], head, preprocess.normalization, channels=preprocess.channels)
         except DataError:
             raise
         except UserError as exc:
@@ -700,6 +721,12 @@ def bundle_hmm(bundle: Bundle) -> Optional[Tuple[Any, Any]]:
     path = (bundle.path / BUNDLE_META) if bundle.path is not None else Path(BUNDLE_META)
     trans, prior = check_hmm(bundle.meta["hmm"], path, len(bundle.class_names))
     return np.asarray(trans, np.float64), np.asarray(prior, np.float64)
+
+
+def bundle_nonwear(bundle: Bundle) -> Optional[Dict[str, Any]]:
+    """The bundle's ``nonwear`` section (non-wear settings predict uses by default), or None."""
+    sec = bundle.meta.get("nonwear")
+    return dict(sec) if isinstance(sec, dict) else None
 
 
 def load_bundle(path: PathLike) -> Bundle:
