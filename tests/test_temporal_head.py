@@ -97,3 +97,22 @@ def test_temporal_head_learns_from_frame_changes_with_controls(tmp_path):
         m = _retrieval(tmp_path, name, shuffle, *sets)
         p = m["chance_R@1"]
         assert m["R@1"] <= p + 3 * np.sqrt(p * (1 - p) / m["n"]), (name, m)
+
+
+def test_imu2clip_on_per_frame_embeddings_reads_the_middle_frame_frozen():
+    from crossmodal_har.config import from_dict, to_dict
+    from crossmodal_har.signals.types import PreprocessConfig
+    from crossmodal_har.train.config import PretrainConfig
+    from crossmodal_har.train.methods import build_method
+
+    info = {"video_kind": "embeddings", "video_dim": 12, "num_frames": 5, "window": 250,
+            "preprocess": to_dict(PreprocessConfig())}
+    video = torch.randn(3, 5, 12)
+    m = build_method(from_dict(PretrainConfig, {"method": "imu2clip", "imu_encoder": "convgru-tiny"}), info)
+    assert m.video_temporal is None
+    torch.testing.assert_close(m.video_features(video), video[:, 2])
+    mean3 = build_method(from_dict(PretrainConfig, {"method": "imu2clip", "imu_encoder": "convgru-tiny",
+                                                    "clip_frames": "mean3"}), info)
+    torch.testing.assert_close(mean3.video_features(video), video[:, [0, 2, 4]].mean(dim=1))
+    sig = build_method(from_dict(PretrainConfig, {"method": "siglip", "imu_encoder": "patchtst-tiny"}), info)
+    assert sig.video_temporal is not None and sig.video_features(video).shape == (3, sig.video_temporal.out_dim)

@@ -242,7 +242,10 @@ class _Pairing:
     win_frames: Dict[int, np.ndarray] = field(default_factory=dict)
     kept: Dict[int, List[int]] = field(default_factory=dict)  # chunk -> good window indices
     video_out: Dict[int, List[np.ndarray]] = field(default_factory=dict)  # chunk -> frames or embeddings
-    pending: List[Tuple[int, np.ndarray]] = field(default_factory=list)  # (chunk, frames) for the encoder
+    pending: List[Tuple[int, int, np.ndarray]] = field(default_factory=list)  # (chunk, window, frames) to embed
+    # per-frame layout: features of frames already embedded, by presentation time; overlapping windows
+    # share frames (5 s windows every 2.5 s: each frame is in two), so each is embedded once
+    frame_cache: Dict[float, np.ndarray] = field(default_factory=dict)
 
 
 def _pair_frames(spec: SessionSpec, cfg: IngestConfig, store_dir: Path, summary: Dict[str, Any], info: VideoInfo,
@@ -301,7 +304,7 @@ def _window_done(st: _Pairing, w: int) -> None:
         if st.encoder is None:
             st.video_out.setdefault(c, []).append(frames)
         else:
-            st.pending.append((c, frames))
+            st.pending.append((c, w, frames))
             if len(st.pending) >= EMBED_BATCH:
                 _flush_embeddings(st)
     elif (st.info.duration_s is None and st.stats.frames_decoded
@@ -318,10 +321,35 @@ def _flush_embeddings(st: _Pairing) -> None:
     """Embed the frames of the windows waiting for the encoder, in one batch."""
     if not st.pending:
         return
-    emb = embed_frames(st.encoder, np.stack([f for _, f in st.pending]), batch_size=EMBED_BATCH,
-                       per_frame=st.per_frame)
-    for (c, _), e in zip(st.pending, emb):
+    if st.per_frame:
+        _flush_frame_embeddings(st)
+        return
+    emb = embed_frames(st.encoder, np.stack([f for _, _, f in st.pending]), batch_size=EMBED_BATCH)
+    for (c, _, _), e in zip(st.pending, emb):
         st.video_out.setdefault(c, []).append(e)
+    st.pending.clear()
+
+
+def _flush_frame_embeddings(st: _Pairing) -> None:
+    """Per-frame layout: embed each distinct frame of the waiting windows once (frames are told apart
+    by presentation time; the encoder sees every frame on its own, so sharing is exact), then give
+    every window its [K, D]. Features of frames the next windows may share are kept."""
+    new: Dict[float, np.ndarray] = {}
+    for _, w, frames in st.pending:
+        for tk, f in zip(st.win_times[w].tolist(), frames):
+            if tk not in st.frame_cache and tk not in new:
+                new[tk] = f
+    if new:
+        keys = list(new)
+        emb = embed_frames(st.encoder, np.stack([new[k] for k in keys])[:, None], batch_size=EMBED_BATCH * 4,
+                           per_frame=True)[:, 0]
+        st.frame_cache.update(zip(keys, emb))
+    for c, w, _ in st.pending:
+        st.video_out.setdefault(c, []).append(np.stack([st.frame_cache[tk] for tk in st.win_times[w].tolist()]))
+    # windows complete in time order: frames before the last waiting window's first frame are done
+    oldest = float(np.min(st.win_times[st.pending[-1][1]]))
+    for tk in [k for k in st.frame_cache if k < oldest]:
+        del st.frame_cache[tk]
     st.pending.clear()
 
 

@@ -30,6 +30,7 @@ from crossmodal_har.models.classifier import encode_windows
 from crossmodal_har.models.heads import ProjectionHead, TemporalHead
 from crossmodal_har.models.losses import ClipLoss, SigLipLoss
 from crossmodal_har.models.mae import ImuMaskedAutoencoder
+from crossmodal_har.models.video_clip import frame_indices
 from crossmodal_har.models.registry import (checked_config, create_model, create_model_from_config, model_config,
                                             with_input_channels)
 from crossmodal_har.signals.normalize import normalize_windows
@@ -144,6 +145,7 @@ class CrossModalMethod(PretrainMethod):
         self.video_frozen = frozen
         self.video_encoder = None
         self.video_temporal = None
+        self.video_frames_picked = None  # imu2clip on per-frame embeddings: the frames it reads
         if self.video_kind == "frames":
             shape = {"num_frames": data_info.get("num_frames")}
             if cfg.method == "imu2clip":
@@ -155,6 +157,11 @@ class CrossModalMethod(PretrainMethod):
             if frozen:
                 self.video_encoder.freeze()
             video_in = self.video_encoder.embed_dim
+        elif data_info.get("num_frames") and cfg.method == "imu2clip":
+            # IMU2CLIP on per-frame embeddings: the frozen image tower's embedding of the middle frame
+            # (or the mean of first, middle and last), as on frames; nothing trainable on the video side
+            self.video_frames_picked = frame_indices(int(data_info["num_frames"]), cfg.clip_frames)
+            video_in = int(data_info["video_dim"])
         elif data_info.get("num_frames"):  # per-frame embeddings [K, D]: a trainable temporal head
             th = cfg.temporal_head
             self.video_temporal = TemporalHead(int(data_info["video_dim"]), th.hidden, th.kernel, th.layers,
@@ -188,6 +195,8 @@ class CrossModalMethod(PretrainMethod):
         embeddings) before the projection head."""
         if self.video_temporal is not None:
             return self.video_temporal(video.float())
+        if self.video_frames_picked is not None:
+            return video[:, self.video_frames_picked].float().mean(dim=1)
         if self.video_encoder is None:
             return video.float()
         if self.video_frozen:
