@@ -12,7 +12,8 @@ import pytest
 import scipy.stats
 
 from crossmodal_har.cli import main
-from crossmodal_har.demo import CONTROL_LABEL, ZEROSHOT_METHODS, build_stages, plan_for_budget, run_demo
+from crossmodal_har.demo import (CONTROL_LABEL, ZEROSHOT_METHODS, build_stages, plan_for_budget, pretrained_runs,
+                                 run_demo)
 from crossmodal_har.evaluate.report import summarize_runs, write_outputs
 
 
@@ -93,51 +94,70 @@ def test_report_runs_again_when_a_stage_ran_after_it(tmp_path):
 
 # ------------------------------------------------------------------------------- the report itself
 SEED_EFFECT = [0.00, 0.03, -0.02, 0.01, -0.01]  # shared by every method: the pairing removes it
+# a pretraining seed's effect, shared by a method and its control at the same pretraining seed
+PSEED_EFFECT = {0: 0.0, 1: 0.05, 2: -0.05}
+R1_FACTOR = {0: 0.8, 1: 1.0, 2: 1.2}  # zero-shot R@1 of pretraining seed p: r1 x factor
 
 
-def _fake_evaluation(out, method, offset, gain10=0.0):
+def _fake_evaluation(out, method, offset, gain10=0.0, *, shots=(10, 100), encoder=None, pseed_effect=0.0,
+                     protocols=("linear-probe", "finetune")):
     runs = []
-    for protocol in ("linear-probe", "finetune"):
-        for shots in (10, 100):
+    for protocol in protocols:
+        for k in shots:
             for s, e in enumerate(SEED_EFFECT):
                 jitter = 0.002 * ((s * 7 + len(method)) % 3)
-                ba = 0.6 + offset + (gain10 if shots == 10 else 0.0) + e + jitter
-                runs.append({"method": method, "protocol": protocol, "shots": shots, "seed": s,
+                ba = 0.6 + offset + pseed_effect + (gain10 if k == 10 else 0.0) + e + jitter
+                runs.append({"method": method, "protocol": protocol, "shots": k, "seed": s,
                              "test": {"accuracy": ba, "balanced_accuracy": ba, "macro_f1": ba - 0.01,
                                       "per_class_recall": [ba, ba], "confusion_matrix": [[5, 1], [1, 5]]}})
     res = {"format_version": 1, "method": method, "complete": True,
            "dataset": {"spec": "fake", "n_windows": 10, "n_subjects": 5, "class_names": ["a", "b"]},
-           "encoder": {"encoder": f"/runs/{method}", "model": "patchtst-tiny"}, "runs": runs}
+           "encoder": {"encoder": str(encoder) if encoder else f"/runs/{method}", "model": "patchtst-tiny",
+                       "pretrained": encoder is not None}, "runs": runs}
     res["summary"] = summarize_runs(runs)
     write_outputs(res, out, plots=False)
     return out
 
 
-def _fake_zeroshot(out, method, r1, store, split, windows):
+def _fake_zeroshot(out, method, r1, store, split, windows, run=None):
     out.mkdir(parents=True)
     m = {"R@1": r1, "R@3": r1 * 2, "R@10": r1 * 4, "MRR": r1 * 1.5, "chance_R@1": 1 / windows,
          "chance_R@3": 3 / windows, "chance_R@10": 10 / windows, "chance_MRR": 0.05}
     (out / "results.json").write_text(json.dumps({
         "method": method, "windows": windows, "store": str(store), "split": split,
+        **({"run": str(run)} if run else {}),
         "retrieval": {"imu_to_video": m, "video_to_imu": m},
         "classification": {"balanced_accuracy": 0.4, "macro_f1": 0.35, "chance_balanced_accuracy": 0.25}}))
     return out
 
 
 def _demo_results(tmp_path):
-    """Fake results at the paths the demo's stages write, and the report stage's argv."""
+    """Fake results at the paths the demo's stages write, and the report stage's argv. Every
+    pretraining run directory holds a config.json with its seed (as `pretrain` writes it)."""
     plan, st = _stages(tmp_path)
     (tmp_path / "plan.json").write_text(json.dumps({**plan.__dict__}))
     same_store, other_store = _opt(st["ingest"][0], "--out"), _opt(st["ingest-other"][0], "--out")
-    for m, r1 in (("siglip", 0.05), ("clip", 0.03), ("imu2clip", 0.02), ("siglip-shuffled", 0.008)):
-        label = CONTROL_LABEL if m == "siglip-shuffled" else m
-        _fake_zeroshot(tmp_path / _opt(st[f"zeroshot-{m}"][0], "--out"), label, r1, same_store, "test", 118)
-        _fake_zeroshot(tmp_path / _opt(st[f"zeroshot-other-{m}"][0], "--out"), label, r1 / 2, other_store, "all", 180)
+    r1s = {"siglip": 0.05, "clip": 0.03, "imu2clip": 0.02, CONTROL_LABEL: 0.008}
     # siglip: +0.10 over random at 10 shots, of which +0.08 from true pairing; +0.05 at 100, none from pairing
-    _fake_evaluation(_opt(st["evaluate-siglip"][0], "--out"), "siglip", 0.05, gain10=0.05)
-    _fake_evaluation(_opt(st["evaluate-siglip-shuffled"][0], "--out"), CONTROL_LABEL, 0.05, gain10=-0.03)
-    for m, off in (("clip", 0.02), ("imu2clip", -0.05), ("imu-mae", 0.04), ("random", 0.0), ("supervised", 0.1)):
-        _fake_evaluation(_opt(st[f"evaluate-{m}"][0], "--out"), m, off)
+    evals = {"siglip": (0.05, 0.05), CONTROL_LABEL: (0.05, -0.03), "clip": (0.02, 0.0), "imu2clip": (-0.05, 0.0),
+             "imu-mae": (0.04, 0.0)}
+    for d, label, p in pretrained_runs(plan):
+        run = tmp_path / _opt(st[f"pretrain-{d}"][0], "--out")
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps({"seed": int(_opt(st[f"pretrain-{d}"][0], "--seed"))}))
+        if label in r1s:
+            r1 = r1s[label] * R1_FACTOR[p]
+            _fake_zeroshot(tmp_path / _opt(st[f"zeroshot-{d}"][0], "--out"), label, r1, same_store, "test", 118, run)
+            _fake_zeroshot(tmp_path / _opt(st[f"zeroshot-other-{d}"][0], "--out"), label, r1 / 2, other_store, "all",
+                           180, run)
+        [ev] = st[f"evaluate-{d}"]
+        off, gain10 = evals[label]
+        _fake_evaluation(tmp_path / _opt(ev, "--out"), label, off, gain10, encoder=_opt(ev, "--encoder"),
+                         shots=[int(k) for k in _opt(ev, "--shots").split(",")], pseed_effect=PSEED_EFFECT[p])
+    for m, off in (("random", 0.0), ("supervised", 0.1)):
+        [ev] = st[f"evaluate-{m}"]
+        _fake_evaluation(_opt(ev, "--out"), m, off, shots=[int(k) for k in _opt(ev, "--shots").split(",")],
+                         protocols=(_opt(ev, "--protocol").split(",")))
     return st["report"][0]
 
 
@@ -146,16 +166,18 @@ def test_demo_report_shows_the_control_the_other_corpus_and_the_paired_differenc
     assert main(argv) == 0
     text = (tmp_path / "report.md").read_text()
     rows = [ln for ln in text.splitlines() if ln.startswith("|")]
-    # both tables have the control's row
-    assert any(ln.startswith("| siglip (shuffled pairs) | imu to video | 118 |") for ln in rows)
+    # both tables have the control's row (3 pretraining seeds in the zero-shot table)
+    assert any(ln.startswith("| siglip (shuffled pairs) | 3 | imu to video | 118 |") for ln in rows)
     assert any(ln.startswith("| siglip (shuffled pairs) | linear-probe |") for ln in rows)
     # two zero-shot tables, clearly titled, each with its own chance level
     same = text.index("Same corpus")
     other = text.index("Cross-corpus")
     assert "seed 1" in text[other:other + 300]
-    assert "| *chance* | | | 0.008 |" in text[same:other]  # 1/118
-    assert "| *chance* | | | 0.006 |" in text[other:]  # 1/180
-    assert any(ln.startswith("| siglip | imu to video | 180 | 0.025 |") for ln in rows)
+    assert "| *chance* | | | | 0.008 | |" in text[same:other]  # 1/118
+    assert "| *chance* | | | | 0.006 | |" in text[other:]  # 1/180
+    # mean ± sd (min – max) over the 3 pretraining seeds, and the mean over chance (0.025 x 180)
+    assert any(ln.startswith("| siglip | 3 | imu to video | 180 | 0.025 ± 0.005 (0.020 – 0.030) | 4.5× |")
+               for ln in rows)
 
     merged = json.loads((tmp_path / "results.json").read_text())
     # against random init: the evaluation's own comparisons; against the control: control_comparisons
@@ -183,7 +205,8 @@ def test_demo_report_shows_the_control_the_other_corpus_and_the_paired_differenc
     line10 = next(ln for ln in sec.splitlines() if ln.startswith("- finetune, 10 shots"))
     assert "+0.100" in line10 and "+0.080" in line10 and "80 %" in line10
     assert ("In short: siglip with true pairs beats its shuffled control with a 95 % CI above 0 at finetune 10 shots, "
-            "linear-probe 10 shots; it does **not** at finetune 100 shots, linear-probe 100 shots.") in sec
+            "linear-probe 10 shots; it does **not** at finetune 20 shots, finetune 50 shots, finetune 100 shots, "
+            "linear-probe 20 shots, linear-probe 50 shots, linear-probe 100 shots.") in sec
 
 
 def test_zeroshot_name_labels_the_results(tmp_path):

@@ -6,19 +6,25 @@ Stages (each one a ``crossmodal-har`` command a user can run alone; the demo pri
 2. ``ingest``    into a window store (frames mode: the tiny configs keep the video tower frozen);
 3. ``pretrain``  siglip (the paper's method), clip, imu2clip and imu-mae with tiny configs, and the
    control ``siglip (shuffled pairs)``: siglip on the same store and budget with every training
-   IMU window paired with another window's video (``split.shuffle_train_pairs``);
+   IMU window paired with another window's video (``split.shuffle_train_pairs``); each with several
+   pretraining seeds (``--seed``; the control gets siglip's seeds and, seed by seed, its steps);
 4. ``zeroshot``  retrieval and nearest-video-class accuracy on held-out simulated subjects, and on
    every window of a second corpus simulated with another seed (other people, other scene looks:
    ``simulate-other``, ``ingest-other``, ``zeroshot-other-*``);
 5. ``evaluate``  few-shot, subject-disjoint evaluation on real UCI HAPT (a different device, body
-   position and population) for every pretrained encoder, the control, a random encoder and
-   supervised training;
-6. ``report``    one report with the tables, the paired differences (how much of each gain comes
-   from true pairing), plots and ``results.json``.
+   position and population) for every pretrained encoder (each pretraining seed, with the same
+   evaluation seeds), the control, a random encoder and supervised training;
+6. ``report``    one report with the tables, the spread across pretraining seeds, the paired
+   differences (how much of each gain comes from true pairing), plots and ``results.json``.
 
 Each finished stage leaves ``OUT/stages/<name>.json``; a re-run skips finished stages (the report
 runs again whenever a stage ran), and the stages themselves resume (ingest and pretrain continue
-where a kill left them). Stage names never change meaning: a new stage gets a new name.
+where a kill left them). Stage names never change meaning: a new stage gets a new name. The first
+pretraining seed keeps the stage and directory names of the demo before pretraining seeds
+(``pretrain-siglip``, ``runs/siglip``); another seed p adds ``-seed<p>`` (``pretrain-siglip-seed1``,
+``runs/siglip-shuffled-seed1``, ``evaluate-clip-seed2``). ``OUT/plan.json`` holds the plan: a
+re-run whose plan differs from it (another ``--budget-minutes``, or a demo of an earlier version)
+is refused rather than mixed.
 """
 
 from __future__ import annotations
@@ -69,34 +75,57 @@ class DemoPlan:
     # the cross-corpus zero-shot corpus, simulated with seed + 1 (other people, other scene looks)
     other_subjects: int = 6
     other_minutes: float = 10.0
+    # every pretrained method and the control, with each of these seeds (pretrain --seed)
+    pretrain_seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    # HAPT shots of the pretraining seeds after the first (the first gets `shots`): fine-tuning is
+    # ~90 % of an evaluation's time, and 10/100 are the ends of the curve
+    extra_seed_shots: List[int] = field(default_factory=lambda: [10, 100])
 
 
 def plan_for_budget(minutes: float = 15.0, workers: Optional[int] = None) -> DemoPlan:
     """Scale data and steps to a wall-clock budget on a 2-core CPU.
 
-    The default (15 min; 6.2 min measured before the controls) spends roughly: simulate + ingest
-    35 s (40 simulated minutes: with less, retrieval stays at chance), pretraining 5 runs of 10-30 s
-    (at most 90 s each), zero-shot a few seconds, the second corpus (6 people x 10 min) 15-40 s,
-    HAPT few-shot evaluation (6 encoders x 2 protocols x 4 shots x 5 seeds, plus supervised) about
-    45 s each. The control and the second corpus added 3.2 min on a busy 2-core machine (about 2
-    min unloaded). Shots and seeds are the paper's Table 3 setting and do not scale.
+    With one pretraining seed the default took 6.3 min on a quiet 2-core machine: simulate + ingest
+    about 30 s (40 simulated minutes: with less, retrieval stays at chance), pretraining 5 runs of
+    8-20 s (all epochs completed), zero-shot and the second corpus (6 people x 10 min) about 10 s,
+    HAPT few-shot evaluation (2 protocols x 4 shots x 5 seeds) 32-41 s per encoder, 7 encoders
+    (fine-tuning ~28 s of each). Three pretraining seeds add 10 pretraining runs (~160 s) and 10
+    evaluations at 10 and 100 shots only (~17 s each, ~170 s): about 11.8 min in all. The time
+    budget of a pretraining run (45 s at 15 min, about twice the slowest run's need) only binds on
+    a busy machine, where the report's step counts say so. Shots and evaluation seeds are the
+    paper's Table 3 setting and do not scale; budgets under 10 min use 2 pretraining seeds, under 4
+    min one.
     """
     if minutes <= 0:
         raise UserError("--budget-minutes must be > 0")
     scale = minutes / 15.0
+    n_pretrain_seeds = 3 if minutes >= 10 else 2 if minutes >= 4 else 1
     return DemoPlan(
         budget_minutes=minutes,
         subjects=max(4, min(16, int(round(8 * scale ** 0.5)))),
         sim_minutes=max(4.0, round(40.0 * scale, 1)),
         frame_size=32,
-        pretrain_seconds=max(10.0, round(90.0 * scale)),
+        pretrain_seconds=max(10.0, round(45.0 * scale)),
         shots=[10, 20, 50, 100],
         seeds=5,
         eval_epochs=max(3, min(30, int(round(12 * scale)))),
         workers=workers or min(2, os.cpu_count() or 1),
         other_subjects=max(4, min(6, int(round(6 * scale ** 0.5)))),
         other_minutes=max(2.0, min(10.0, round(10.0 * scale, 1))),
+        pretrain_seeds=list(range(n_pretrain_seeds)),
     )
+
+
+def run_name(name: str, plan: DemoPlan, pretrain_seed: int) -> str:
+    """Directory/stage name of ``name`` (a method or ``siglip-shuffled``) at one pretraining seed: the
+    first seed keeps the name of the demo before pretraining seeds, another adds ``-seed<p>``."""
+    return name if pretrain_seed == plan.pretrain_seeds[0] else f"{name}-seed{pretrain_seed}"
+
+
+def pretrained_runs(plan: DemoPlan) -> List["tuple[str, str, int]"]:
+    """(run directory name, table label, pretraining seed) of every pretraining run, seed by seed."""
+    return [(run_name(d, plan, p), label, p) for p in plan.pretrain_seeds
+            for d, label in [(m, m) for m in PRETRAIN_METHODS] + [(CONTROL_RUN, CONTROL_LABEL)]]
 
 
 @dataclass
@@ -122,33 +151,42 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
                 "--frames", "10", "--size", str(plan.frame_size), "--workers", str(plan.workers),
                 "--set", f"normalization={plan.normalization}"]
 
-    def pretrain(config: str, run: Path, extra: Sequence[str] = ()) -> List[str]:
-        return ["pretrain", "--config", config, "--store", str(store), "--out", str(run),
+    def pretrain(config: str, run: Path, seed: int, extra: Sequence[str] = ()) -> List[str]:
+        return ["pretrain", "--config", config, "--store", str(store), "--out", str(run), "--seed", str(seed),
                 "--time-budget", str(int(plan.pretrain_seconds)), "--no-progress", *extra,
                 # a run killed mid-way continues from its last checkpoint
                 *(["--resume"] if (run / "checkpoint.pt").exists() else [])]
 
-    # (run directory name, label in the tables): the cross-modal runs that have a video tower
-    crossmodal = [(m, m) for m in ZEROSHOT_METHODS] + [(CONTROL_RUN, CONTROL_LABEL)]
+    def same_steps_as_siglip(seed: int) -> List[str]:
+        # the control gets siglip's optimiser steps (and so its lr schedule) at the same pretraining
+        # seed, not only its time budget
+        f = runs / run_name("siglip", plan, seed) / "summary.json"
+        step = json.loads(f.read_text()).get("step") if f.exists() else None
+        return ["--set", f"max_steps={int(step)}"] if step else []
+
+    def seed_words(p: int) -> str:
+        return f", pretraining seed {p}" if len(plan.pretrain_seeds) > 1 else ""
+
+    # (run directory name, label in the tables, pretraining seed)
+    pretrained = pretrained_runs(plan)
+    # the cross-modal runs, which have a video tower
+    crossmodal = [(d, label, p) for d, label, p in pretrained if label in (*ZEROSHOT_METHODS, CONTROL_LABEL)]
     stages: List[Stage] = [
         Stage("simulate", "simulate paired IMU+video", lambda: [[
             "simulate", "--out", str(sim), "--subjects", str(plan.subjects), "--minutes", str(plan.sim_minutes),
             "--seed", str(plan.seed), "--workers", str(plan.workers)]]),
         Stage("ingest", "ingest into a window store", lambda: [ingest(sim, store)]),
     ]
-    for m in PRETRAIN_METHODS:
-        stages.append(Stage(f"pretrain-{m}", f"pretrain {m} (tiny)", lambda m=m: [pretrain(f"{m}-tiny", runs / m)]))
-    def same_steps_as_siglip() -> List[str]:
-        # the control gets siglip's optimiser steps (and so its lr schedule), not only its time budget
-        f = runs / "siglip" / "summary.json"
-        step = json.loads(f.read_text()).get("step") if f.exists() else None
-        return ["--set", f"max_steps={int(step)}"] if step else []
-
-    stages.append(Stage(f"pretrain-{CONTROL_RUN}", "pretrain the control: siglip (tiny) on shuffled pairs",
-                        lambda: [pretrain("siglip-tiny", runs / CONTROL_RUN,
-                                          ["--set", "split.shuffle_train_pairs=true", *same_steps_as_siglip()])]))
-    for d, label in crossmodal:
-        stages.append(Stage(f"zeroshot-{d}", f"zero-shot {label} on held-out simulated subjects",
+    for d, label, p in pretrained:
+        if label == CONTROL_LABEL:
+            stages.append(Stage(f"pretrain-{d}", f"pretrain the control: siglip (tiny) on shuffled pairs{seed_words(p)}",
+                                lambda d=d, p=p: [pretrain("siglip-tiny", runs / d, p, [
+                                    "--set", "split.shuffle_train_pairs=true", *same_steps_as_siglip(p)])]))
+        else:
+            stages.append(Stage(f"pretrain-{d}", f"pretrain {label} (tiny){seed_words(p)}",
+                                lambda d=d, label=label, p=p: [pretrain(f"{label}-tiny", runs / d, p)]))
+    for d, label, p in crossmodal:
+        stages.append(Stage(f"zeroshot-{d}", f"zero-shot {label} on held-out simulated subjects{seed_words(p)}",
                             lambda d=d, label=label: [[
                                 "zeroshot", "--run", str(runs / d), "--store", str(store), "--out", str(zs / d),
                                 "--name", label]]))
@@ -158,29 +196,33 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
                                   "--minutes", str(plan.other_minutes), "--seed", str(plan.seed + 1),
                                   "--workers", str(plan.workers)]]))
     stages.append(Stage("ingest-other", "ingest the second corpus (same settings)", lambda: [ingest(sim2, store2)]))
-    for d, label in crossmodal:
-        stages.append(Stage(f"zeroshot-other-{d}", f"zero-shot {label} on every window of the second corpus",
-                            lambda d=d, label=label: [[
+    for d, label, p in crossmodal:
+        stages.append(Stage(f"zeroshot-other-{d}", f"zero-shot {label} on every window of the second corpus"
+                            f"{seed_words(p)}", lambda d=d, label=label: [[
                                 "zeroshot", "--run", str(runs / d), "--store", str(store2), "--split", "all",
                                 "--out", str(zs2 / d), "--name", label]]))
-    shots = ",".join(str(s) for s in plan.shots)
-    common = ["--dataset", "hapt", "--shots", shots, "--seeds", str(plan.seeds), "--epochs", str(plan.eval_epochs),
-              "--no-progress"]
+    def common(shots: Sequence[int]) -> List[str]:
+        return ["--dataset", "hapt", "--shots", ",".join(str(s) for s in shots), "--seeds", str(plan.seeds),
+                "--epochs", str(plan.eval_epochs), "--no-progress"]
+
     # pretrained encoders carry the store's preprocessing; random ones are told the same
     random_pre = ["--set", f"preprocess.normalization={plan.normalization}"]
-    for d, label in [(m, m) for m in PRETRAIN_METHODS] + [(CONTROL_RUN, CONTROL_LABEL)]:
-        stages.append(Stage(f"evaluate-{d}", f"few-shot HAPT evaluation of {label}", lambda d=d, label=label: [[
-            "evaluate", "--encoder", str(runs / d), "--name", label, "--protocol", "linear-probe,finetune",
-            "--out", str(ev / d)] + common]))
+    for d, label, p in pretrained:
+        # every pretraining seed with the same evaluation seeds (same splits and draws): a paired design
+        shots = plan.shots if p == plan.pretrain_seeds[0] else plan.extra_seed_shots
+        stages.append(Stage(f"evaluate-{d}", f"few-shot HAPT evaluation of {label}{seed_words(p)}",
+                            lambda d=d, label=label, shots=shots: [[
+                                "evaluate", "--encoder", str(runs / d), "--name", label,
+                                "--protocol", "linear-probe,finetune", "--out", str(ev / d)] + common(shots)]))
     stages.append(Stage("evaluate-random", "few-shot HAPT evaluation of a random encoder", lambda: [[
         "evaluate", "--encoder", "random", "--model", plan.eval_model, "--name", "random",
-        "--protocol", "linear-probe,finetune", "--out", str(ev / "random")] + common + random_pre]))
+        "--protocol", "linear-probe,finetune", "--out", str(ev / "random")] + common(plan.shots) + random_pre]))
     stages.append(Stage("evaluate-supervised", "supervised from scratch on HAPT", lambda: [[
         "evaluate", "--encoder", "random", "--model", plan.eval_model, "--name", "supervised",
-        "--protocol", "supervised", "--out", str(ev / "supervised")] + common + random_pre]))
+        "--protocol", "supervised", "--out", str(ev / "supervised")] + common(plan.shots) + random_pre]))
     stages.append(Stage("report", "write the report", lambda: [[
-        "report", *[str(zs / d) for d, _ in crossmodal], *[str(zs2 / d) for d, _ in crossmodal],
-        *[str(ev / m) for m in (*PRETRAIN_METHODS, CONTROL_RUN, "random", "supervised")],
+        "report", *[str(zs / d) for d, _, _ in crossmodal], *[str(zs2 / d) for d, _, _ in crossmodal],
+        *[str(ev / d) for d, _, _ in pretrained], str(ev / "random"), str(ev / "supervised"),
         "--out", str(out), "--title", "crossmodal-har demo", "--demo-plan", str(out / "plan.json"),
         # imu2clip-tiny's IMU tower is convgru-tiny, the random/supervised rows' patchtst-tiny: its rows
         # are flagged as not a matched comparison rather than refused
@@ -210,6 +252,11 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[L
         if saved.get("budget_minutes") != plan.budget_minutes:
             raise UserError(f"{out} holds a demo planned for {saved.get('budget_minutes')} minutes; "
                             f"use the same --budget-minutes to resume, or --restart")
+        # the worker count does not change results; anything else would mix two plans in one report
+        differs = [k for k, v in asdict(plan).items() if k != "workers" and saved.get(k) != v]
+        if differs:
+            raise UserError(f"{out} holds a demo of an earlier version, planned differently "
+                            f"({', '.join(differs)}); re-run with --restart to redo it here, or use another --out")
     atomic_write_json(plan_file, asdict(plan))
     stages = build_stages(out, plan)
     t_start = time.perf_counter()
@@ -238,29 +285,74 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[L
     return out / "report.md"
 
 
-def _epochs_text(out: Path) -> str:
-    """What each pretraining run actually did, from its summary.json."""
+def _load_plan(plan_path: PathLike) -> DemoPlan:
+    """The saved plan (a plan.json of a demo before pretraining seeds gets their defaults: one seed)."""
+    saved = json.loads(Path(plan_path).read_text())
+    known = {k: v for k, v in saved.items() if k in DemoPlan.__dataclass_fields__}
+    known.setdefault("pretrain_seeds", [0])
+    return DemoPlan(**known)
+
+
+def _summary(out: Path, d: str) -> Optional[dict]:
+    f = out / "runs" / d / "summary.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _epochs_text(out: Path, plan: DemoPlan) -> str:
+    """What each pretraining run actually did, from its summary.json (steps per pretraining seed)."""
     parts = []
-    for m, label in [(m, m) for m in PRETRAIN_METHODS] + [(CONTROL_RUN, CONTROL_LABEL)]:
-        f = out / "runs" / m / "summary.json"
-        if f.exists():
-            s = json.loads(f.read_text())
-            parts.append(f"{label} {s.get('step', '?')} steps ({s.get('stopped', '?')})")
+    for d, label in [(m, m) for m in PRETRAIN_METHODS] + [(CONTROL_RUN, CONTROL_LABEL)]:
+        done = [(p, _summary(out, run_name(d, plan, p))) for p in plan.pretrain_seeds]
+        done = [(p, s) for p, s in done if s is not None]
+        if not done:
+            continue
+        steps = "/".join(str(s.get("step", "?")) for _, s in done)
+        stopped = "/".join(sorted({str(s.get("stopped", "?")) for _, s in done}))
+        seeds = f" (seeds {', '.join(str(p) for p, _ in done)})" if len(plan.pretrain_seeds) > 1 else ""
+        parts.append(f"{label} {steps} steps{seeds} ({stopped})")
     return ", ".join(parts) or "no run summaries found"
 
 
-def _control_steps_note(out: Path) -> List[str]:
-    """A caveat when the control did not train as many steps as siglip (a time budget cut one short)."""
-    steps = {}
-    for d in ("siglip", CONTROL_RUN):
-        f = out / "runs" / d / "summary.json"
-        if f.exists():
-            steps[d] = json.loads(f.read_text()).get("step")
-    if len(steps) == 2 and steps["siglip"] != steps[CONTROL_RUN]:
-        return [f"**The control is not matched in steps**: siglip trained {steps['siglip']} steps, "
-                f"`{CONTROL_LABEL}` {steps[CONTROL_RUN]} (the time budget stopped one of them early, e.g. on a "
-                "busier machine), so part of their difference may come from training length, not pairing."]
+def _control_steps_note(out: Path, plan: DemoPlan) -> List[str]:
+    """A caveat when the control did not train as many steps as siglip at the same pretraining seed
+    (a time budget cut one short)."""
+    bad = []
+    for p in plan.pretrain_seeds:
+        a, b = _summary(out, run_name("siglip", plan, p)), _summary(out, run_name(CONTROL_RUN, plan, p))
+        if a is not None and b is not None and a.get("step") != b.get("step"):
+            bad.append(f"siglip trained {a.get('step')} steps, `{CONTROL_LABEL}` {b.get('step')}"
+                       + (f" at pretraining seed {p}" if len(plan.pretrain_seeds) > 1 else ""))
+    if bad:
+        return [f"**The control is not matched in steps**: {'; '.join(bad)} (the time budget stopped one of them "
+                "early, e.g. on a busier machine), so part of their difference may come from training length, not "
+                "pairing."]
     return []
+
+
+def _seeds_text(plan: DemoPlan) -> List[str]:
+    """The preamble's paragraph on pretraining seeds and how each one is evaluated."""
+    seeds = plan.pretrain_seeds
+    if len(seeds) < 2:
+        return []
+    first, rest = seeds[0], ", ".join(str(p) for p in seeds[1:])
+    extra = ", ".join(str(s) for s in plan.extra_seed_shots)
+    return [
+        f"- Pretraining seeds: every pretrained method and the control is pretrained {len(seeds)} times, with "
+        f"`pretrain --seed` {', '.join(str(p) for p in seeds)} (model initialisation, data order and augmentation; "
+        "the same store, config and time budget; the control at seed p trains siglip's steps at seed p). Every "
+        f"encoder is evaluated on HAPT with the same {plan.seeds} evaluation seeds, so the same subject splits and "
+        f"few-shot draws (a crossed design: two pretraining seeds differ by their pretraining, not by which people "
+        f"were tested): seed {first} at every shots setting, seed{'s' if len(seeds) > 2 else ''} {rest} at {extra} "
+        "shots only. That keeps the demo within its budget (fine-tuning is about 90 % of an evaluation's time; "
+        "every shots setting for every seed would take about 3 minutes more on a quiet 2-core machine), and 10 and "
+        "100 shots are the ends of the curve, where the claims below are made; the cells at other shots hold "
+        f"pretraining seed {first} only (marked ‡). Tables show the mean over pretraining "
+        "seeds; their spread (sd, min – max of the per-seed means) is in \"Spread across pretraining seeds\", "
+        "beside the evaluation-seed CI, and in the paired differences (each seed's own difference; siglip's seed "
+        "p against the control's seed p). The CIs are over evaluation seeds with the encoders fixed: they do not "
+        f"cover pretraining-seed variation, which {len(seeds)} seeds can show but not bound. The control's "
+        "shuffled pairing is the same permutation (it follows the store split's seed) at every pretraining seed.",
+    ]
 
 
 def demo_zeroshot_titles(plan_path: PathLike) -> Dict[str, str]:
@@ -280,6 +372,7 @@ def demo_zeroshot_titles(plan_path: PathLike) -> Dict[str, str]:
 def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
     """Preamble (what was run, at which size) and caveats for the demo's report."""
     plan = json.loads(Path(plan_path).read_text())
+    dp = _load_plan(plan_path)
     out = Path(plan_path).parent
     stage_lines = []
     for f in sorted((out / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
@@ -293,10 +386,12 @@ def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
         f"- Pretraining data: {plan['sim_minutes']} minutes of **simulated** head-mounted IMU + egocentric video "
         f"from {plan['subjects']} simulated people (`crossmodal-har simulate`), {plan['frame_size']} px frames, "
         "10 frames per 5 s window.",
-        f"- Pretraining: tiny configs (`configs/*-tiny.yaml`: {_epochs_text(out)}), at most "
-        f"{plan['pretrain_seconds']:.0f} s of CPU training per method (the learning-rate schedule is fitted "
+        f"- Pretraining: tiny configs (`configs/*-tiny.yaml`: {_epochs_text(out, dp)}), at most "
+        f"{plan['pretrain_seconds']:.0f} s of CPU training per run (the learning-rate schedule is fitted "
         "to that budget when the epochs would not fit).",
-        f"- Control: `{CONTROL_LABEL}` is siglip pretrained on the same store, config and budget with "
+        *_seeds_text(dp),
+        f"- Control: `{CONTROL_LABEL}` is siglip pretrained on the same store, config, budget"
+        + (" and pretraining seeds" if len(dp.pretrain_seeds) > 1 else "") + " with "
         "`--set split.shuffle_train_pairs=true` (each training IMU window paired with another window's video). "
         "It appears in every table; the paired differences below say how much of siglip's gain over random "
         "initialisation comes from true pairing rather than from the objective, the data or the steps.",
@@ -306,12 +401,12 @@ def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
         "same settings): other people and other scene looks, so only what both modalities share about motion "
         "can carry over. Each table prints its own chance level (it depends on the number of windows).",
         f"- Out-of-distribution evaluation: real UCI HAPT (waist smartphone, 30 people, 6 activities), "
-        f"{', '.join(str(s) for s in plan['shots'])} labelled windows per class, {plan['seeds']} seeds, "
+        f"{', '.join(str(s) for s in plan['shots'])} labelled windows per class, {plan['seeds']} evaluation seeds, "
         "subject-disjoint train/validation/test.", "",
         "Commands run (each can be run alone; seconds are wall time):", "", *stage_lines, "",
     ]
     caveats = [
-        *_control_steps_note(out),
+        *_control_steps_note(out, dp),
         f"Preprocessing: 50 Hz, 5 s windows, median filter 5, normalisation `{plan.get('normalization', 'none')}` for "
         "every method. The paper z-scores each window; here that removes the gravity direction that separates "
         "sitting, standing and lying on HAPT (supervised patchtst-tiny at 100 shots: 0.31 balanced accuracy with "

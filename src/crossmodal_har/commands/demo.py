@@ -1,16 +1,18 @@
 """crossmodal-har demo: the paper's experiment end to end at small scale."""
 
 NAME = "demo"
-HELP = ("run the paper's whole experiment at small scale (simulate, ingest, pretrain with a shuffled-pairs "
-        "control, zero-shot on two corpora, HAPT few-shot, report)")
+HELP = ("run the paper's whole experiment at small scale (simulate, ingest, pretrain 3 seeds with a "
+        "shuffled-pairs control, zero-shot on two corpora, HAPT few-shot, report)")
 DESCRIPTION = (
     "Runs the whole experiment of Cheshmi et al. (MLHC 2025) at CPU scale: simulate paired IMU+video, ingest "
     "it, pretrain siglip (the paper's method), clip, imu2clip and imu-mae with tiny models plus the control "
-    "'siglip (shuffled pairs)' (same store and budget, training pairs shuffled), evaluate zero-shot on held-out "
-    "simulated subjects and on a second corpus simulated with another seed, evaluate every encoder (plus random "
-    "and supervised) few-shot on real UCI HAPT with subject-disjoint splits and 5 seeds, and write "
-    "OUT/report.md with paired differences over the same seeds (how much of siglip's gain comes from true "
-    "pairing). Interrupted, re-run the same command: finished stages are skipped. Needs no network."
+    "'siglip (shuffled pairs)' (same store and budget, training pairs shuffled), each with pretraining seeds "
+    "0, 1, 2, evaluate zero-shot on held-out simulated subjects and on a second corpus simulated with another "
+    "seed, evaluate every encoder (plus random and supervised) few-shot on real UCI HAPT with subject-disjoint "
+    "splits and the same 5 evaluation seeds (pretraining seeds 1 and 2 at 10 and 100 shots only), and write "
+    "OUT/report.md with the spread across pretraining seeds and paired differences over the same seeds (how "
+    "much of siglip's gain comes from true pairing). Interrupted, re-run the same command: finished stages are "
+    "skipped; a directory of an earlier demo version is refused (--restart). Needs no network."
 )
 
 

@@ -10,7 +10,9 @@ DESCRIPTION = (
     "accuracy as mean ± std over seeds, per method × protocol × shots), a zero-shot table (retrieval R@k/MRR "
     "with chance, nearest-video-class accuracy), shots curves with 95%% CI bands, retrieval bars, confusion "
     "matrices, and paired differences of every method against a reference (--reference; mean, 95%% t-interval, "
-    "sign-flip permutation p-value). A run given twice, or an evaluation whose dataset, split scheme, "
+    "sign-flip permutation p-value). Evaluations with one --name whose encoders are different pretraining seeds "
+    "of one method (the seed in the run's config.json) are pooled, with the spread across pretraining seeds "
+    "beside the means. A run given twice, or an evaluation whose dataset, split scheme, "
     "preprocessing or architecture differ from the reference's, is refused (--allow-mismatch: merged and flagged). "
     "Writes OUT/report.md, OUT/results.json and PNGs."
 )

@@ -19,10 +19,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
-from crossmodal_har.evaluate.comparisons import compute_comparisons, render_comparisons
+from crossmodal_har.evaluate.comparisons import compute_comparisons, pretrain_diffs_text, render_comparisons
 from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.evaluate.plots import plot_comparisons, plot_confusion, plot_shots_curve
-from crossmodal_har.evaluate.report import SUBJECTS_ARE_RECORDINGS, json_safe, merge_results, split_text, val_text
+from crossmodal_har.evaluate.report import (SUBJECTS_ARE_RECORDINGS, json_safe, merge_results, pretrain_seed_of,
+                                             split_text, val_text)
 from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,25 @@ def classify_inputs(paths: Sequence[PathLike]) -> Tuple[List[Path], List[Dict[st
         elif isinstance(data, dict) and isinstance(data.get("retrieval"), dict):
             data["_path"] = os.fspath(f)
             data.setdefault("method", f.parent.name)
+            data["pretrain_seed"] = pretrain_seed_of(data)
+            key = _zeroshot_key(data)
+            for z in zeroshot:
+                if _zeroshot_key(z) == key:
+                    seed = "" if key[3] is None else f", pretraining seed {key[3]}"
+                    raise UserError(f"report: {f}: the zero-shot result (method {key[0]!r}, store {key[1] or '?'}, "
+                                    f"split {key[2]}{seed}) is already in {z['_path']}"
+                                    + ("; the same results were given twice" if z["_path"] == os.fspath(f) else
+                                       "; give one of them another --name")
+                                    + " - each result may be merged once")
             zeroshot.append(data)
         else:
             raise DataError(f, "neither an evaluation results.json (no 'summary') nor a zero-shot one (no 'retrieval')")
     return evals, zeroshot
+
+
+def _zeroshot_key(z: Dict[str, Any]) -> tuple:
+    """A zero-shot result may be merged once: (method, store, split, pretraining seed)."""
+    return (z.get("method"), os.fspath(z.get("store") or ""), z.get("split", "test"), z.get("pretrain_seed"))
 
 
 def _method_key(m: str) -> tuple:
@@ -75,6 +91,12 @@ def render_table3(summary: Sequence[Dict[str, Any]]) -> List[str]:
     if not summary:
         return []
     shots = sorted({r["shots"] for r in summary}, key=shots_key)
+    most = {}  # method -> most pretraining seeds of any of its cells
+    for r in summary:
+        most[r.get("method", "")] = max(most.get(r.get("method", ""), 0), r.get("n_pretrain_seeds") or 0)
+    fewer = {(r.get("method", ""), r["protocol"], r["shots"]) for r in summary
+             if 0 < (r.get("n_pretrain_seeds") or 0) < most[r.get("method", "")]}
+    several = any(v > 1 for v in most.values())
     lines: List[str] = []
     for metric, title in TABLE3_METRICS:
         cells: "OrderedDict[tuple, Dict[Any, str]]" = OrderedDict()
@@ -82,21 +104,155 @@ def render_table3(summary: Sequence[Dict[str, Any]]) -> List[str]:
             label = r.get("method", "") + (" †" if r.get("mismatch") else "")
             if r.get("val_mode") == "full" or "/" in (r.get("val_mode") or ""):
                 label += f" (val {r['val_mode']})"
+            mark = " ‡" if (r.get("method", ""), r["protocol"], r["shots"]) in fewer else ""
             cells.setdefault((label, r["protocol"]), {})[r["shots"]] = _pm(
-                r.get(f"{metric}_mean"), r.get(f"{metric}_std"))
-        lines += [f"### {title} (mean ± std over seeds, test subjects)", "",
+                r.get(f"{metric}_mean"), r.get(f"{metric}_std")) + mark
+        over = ("seeds" if not several else "evaluation seeds of the mean over pretraining seeds")
+        lines += [f"### {title} (mean ± std over {over}, test subjects)", "",
                   "| Method | Protocol | " + " | ".join(f"{s} shots" for s in shots) + " |",
                   "|---|---|" + "---|" * len(shots)]
         for (m, p), c in cells.items():
             lines.append(f"| {m} | {p} | " + " | ".join(c.get(s, "–") for s in shots) + " |")
         lines.append("")
+    if fewer:
+        lines += ["‡ fewer pretraining seeds than the method's other cells (see \"Spread across pretraining "
+                  "seeds\" for which).", ""]
+    return lines
+
+
+def render_pretrain_spread(summary: Sequence[Dict[str, Any]]) -> List[str]:
+    """Per method × protocol × shots with pretraining seeds: the mean over pretraining seeds, the
+    eval-seed CI, and the spread across pretraining seeds (balanced accuracy)."""
+    rows = [r for r in summary if (r.get("n_pretrain_seeds") or 0) > 1]
+    if not rows:
+        return []
+    single: "OrderedDict[Any, List[str]]" = OrderedDict()  # shots -> methods with one pretraining seed there
+    for r in sorted(summary, key=lambda r: (shots_key(r["shots"]), _method_key(r.get("method", "")))):
+        if r.get("n_pretrain_seeds") == 1 and any(q.get("method") == r.get("method") for q in rows):
+            ms = single.setdefault(r["shots"], [])
+            if r.get("method", "") not in ms:
+                ms.append(r.get("method", ""))
+    rows = sorted(rows, key=lambda r: (_method_key(r.get("method", "")), r["protocol"], shots_key(r["shots"])))
+
+    def f(v: Optional[float], fmt: str = ".3f") -> str:
+        return "–" if v is None else format(v, fmt)
+
+    lines = ["### Spread across pretraining seeds (balanced accuracy, test subjects)", "",
+             "Each pretraining seed is a new pretraining run of the method (model initialisation, data order, "
+             "augmentation; same data, config and budget), evaluated with the same evaluation seeds (same subject "
+             "splits and few-shot draws) as every other. *Mean* is over pretraining seeds; the 95 % CI is over "
+             "evaluation seeds of that mean (splits and draws, the encoders fixed); *sd* and *min – max* are "
+             "across the per-pretraining-seed means, the variation the CI does not cover. With "
+             f"{'/'.join(str(n) for n in sorted({r['n_pretrain_seeds'] for r in rows}))} pretraining seeds no "
+             "interval over them is computed.", "",
+             "| Method | Protocol | Shots | Pretraining seeds | Mean | 95% CI (eval seeds) | sd across pretraining "
+             "seeds | min – max | By pretraining seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = ("–" if r.get("balanced_accuracy_ci95_low") is None else
+              f"[{r['balanced_accuracy_ci95_low']:.3f}, {r['balanced_accuracy_ci95_high']:.3f}]")
+        by = " · ".join(f"s{e['pretrain_seed']} {f(e['balanced_accuracy'])}" for e in r["pretrain_seed_means"])
+        lines.append(f"| {r.get('method', '')} | {r['protocol']} | {r['shots']} | {r['n_pretrain_seeds']} | "
+                     f"{f(r.get('balanced_accuracy_mean'))} | {ci} | {f(r.get('balanced_accuracy_pretrain_std'))} | "
+                     f"{f(r.get('balanced_accuracy_pretrain_min'))} – {f(r.get('balanced_accuracy_pretrain_max'))} | "
+                     f"{by} |")
+    lines.append("")
+    if single:
+        lines += ["One pretraining seed only (not in this table): " + "; ".join(
+            f"{k} shots ({', '.join(ms)})" for k, ms in single.items()) + ".", ""]
+    return lines
+
+
+RETRIEVAL_KEYS = ("R@1", "R@3", "R@10", "MRR")
+
+
+def _stats(v: Sequence[float]) -> Dict[str, Optional[float]]:
+    return {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None,
+            "min": float(min(v)), "max": float(max(v))}
+
+
+def zeroshot_summary(zeroshot: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Zero-shot results of one set of evaluated windows pooled per method over its pretraining seeds:
+    one entry per method × direction with ``n_results``, ``pretrain_seeds``, ``windows`` and, for R@1,
+    R@3, R@10 and MRR, ``K_mean``, ``K_std`` (sample std over pretraining seeds; None with one),
+    ``K_min``, ``K_max``, ``chance_K``; plus ``classification`` (balanced accuracy and macro-F1 the
+    same way) when the results have it."""
+    by_method: "OrderedDict[str, List[Dict[str, Any]]]" = OrderedDict()
+    for z in sorted(zeroshot, key=lambda z: (_method_key(z.get("method", "")), str(z.get("pretrain_seed")))):
+        by_method.setdefault(z.get("method", ""), []).append(z)
+    out = []
+    for method, zs in by_method.items():
+        seeds = [z.get("pretrain_seed") for z in zs]
+        for direction in zs[0]["retrieval"]:
+            ms = [z["retrieval"][direction] for z in zs if direction in z["retrieval"]]
+            e: Dict[str, Any] = {"method": method, "direction": direction, "n_results": len(ms),
+                                 "pretrain_seeds": [p for p in seeds if p is not None],
+                                 "windows": sorted({z.get("windows") for z in zs}, key=str),
+                                 "store": zs[0].get("store"), "split": zs[0].get("split", "test")}
+            for k in RETRIEVAL_KEYS:
+                st = _stats([m[k] for m in ms])
+                e.update({f"{k}_{a}": v for a, v in st.items()})
+                e[f"chance_{k}"] = ms[0].get(f"chance_{k}")
+            cls = [z["classification"] for z in zs if z.get("classification")]
+            if cls:
+                e["classification"] = {
+                    **{f"{k}_{a}": v for k in ("balanced_accuracy", "macro_f1")
+                       for a, v in _stats([c[k] for c in cls]).items()},
+                    "chance_balanced_accuracy": cls[0].get("chance_balanced_accuracy"), "n_results": len(cls)}
+            out.append(e)
+    return out
+
+
+def _spread(e: Dict[str, Any], k: str, *, minmax: bool = False) -> str:
+    text = f"{e[f'{k}_mean']:.3f}" + ("" if e[f"{k}_std"] is None else f" ± {e[f'{k}_std']:.3f}")
+    return text + (f" ({e[f'{k}_min']:.3f} – {e[f'{k}_max']:.3f})" if minmax and e[f"{k}_std"] is not None else "")
+
+
+def render_table4_seeds(zeroshot: Sequence[Dict[str, Any]]) -> List[str]:
+    """The zero-shot table when a method has several pretraining seeds: mean ± sd (min – max) over them."""
+    summ = zeroshot_summary(zeroshot)
+    lines = ["Mean ± sd over pretraining seeds (min – max in brackets for R@1); *× chance* is the mean R@1 over "
+             "its chance level.", "",
+             "| Method | Pretraining seeds | Direction | Windows | R@1 | × chance | R@3 | R@10 | MRR |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for e in summ:
+        ch = e.get("chance_R@1")
+        ratio = "–" if not ch else f"{e['R@1_mean'] / ch:.1f}×"
+        lines.append(f"| {e['method']} | {e['n_results']} | {e['direction'].replace('_', ' ')} | "
+                     f"{'/'.join(str(w) for w in e['windows'])} | {_spread(e, 'R@1', minmax=True)} | {ratio} | "
+                     + " | ".join(_spread(e, k) for k in RETRIEVAL_KEYS[1:]) + " |")
+    if summ:
+        lines.append("| *chance* | | | | " + " | ".join(
+            "–" if summ[-1].get(f"chance_{k}") is None else f"{summ[-1][f'chance_{k}']:.3f}"
+            for k in RETRIEVAL_KEYS[:1]) + " | | " + " | ".join(
+            "–" if summ[-1].get(f"chance_{k}") is None else f"{summ[-1][f'chance_{k}']:.3f}"
+            for k in RETRIEVAL_KEYS[1:]) + " |")
+    lines.append("")
+    cls = [e for e in summ if e.get("classification") and e["direction"] == summ[0]["direction"]]
+    if cls:
+        lines += ["Zero-shot classification (each IMU window takes the class whose mean video embedding over "
+                  "*other* subjects is nearest; no IMU label used), mean ± sd over pretraining seeds:", "",
+                  "| Method | Pretraining seeds | Balanced accuracy | Macro-F1 | Chance (balanced) |",
+                  "|---|---|---|---|---|"]
+        for e in cls:
+            c = e["classification"]
+            ch = c.get("chance_balanced_accuracy")
+            lines.append(f"| {e['method']} | {c['n_results']} | {_spread(c, 'balanced_accuracy', minmax=True)} | "
+                         f"{_spread(c, 'macro_f1')} | {'–' if ch is None else f'{ch:.3f}'} |")
+        lines.append("")
     return lines
 
 
 def render_table4(zeroshot: Sequence[Dict[str, Any]]) -> List[str]:
-    """Zero-shot table: retrieval both ways and nearest-video-class classification, chance beside."""
+    """Zero-shot table: retrieval both ways and nearest-video-class classification, chance beside
+    (pooled over pretraining seeds, :func:`render_table4_seeds`, when a method has several)."""
     if not zeroshot:
         return []
+    counts: Dict[str, int] = {}
+    for z in zeroshot:
+        counts[z.get("method", "")] = counts.get(z.get("method", ""), 0) + 1
+    if max(counts.values()) > 1:
+        return render_table4_seeds(zeroshot)
     rows = sorted(zeroshot, key=lambda z: _method_key(z.get("method", "")))
     lines = ["| Method | Direction | Windows | R@1 | R@3 | R@10 | MRR |", "|---|---|---|---|---|---|---|"]
     chance: Dict[str, float] = {}
@@ -155,25 +311,29 @@ def plot_retrieval(zeroshot: Sequence[Dict[str, Any]], path: Path,
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    rows = sorted(zeroshot, key=lambda z: _method_key(z.get("method", "")))
-    keys = ("R@1", "R@3", "R@10", "MRR")
+    rows = [e for e in zeroshot_summary(zeroshot) if e["direction"] == "imu_to_video"]
+    keys = RETRIEVAL_KEYS
+    several = any(e["n_results"] > 1 for e in rows)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     width = 0.8 / max(1, len(rows))
     x = np.arange(len(keys))
-    for i, z in enumerate(rows):
-        m = z["retrieval"]["imu_to_video"]
-        ax.bar(x + i * width, [m[k] for k in keys], width, label=z["method"])
-    ref = rows[0]["retrieval"]["imu_to_video"]
+    for i, e in enumerate(rows):
+        mean = np.array([e[f"{k}_mean"] for k in keys])
+        err = np.array([[e[f"{k}_mean"] - e[f"{k}_min"] for k in keys], [e[f"{k}_max"] - e[f"{k}_mean"] for k in keys]])
+        ax.bar(x + i * width, mean, width, label=e["method"] + (f" ({e['n_results']} seeds)" if several else ""),
+               yerr=err if e["n_results"] > 1 else None, capsize=2)
+    ref = rows[0]
     for j, k in enumerate(keys):
         c = ref.get(f"chance_{k}")
         if c is not None:
             ax.hlines(c, j - 0.05, j + 0.8, colors="k", linestyles="dashed", linewidth=1)
     ax.set_xticks(x + 0.4 - width / 2)
     ax.set_xticklabels(keys)
-    top = max([z["retrieval"]["imu_to_video"][k] for z in rows for k in keys] + [ref.get("chance_R@10") or 0])
+    top = max([e[f"{k}_max"] for e in rows for k in keys] + [ref.get("chance_R@10") or 0])
     ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
     ax.set_ylabel("IMU → video retrieval")
-    ax.set_title(f"{title} (dashed: chance)", fontsize=9)
+    ax.set_title(f"{title} (dashed: chance" + ("; mean, min–max over seeds)" if several else ")"),
+                 fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,9 +384,17 @@ def render_true_pairing(comparisons: Sequence[Dict[str, Any]], controls: Sequenc
                   "objective, the data and the steps, and loses only the correspondence. Differences are paired "
                   "by seed (same subject split and few-shot draw for both), balanced accuracy on the test "
                   "subjects, mean [95 % Student-t CI].", ""]
+        if any((c.get("n_pretrain_seeds") or 0) > 1 for c in rows):
+            lines += [f"Both are pretrained with the same seeds; pretraining seed p of {base} is paired with seed p "
+                      f"of `{ctrl}` (same steps) on every split and draw. The CI is over splits and draws of the mean "
+                      "over pretraining seeds; *by pretraining seed* is each seed's own difference.", ""]
         for c in rows:
             g = vs_ref.get((base, c["protocol"], c["shots"]))
             pairing = f"{base} − {ctrl} = {_ci_words(c)}"
+            if (c.get("n_pretrain_seeds") or 0) > 1:
+                pos = sum(e["mean_diff"] > 0 for e in c["pretrain_mean_diffs"])
+                pairing += (f" (by pretraining seed: {pretrain_diffs_text(c)}; above 0 for {pos} of "
+                            f"{c['n_pretrain_seeds']})")
             if g is None or reference is None:
                 lines.append(f"- {c['protocol']}, {c['shots']} shots: {pairing}.")
                 continue
@@ -266,7 +434,9 @@ def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "
 
     Zero-shot results get one table per evaluated store and split, titled by ``zeroshot_titles``
     (store path -> title) or by default. A method ``X (shuffled pairs)`` next to ``X`` (the control)
-    adds ``control_comparisons`` (X − control, paired by seed) and a section on true pairing.
+    adds ``control_comparisons`` (X − control, paired by seed) and a section on true pairing. Methods
+    pretrained with several seeds (the same label, one evaluation or zero-shot result per pretraining
+    seed) are pooled: the tables show the mean over pretraining seeds and its spread.
 
     ``reference``: the method every other is compared with (paired differences; default ``random``,
     else ``supervised``, else the first); ``allow_mismatch``: merge files whose dataset, split scheme,
@@ -283,6 +453,8 @@ def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "
     out.mkdir(parents=True, exist_ok=True)
     merged["zeroshot"] = [{k: v for k, v in z.items() if not k.startswith("_")} | {"path": z["_path"]}
                           for z in zeroshot]
+    # per set of evaluated windows, each method pooled over its pretraining seeds
+    merged["zeroshot_summary"] = [e for _, rows in zeroshot_groups(zeroshot) for e in zeroshot_summary(rows)]
     summary = merged["summary"]
     merged["control_comparisons"] = control_comparisons(merged.get("runs") or [],
                                                         [m["method"] for m in merged.get("mismatches") or []])
@@ -322,19 +494,25 @@ def build_report(paths: Sequence[PathLike], out_dir: PathLike, *, title: str = "
                   "subjects; subject-disjoint train/validation/test; k labelled windows per class drawn from the "
                   "training subjects; model selection on validation subjects; test subjects scored once per run.", ""]
         lines += render_table3(summary)
+        lines += render_pretrain_spread(summary)
         lines += render_comparisons(merged.get("comparisons") or [], merged.get("reference"))
         lines += render_true_pairing(merged.get("comparisons") or [], merged["control_comparisons"],
                                      merged.get("reference"))
         if merged.get("mismatches"):
+            by_method: "OrderedDict[tuple, List[str]]" = OrderedDict()  # one entry per method (all its seeds)
+            for m in merged["mismatches"]:
+                by_method.setdefault((m["method"], m["reference_path"], tuple(m["differs_in"])), []).append(m["path"])
             lines += ["† **Not a matched comparison** (merged with `--allow-mismatch`): "
-                      + "; ".join(f"{m['method']} (`{m['path']}`) differs from the reference (`{m['reference_path']}`) "
-                                  f"in {', '.join(m['differs_in'])}" for m in merged["mismatches"]) + ".", ""]
+                      + "; ".join(f"{method} (`{'`, `'.join(paths)}`) differs from the reference (`{ref}`) "
+                                  f"in {', '.join(diff)}" for (method, ref, diff), paths in by_method.items())
+                      + ".", ""]
         lines += ["### Sources", ""]
         for s in merged.get("sources", []):
             enc = s.get("encoder") or {}
             pre = enc.get("preprocess") or {}
             split = s.get("split") or {}
-            lines.append(f"- **{s['method']}**: `{s['path']}` (encoder `{enc.get('encoder', '?')}`, architecture "
+            pseed = "" if s.get("pretrain_seed") is None else f", pretraining seed {s['pretrain_seed']}"
+            lines.append(f"- **{s['method']}**: `{s['path']}` (encoder `{enc.get('encoder', '?')}`{pseed}, architecture "
                          f"`{enc.get('model', '?')}`, normalisation `{pre.get('normalization', '?')}`); "
                          f"{split_text(split)}; {val_text(split.get('val', 'full' if split and 'scheme' not in split else None))}"
                          + (f"; {SUBJECTS_ARE_RECORDINGS}" if (s.get("dataset") or {}).get("subjects_are_recordings") else ""))

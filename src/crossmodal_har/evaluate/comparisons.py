@@ -15,6 +15,14 @@ differences d_i = method_i − reference_i (balanced accuracy by default):
   0.0625 with 5); otherwise Monte Carlo with 20 000 random patterns from ``numpy.random.default_rng(0)``
   and ``p = (1 + hits) / (1 + resamples)``. ``p_method`` says which.
 
+Pretraining seeds: runs of a method pretrained with several seeds carry ``pretrain_seed``. Inside a
+unit the method's value is the mean over its pretraining seeds; when the reference has pretraining
+seeds too (a method against its shuffled-pairs control), only the seeds both have are used, so
+pretraining seed p of the method meets pretraining seed p of the reference at the same split and
+draw. The CI and p-value stay over units (splits and draws; pretraining seeds averaged inside, so
+they do not cover pretraining-seed variation); ``pretrain_mean_diffs`` gives each pretraining seed's
+own mean difference over the units, and ``pretrain_diff_std``/``_min``/``_max`` their spread.
+
 The reference (``--reference NAME``) defaults to ``random``, else ``supervised`` when present, else the
 first method given. A reference evaluated with a single protocol (e.g. ``supervised``) is compared at
 the same shots whatever the method's protocol (``reference_protocol`` says so). With one method but
@@ -109,30 +117,56 @@ def unit_value(unit_runs: Sequence[Dict[str, Any]], metric: str) -> Optional[flo
     return float(np.mean(v)) if v else None
 
 
-def _units(runs: Sequence[Dict[str, Any]], metric: str) -> "OrderedDict[tuple, Tuple[Optional[float], Any]]":
-    return OrderedDict((k, (unit_value(rs, metric), rs[0].get("test_subjects")))
-                       for k, rs in run_units(runs).items())
+def _pseeds(runs: Sequence[Dict[str, Any]]) -> List[Any]:
+    return sorted({r["pretrain_seed"] for r in runs if r.get("pretrain_seed") is not None}, key=str)
 
 
 def _compare(method: str, runs: Sequence[Dict[str, Any]], reference: str, ref_runs: Sequence[Dict[str, Any]],
              protocol: str, shots: Any, ref_protocol: str, metric: str) -> Dict[str, Any]:
-    mine, theirs = _units(runs, metric), _units(ref_runs, metric)
+    mine, theirs = run_units(runs), run_units(ref_runs)
+    # both sides pretrained with seeds (a method and its control): pair pretraining seed p with p
+    by_pseed = bool(_pseeds(runs)) and bool(_pseeds(ref_runs))
     diffs, unmatched = [], 0
-    for key, (value, subjects) in mine.items():
+    per_pseed: "OrderedDict[Any, List[float]]" = OrderedDict()
+    for key, rs in mine.items():
         if key not in theirs:
             unmatched += 1
             continue
-        ref_value, ref_subjects = theirs[key]
+        ref_rs = theirs[key]
+        subjects, ref_subjects = rs[0].get("test_subjects"), ref_rs[0].get("test_subjects")
         if subjects is not None and ref_subjects is not None and list(subjects) != list(ref_subjects):
             unmatched += 1  # same seed but other test people: not a pair
             continue
+        if by_pseed:
+            common = set(_pseeds(rs)) & set(_pseeds(ref_rs))
+            if not common:
+                unmatched += 1  # no pretraining seed in common at this unit
+                continue
+            rs = [r for r in rs if r.get("pretrain_seed") in common]
+            ref_rs = [r for r in ref_rs if r.get("pretrain_seed") in common]
+        value, ref_value = unit_value(rs, metric), unit_value(ref_rs, metric)
         if value is None or ref_value is None:
             continue
         diffs.append(value - ref_value)
+        for p in _pseeds(rs):
+            v = unit_value([r for r in rs if r.get("pretrain_seed") == p], metric)
+            rv = unit_value([r for r in ref_rs if r.get("pretrain_seed") == p], metric) if by_pseed else ref_value
+            if v is not None and rv is not None:
+                per_pseed.setdefault(p, []).append(v - rv)
     stats = paired_test(diffs)
     unit = "fold" if any(r.get("fold") is not None for r in runs) else "seed"
-    return {"method": method, "reference": reference, "protocol": protocol, "shots": shots,
-            "reference_protocol": ref_protocol, "metric": metric, "unit": unit, **stats, "n_unpaired": unmatched}
+    out = {"method": method, "reference": reference, "protocol": protocol, "shots": shots,
+           "reference_protocol": ref_protocol, "metric": metric, "unit": unit, **stats, "n_unpaired": unmatched}
+    if per_pseed:
+        means = [float(np.mean(v)) for v in per_pseed.values()]
+        out.update({
+            "n_pretrain_seeds": len(per_pseed), "pretrain_seeds": list(per_pseed),
+            "paired_by_pretrain_seed": by_pseed,
+            "pretrain_mean_diffs": [{"pretrain_seed": p, "mean_diff": m, "n_pairs": len(v)}
+                                    for (p, v), m in zip(per_pseed.items(), means)],
+            "pretrain_diff_std": float(np.std(means, ddof=1)) if len(means) > 1 else None,
+            "pretrain_diff_min": min(means), "pretrain_diff_max": max(means)})
+    return out
 
 
 def compute_comparisons(runs: Sequence[Dict[str, Any]], reference: Optional[str] = None,
@@ -189,18 +223,35 @@ def render_comparisons(comparisons: Sequence[Dict[str, Any]], reference: Optiona
         return "–" if v is None else format(v, fmt)
 
     metric = comparisons[0].get("metric", "balanced_accuracy").replace("_", " ")
+    spread = any((c.get("n_pretrain_seeds") or 0) > 1 for c in comparisons)
+    pre = ([f"Methods pretrained with several seeds: in each pair the method's value is the mean over its "
+            "pretraining seeds (against a reference pretrained with seeds too, e.g. a shuffled-pairs control, "
+            "pretraining seed p meets the reference's seed p on the same split and draw), so the CI and p are "
+            "over splits and draws with the encoders fixed; the last column is each pretraining seed's own "
+            "mean difference, the spread the CI does not cover.", ""] if spread else [])
     lines = [f"## Paired differences against `{reference}` ({metric}, test subjects)", "",
              "Each pair is one unit (a seed: same subject split and few-shot draw for both; or a fold) with the "
              "same test subjects. 95 % CI: Student t over pairs. p: two-sided paired sign-flip permutation test "
              f"(exact over all 2^n sign patterns for n ≤ {EXACT_MAX_PAIRS} pairs, so never below 2/2^n; Monte Carlo "
-             f"with {MC_RESAMPLES} patterns beyond). No correction for multiple comparisons.", "",
-             "| Method | Reference | Protocol | Shots | Pairs | Mean difference | 95% CI | p |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"with {MC_RESAMPLES} patterns beyond). No correction for multiple comparisons.", "", *pre,
+             "| Method | Reference | Protocol | Shots | Pairs | Mean difference | 95% CI | p |"
+             + (" Pretraining seeds: mean difference of each |" if spread else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if spread else "")]
     for c in comparisons:
         ref = c["reference"] if c.get("reference_protocol") in (None, c["protocol"]) else \
             f"{c['reference']} ({c['reference_protocol']})"
         ci = "–" if c["ci_low"] is None else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
         lines.append(f"| {c['method']} | {ref} | {c['protocol']} | {c['shots']} | {c['n_pairs']} | "
-                     f"{f(c['mean_diff'])} | {ci} | {f(c['p_value'], '.3g')} |")
+                     f"{f(c['mean_diff'])} | {ci} | {f(c['p_value'], '.3g')} |"
+                     + (f" {pretrain_diffs_text(c)} |" if spread else ""))
     lines.append("")
     return lines
+
+
+def pretrain_diffs_text(c: Dict[str, Any]) -> str:
+    """Each pretraining seed's mean difference, ``s0 +0.021 · s1 +0.034 (sd 0.009)``; ``–`` without seeds."""
+    items = c.get("pretrain_mean_diffs") or []
+    if not items:
+        return "–"
+    text = " · ".join(f"s{e['pretrain_seed']} {e['mean_diff']:+.3f}" for e in items)
+    return text + (f" (sd {c['pretrain_diff_std']:.3f})" if c.get("pretrain_diff_std") is not None else "")

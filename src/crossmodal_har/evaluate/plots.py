@@ -118,7 +118,8 @@ def plot_confusion(summary: Sequence[Dict[str, Any]], class_names: Sequence[str]
 
 def plot_comparisons(comparisons: Sequence[Dict[str, Any]], path: PathLike) -> Path:
     """Paired differences against the reference with their 95 % CIs (one row per method × protocol ×
-    shots; the dashed line is no difference)."""
+    shots; the dashed line is no difference); grey crosses: each pretraining seed's own mean
+    difference, when the method has several."""
     plt = _plt()
     rows = list(comparisons)
     fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.32 * max(1, len(rows))))
@@ -131,12 +132,16 @@ def plot_comparisons(comparisons: Sequence[Dict[str, Any]], path: PathLike) -> P
         xerr = None if lo is None or hi is None else [[m - lo], [hi - m]]
         ax.errorbar([m], [yi], xerr=xerr, fmt="o", color="C0" if not c.get("mismatch") else "C3", capsize=3,
                     markersize=4)
+        per_seed = [e["mean_diff"] for e in c.get("pretrain_mean_diffs") or [] if e.get("mean_diff") is not None]
+        if len(per_seed) > 1:
+            ax.plot(per_seed, [yi] * len(per_seed), "x", color="0.45", markersize=4, zorder=3)
     ax.axvline(0.0, color="k", linestyle="--", linewidth=1)
     ax.set_yticks(y)
     ax.set_yticklabels([f"{c['method']} / {c['protocol']} / {c['shots']}" for c in rows], fontsize=7)
     ref = rows[0].get("reference", "?") if rows else "?"
     metric = (rows[0].get("metric", "balanced_accuracy") if rows else "balanced_accuracy").replace("_", " ")
-    ax.set_xlabel(f"{metric}: method − {ref} (paired, 95% CI)")
+    seeds = any(len(c.get("pretrain_mean_diffs") or []) > 1 for c in rows)
+    ax.set_xlabel(f"{metric}: method − {ref} (paired, 95% CI" + ("; x: each pretraining seed)" if seeds else ")"))
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)

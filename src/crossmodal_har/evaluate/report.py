@@ -54,6 +54,11 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     ``fold`` (its runs' mean over seeds), so the interval is over groups of test people. Also
     ``per_class_recall_mean`` (list; ``None`` for a class absent from the test subjects) and
     ``confusion_matrix`` (counts summed over seeds).
+
+    Runs of one method pretrained with several seeds (``pretrain_seed`` in the runs, set by
+    :func:`merge_results`) are averaged inside each unit, so the mean and CI are over units of
+    pretraining-seed means; the spread across pretraining seeds is added separately
+    (:func:`pretrain_spread`).
     """
     groups: "OrderedDict[tuple, List[Dict[str, Any]]]" = OrderedDict()
     method_rank: Dict[str, int] = {}
@@ -89,8 +94,43 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         if cms:
             row["confusion_matrix"] = np.sum(np.asarray(cms, dtype=np.int64), axis=0).tolist()
         row["n_train_mean"] = float(np.mean([r.get("n_train", 0) for r in rs]))
+        row.update(pretrain_spread(rs))
         rows.append(row)
     return rows
+
+
+def pretrain_seeds(runs: Sequence[Dict[str, Any]]) -> List[Any]:
+    """The distinct pretraining seeds of ``runs`` (``pretrain_seed``; runs without one are left out)."""
+    return sorted({r["pretrain_seed"] for r in runs if r.get("pretrain_seed") is not None}, key=str)
+
+
+def pretrain_spread(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Spread across pretraining seeds of one method × protocol × shots (empty without pretraining seeds).
+
+    For each pretraining seed p, the mean over its units (:func:`run_units`) of each metric M; then
+    ``n_pretrain_seeds``, ``pretrain_seeds``, ``pretrain_seed_means`` (``[{pretrain_seed, n_units,
+    M...}]``) and ``M_pretrain_std`` (sample std of those means; ``None`` with one seed),
+    ``M_pretrain_min``, ``M_pretrain_max``. These are descriptive: with 3 pretraining seeds no interval
+    is computed; the eval-seed CI (``M_ci95_*``) is over splits and draws at fixed encoders.
+    """
+    seeds = pretrain_seeds(runs)
+    if not seeds:
+        return {}
+    per_seed = []
+    for p in seeds:
+        units = run_units([r for r in runs if r.get("pretrain_seed") == p])
+        entry: Dict[str, Any] = {"pretrain_seed": p, "n_units": len(units)}
+        for m in METRICS:
+            v = [x for x in (unit_value(u, m) for u in units.values()) if x is not None]
+            entry[m] = float(np.mean(v)) if v else None
+        per_seed.append(entry)
+    out: Dict[str, Any] = {"n_pretrain_seeds": len(seeds), "pretrain_seeds": seeds, "pretrain_seed_means": per_seed}
+    for m in METRICS:
+        v = [e[m] for e in per_seed if e[m] is not None]
+        out[f"{m}_pretrain_std"] = float(np.std(v, ddof=1)) if len(v) > 1 else None
+        out[f"{m}_pretrain_min"] = float(min(v)) if v else None
+        out[f"{m}_pretrain_max"] = float(max(v)) if v else None
+    return out
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -348,46 +388,92 @@ def fingerprint(res: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def run_dir_seed(run_dir: Any) -> Optional[int]:
+    """The ``seed`` in a pretraining run directory's ``config.json`` (None when there is none to read)."""
+    if not run_dir:
+        return None
+    f = Path(run_dir) / "config.json"
+    if not f.is_file():
+        return None
+    try:
+        cfg = read_json(f)
+    except DataError as exc:
+        log.warning("pretraining seed unknown: %s", exc)
+        return None
+    seed = cfg.get("seed", 0) if isinstance(cfg, dict) else None  # a run's config without "seed" used 0
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def pretrain_seed_of(res: Dict[str, Any]) -> Optional[int]:
+    """The pretraining seed of the encoder behind an evaluation or zero-shot result: its own
+    ``pretrain_seed`` (top level or in ``encoder``) when recorded, else the ``seed`` of the run
+    directory it names (``encoder.encoder`` of a pretrained encoder, ``run`` of a zero-shot result);
+    None for a random encoder or when the run directory is not there to read."""
+    enc = res.get("encoder") if isinstance(res.get("encoder"), dict) else {}
+    for v in (res.get("pretrain_seed"), enc.get("pretrain_seed")):
+        if v is not None:
+            return v
+    if "retrieval" in res:
+        return run_dir_seed(res.get("run"))
+    if enc.get("pretrained"):
+        return run_dir_seed(enc.get("encoder"))
+    return None
+
+
 def merge_results(paths: Iterable[PathLike], *, reference: Optional[str] = None,
                   allow_mismatch: bool = False) -> Dict[str, Any]:
     """Merge several evaluations into one results dict with the same schema, plus ``comparisons``
     (paired differences against the reference, ``evaluate.comparisons``).
 
-    Runs are re-summarised together. When two files use the same method label for different
-    encoders or datasets, the later label gets the file's directory name appended, so rows never
-    silently mix.
+    Runs are re-summarised together. Every run records ``pretrain_seed`` (:func:`pretrain_seed_of`;
+    None for random encoders). Files with the same method label whose encoders are different
+    pretraining seeds of one method (same dataset and architecture) are one method pretrained with
+    several seeds; for
+    any other two encoders or datasets under one label, the later label gets the file's directory
+    name appended, so rows never silently mix.
 
     Raises:
-        UserError: a (method, protocol, shots, seed, fold) run in two files (the same results given
-            twice), or a file whose dataset, split scheme, preprocessing or architecture differ from
+        UserError: a (method, protocol, shots, seed, fold, pretraining seed) run in two files (the
+            same results given twice), or a file whose dataset, split scheme, preprocessing or architecture differ from
             the reference's (unless ``allow_mismatch``: then its rows carry ``mismatch`` and the report
             flags them). Both messages name the two files.
     """
     sources = []
     runs: List[Dict[str, Any]] = []
     summary_only: List[Dict[str, Any]] = []
-    seen: Dict[str, str] = {}
+    seen: Dict[str, Dict[Any, tuple]] = {}  # method label -> {pretraining seed: (encoder, dataset, architecture)}
     owner: Dict[tuple, str] = {}
     for path in paths:
         res = load_results(path)
         method = res.get("method") or (res.get("summary") or [{}])[0].get("method", "") or Path(res["_path"]).parent.name
-        ident = f"{(res.get('encoder') or {}).get('encoder')}|{(res.get('dataset') or {}).get('spec')}"
-        if method in seen and seen[method] != ident:
-            method = f"{method} ({Path(res['_path']).parent.name})"
-        seen.setdefault(method, ident)
-        res["method"] = method
+        pseed = pretrain_seed_of(res)
+        enc = res.get("encoder") or {}
+        ident = (enc.get("encoder"), (res.get("dataset") or {}).get("spec"), enc.get("model"))
+        known = seen.get(method, {})
+        if known and ident not in known.values():
+            # another encoder under this label: one more pretraining seed of the method (same dataset
+            # and architecture, a known seed not seen yet), or a clash
+            other_seed = (pseed is not None and pseed not in known and None not in known
+                          and all(i[1:] == ident[1:] for i in known.values()))
+            if not other_seed:
+                method = f"{method} ({Path(res['_path']).parent.name})"
+        seen.setdefault(method, {}).setdefault(pseed, ident)
+        res["method"], res["_pretrain_seed"] = method, pseed
         rows = res["runs"] or res["summary"]
         for r in rows:
-            key = (method, r["protocol"], str(r["shots"]), r.get("seed"), r.get("fold"))
+            r.setdefault("pretrain_seed", pseed)
+        for r in rows:
+            key = _run_key(method, r)
             if key in owner:
                 what = (f"method {method!r}, protocol {r['protocol']}, shots {r['shots']}"
-                        + (f", seed {r['seed']}" if "seed" in r else "") + ("" if r.get("fold") is None else f", fold {r['fold']}"))
+                        + (f", seed {r['seed']}" if "seed" in r else "") + ("" if r.get("fold") is None else f", fold {r['fold']}")
+                        + ("" if r.get("pretrain_seed") is None else f", pretraining seed {r['pretrain_seed']}"))
                 same = owner[key] == res["_path"]
                 raise UserError(f"report: {res['_path']}: the run ({what}) is already in {owner[key]}"
                                 + ("; the same results were given twice" if same else "")
                                 + " - each run may be merged once (it would be counted twice)")
         for r in rows:
-            owner[(method, r["protocol"], str(r["shots"]), r.get("seed"), r.get("fold"))] = res["_path"]
+            owner[_run_key(method, r)] = res["_path"]
         sources.append(res)
     methods = [s["method"] for s in sources]
     ref_name = _reference_name(methods, reference)
@@ -431,6 +517,7 @@ def merge_results(paths: Iterable[PathLike], *, reference: Optional[str] = None,
         "complete": all(s.get("complete", True) for s in sources),
         "sources": [{"path": s["_path"], "method": s["method"], "dataset": s.get("dataset"),
                      "encoder": s.get("encoder"), "split": s.get("split"), "seeds": s.get("seeds"),
+                     "pretrain_seed": s.get("_pretrain_seed"),
                      **({"mismatch": s["_mismatch"]} if s.get("_mismatch") else {})} for s in sources],
         "dataset": sources[0].get("dataset") if sources else {},
         "summary": summary,
@@ -439,6 +526,11 @@ def merge_results(paths: Iterable[PathLike], *, reference: Optional[str] = None,
         "comparisons": comparisons,
         "mismatches": mismatches,
     }
+
+
+def _run_key(method: str, r: Dict[str, Any]) -> tuple:
+    """What makes a run distinct when merging: a run (or summary row) may be merged once."""
+    return (method, r["protocol"], str(r["shots"]), r.get("seed"), r.get("fold"), r.get("pretrain_seed"))
 
 
 def _reference_name(methods: Sequence[str], requested: Optional[str]) -> Optional[str]:
