@@ -196,3 +196,25 @@ def test_report_refuses_a_zeroshot_result_given_twice(tmp_path, capsys):
     assert main(["report", str(z), str(z), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "pretraining seed 2" in err and "given twice" in err and err.count("\n") == 1
+
+
+def test_pretraining_seed_is_recorded_with_the_encoder_and_the_zero_shot_result(tmp_path):
+    """The seed travels with the artefacts, so report can pool seeds of one method even when the run
+    directory's config.json is gone."""
+    from crossmodal_har.cli import main
+    from crossmodal_har.evaluate.protocols import EncoderSource
+    from crossmodal_har.evaluate.report import pretrain_seed_of
+    from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
+
+    store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(subjects=3, windows_per_subject=16))
+    run = tmp_path / "run"
+    assert main(["-q", "pretrain", "--config", "siglip-tiny", "--store", store, "--out", str(run), "--no-progress",
+                 "--max-steps", "2", "--set", "batch_size=8", "--seed", "3"]) == 0
+    assert main(["-q", "zeroshot", "--run", str(run), "--store", store, "--out", str(tmp_path / "zs"),
+                 "--split", "all"]) == 0
+    zs = json.loads((tmp_path / "zs" / "results.json").read_text())
+    (run / "config.json").unlink()  # no fallback: the recorded values must carry it
+    assert zs["pretrain_seed"] == 3 and pretrain_seed_of(zs) == 3
+    info = EncoderSource.from_dir(run).info()
+    assert info["pretrain_seed"] == 3 and pretrain_seed_of({"encoder": info}) == 3
+    assert "pretrain_seed" not in EncoderSource.random("patchtst-tiny", EncoderSource.from_dir(run).preprocess).info()

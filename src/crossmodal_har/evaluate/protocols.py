@@ -67,6 +67,7 @@ class EncoderSource:
         self.preprocess = preprocess
         self.path = path
         self._state: Optional[Dict[str, Any]] = None
+        self.pretrain_seed: Optional[int] = None  # set by from_dir for an encoder from a pretraining run
 
     @classmethod
     def random(cls, model_name: str, preprocess: PreprocessConfig, **overrides: Any) -> "EncoderSource":
@@ -96,6 +97,8 @@ class EncoderSource:
                             f"but the encoder reads {n} input channels")
         src = cls(str(find_encoder_dir(path)), meta["model"], meta["config"], preprocess, Path(path))
         src._state = cpu_state_dict(model)
+        # the pretraining seed, recorded with the encoder (report pools seeds of one method by it)
+        src.pretrain_seed = (meta.get("extra") or {}).get("seed")
         return src
 
     @property
@@ -109,9 +112,10 @@ class EncoderSource:
         return model
 
     def info(self) -> Dict[str, Any]:
+        seed = self.pretrain_seed
         return {"encoder": self.name, "model": self.model_name, "config": self.config,
                 "pretrained": not self.is_random, "channels": self.preprocess.channels,
-                "preprocess": to_dict(self.preprocess)}
+                "preprocess": to_dict(self.preprocess), **({"pretrain_seed": seed} if seed is not None else {})}
 
 
 def saved_encoder_channels(path: Union[str, Path]) -> str:

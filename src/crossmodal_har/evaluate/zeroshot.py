@@ -162,7 +162,8 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
     if "classification" in res:
         res["classification"]["prototype_windows"] = int(len(protos["label"]) if protos else len(idx))
     res.update({"run": os.fspath(run_dir), "method": name or meta["method"],
-                "pretrain_method": meta["method"], "store": os.fspath(store_path), "split": split,
+                "pretrain_method": meta["method"], "pretrain_seed": (meta.get("config") or {}).get("seed"),
+                "store": os.fspath(store_path), "split": split,
                 "subjects": subjects, "windows": int(len(idx)), "class_names": store.class_names})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,8 @@ def export_run(model: PretrainMethod, cfg: PretrainConfig, data: Any, run_dir: P
     """Write the IMU encoder alone (``encoder.safetensors`` + ``encoder.json``) and the whole method
     (``model.safetensors`` + ``model.json``: heads, loss temperature, video tower) for zero-shot."""
     save_encoder(model.imu_encoder, run_dir, data.preprocess,
-                 extra={"method": cfg.method, "source": "crossmodal-har pretrain", "run_dir": run_dir.name})
+                 extra={"method": cfg.method, "source": "crossmodal-har pretrain", "run_dir": run_dir.name,
+                        "seed": int(cfg.seed)})
     save_run_model(model, run_dir, {
         "method": cfg.method, "config": to_dict(cfg), "data": data_info(data),
         "architecture": architecture(model), "split": data.split, "data_meta": data.meta,
