@@ -1,13 +1,16 @@
 """crossmodal_har.infer: streaming prediction and embedding over long recordings, ONNX export.
 
 Modules (nothing heavy is imported at package import):
-    reader     chunked CSV/Parquet reading in canonical units; errors name the global line.
+    reader     chunked CSV/Parquet/device-file reading in canonical units; errors name the global line.
+    calibration  van Hees 2014 autocalibration: still 10-s epochs from a first pass, sphere fit.
+    nonwear    van Hees 2013 / GGIR non-wear detection over 60-min windows, edges refined to the minute.
+    clinical_report  daily/hourly summaries and the self-contained report.html.
     stream     ``StreamingWindower``: resample -> median filter -> windows -> quality, gap-aware,
                identical output whatever the chunking.
     runtime    ``TorchRunner``, ``OnnxRunner`` (stale-export check), ``BatchedRunner`` (fixed batches).
     predict    ``predict_file``: windows -> model -> smoothing -> CSV.
     summary    ``Summary`` / ``format_summary``: what a prediction run saw (``<out>.summary.json``).
-    smoothing  centred majority filter over runs of ok windows (streaming-exact).
+    smoothing  centred majority filter over runs of ok windows, and Viterbi with the bundle's HMM.
     embed      per-window embeddings to Parquet / .npy.
     export     ONNX export with a PyTorch/ONNX Runtime parity check.
     timeline   activity-over-time plot aggregated for days-long recordings.

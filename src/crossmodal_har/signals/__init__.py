@@ -3,9 +3,10 @@
 Modules (nothing is imported here, so importing the package does no work):
   types      PreprocessConfig, ImuRecording, Segment, DatasetReport, WindowSet, QUALITY_REASONS
   units      Units, to_canonical, declared_unit_factor           (g, rad/s, seconds; the one unit table)
-  readers    read_imu_table, read_csv_header, diagnose_csv       (CSV / Parquet, DataError with line)
+  readers    read_imu_table, read_csv_header, diagnose_csv       (CSV / Parquet / device files, DataError with line)
+  devices    open_device, READERS: Axivity .cwa, GENEActiv .bin, APDM .h5, ActiGraph .gt3x, Empatica
   resample   split_at_gaps, resample_segment, resample, lowpass_eval, ANTIALIAS_MARGIN_S, antialias_margin_s
-  windows    median_filter, window_segments, check_quality, recording_windows
+  windows    median_filter, window_segments, check_quality, recording_windows, select_channels (acc | acc+gyro)
   normalize  normalize_windows                                   (zscore | none, at model input)
   generic    the generic labelled format; write_generic_dataset
   datasets   load_labelled(spec, cfg)                            (dir | hapt | hapt:<path> | uestc:<dir>)
