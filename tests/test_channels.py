@@ -146,7 +146,7 @@ def test_cli_acc_only_dataset_with_gyroscope_model_is_one_line_error(tmp_path, a
                "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "Traceback" not in err
-    assert err.endswith("accelerometer-only recording (no gyroscope); use --channels acc")
+    assert err.endswith("accelerometer-only recording (no gyroscope); use --channels acc (ingest: --set channels=acc)")
 
 
 def _saved_encoder(path: Path, channels: str) -> Path:
@@ -299,7 +299,7 @@ def test_accelerometer_only_csv_dataset_end_to_end(tmp_path, capsys):
     rc = main(["train-classifier", "--dataset", str(root), "--out", str(tmp_path / "full"),
                "--model", "convgru-tiny", "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err and "rec0.csv" in err and err.endswith("use --channels acc")
+    assert rc == 2 and "\n" not in err and "rec0.csv" in err and err.endswith("use --channels acc (ingest: --set channels=acc)")
     rc = main(["train-classifier", "--dataset", str(root), "--out", str(tmp_path / "acc"), "--model", "convgru-tiny",
                "--channels", "acc", "--epochs", "2", "--no-progress"])
     assert rc == 0

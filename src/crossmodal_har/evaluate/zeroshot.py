@@ -114,6 +114,10 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
                         "ingest the store with the same --video-mode")
     if tuple(store.imu.shape[1:]) != (info["window"], 6):
         raise UserError(f"{store_path}: windows of {store.imu.shape[1]} samples, the run used {info['window']}")
+    run_channels = info["preprocess"].get("channels", "acc+gyro")
+    if store.preprocess.channels == "acc" and run_channels != "acc":
+        raise UserError(f"{store_path}: an accelerometer-only store (gyroscope zeroed at ingest), but the run "
+                        f"reads {run_channels}; pretrain with --channels acc or ingest without channels=acc")
     if kind == "embeddings":
         if int(store.video.shape[-1]) != int(info["video_dim"]):
             raise UserError(f"{store_path}: video embeddings of size {store.video.shape[-1]}, the run used "

@@ -179,9 +179,10 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
 
 def model_input(data: np.ndarray, channels: str, preprocess: PreprocessConfig, path: PathLike) -> np.ndarray:
     """The chunk's samples as the model reads them: an accelerometer-only recording (``channels``
-    ``acc``, gyroscope NaN) is refused by a model that reads ``acc+gyro``; for an ``acc`` model its
-    gyroscope columns become 0.0 (never read by the model, but finite, so the quality checks pass)."""
-    if channels == "acc+gyro":
+    ``acc``, gyroscope NaN) is refused by a model that reads ``acc+gyro``; for an ``acc`` model the
+    gyroscope columns of every recording become 0.0 (never read by the model, but finite, so a
+    gyroscope dropout does not cost windows: as in training and ``predict``)."""
+    if preprocess.channels == "acc+gyro" and channels == "acc+gyro":
         return data
     if preprocess.channels != "acc":
         raise UserError(f"{path}: accelerometer-only recording (no gyroscope); this model reads acc+gyro — "

@@ -140,7 +140,7 @@ def load_generic(root: PathLike, cfg: PreprocessConfig, *, skip_bad: bool = Fals
                                disable=None if progress else True):
         subject = labels.subjects.get(rec_name, rec_name)
         try:
-            rec = read_imu_table(path, meta.units, subject=subject, name=rec_name)
+            rec = read_imu_table(path, meta.units, subject=subject, name=rec_name, tz=meta.tz)
         except DataError as exc:
             if not skip_bad:
                 raise

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 LABEL_COLUMNS = ("recording", "start", "end", "label")
 OPTIONAL_LABEL_COLUMNS = ("subject",)
-META_OPTIONAL_KEYS = ("name", "classes", "description", "source")
+META_OPTIONAL_KEYS = ("name", "classes", "description", "source", "tz")
 # Written by converters (e.g. UESTC with skip_bad): source files left out, merged into the report.
 SKIPPED_FILE = "skipped.json"
 
@@ -52,6 +53,7 @@ class DatasetMeta:
     classes: Optional[List[str]] = None
     description: str = ""
     source: str = ""
+    tz: str = "UTC"  # IANA zone of device-file clocks that carry none (Axivity; GENEActiv/ActiGraph without one)
 
 
 @dataclass
@@ -92,11 +94,16 @@ def read_meta(root: PathLike) -> DatasetMeta:
         classes = [str(c) for c in classes]
         if len(set(classes)) != len(classes):
             raise DataError(path, "classes contains duplicates")
-    for key in ("name", "description", "source"):
+    for key in ("name", "description", "source", "tz"):
         if key in data and not isinstance(data[key], str):
             raise DataError(path, f"{key} must be a string")
+    tz = str(data.get("tz", "UTC"))
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise DataError(path, f"tz {visible(tz)[:60]!r} is not an IANA time zone (e.g. Europe/London)") from None
     return DatasetMeta(units=units, name=str(data.get("name", "")), classes=classes,
-                       description=str(data.get("description", "")), source=str(data.get("source", "")))
+                       description=str(data.get("description", "")), source=str(data.get("source", "")), tz=tz)
 
 
 def read_skipped(root: PathLike) -> List[Dict[str, str]]:

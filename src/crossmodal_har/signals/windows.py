@@ -104,7 +104,8 @@ def filter_segments(segments: Sequence[Segment], kernel: int) -> List[Segment]:
     return [Segment(t0=s.t0, rate_hz=s.rate_hz, data=median_filter(s.data, kernel)) for s in segments]
 
 
-ACC_ONLY_MESSAGE = "accelerometer-only recording (no gyroscope); use --channels acc"
+ACC_ONLY_MESSAGE = ("accelerometer-only recording (no gyroscope); use --channels acc "
+                    "(ingest: --set channels=acc)")
 
 
 def select_channels(rec: ImuRecording, cfg: PreprocessConfig) -> ImuRecording:

@@ -178,7 +178,8 @@ class Gt3xReader(DeviceReader):
                     params, first = self._scan_head(_LogStream(self.path, f))
         except DataError:
             raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as e:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+                NotImplementedError, RuntimeError) as e:  # unsupported compression, encrypted zip
             raise DataError(self.path, f"not a readable .gt3x zip archive ({_one_line(e)})") from None
         except (ValueError, KeyError, UnicodeDecodeError) as e:
             raise DataError(self.path, f"info.txt is malformed ({_one_line(e)})") from None
@@ -326,7 +327,7 @@ class Gt3xReader(DeviceReader):
                     yield from self._fill(last_ts + 1, record_ts, last_value)
         except DataError:
             raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
             raise DataError(self.path, f"log.bin cannot be read ({_one_line(e)})") from None
         if skipped:
             log.warning("%s: %d activity records not later than the one before were skipped", self.path, skipped)

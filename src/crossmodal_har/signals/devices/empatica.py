@@ -121,7 +121,7 @@ class EmpaticaReader(DeviceReader):
         try:
             with zipfile.ZipFile(p) as zf:
                 names = [n for n in zf.namelist() if not n.endswith("/")]
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
             raise DataError(p, f"not a readable zip archive ({_one_line(e)})") from None
         acc = [n for n in names if n.rsplit("/", 1)[-1] == "ACC.csv"]
         if len(acc) == 1:
@@ -171,7 +171,7 @@ class EmpaticaReader(DeviceReader):
             finally:
                 if zf is not None:
                     zf.close()
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as e:
             raise DataError(self.path, f"ACC.csv cannot be read ({_one_line(e)})") from None
         try:
             start_row = [float(v) for v in head[0].decode("ascii").strip().split(",")]
@@ -253,7 +253,8 @@ class EmpaticaReader(DeviceReader):
             raise
         except pd.errors.ParserError as e:
             raise DataError(self.path, f"ACC.csv is malformed ({_one_line(e)})") from None
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, UnicodeDecodeError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, UnicodeDecodeError, NotImplementedError,
+                RuntimeError) as e:
             raise DataError(self.path, f"ACC.csv cannot be read ({_one_line(e)})") from None
         if n_read == 0:
             raise DataError(self.path, "ACC.csv holds no samples")
@@ -361,6 +362,11 @@ class EmpaticaReader(DeviceReader):
             data[:, :3] = acc_g
             if gyro is not None and self._channels == "acc+gyro":
                 data[:, 3:] = gyro
+            elif gyro is None and self._channels == "acc+gyro":
+                # the first file had a gyroscope, this one has none: its rows are NaN gyroscope (a
+                # 6-channel model marks them non_finite, an acc model zeroes them), and it is said
+                log.warning("%s: %sno gyroscope samples (the first file had them): %d rows with NaN gyroscope",
+                            self.path, self._where(member), len(t))
             last_t = t[-1]
             pending_t.append(t)
             pending_d.append(data)
