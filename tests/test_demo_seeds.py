@@ -218,3 +218,21 @@ def test_pretraining_seed_is_recorded_with_the_encoder_and_the_zero_shot_result(
     info = EncoderSource.from_dir(run).info()
     assert info["pretrain_seed"] == 3 and pretrain_seed_of({"encoder": info}) == 3
     assert "pretrain_seed" not in EncoderSource.random("patchtst-tiny", EncoderSource.from_dir(run).preprocess).info()
+
+
+def test_imagenet_video_side_changes_only_the_ingest_stages(tmp_path):
+    from crossmodal_har.demo import build_stages, plan_for_budget
+    from crossmodal_har.errors import UserError
+
+    default = {s.name: s.argvs() for s in build_stages(tmp_path, plan_for_budget(15.0, 2))}
+    imagenet = {s.name: s.argvs() for s in build_stages(tmp_path, plan_for_budget(15.0, 2, "imagenet"))}
+    assert default.keys() == imagenet.keys()
+    changed = sorted(k for k in default if default[k] != imagenet[k])
+    assert changed == ["ingest", "ingest-other"], changed
+    for argv in imagenet["ingest"] + imagenet["ingest-other"]:
+        assert argv[argv.index("--video-mode") + 1] == "embeddings"
+        assert argv[argv.index("--video-encoder") + 1] == "efficientnet-lite0"
+        assert argv[argv.index("--embedding-layout") + 1] == "frames"
+    assert all(a[a.index("--video-mode") + 1] == "frames" for a in default["ingest"])
+    with pytest.raises(UserError, match="--video"):
+        plan_for_budget(15.0, 2, "rgb")

@@ -80,9 +80,16 @@ class DemoPlan:
     # HAPT shots of the pretraining seeds after the first (the first gets `shots`): fine-tuning is
     # ~90 % of an evaluation's time, and 10/100 are the ends of the curve
     extra_seed_shots: List[int] = field(default_factory=lambda: [10, 100])
+    # the video side: ``diff`` (frames store; the tiny configs' frozen random tower on consecutive-frame
+    # differences) or ``imagenet`` (frozen ImageNet EfficientNet-Lite0 features per frame, a trained
+    # temporal head: generalises across corpora, ~4 more CPU minutes of encoding)
+    video: str = "diff"
 
 
-def plan_for_budget(minutes: float = 15.0, workers: Optional[int] = None) -> DemoPlan:
+VIDEO_SIDES = ("diff", "imagenet")
+
+
+def plan_for_budget(minutes: float = 15.0, workers: Optional[int] = None, video: str = "diff") -> DemoPlan:
     """Scale data and steps to a wall-clock budget on a 2-core CPU.
 
     With one pretraining seed the default took 6.3 min on a quiet 2-core machine: simulate + ingest
@@ -98,6 +105,8 @@ def plan_for_budget(minutes: float = 15.0, workers: Optional[int] = None) -> Dem
     """
     if minutes <= 0:
         raise UserError("--budget-minutes must be > 0")
+    if video not in VIDEO_SIDES:
+        raise UserError(f"--video must be one of {', '.join(VIDEO_SIDES)}, got {video!r}")
     scale = minutes / 15.0
     n_pretrain_seeds = 3 if minutes >= 10 else 2 if minutes >= 4 else 1
     return DemoPlan(
@@ -113,6 +122,7 @@ def plan_for_budget(minutes: float = 15.0, workers: Optional[int] = None) -> Dem
         other_subjects=max(4, min(6, int(round(6 * scale ** 0.5)))),
         other_minutes=max(2.0, min(10.0, round(10.0 * scale, 1))),
         pretrain_seeds=list(range(n_pretrain_seeds)),
+        video=video,
     )
 
 
@@ -147,9 +157,12 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
     runs, zs, zs2, ev = out / "runs", out / "zeroshot", out / "zeroshot-other", out / "eval"
 
     def ingest(src: Path, dst: Path) -> List[str]:  # one set of ingest settings for both corpora
-        return ["ingest", "--layout", "paired", "--src", str(src), "--out", str(dst), "--video-mode", "frames",
-                "--frames", "10", "--size", str(plan.frame_size), "--workers", str(plan.workers),
-                "--set", f"normalization={plan.normalization}"]
+        common = ["ingest", "--layout", "paired", "--src", str(src), "--out", str(dst), "--workers", str(plan.workers),
+                  "--set", f"normalization={plan.normalization}"]
+        if plan.video == "imagenet":
+            return common + ["--video-mode", "embeddings", "--video-encoder", "efficientnet-lite0",
+                             "--video-encoder-weights", "imagenet", "--embedding-layout", "frames"]
+        return common + ["--video-mode", "frames", "--frames", "10", "--size", str(plan.frame_size)]
 
     def pretrain(config: str, run: Path, seed: int, extra: Sequence[str] = ()) -> List[str]:
         return ["pretrain", "--config", config, "--store", str(store), "--out", str(run), "--seed", str(seed),
@@ -232,7 +245,7 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
 
 
 def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[List[str]], int],
-             workers: Optional[int] = None, restart: bool = False) -> Path:
+             workers: Optional[int] = None, restart: bool = False, video: str = "diff") -> Path:
     """Run (or resume) the demo in ``out``; returns the path of ``report.md``.
 
     Args:
@@ -240,13 +253,14 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[L
         budget_minutes: wall-clock budget the plan is scaled to (2-core CPU).
         workers: processes for simulation/ingestion (default: up to 2).
         restart: ignore finished stages and run everything again.
+        video: the video side (:data:`VIDEO_SIDES`; ``imagenet`` costs ~4 more minutes).
         runner: runs one ``crossmodal-har`` argv and returns its exit status; the ``demo`` command
             passes the CLI's own ``main`` (the library does not import the CLI).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plan_file = out / "plan.json"
-    plan = plan_for_budget(budget_minutes, workers)
+    plan = plan_for_budget(budget_minutes, workers, video)
     if plan_file.exists() and not restart:
         saved = json.loads(plan_file.read_text())
         if saved.get("budget_minutes") != plan.budget_minutes:
@@ -384,8 +398,10 @@ def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
         "IMU-Video Cross-modal Representation Learning* (MLHC 2025), run end to end at CPU scale by "
         "`crossmodal-har demo`.", "",
         f"- Pretraining data: {plan['sim_minutes']} minutes of **simulated** head-mounted IMU + egocentric video "
-        f"from {plan['subjects']} simulated people (`crossmodal-har simulate`), {plan['frame_size']} px frames, "
-        "10 frames per 5 s window.",
+        f"from {plan['subjects']} simulated people (`crossmodal-har simulate`), "
+        + ("10 frames per 5 s window, each encoded once by the frozen ImageNet EfficientNet-Lite0 (224 px) and "
+           "stored as per-frame features." if plan.get("video") == "imagenet" else
+           f"{plan['frame_size']} px frames, 10 frames per 5 s window."),
         f"- Pretraining: tiny configs (`configs/*-tiny.yaml`: {_epochs_text(out, dp)}), at most "
         f"{plan['pretrain_seconds']:.0f} s of CPU training per run (the learning-rate schedule is fitted "
         "to that budget when the epochs would not fit).",
@@ -417,9 +433,13 @@ def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
         "from these tables.",
         "The models are tiny (PatchTST with d_model 16, one layer; VideoMAE/CLIP towers with a few thousand "
         "parameters, randomly initialised rather than loaded from hub weights) and trained for about a minute. "
-        "siglip's and clip's video tower stays frozen at its random initialisation and sees consecutive-frame "
-        "differences (`video_input: diff`): only the IMU tower and the projection heads learn, a measured choice "
-        "(docs/pretraining.md, \"What makes retrieval generalise across corpora\"). "
+        + (("The video side is frozen ImageNet EfficientNet-Lite0 features of every frame (`demo --video imagenet`; "
+            "ingested once as per-frame embeddings): siglip and clip learn a small temporal head over them, imu2clip "
+            "reads the middle frame's. ")
+           if plan.get("video") == "imagenet" else
+           ("siglip's and clip's video tower stays frozen at its random initialisation and sees consecutive-frame "
+            "differences (`video_input: diff`): only the IMU tower and the projection heads learn. "))
+        + "A measured choice (docs/pretraining.md, \"What makes retrieval generalise across corpora\"). "
         "The paper's models have millions of parameters and train for hours on GPUs.",
         "Few-shot numbers are on test subjects never used for training or model selection; mean ± std is over "
         "seeds, and each seed draws its own subject split (same splits for every method), few-shot draw and "
