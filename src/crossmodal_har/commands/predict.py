@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     summary_path = out.with_name(out.stem + ".summary.json")
     from crossmodal_har.config import from_dict
     from crossmodal_har.errors import ConfigError
-    from crossmodal_har.infer.clinical_report import DayAggregator, parse_start, report_paths, write_report
+    from crossmodal_har.infer.clinical_report import DayAggregator, report_paths, write_report
+    from crossmodal_har.signals.clock import parse_start, zone
     from crossmodal_har.infer.calibration import CalibrationConfig
     from crossmodal_har.infer.nonwear import NonwearConfig, nonwear_settings
 
@@ -135,8 +136,6 @@ def run(args: argparse.Namespace) -> int:
         calibration = from_dict(CalibrationConfig, {"mode": args.calibrate}, where="--calibrate")
         calibration.validate()
         start_s = parse_start(args.start, args.tz) if args.start else None
-        from crossmodal_har.infer.clinical_report import zone
-
         zone(args.tz)
     except (ValueError, ConfigError) as e:
         raise UserError(str(e)) from None

@@ -40,8 +40,8 @@ from crossmodal_har.io import read_json
 from crossmodal_har.pairs.ego4d import iter_ego4d_sessions
 from crossmodal_har.pairs.gopro.source import iter_gopro_sessions
 from crossmodal_har.pairs.session import Label, SessionSpec, read_labels_csv
+from crossmodal_har.signals.clock import zone
 from crossmodal_har.signals.devices import device_suffixes
-from crossmodal_har.signals.devices.base import zone
 from crossmodal_har.signals.readers import read_imu_table
 from crossmodal_har.signals.text import finite_number, quote, short_number
 from crossmodal_har.signals.types import ImuRecording
@@ -143,10 +143,7 @@ def read_session_json(path: Path) -> Dict[str, Any]:
         elif key == "tz":
             if not isinstance(value, str):
                 raise DataError(path, f"tz must be a time zone name such as UTC or Europe/London, got {quote(value)}")
-            try:
-                zone(value)
-            except UserError as exc:
-                raise DataError(path, str(exc)) from None
+            zone(value, path)
         out[key] = value
     Units.from_mapping({k: out[k] for k in ("acc_unit", "gyro_unit", "time_unit")}, path)
     if out["extra"]:

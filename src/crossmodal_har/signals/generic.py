@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import tempfile
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -28,6 +27,7 @@ import numpy as np
 
 from crossmodal_har.errors import ConfigError, DataError
 from crossmodal_har.io import atomic_write_json, read_json
+from crossmodal_har.signals.clock import zone
 from crossmodal_har.signals.devices import device_suffixes
 from crossmodal_har.signals.readers import COLUMNS, RECORDING_SUFFIXES, header_names
 from crossmodal_har.signals.text import decode_text, quote, short_number, visible
@@ -98,10 +98,7 @@ def read_meta(root: PathLike) -> DatasetMeta:
         if key in data and not isinstance(data[key], str):
             raise DataError(path, f"{key} must be a string")
     tz = str(data.get("tz", "UTC"))
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise DataError(path, f"tz {visible(tz)[:60]!r} is not an IANA time zone (e.g. Europe/London)") from None
+    zone(tz, path)
     return DatasetMeta(units=units, name=str(data.get("name", "")), classes=classes,
                        description=str(data.get("description", "")), source=str(data.get("source", "")), tz=tz)
 

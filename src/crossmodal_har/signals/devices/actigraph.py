@@ -41,13 +41,14 @@ import re
 import struct
 import zipfile
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.signals.clock import format_offset, local_to_utc_offset_s
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,6 @@ def _parse_utc_offset(text: str) -> Optional[int]:
         return None
     sign = -1 if m.group(1) == "-" else 1
     return sign * (int(m.group(2)) * 3600 + int(m.group(3)) * 60 + int(m.group(4) or 0))
-
-
-def _fmt_offset(seconds: float) -> str:
-    s = int(round(seconds))
-    sign = "-" if s < 0 else "+"
-    s = abs(s)
-    return f"{sign}{s // 3600:02d}:{(s % 3600) // 60:02d}"
 
 
 def _decode_param_float(value: int) -> float:
@@ -204,14 +198,12 @@ class Gt3xReader(DeviceReader):
 
         # local wall clock -> UTC
         offset = _parse_utc_offset(info.timezone) if info.timezone else None
-        local_first = datetime.fromtimestamp(first, timezone.utc).replace(tzinfo=None)
         if offset is not None:
-            source = (f"file: log.bin local time, UTC offset {_fmt_offset(offset)} from info.txt TimeZone")
+            source = (f"file: log.bin local time, UTC offset {format_offset(offset)} from info.txt TimeZone")
         else:
-            zone = _zone(tz)
-            offset = int(local_first.replace(tzinfo=zone).utcoffset().total_seconds())
+            offset = int(local_to_utc_offset_s(first, tz))
             source = (f"file: log.bin local time without a zone, read in --tz {tz} "
-                      f"(UTC{_fmt_offset(offset)} at the start, held for the whole recording)")
+                      f"(UTC{format_offset(offset)} at the start, held for the whole recording)")
         self.utc_offset_s = offset
 
         device: Dict[str, Any] = {
@@ -364,15 +356,6 @@ def _canonical(g: np.ndarray) -> np.ndarray:
     out = np.full((len(g), 6), np.nan)
     out[:, :3] = g
     return out
-
-
-def _zone(name: str):
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(f"unknown time zone {name!r} (use an IANA name such as Europe/London or UTC)") from None
 
 
 def _ticks_to_iso(ticks: int) -> Optional[str]:

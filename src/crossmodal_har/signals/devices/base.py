@@ -13,15 +13,11 @@ Every problem with the file (truncated, corrupt, not that format, missing fields
 
 from __future__ import annotations
 
-import datetime as _dt
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
-
-from crossmodal_har.errors import UserError
 
 #: default samples per chunk: ~24 MB of float64 [n, 7] per chunk
 DEFAULT_CHUNK_SAMPLES = 500_000
@@ -79,29 +75,6 @@ class DeviceReader:
 
 
 # ------------------------------------------------------------------------- shared helpers
-
-def zone(tz: str) -> zoneinfo.ZoneInfo:
-    """The IANA time zone ``tz`` (``UTC``, ``Europe/London``); a bad name is a UserError."""
-    try:
-        return zoneinfo.ZoneInfo(str(tz))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise UserError(f"unknown time zone {tz!r} (give an IANA name such as UTC or Europe/London)") from None
-
-
-def local_to_utc_offset_s(local_naive_s: float, tz: str) -> float:
-    """UTC offset (s) of zone ``tz`` at the local wall-clock time ``local_naive_s`` (seconds since
-    1970-01-01 00:00 of that wall clock). ``utc = local - offset``."""
-    wall = _dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=float(local_naive_s))
-    off = wall.replace(tzinfo=zone(tz)).utcoffset()
-    return off.total_seconds() if off is not None else 0.0
-
-
-def format_offset(offset_s: float) -> str:
-    """``+01:00`` for 3600 s."""
-    sign = "+" if offset_s >= 0 else "-"
-    m = int(round(abs(offset_s) / 60))
-    return f"{sign}{m // 60:02d}:{m % 60:02d}"
-
 
 def days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Days since 1970-01-01 of the proleptic Gregorian dates (vectorised integer arithmetic)."""

@@ -33,8 +33,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from crossmodal_har.errors import DataError
+from crossmodal_har.signals.clock import format_offset, local_to_utc_offset_s
 from crossmodal_har.signals.devices.base import (DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, check_chunk_samples,
-                                                 format_offset, local_to_utc_offset_s, split_rows)
+                                                 split_rows)
 
 log = logging.getLogger(__name__)
 
