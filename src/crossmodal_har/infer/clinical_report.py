@@ -1,9 +1,9 @@
-"""Absolute time of a recording and the clinician's report of a prediction run.
+"""The clinician's report of a prediction run: local days and hours, and one HTML page.
 
-:class:`TimeBase` maps the recording's clock (seconds) to wall-clock time in a time zone (zoneinfo):
-ISO 8601 timestamps with offset for ``predictions.csv`` and local calendar days / hours for the
-summaries. :class:`DayAggregator` is fed every output row while the predictions stream out (memory:
-one cell per 5 minutes of recording, a week is ~2,000 cells) and :func:`write_report` writes
+The recording's wall-clock time (:class:`crossmodal_har.signals.clock.TimeBase`) gives the local
+calendar days / hours of the summaries. :class:`DayAggregator` is fed every output row while the
+predictions stream out (memory: one cell per 5 minutes of recording, a week is ~2,000 cells) and
+:func:`write_report` writes
 
 * ``daily_summary.csv``: ``day, wear_min, nonwear_min, <label>_min`` per class, one row per local
   calendar day with data. ``wear_min`` is the time of windows that are not non-wear (classified ones
@@ -19,112 +19,20 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
 from crossmodal_har.infer.csvsafe import csv_cell
-from crossmodal_har.infer.nonwear import NONWEAR_STATUS
-from crossmodal_har.infer.stream import STATUS_OK
 from crossmodal_har.io import atomic_write
+from crossmodal_har.signals.clock import TimeBase
+from crossmodal_har.signals.status import STATUS_NONWEAR, STATUS_OK, has_window
 
 SLOT_S = 300  # timeline / aggregation cell (5 min)
-EPOCH_THRESHOLD_S = 1e9  # times above this (2001-09-09 onwards) are taken as Unix epoch seconds
-NO_WINDOW_STATUSES = ("gap", "non_finite", "short")
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
 NONWEAR_COLOUR, OTHER_COLOUR = "#b0b0b0", "#e8e8e8"
-
-
-def zone(name: str):
-    """``ZoneInfo(name)``; ValueError (with the name) when unknown."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/London or UTC)") from e
-
-
-def parse_start(text: str, tz_name: str) -> float:
-    """ISO 8601 start time -> Unix epoch seconds; a time without offset is read in ``tz_name``."""
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ValueError(f"cannot parse start time {text!r} as ISO 8601 (e.g. 2026-03-01T08:30:00+01:00)") from e
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=zone(tz_name))
-    return dt.timestamp()
-
-
-@dataclass
-class TimeBase:
-    """Recording clock -> wall clock. ``origin_s``: epoch seconds of recording time 0 (None: unknown,
-    the outputs then use the recording's own clock: ``day 1`` = its first 24 h)."""
-
-    origin_s: Optional[float]
-    tz: str = "UTC"
-    source: str = "none"
-
-    def __post_init__(self) -> None:
-        self._zone = zone(self.tz)
-        self._off: Dict[int, float] = {}
-
-    @property
-    def absolute(self) -> bool:
-        return self.origin_s is not None
-
-    def offsets(self, t: np.ndarray) -> np.ndarray:
-        """UTC offset (s) at recording times ``t`` (constant within 15-min UTC buckets)."""
-        if not self.absolute:
-            return np.zeros(len(t))
-        b = np.floor((np.asarray(t, np.float64) + self.origin_s) / 900.0).astype(np.int64)
-        ub, inv = np.unique(b, return_inverse=True)
-        vals = np.empty(len(ub))
-        for j, k in enumerate(ub):
-            k = int(k)
-            if k not in self._off:
-                dt = datetime.fromtimestamp(k * 900.0, timezone.utc).astimezone(self._zone)
-                self._off[k] = dt.utcoffset().total_seconds()
-            vals[j] = self._off[k]
-        return vals[inv]
-
-    def local_s(self, t: np.ndarray) -> np.ndarray:
-        """Seconds since 1970-01-01 00:00 *local* time (or the recording clock when not absolute)."""
-        t = np.asarray(t, np.float64)
-        return t if not self.absolute else t + self.origin_s + self.offsets(t)
-
-    def iso(self, t: np.ndarray) -> np.ndarray:
-        """ISO 8601 with offset, millisecond precision, e.g. ``2026-03-01T08:30:00.000+01:00``."""
-        t = np.asarray(t, np.float64)
-        off = self.offsets(t)
-        ms = np.round((t + self.origin_s + off) * 1000.0).astype(np.int64).astype("datetime64[ms]")
-        s = np.datetime_as_string(ms, unit="ms").astype(object)
-        return (s + np.array([_offset_text(o) for o in off], dtype=object)).astype(str) if len(t) else \
-            np.empty(0, str)
-
-    def day_label(self, day: int) -> str:
-        if not self.absolute:
-            return f"day {day + 1}"
-        return str(np.datetime64(int(day), "D"))
-
-    def describe(self, t0: Optional[float]) -> str:
-        if t0 is None or not self.absolute:
-            return "recording clock (no absolute start time: pass --start)"
-        return str(self.iso(np.array([t0]))[0])
-
-    def to_dict(self) -> dict:
-        return {"start_source": self.source, "origin_epoch_s": self.origin_s, "tz": self.tz}
-
-
-def _offset_text(off_s: float) -> str:
-    m = int(round(off_s / 60.0))
-    sign = "+" if m >= 0 else "-"
-    m = abs(m)
-    return f"{sign}{m // 60:02d}:{m % 60:02d}"
 
 
 class DayAggregator:
@@ -145,10 +53,10 @@ class DayAggregator:
             raise RuntimeError("DayAggregator.add before its timebase is set")
         C = len(self.names)
         status = np.asarray(status).astype(str)
-        win = ~np.isin(status, NO_WINDOW_STATUSES)
+        win = has_window(status)
         if not win.any():
             return
-        cat = np.where(status == STATUS_OK, labels, np.where(status == NONWEAR_STATUS, C, C + 1))[win]
+        cat = np.where(status == STATUS_OK, labels, np.where(status == STATUS_NONWEAR, C, C + 1))[win]
         cat = np.where(cat < 0, C + 1, cat)
         loc = self.timebase.local_s(np.asarray(start, np.float64)[win])
         key = np.floor(loc / SLOT_S).astype(np.int64)

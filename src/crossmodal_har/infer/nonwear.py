@@ -35,8 +35,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-NONWEAR_STATUS = "nonwear"
-
 
 @dataclass
 class NonwearConfig:

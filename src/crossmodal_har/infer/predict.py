@@ -49,15 +49,17 @@ from tqdm import tqdm
 from crossmodal_har.errors import UserError
 from crossmodal_har.infer.calibration import (CalibrationConfig, CalibrationResult, StillPointAccumulator,
                                               apply_calibration, fit_sphere)
-from crossmodal_har.infer.clinical_report import EPOCH_THRESHOLD_S, DayAggregator, TimeBase
+from crossmodal_har.infer.clinical_report import DayAggregator
 from crossmodal_har.infer.csvsafe import csv_cell
-from crossmodal_har.infer.nonwear import NONWEAR_STATUS, NonwearConfig, NonwearDetector
+from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector
 from crossmodal_har.infer.reader import iter_chunks
 from crossmodal_har.infer.runtime import BatchedRunner, Runner
 from crossmodal_har.infer.smoothing import StreamingSmoother, StreamingViterbi
-from crossmodal_har.infer.stream import STATUS_OK, Marker, SignalOps, StreamingWindower, WindowBatch
+from crossmodal_har.infer.stream import Marker, SignalOps, StreamingWindower, WindowBatch
 from crossmodal_har.infer.summary import Summary
 from crossmodal_har.io import atomic_write
+from crossmodal_har.signals.clock import TimeBase, resolve_timebase
+from crossmodal_har.signals.status import NONWEAR_REPLACES, STATUS_NONWEAR, STATUS_OK, has_window
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 
@@ -220,8 +222,6 @@ class _NonwearGate:
     lies below :meth:`NonwearDetector.final_until` — about one hour behind the input.
     """
 
-    MARKED = (STATUS_OK, "flat_line")  # window statuses non-wear overrides (a still device may read flat)
-
     def __init__(self, detector: Optional[NonwearDetector], origin_s: float, out: "_SmoothedWriter"):
         """``origin_s``: added to recording times to get the detector's times."""
         self.det, self.origin, self.out = detector, origin_s, out
@@ -241,7 +241,7 @@ class _NonwearGate:
         until = self.det.final_until() - self.origin
         while self.queue:
             rows, probs, raw = self.queue[0]
-            is_win = ~np.isin(rows.status.astype(str), ("gap", "non_finite", "short"))
+            is_win = has_window(rows.status)
             key = np.where(is_win, 0.5 * (rows.start + rows.end), rows.start)
             # rows are in start order: release the prefix whose (running maximum of) key is decided
             k = int(np.searchsorted(np.maximum.accumulate(key), until, side="left"))
@@ -250,9 +250,9 @@ class _NonwearGate:
             head = Rows(rows.start[:k], rows.end[:k], rows.status[:k].copy(), rows.ok_index[:k].copy())
             hp, hr = probs[:k].copy(), raw[:k].copy()
             nw = self.det.is_nonwear(key[:k] + self.origin) & is_win[:k] & np.isin(
-                head.status.astype(str), self.MARKED)
+                head.status.astype(str), NONWEAR_REPLACES)
             if nw.any():
-                head.status[nw] = NONWEAR_STATUS
+                head.status[nw] = STATUS_NONWEAR
                 head.ok_index[nw] = -1
                 hp[nw] = np.nan
                 hr[nw] = -1
@@ -265,29 +265,6 @@ class _NonwearGate:
                 self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
                                  probs[k:], raw[k:])
                 return
-
-
-def resolve_timebase(first_t: Optional[float], start_s: Optional[float], tz: str, path: Path,
-                     device: Optional[Any] = None) -> TimeBase:
-    """The recording's absolute time: a device file's header start time, ``--start`` (the first
-    sample's time) for relative times, or epoch seconds detected in the file (first time > 1e9 s);
-    else none."""
-    dev_start = getattr(device, "start_time_s", None) if device is not None else None
-    if dev_start is not None:
-        if start_s is not None:
-            raise UserError(f"{path}: the device file has its own start time "
-                            f"({getattr(device, 'start_time_source', 'file header')}); drop --start")
-        origin = 0.0 if first_t is not None and first_t > EPOCH_THRESHOLD_S else float(dev_start)
-        return TimeBase(origin, tz, f"device file header: {getattr(device, 'start_time_source', 'start time')}")
-    if first_t is not None and first_t > EPOCH_THRESHOLD_S:
-        if start_s is not None:
-            raise UserError(f"{path}: its times are already absolute (epoch seconds, first "
-                            f"{first_t:.3f} > 1e9); drop --start")
-        log.info("%s: times > 1e9 s: read as Unix epoch seconds (UTC)", path)
-        return TimeBase(0.0, tz, "epoch times in the file (values > 1e9 s)")
-    if start_s is not None:
-        return TimeBase(start_s - (first_t or 0.0), tz, "--start (time of the first sample)")
-    return TimeBase(None, tz, "none (relative times and no --start)")
 
 
 def open_chunks(path: Path, units: Units, chunk_rows: int, fmt: Optional[str], tz: str):
@@ -484,7 +461,7 @@ def predict_file(
         d["calibration"] = {"mode": calibration.mode, "applied": False,
                             "reason": "off (--calibrate off)" if calibration.mode == "off" else "empty recording"}
     det = state["detector"]
-    nw = summary.skipped.get(NONWEAR_STATUS, {})
+    nw = summary.skipped.get(STATUS_NONWEAR, {})
     d["nonwear"] = {**nonwear.to_dict(), **(det.stats() if det is not None else {}),
                     "windows": nw.get("rows", 0), "seconds": nw.get("rows", 0) * summary.hop_s,
                     "seconds_note": "non-wear windows x hop (stride), as the time per activity"}

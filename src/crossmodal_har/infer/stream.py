@@ -29,6 +29,7 @@ from typing import Callable, List, Optional, Union
 import numpy as np
 
 from crossmodal_har.signals import resample, windows
+from crossmodal_har.signals.status import STATUS_GAP, STATUS_NON_FINITE, STATUS_SHORT
 from crossmodal_har.signals.types import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,6 @@ BLOCK = 8192  # grid samples per resampling block (fixed: the output must not de
 MAX_WINDOWS_PER_BATCH = 1024
 DECIDE_SAMPLES = 2048  # good samples used to decide once whether the input needs anti-aliasing
 EXTRA = 2  # input samples beyond the margin on each side (Hermite slopes use two)  # windows materialised at once (bounds memory for tiny strides)
-
-STATUS_OK = "ok"
-STATUS_GAP = "gap"
-STATUS_NON_FINITE = "non_finite"
-STATUS_SHORT = "short"  # a gap-free stretch shorter than one window
 
 
 MAX_NETWORK_KERNEL = 9

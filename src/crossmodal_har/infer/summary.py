@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from crossmodal_har.infer.stream import STATUS_OK
+from crossmodal_har.signals.status import NO_WINDOW_STATUSES, STATUS_OK
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Summary:
             d = self.skipped.setdefault(str(st), {"rows": 0, "seconds": 0.0})
             d["rows"] += int(m.sum())
             d["seconds"] += float(np.sum(end[m] - start[m]))
-            if st not in ("gap", "non_finite", "short"):
+            if st not in NO_WINDOW_STATUSES:
                 self.windows += int(m.sum())
 
     def to_dict(self) -> Dict[str, Any]:
@@ -59,9 +59,9 @@ class Summary:
             "windows": self.windows,
             "windows_ok": self.windows_ok,
             "windows_skipped": {k: v["rows"] for k, v in self.skipped.items()
-                                if k not in ("gap", "non_finite", "short")},
+                                if k not in NO_WINDOW_STATUSES},
             "stretches_without_windows": {k: v for k, v in self.skipped.items()
-                                          if k in ("gap", "non_finite", "short")},
+                                          if k in NO_WINDOW_STATUSES},
             "seconds_per_activity": per,
             "fraction_per_activity": {c: v / tot for c, v in per.items()},
             "seconds_per_activity_note": "each ok window accounts for one hop (stride) of time",

@@ -15,6 +15,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from crossmodal_har.io import atomic_write
+from crossmodal_har.signals.status import STATUS_OK
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def aggregate(pred_csv: PathLike, class_names: List[str], max_bins: int = 600,
     index = {c: i for i, c in enumerate(class_names)}
     for df in pd.read_csv(pred_csv, usecols=usecols, dtype=dtypes, chunksize=chunk_rows, keep_default_na=False):
         s, e = df["start"].to_numpy(), df["end"].to_numpy()
-        cls = np.array([index.get(lab, len(class_names)) if st == "ok" else len(class_names)
+        cls = np.array([index.get(lab, len(class_names)) if st == STATUS_OK else len(class_names)
                         for st, lab in zip(df["status"], df["label"])], dtype=np.int64)
         # each row stands for [start, min(next start, end)) (windows overlap by design), spread
         # over the bins it overlaps

@@ -40,6 +40,7 @@ from crossmodal_har.pairs.store import SHARDS_DIR, ShardData, write_shard
 from crossmodal_har.pairs.video import (DecodeStats, NotAVideoError, VideoInfo, count_frames, iter_nearest_frames,
                                         probe_video)
 from crossmodal_har.pairs.video_encoder import check_per_frame, create_video_encoder, embed_frames
+from crossmodal_har.signals.status import DROP_DECODE_ERROR, DROP_DESYNC, DROP_TOO_SHORT, STATUS_GAP
 from crossmodal_har.signals.text import short_number
 from crossmodal_har.signals.types import ImuRecording
 from crossmodal_har.signals.windows import recording_windows
@@ -47,7 +48,6 @@ from crossmodal_har.signals.windows import recording_windows
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-_QUALITY_MAP = {"gap": "imu_gap", "non_finite": "non_finite", "flat_line": "flat_line", "saturation": "saturation"}
 EMBED_BATCH = 16  # frames of this many windows go through the encoder together
 
 
@@ -117,11 +117,11 @@ def _process(spec: SessionSpec, cfg: IngestConfig, store_dir: Path, summary: Dic
         if info.frames == 0 and count_frames(spec.video_path, 2) == 1:  # frame count not declared
             raise NotAVideoError(spec.video_path, "not a video: its video stream has a single frame")
     except NotAVideoError as exc:
-        summary["dropped"]["decode_error"] += len(x)
+        summary["dropped"][DROP_DECODE_ERROR] += len(x)
         raise _SessionFailed("not_a_video", str(exc)) from None
     except DataError as exc:
-        summary["dropped"]["decode_error"] += len(x)
-        raise _SessionFailed("decode_error", str(exc)) from None
+        summary["dropped"][DROP_DECODE_ERROR] += len(x)
+        raise _SessionFailed(DROP_DECODE_ERROR, str(exc)) from None
     kept = _windows_in_video(spec, cfg, summary, info, float(rec.t[0]), float(rec.t[-1]), x, start_s, end_s)
     if kept is None or len(kept[0]) == 0:
         return
@@ -156,9 +156,9 @@ def _imu_windows(spec: SessionSpec, cfg: IngestConfig, summary: Dict[str, Any]
     x, start_s, end_s, reasons = recording_windows(rec, pre)
     imu_t0, imu_t1 = float(rec.t[0]), float(rec.t[-1])
     n_gap = max(0, expected_windows(imu_t1 - imu_t0, pre) - len(x))
-    drops["imu_gap"] += n_gap
+    drops[STATUS_GAP] += n_gap
     for r in np.unique(reasons[reasons != ""]) if len(reasons) else []:
-        drops[_QUALITY_MAP.get(r, r)] = drops.get(_QUALITY_MAP.get(r, r), 0) + int((reasons == r).sum())
+        drops[r] = drops.get(r, 0) + int((reasons == r).sum())
     ok = reasons == "" if len(reasons) else np.zeros(0, bool)
     return rec, grav, x[ok], start_s[ok], end_s[ok]
 
@@ -181,24 +181,24 @@ def _windows_in_video(spec: SessionSpec, cfg: IngestConfig, summary: Dict[str, A
         ov = overlap_s(imu_t0, imu_t1, 0.0, dur)
         summary["imu_coverage"] = round(ov / dur, 4) if dur > 0 else 0.0
         if dur < window_s:  # nothing to pair, not an error
-            drops["too_short"] += 1
+            drops[DROP_TOO_SHORT] += 1
             summary["too_short"] = True
             log.info("session %s: video (%.3g s) shorter than one %.3g s window", spec.name, dur, window_s)
             return None
         if ov < window_s or (dur > 0 and ov / dur < cfg.min_imu_coverage):
-            drops["desync"] += len(x)
+            drops[DROP_DESYNC] += len(x)
             raise _SessionFailed(
-                "desync", f"{spec.name}: IMU [{_secs(imu_t0)}, {_secs(imu_t1)}] s covers {_secs(ov)} s of the "
+                DROP_DESYNC, f"{spec.name}: IMU [{_secs(imu_t0)}, {_secs(imu_t1)}] s covers {_secs(ov)} s of the "
                 f"video's [0, {_secs(dur)}] s ({ov / dur if dur else 0:.0%}; need >= {cfg.min_imu_coverage:.0%} "
                 f"and one {window_s:g} s window): IMU shorter than the video, not overlapping it, or a wrong imu_offset_s")
         # The container's duration is approximate (last frame's length); frames within the frame
         # tolerance of the window edges are good enough, as for every other slot.
         tol = frame_tolerance_s(window_s, cfg.frames)
         inside = (start_s >= -tol) & (end_s <= dur + tol)
-        drops["desync"] += int((~inside).sum())
+        drops[DROP_DESYNC] += int((~inside).sum())
         return x[inside], start_s[inside], end_s[inside]
     if len(x) == 0 and imu_t1 - imu_t0 < window_s:
-        drops["too_short"] += 1
+        drops[DROP_TOO_SHORT] += 1
         summary["too_short"] = True
         return None
     return x, start_s, end_s
@@ -285,7 +285,7 @@ def _pair_frames(spec: SessionSpec, cfg: IngestConfig, store_dir: Path, summary:
                             bad_packets=stats.bad_packets, stopped_early=stats.stopped_early,
                             first_frame_s=stats.first_time_s, last_frame_s=stats.last_time_s, **stats.extra)
     if stats.frames_decoded == 0:
-        raise _SessionFailed("decode_error", f"{spec.video_path}: no video frame could be decoded"
+        raise _SessionFailed(DROP_DECODE_ERROR, f"{spec.video_path}: no video frame could be decoded"
                              + (f" ({stats.stopped_early})" if stats.stopped_early else ""))
     if stats.bad_packets or stats.stopped_early:
         log.warning("session %s: video damaged (%d bad packets%s); windows without frames were dropped",
@@ -309,9 +309,9 @@ def _window_done(st: _Pairing, w: int) -> None:
                 _flush_embeddings(st)
     elif (st.info.duration_s is None and st.stats.frames_decoded
           and st.targets[w].max() > (st.stats.last_time_s or 0.0) + st.tol):
-        drops["desync"] += 1  # the video (of unknown declared length) ends before this window does
+        drops[DROP_DESYNC] += 1  # the video (of unknown declared length) ends before this window does
     else:
-        drops["decode_error"] += 1
+        drops[DROP_DECODE_ERROR] += 1
     st.chunk_left[c] -= 1
     if st.chunk_left[c] == 0:
         _finish_chunk(st, c)

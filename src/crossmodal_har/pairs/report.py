@@ -3,15 +3,17 @@
 One builder serves both a single run (:func:`build_report`, from the per-session summaries that
 :mod:`crossmodal_har.pairs.process` returns) and merged stores (:func:`merge_reports`, from the
 reports of several runs): a run's report is the merge of its sessions' one-session reports.
-A leaf of :mod:`crossmodal_har.pairs`: ingestion and the store import it.
+A leaf of :mod:`crossmodal_har.pairs`: ingestion and the store import it. Why a window was dropped
+is said in the one status vocabulary (:data:`crossmodal_har.signals.status.DROP_REASONS`); the
+older name ``imu_gap`` (for ``gap``), in summaries of sessions ingested before, is read as ``gap``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Mapping, Sequence
 
-# Why a window was dropped (counts per reason in ``windows_dropped``).
-DROP_REASONS = ("imu_gap", "non_finite", "flat_line", "saturation", "desync", "decode_error", "too_short")
+from crossmodal_har.signals.status import DROP_REASONS, LEGACY_DROP_REASONS
+
 # Per-session fields copied into the report's ``sessions`` rows.
 SESSION_FIELDS = ("session", "subject", "status", "windows_kept", "dropped", "gravity", "video", "imu_coverage",
                   "too_short", "seconds")
@@ -22,10 +24,21 @@ def empty_drops() -> Dict[str, int]:
     return {r: 0 for r in DROP_REASONS}
 
 
+def drop_counts(counts: Mapping[str, Any]) -> Dict[str, int]:
+    """``counts`` ({reason: windows}) in today's names (:data:`LEGACY_DROP_REASONS` renamed, summed),
+    every reason of :data:`DROP_REASONS` present, in that order."""
+    out = empty_drops()
+    for k, v in counts.items():
+        k = LEGACY_DROP_REASONS.get(k, k)
+        out[k] = out.get(k, 0) + int(v)
+    return out
+
+
 def session_report(summary: Dict[str, Any]) -> Dict[str, Any]:
     """The report of a run that ingested only this session (``summary``: see
     :func:`crossmodal_har.pairs.process.process_session`)."""
     row = {k: summary.get(k) for k in SESSION_FIELDS}
+    row["dropped"] = drop_counts(summary["dropped"])
     fixes = (summary.get("meta") or {}).get("imu_fixes")
     if fixes:
         row["imu_fixes"] = fixes
@@ -37,7 +50,7 @@ def session_report(summary: Dict[str, Any]) -> Dict[str, Any]:
         "sessions_ok": int(summary["status"] == "ok"),
         "sessions_failed": len(errors),
         "windows_kept": int(summary["windows_kept"]),
-        "windows_dropped": summary["dropped"],
+        "windows_dropped": row["dropped"],
         # only counts are summed (a source may record other details of its repairs)
         "imu_fixes": {k: v for k, v in (fixes or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
         "units_suspect": [summary["session"]] if (summary.get("gravity") or {}).get("verdict") == "suspect" else [],
@@ -58,8 +71,8 @@ def merge_reports(reports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     dropped = empty_drops()
     imu_fixes: Dict[str, Any] = {}
     for r in reports:
-        for k, v in r.get("windows_dropped", {}).items():
-            dropped[k] = dropped.get(k, 0) + int(v)
+        for k, v in drop_counts(r.get("windows_dropped", {})).items():
+            dropped[k] = dropped.get(k, 0) + v
         for k, v in r.get("imu_fixes", {}).items():
             imu_fixes[k] = imu_fixes.get(k, 0) + v
     errors = sorted((e for r in reports for e in r.get("errors", [])), key=lambda e: e["session"])

@@ -1,7 +1,9 @@
 """crossmodal_har.signals: the IMU signal layer and labelled datasets.
 
 Modules (nothing is imported here, so importing the package does no work):
-  types      PreprocessConfig, ImuRecording, Segment, DatasetReport, WindowSet, QUALITY_REASONS
+  types      PreprocessConfig, ImuRecording, Segment, DatasetReport, WindowSet
+  clock      zone, TimeZoneError, format_offset, parse_start, TimeBase, resolve_timebase (the one clock)
+  status     STATUS_OK, STATUS_GAP, ..., QUALITY_REASONS, NO_WINDOW_STATUSES  (every window status)
   units      Units, to_canonical, declared_unit_factor           (g, rad/s, seconds; the one unit table)
   readers    read_imu_table, read_csv_header, diagnose_csv       (CSV / Parquet / device files, DataError with line)
   devices    open_device, READERS: Axivity .cwa, GENEActiv .bin, APDM .h5, ActiGraph .gt3x, Empatica

@@ -27,9 +27,6 @@ ACC_CHANNELS = CHANNELS[:3]
 CHANNEL_SETS = {"acc": 3, "acc+gyro": 6}
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 
-# Reasons a window is excluded. Every report counts exclusions by these names.
-QUALITY_REASONS = ("non_finite", "flat_line", "saturation", "gap")
-
 
 @dataclass
 class PreprocessConfig:

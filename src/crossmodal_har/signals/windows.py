@@ -10,6 +10,7 @@ import numpy as np
 
 from crossmodal_har.errors import DataError
 from crossmodal_har.signals.resample import resample
+from crossmodal_har.signals.status import STATUS_FLAT_LINE, STATUS_NON_FINITE, STATUS_SATURATION
 from crossmodal_har.signals.types import CHANNEL_SETS, ImuRecording, PreprocessConfig, Segment
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,10 @@ def check_quality(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     if n == 0:
         return reasons
     finite = np.isfinite(x).all(axis=(1, 2))
-    reasons[~finite] = "non_finite"
+    reasons[~finite] = STATUS_NON_FINITE
     with np.errstate(invalid="ignore"):
         flat = (np.nanstd(x[:, :, :3], axis=1) < cfg.flat_std_g).all(axis=1) if finite.any() else finite
-    reasons[(reasons == "") & flat] = "flat_line"
+    reasons[(reasons == "") & flat] = STATUS_FLAT_LINE
     sat = np.zeros(n, dtype=bool)
     if cfg.acc_saturation_g is not None:
         rail = (np.abs(x[:, :, :3]) >= cfg.acc_saturation_g).mean(axis=1)
@@ -56,7 +57,7 @@ def check_quality(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     if cfg.gyro_saturation_rad_s is not None:
         rail = (np.abs(x[:, :, 3:]) >= cfg.gyro_saturation_rad_s).mean(axis=1)
         sat |= (rail >= cfg.saturation_fraction).any(axis=1)
-    reasons[(reasons == "") & sat] = "saturation"
+    reasons[(reasons == "") & sat] = STATUS_SATURATION
     return reasons
 
 
