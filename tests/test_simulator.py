@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossmodal_har.pairs.simulator import ACTIVITIES, SimConfig, simulate
-from crossmodal_har.pairs.simulator.motion import Bout, build_trajectory, euler_to_R, plan_bouts
-from crossmodal_har.pairs.simulator.session import SessionTask, run_session
-from crossmodal_har.pairs.simulator.subjects import sample_subject
+from crossmodal_har.simulator import ACTIVITIES, SimConfig, simulate
+from crossmodal_har.simulator.motion import Bout, build_trajectory, euler_to_R, plan_bouts
+from crossmodal_har.simulator.session import SessionTask, run_session
+from crossmodal_har.simulator.subjects import sample_subject
 
 G = 9.80665
 HEADER = "time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crossmodal_har.io import guard_output_dir
-    from crossmodal_har.pairs.simulator import simulate
+    from crossmodal_har.simulator import simulate
 
     guard_output_dir(("--out", args.out))  # an existing file, or a directory that cannot be made: one line
 

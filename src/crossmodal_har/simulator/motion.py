@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Protocol, Tuple
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from crossmodal_har.pairs.simulator.subjects import SubjectParams
+from crossmodal_har.simulator.subjects import SubjectParams
 
 GRAVITY = np.array([0.0, 0.0, -9.80665])  # m/s^2, world frame
 STANDARD_GRAVITY = 9.80665

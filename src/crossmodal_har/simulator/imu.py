@@ -7,8 +7,8 @@ from typing import Tuple
 
 import numpy as np
 
-from crossmodal_har.pairs.simulator.motion import STANDARD_GRAVITY, Trajectory
-from crossmodal_har.pairs.simulator.subjects import SubjectParams
+from crossmodal_har.simulator.motion import STANDARD_GRAVITY, Trajectory
+from crossmodal_har.simulator.subjects import SubjectParams
 
 
 def imu_sample_times(rng: np.random.Generator, duration_s: float, rate_hz: float) -> np.ndarray:

@@ -13,7 +13,7 @@ Output is the paired-folder layout read by ``crossmodal-har ingest --layout pair
 
 Usage::
 
-    from crossmodal_har.pairs.simulator import simulate
+    from crossmodal_har.simulator import simulate
     summary = simulate("sim", subjects=4, minutes=10, seed=0)
 """
 
@@ -35,10 +35,10 @@ from tqdm.auto import tqdm
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import UserError
 from crossmodal_har.io import atomic_write_json, atomic_write_text
-from crossmodal_har.pairs.simulator.config import ACTIVITIES, SimConfig
-from crossmodal_har.pairs.simulator.session import FORMAT_VERSION, MARKER_DIR, RUN_ONLY_KEYS, SessionTask, run_session
-from crossmodal_har.pairs.simulator.subjects import sample_subject
-from crossmodal_har.pairs.simulator.writer import labels_csv
+from crossmodal_har.simulator.config import ACTIVITIES, SimConfig
+from crossmodal_har.simulator.session import FORMAT_VERSION, MARKER_DIR, RUN_ONLY_KEYS, SessionTask, run_session
+from crossmodal_har.simulator.subjects import sample_subject
+from crossmodal_har.simulator.writer import labels_csv
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ import numpy as np
 
 from crossmodal_har.config import to_dict
 from crossmodal_har.io import atomic_write_json, atomic_write_text
-from crossmodal_har.pairs.simulator.config import SimConfig
-from crossmodal_har.pairs.simulator.imu import imu_sample_times, synthesize_imu, to_declared_units
-from crossmodal_har.pairs.simulator.motion import Bout, build_trajectory, plan_bouts
-from crossmodal_har.pairs.simulator.render import Renderer, make_look, make_scene
-from crossmodal_har.pairs.simulator.subjects import SubjectParams
-from crossmodal_har.pairs.simulator.writer import VideoWriter, format_imu_csv, truncate_file
+from crossmodal_har.simulator.config import SimConfig
+from crossmodal_har.simulator.imu import imu_sample_times, synthesize_imu, to_declared_units
+from crossmodal_har.simulator.motion import Bout, build_trajectory, plan_bouts
+from crossmodal_har.simulator.render import Renderer, make_look, make_scene
+from crossmodal_har.simulator.subjects import SubjectParams
+from crossmodal_har.simulator.writer import VideoWriter, format_imu_csv, truncate_file
 
 FORMAT_VERSION = 1
 RUN_ONLY_KEYS = ("workers", "progress", "resume")  # how a run executes; never changes the files
