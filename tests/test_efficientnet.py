@@ -241,7 +241,7 @@ def test_image_tower_fallback_is_checked():
 @needs_weights
 def test_imu2clip_falls_back_to_the_pretrained_frame_encoder_only_without_clip_weights(tmp_path):
     from crossmodal_har.train.config import load_pretrain_config
-    from crossmodal_har.train.methods import architecture, build_method
+    from crossmodal_har.train.methods import build_method, method_architecture
 
     info = {"video_kind": "frames", "video_dim": None, "num_frames": 2, "window": 250,
             "preprocess": {"normalization": "zscore"}}
@@ -254,7 +254,7 @@ def test_imu2clip_falls_back_to_the_pretrained_frame_encoder_only_without_clip_w
     assert torch.equal(enc.state_dict()["stem.conv.weight"], ref["_conv_stem.weight"])
     assert not any(p.requires_grad for p in enc.parameters())
     # a rebuilt run gets the same architecture (its weights come from the run, not the package)
-    again = build_method(cfg, info, arch=architecture(method))
+    again = build_method(cfg, info, arch=method_architecture(method))
     assert again.video_encoder.model_name == "efficientnet-lite0"
     assert again.video_encoder.model_cfg == enc.model_cfg
     # CLIP weights given: no fallback; tiny demo config (fallback null): the CLIP tower as before

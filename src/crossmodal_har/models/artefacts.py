@@ -56,7 +56,7 @@ import numpy as np
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import atomic_write, atomic_write_json, read_json
-from crossmodal_har.models.registry import architecture, create_model_from_config, model_kind
+from crossmodal_har.models.registry import architecture_config, create_model_from_config, model_kind
 from crossmodal_har.signals.text import short_number
 from crossmodal_har.signals.types import PreprocessConfig
 
@@ -214,7 +214,7 @@ def check_architecture(model: Any, config: Any, path: Path, where: str, kind: Op
         actual = model_kind(name)
         if kind is not None and actual != kind:
             raise DataError(path, f"{where}.model: {name!r} is a {actual} encoder, expected an {kind} encoder")
-        return architecture(name, config, where=f"{where}.config")
+        return architecture_config(name, config, where=f"{where}.config")
     except DataError:
         raise
     except UserError as exc:  # unknown model, a key outside the schema, a size out of range

@@ -186,11 +186,11 @@ def checked_config(name: str, config: Any, *, where: str = "config") -> Dict[str
     Raises:
         ConfigError: naming ``where`` and the key (callers turn it into a DataError naming the file).
     """
-    architecture(name, config, where=where)
+    architecture_config(name, config, where=where)
     return dict(config)
 
 
-def architecture(name: str, config: Any, *, where: str = "config") -> Any:
+def architecture_config(name: str, config: Any, *, where: str = "config") -> Any:
     """The architecture config dataclass of ``name`` with a persisted ``config`` applied, checked as
     :func:`checked_config` describes (nothing is built)."""
     entry = _entry(name)
@@ -224,7 +224,7 @@ def with_input_channels(name: str, config: Mapping[str, Any], n_channels: int) -
     entry = _entry(name)
     if entry.kind != "imu":
         raise ConfigError(f"model {name!r} is not an IMU encoder")
-    arch = architecture(name, dict(config), where=f"{name} config")
+    arch = architecture_config(name, dict(config), where=f"{name} config")
     overrides = getattr(arch, "channel_overrides", None)
     if overrides is None:
         if int(n_channels) == int(getattr(arch, "input_channels", 6)):

@@ -267,7 +267,7 @@ def build_method(cfg: Any, data_info: Mapping[str, Any], rank: int = 0, world_si
     return CrossModalMethod(cfg, data_info, rank, world_size, arch)
 
 
-def architecture(model: nn.Module) -> Dict[str, Any]:
+def method_architecture(model: nn.Module) -> Dict[str, Any]:
     """Registry name + resolved config of each encoder in a method (what ``arch`` takes back)."""
     out: Dict[str, Any] = {}
     for key in ("imu_encoder", "video_encoder"):

@@ -29,7 +29,7 @@ from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
 from crossmodal_har.models.artefacts import load_run_model, save_encoder, save_run_model
 from crossmodal_har.train.checkpoint import CHECKPOINT_NAME
 from crossmodal_har.train.config import PretrainConfig, with_saved_defaults
-from crossmodal_har.train.methods import PretrainMethod, architecture, build_method
+from crossmodal_har.train.methods import PretrainMethod, build_method, method_architecture
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -89,7 +89,7 @@ def export_run(model: PretrainMethod, cfg: PretrainConfig, data: Any, run_dir: P
                         "seed": int(cfg.seed)})
     save_run_model(model, run_dir, {
         "method": cfg.method, "config": to_dict(cfg), "data": data_info(data),
-        "architecture": architecture(model), "split": data.split, "data_meta": data.meta,
+        "architecture": method_architecture(model), "split": data.split, "data_meta": data.meta,
     })
 
 
