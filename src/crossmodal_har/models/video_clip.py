@@ -20,7 +20,7 @@ from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import ConfigError
 from crossmodal_har.models.base import Encoder, check_budget, check_fractions, check_sizes
 from crossmodal_har.models.registry import hf_from_pretrained, register_model
-from crossmodal_har.models.video_common import CLIP_MEAN, CLIP_STD, check_frames, to_pixel_values
+from crossmodal_har.models.video_common import CLIP_MEAN, CLIP_STD, check_frames, frame_indices, to_pixel_values
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,6 @@ class ClipEncoderConfig:
     def hf_kwargs(self) -> Dict[str, Any]:
         d = to_dict(self)
         return {k: d[k] for k in _HF_FIELDS}
-
-
-def frame_indices(num_frames: int, pooling: str) -> list:
-    """Which frames of a K-frame clip the CLIP encoder looks at."""
-    mid = num_frames // 2
-    if pooling == "middle":
-        return [mid]
-    return [0, mid, num_frames - 1]
 
 
 class ClipFrameEncoder(Encoder):

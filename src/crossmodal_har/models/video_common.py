@@ -1,8 +1,9 @@
-"""Pixel handling shared by the video encoders: uint8 frames → normalised float tensors."""
+"""Frame handling shared by the video encoders: which frames of a clip they look at, and uint8
+frames → normalised float tensors."""
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,16 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # their mean over channels (``gray``), or the change from one frame to the next (``diff``,
 # ``gray_diff``): egomotion lives in frame-to-frame change, while one frame is mostly appearance.
 VIDEO_INPUTS: Tuple[str, ...] = ("rgb", "gray", "diff", "gray_diff")
+
+
+def frame_indices(num_frames: int, pooling: str) -> List[int]:
+    """Which frames of a K-frame clip a video encoder looks at under ``pooling`` (its
+    ``frame_pooling``, or imu2clip's ``clip_frames`` on per-frame embeddings): ``mean`` every frame,
+    ``middle`` frame K // 2, ``mean3`` the first, middle and last."""
+    if pooling == "mean":
+        return list(range(num_frames))
+    mid = num_frames // 2
+    return [mid] if pooling == "middle" else [0, mid, num_frames - 1]
 
 
 def check_frames(frames: torch.Tensor, who: str, num_frames: int | None = None) -> None:

@@ -46,7 +46,7 @@ from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.models.artefacts import load_state_strict
 from crossmodal_har.models.base import Encoder, check_budget, check_fractions, check_sizes
 from crossmodal_har.models.registry import register_model
-from crossmodal_har.models.video_common import IMAGENET_MEAN, IMAGENET_STD, check_frames, to_pixel_values
+from crossmodal_har.models.video_common import IMAGENET_MEAN, IMAGENET_STD, check_frames, frame_indices, to_pixel_values
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +187,6 @@ class MBConv(nn.Module):
             mask = torch.rand(y.shape[0], 1, 1, 1, dtype=y.dtype, device=y.device) < keep
             y = y * mask / keep
         return x + y
-
-
-def frame_indices(num_frames: int, pooling: str) -> List[int]:
-    """Which of a K-frame clip's frames :meth:`EfficientNetLiteEncoder.forward` looks at."""
-    if pooling == "mean":
-        return list(range(num_frames))
-    mid = num_frames // 2
-    return [mid] if pooling == "middle" else [0, mid, num_frames - 1]
 
 
 class EfficientNetLiteEncoder(Encoder):

@@ -30,9 +30,9 @@ from crossmodal_har.models.classifier import encode_windows
 from crossmodal_har.models.heads import ProjectionHead, TemporalHead
 from crossmodal_har.models.losses import ClipLoss, SigLipLoss
 from crossmodal_har.models.mae import ImuMaskedAutoencoder
-from crossmodal_har.models.video_clip import frame_indices
 from crossmodal_har.models.registry import (checked_config, create_model, create_model_from_config, model_config,
                                             with_input_channels)
+from crossmodal_har.models.video_common import frame_indices
 from crossmodal_har.signals.normalize import normalize_windows
 from crossmodal_har.signals.types import CHANNEL_SETS
 from crossmodal_har.train.config import IMAGE_TOWER_FALLBACKS
