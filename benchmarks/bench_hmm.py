@@ -105,14 +105,14 @@ def main_(argv=None) -> int:
     ap.add_argument("--model", default="patchtst-tiny")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--test-subjects", type=int, default=6)
-    ap.add_argument("--hapt", default=None, help="converted HAPT dir (default: the cache's, via ensure_generic)")
+    ap.add_argument("--hapt", default=None, help="converted HAPT dir (default: the cache's, via hapt.convert_hapt)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--workdir", default=None, help="keep bundles and predictions here (default: a temporary dir)")
     args = ap.parse_args(argv)
     if args.hapt:
         src = Path(args.hapt)
     else:
-        src = Path(hapt.ensure_generic(default_cache_dir(), progress=False))
+        src = Path(hapt.convert_hapt(default_cache_dir(), progress=False))
     results = []
     with (contextlib.nullcontext(args.workdir) if args.workdir else
           tempfile.TemporaryDirectory(prefix="bench_hmm_")) as tmp:

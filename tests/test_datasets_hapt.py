@@ -82,7 +82,7 @@ def test_raw_layout_reader_and_conversion(tmp_path):
     # the transition (label 7) is not a class and windows touching it are unlabelled
     assert ws.report.unlabelled_windows > 0
     # with transitions
-    out = hapt.ensure_generic(tmp_path / "cache", source=tmp_path / "uci", include_transitions=True)
+    out = hapt.convert_hapt(tmp_path / "cache", source=tmp_path / "uci", include_transitions=True)
     assert "STAND_TO_SIT" in (out / "labels.csv").read_text()
 
 
@@ -104,7 +104,7 @@ def test_raw_layout_errors_name_file_and_line(tmp_path):
 
 def test_explicit_source_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="neither a HAPT.pkl.gz"):
-        hapt.ensure_generic(tmp_path / "cache", source=tmp_path)
+        hapt.convert_hapt(tmp_path / "cache", source=tmp_path)
 
 
 @pytest.mark.slow
@@ -171,15 +171,15 @@ def test_no_source_needs_explicit_download(tmp_path, monkeypatch):
     monkeypatch.setattr(hapt, "bundled_pickle", lambda: None)
     monkeypatch.delenv(hapt.SOURCE_ENV, raising=False)
     with pytest.raises(UserError, match="--allow-download"):
-        hapt.ensure_generic(tmp_path / "cache")
+        hapt.convert_hapt(tmp_path / "cache")
     raw = _write_raw(tmp_path / "src", np.random.default_rng(3))
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for p in raw.iterdir():
             zf.write(p, f"RawData/{p.name}")
     monkeypatch.setattr(hapt, "HAPT_URL", archive.as_uri())
-    out = hapt.ensure_generic(tmp_path / "cache", allow_download=True)
+    out = hapt.convert_hapt(tmp_path / "cache", allow_download=True)
     assert (out / "dataset.json").is_file()
     assert (tmp_path / "cache" / "downloads" / "hapt" / "RawData" / "labels.txt").is_file()
     # later calls find the download in the cache without the flag
-    assert hapt.ensure_generic(tmp_path / "cache") == out
+    assert hapt.convert_hapt(tmp_path / "cache") == out

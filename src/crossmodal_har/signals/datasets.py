@@ -56,9 +56,9 @@ def resolve_dataset(spec: PathLike, *, cache_dir: Optional[PathLike] = None, pro
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if text == "hapt" or text.startswith("hapt:"):
         source = text[5:] or None
-        return hapt.ensure_generic(cache, source=source, allow_download=allow_download, progress=progress)
+        return hapt.convert_hapt(cache, source=source, allow_download=allow_download, progress=progress)
     if text.startswith("uestc:"):
-        return uestc.ensure_generic(Path(text[6:]), cache, progress=progress, skip_bad=skip_bad)
+        return uestc.convert_uestc(Path(text[6:]), cache, progress=progress, skip_bad=skip_bad)
     path = Path(text)
     if not path.exists():
         raise ConfigError(f"dataset {text!r} not found: expected a directory in the generic format, "

@@ -125,8 +125,8 @@ def find_source(source: Optional[PathLike], cache: Path) -> Optional[Tuple[str, 
     return None
 
 
-def ensure_generic(cache: PathLike, *, source: Optional[PathLike] = None, allow_download: bool = False,
-                   progress: bool = True, include_transitions: bool = False) -> Path:
+def convert_hapt(cache: PathLike, *, source: Optional[PathLike] = None, allow_download: bool = False,
+                 progress: bool = True, include_transitions: bool = False) -> Path:
     """Convert HAPT into the generic format under ``cache`` once; return the dataset directory."""
     cache = Path(cache)
     found = find_source(source, cache)

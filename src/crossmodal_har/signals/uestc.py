@@ -137,8 +137,8 @@ def session_of(stem: str) -> str:
     return f"{m.group(1)}-{m.group(2)}-{m.group(3)}" if m else stem
 
 
-def ensure_generic(root: PathLike, cache: PathLike, *, rate_hz: float = DEFAULT_RATE_HZ, progress: bool = True,
-                   skip_bad: bool = False) -> Path:
+def convert_uestc(root: PathLike, cache: PathLike, *, rate_hz: float = DEFAULT_RATE_HZ, progress: bool = True,
+                  skip_bad: bool = False) -> Path:
     """Convert UESTC-MMEA-CL sensor files into the generic format under ``cache`` (once).
 
     With ``skip_bad`` a bad sensor file is left out and listed in ``<out>/skipped.json`` (merged
