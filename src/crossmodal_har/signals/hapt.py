@@ -36,7 +36,7 @@ import numpy as np
 from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.signals.generic import write_generic_dataset
 from crossmodal_har.signals.legacy_pickle import UnsafePickleError, frame_columns, load_legacy
-from crossmodal_har.signals.text import short_number
+from crossmodal_har.signals.text import one_line, short_number
 from crossmodal_har.signals.units import Units
 
 log = logging.getLogger(__name__)
@@ -208,16 +208,16 @@ def read_pickle(path: PathLike) -> List[Experiment]:
     try:
         obj = load_legacy(raw)
     except UnsafePickleError as exc:
-        raise DataError(path, f"refused: {_one_line(exc)}") from None
+        raise DataError(path, f"refused: {one_line(exc)}") from None
     except RecursionError:
         raise DataError(path, "not a readable HAPT pickle (nested too deeply)") from None
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle untrusted bytes is bad data
-        raise DataError(path, f"not a readable HAPT pickle ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise DataError(path, f"not a readable HAPT pickle ({type(exc).__name__}: {one_line(exc)})") from None
     if not isinstance(obj, dict) or not obj:
         raise DataError(path, "expected a dict user -> list of DataFrames")
     bad_keys = [k for k in obj if isinstance(k, bool) or not isinstance(k, int)]
     if bad_keys:
-        raise DataError(path, f"expected integer user ids as keys, found {_one_line(repr(bad_keys[0]))}")
+        raise DataError(path, f"expected integer user ids as keys, found {one_line(repr(bad_keys[0]))}")
     experiments = []
     exp = 0
     for user in sorted(obj):
@@ -229,9 +229,9 @@ def read_pickle(path: PathLike) -> List[Experiment]:
             try:
                 cols, n = frame_columns(frame, max_rows=len(raw))
             except UnsafePickleError as exc:
-                raise DataError(path, f"refused: user {short_number(user)}: {_one_line(exc)}") from None
+                raise DataError(path, f"refused: user {short_number(user)}: {one_line(exc)}") from None
             except Exception as exc:  # noqa: BLE001 - a structure the stand-ins cannot rebuild
-                raise DataError(path, f"user {short_number(user)}: unreadable DataFrame ({_one_line(exc)})") from None
+                raise DataError(path, f"user {short_number(user)}: unreadable DataFrame ({one_line(exc)})") from None
             missing = [c for c in PICKLE_CHANNELS + ("label",) if c not in cols]
             if missing:
                 raise DataError(path, f"user {short_number(user)}: missing column(s) {', '.join(missing)}")
@@ -239,7 +239,7 @@ def read_pickle(path: PathLike) -> List[Experiment]:
                 data = np.stack([np.asarray(cols[c], dtype=np.float64) for c in PICKLE_CHANNELS], axis=1)
                 label = np.asarray(cols["label"]).astype(np.int64)
             except (TypeError, ValueError, OverflowError) as exc:
-                raise DataError(path, f"user {short_number(user)}: non-numeric column ({_one_line(exc)})") from None
+                raise DataError(path, f"user {short_number(user)}: non-numeric column ({one_line(exc)})") from None
             if "sequence" in cols and not np.array_equal(np.asarray(cols["sequence"]), np.arange(n)):
                 raise DataError(path, f"user {short_number(user)}: samples are not consecutive (sequence column)")
             experiments.append(Experiment(exp=exp, user=int(user), data=data, label=label))
@@ -258,15 +258,10 @@ def _read_gzip(path: Path) -> bytes:
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     except (OSError, EOFError, ValueError, zlib.error) as exc:  # not gzip, truncated, unreadable
-        raise DataError(path, f"not a readable HAPT pickle ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise DataError(path, f"not a readable HAPT pickle ({type(exc).__name__}: {one_line(exc)})") from None
     if len(data) > MAX_PICKLE_BYTES:
         raise DataError(path, f"decompresses to more than {MAX_PICKLE_BYTES // 1024 ** 3} GiB; not a HAPT pickle")
     return data
-
-
-def _one_line(exc: object) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 200 else text[:200] + "..."
 
 
 # ------------------------------------------------------------------------------- UCI raw layout

@@ -8,6 +8,8 @@ and the other JSON inputs): how text is decoded and how its contents are quoted 
 * Numbers in messages are printed short (:func:`short_number`, 6 significant digits): a cell of
   ``1e300`` or of 300 digits is shown as ``1e+300``, never as a 300-digit number.
 * Quoted cells are cut to :data:`QUOTE_CHARS` characters (:func:`quote`).
+* Text quoted from elsewhere stays on one line: a caught exception as ``Type: first line``
+  (:func:`exception_line`), other text with its whitespace collapsed (:func:`one_line`).
 
 A leaf module: it imports nothing of the package but :mod:`crossmodal_har.errors`.
 """
@@ -64,6 +66,21 @@ def quote(text: Any, limit: int = QUOTE_CHARS) -> str:
     s = str(text)
     cut = s if len(s) <= limit else s[:limit] + "..."
     return repr(cut).replace("\\ufeff", BOM_SHOWN).replace(BOM, BOM_SHOWN)
+
+
+def exception_line(exc: BaseException) -> str:
+    """A caught exception inside an error message: ``Type: first line of its text`` (the text cut to
+    160 characters). A bare ``error`` class (``zlib.error``, ``struct.error``) is named with its module."""
+    text = str(exc).strip().splitlines()
+    name = type(exc).__name__ if type(exc).__name__ != "error" else f"{type(exc).__module__}.error"
+    return f"{name}: {text[0][:160]}" if text else name
+
+
+def one_line(value: Any, limit: int = 200) -> str:
+    """``str(value)`` for an error message on one line: runs of whitespace (newlines included) become one
+    space; longer than ``limit`` characters, it is cut and ends with ``...``."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def short_number(value: Any) -> str:

@@ -50,6 +50,7 @@ import numpy as np
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.clock import format_offset, local_to_utc_offset_s
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+from crossmodal_har.signals.text import exception_line
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +175,9 @@ class Gt3xReader(DeviceReader):
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
                 NotImplementedError, RuntimeError) as e:  # unsupported compression, encrypted zip
-            raise DataError(self.path, f"not a readable .gt3x zip archive ({_one_line(e)})") from None
+            raise DataError(self.path, f"not a readable .gt3x zip archive ({exception_line(e)})") from None
         except (ValueError, KeyError, UnicodeDecodeError) as e:
-            raise DataError(self.path, f"info.txt is malformed ({_one_line(e)})") from None
+            raise DataError(self.path, f"info.txt is malformed ({exception_line(e)})") from None
 
         rate = int(info.sample_rate)
         if rate <= 0:
@@ -194,7 +195,7 @@ class Gt3xReader(DeviceReader):
             try:
                 self._calibrate = calibration_mod.CalibrationV2Service(calibration, rate).calibrate_samples
             except (KeyError, ValueError, TypeError) as e:
-                raise DataError(self.path, f"calibration.json is incomplete ({_one_line(e)})") from None
+                raise DataError(self.path, f"calibration.json is incomplete ({exception_line(e)})") from None
 
         # local wall clock -> UTC
         offset = _parse_utc_offset(info.timezone) if info.timezone else None
@@ -228,7 +229,7 @@ class Gt3xReader(DeviceReader):
             with zf.open(name) as f:
                 obj = json.load(f)
         except (ValueError, UnicodeDecodeError) as e:
-            raise DataError(self.path, f"{name} is not valid JSON ({_one_line(e)})") from None
+            raise DataError(self.path, f"{name} is not valid JSON ({exception_line(e)})") from None
         if not isinstance(obj, dict):
             raise DataError(self.path, f"{name} is not a JSON object")
         return obj
@@ -320,7 +321,7 @@ class Gt3xReader(DeviceReader):
         except DataError:
             raise
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
-            raise DataError(self.path, f"log.bin cannot be read ({_one_line(e)})") from None
+            raise DataError(self.path, f"log.bin cannot be read ({exception_line(e)})") from None
         if skipped:
             log.warning("%s: %d activity records not later than the one before were skipped", self.path, skipped)
         if short:
@@ -365,9 +366,3 @@ def _ticks_to_iso(ticks: int) -> Optional[str]:
         return (datetime(1970, 1, 1) + timedelta(microseconds=(ticks - DOTNET_EPOCH_TICKS) // 10)).isoformat()
     except OverflowError:
         return None
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    name = type(e).__name__ if type(e).__name__ != "error" else f"{type(e).__module__}.error"
-    return f"{name}: {text[0][:160]}" if text else name

@@ -38,6 +38,7 @@ import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+from crossmodal_har.signals.text import exception_line
 from crossmodal_har.signals.types import STANDARD_GRAVITY
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class ApdmReader(DeviceReader):
         except DataError:
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise DataError(self.path, f"not a readable APDM .h5 file ({_one_line(e)})") from None
+            raise DataError(self.path, f"not a readable APDM .h5 file ({exception_line(e)})") from None
 
         if not _EPOCH_US[0] <= t0_us <= _EPOCH_US[1]:
             raise DataError(self.path, f"{chosen.time}[0] = {t0_us:.0f} is not a time in microseconds "
@@ -261,10 +262,4 @@ class ApdmReader(DeviceReader):
         except DataError:
             raise
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise DataError(self.path, f"cannot read samples ({_one_line(e)})") from None
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    name = type(e).__name__ if type(e).__name__ != "error" else f"{type(e).__module__}.error"
-    return f"{name}: {text[0][:160]}" if text else name
+            raise DataError(self.path, f"cannot read samples ({exception_line(e)})") from None

@@ -43,6 +43,7 @@ import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+from crossmodal_har.signals.text import exception_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,7 +123,7 @@ class EmpaticaReader(DeviceReader):
             with zipfile.ZipFile(p) as zf:
                 names = [n for n in zf.namelist() if not n.endswith("/")]
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
-            raise DataError(p, f"not a readable zip archive ({_one_line(e)})") from None
+            raise DataError(p, f"not a readable zip archive ({exception_line(e)})") from None
         acc = [n for n in names if n.rsplit("/", 1)[-1] == "ACC.csv"]
         if len(acc) == 1:
             return "e4", [_Member(acc[0], zip_name=acc[0])]
@@ -172,7 +173,7 @@ class EmpaticaReader(DeviceReader):
                 if zf is not None:
                     zf.close()
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as e:
-            raise DataError(self.path, f"ACC.csv cannot be read ({_one_line(e)})") from None
+            raise DataError(self.path, f"ACC.csv cannot be read ({exception_line(e)})") from None
         try:
             start_row = [float(v) for v in head[0].decode("ascii").strip().split(",")]
             rate_row = [float(v) for v in head[1].decode("ascii").strip().split(",")]
@@ -252,10 +253,10 @@ class EmpaticaReader(DeviceReader):
         except DataError:
             raise
         except pd.errors.ParserError as e:
-            raise DataError(self.path, f"ACC.csv is malformed ({_one_line(e)})") from None
+            raise DataError(self.path, f"ACC.csv is malformed ({exception_line(e)})") from None
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, UnicodeDecodeError, NotImplementedError,
                 RuntimeError) as e:
-            raise DataError(self.path, f"ACC.csv cannot be read ({_one_line(e)})") from None
+            raise DataError(self.path, f"ACC.csv cannot be read ({exception_line(e)})") from None
         if n_read == 0:
             raise DataError(self.path, "ACC.csv holds no samples")
 
@@ -272,7 +273,7 @@ class EmpaticaReader(DeviceReader):
                         data = raw.read()  # one ~30-min file (a few MB)
                     records = decode(data)
                 except Exception as e:  # Avro decoders raise many kinds (ValueError, EOFError, struct.error, ...)
-                    raise DataError(self.path, f"{where}not a readable Avro file ({_one_line(e)})") from None
+                    raise DataError(self.path, f"{where}not a readable Avro file ({exception_line(e)})") from None
                 for rec in records:
                     yield member, rec
         finally:
@@ -296,7 +297,7 @@ class EmpaticaReader(DeviceReader):
             rate = float(acc["samplingFrequency"])
             acc_g = xyz * _conversion(acc["imuParams"], version)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
-            raise DataError(self.path, f"{where}rawData.accelerometer is incomplete ({_one_line(e)})") from None
+            raise DataError(self.path, f"{where}rawData.accelerometer is incomplete ({exception_line(e)})") from None
         if not rate > 0 or not 9.5e8 < start < 4.2e9:
             raise DataError(self.path, f"{where}accelerometer start {start} s / rate {rate} Hz not valid")
         gyro = None
@@ -410,9 +411,3 @@ def _conversion(imu: Dict[str, Any], version: Tuple[int, ...]) -> float:
         return float(imu["conversionFactor"])
     return (float(imu["physicalMax"]) - float(imu["physicalMin"])) / (
         float(imu["digitalMax"]) - float(imu["digitalMin"]))
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    name = type(e).__name__ if type(e).__name__ != "error" else f"{type(e).__module__}.error"
-    return f"{name}: {text[0][:160]}" if text else name
