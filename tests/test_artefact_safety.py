@@ -531,7 +531,7 @@ def _valid_results():
 @FUZZ
 @given(data=st.data())
 def test_fuzz_results_json(tmp_path_factory, data):
-    from crossmodal_har.evaluate.report import load_results
+    from crossmodal_har.evaluate.results import load_results
 
     d = tmp_path_factory.mktemp("res")
     meta = _mutate(_valid_results(), data) if data.draw(st.booleans()) else data.draw(JSON)

@@ -88,7 +88,7 @@ def _runs(method, offset, seeds=3, protocols=("linear-probe",), shots=(5, "all")
 
 
 def _write(path, method, offset, *, model="patchtst-tiny", normalization="none", scheme="per-seed", **kw):
-    from crossmodal_har.evaluate.report import summarize_runs
+    from crossmodal_har.evaluate.summaries import summarize_runs
 
     runs = _runs(method, offset, **kw)
     res = {"format_version": 1, "kind": "few-shot-evaluation", "complete": True, "method": method,

@@ -14,7 +14,9 @@ import scipy.stats
 from crossmodal_har.cli import main
 from crossmodal_har.demo import (CONTROL_LABEL, ZEROSHOT_METHODS, build_stages, plan_for_budget, pretrained_runs,
                                  run_demo)
-from crossmodal_har.evaluate.report import summarize_runs, write_outputs
+from crossmodal_har.evaluate.report import write_outputs
+from crossmodal_har.evaluate.results import parse_results
+from crossmodal_har.evaluate.summaries import summarize_runs
 
 
 def _stages(tmp_path, minutes=15):
@@ -115,7 +117,7 @@ def _fake_evaluation(out, method, offset, gain10=0.0, *, shots=(10, 100), encode
            "encoder": {"encoder": str(encoder) if encoder else f"/runs/{method}", "model": "patchtst-tiny",
                        "pretrained": encoder is not None}, "runs": runs}
     res["summary"] = summarize_runs(runs)
-    write_outputs(res, out, plots=False)
+    write_outputs(parse_results(res), out, plots=False)
     return out
 
 

@@ -11,7 +11,9 @@ import pytest
 from crossmodal_har.cli import main
 from crossmodal_har.demo import PRETRAIN_METHODS, build_stages, plan_for_budget, run_demo
 from crossmodal_har.errors import UserError
-from crossmodal_har.evaluate.report import summarize_runs, write_outputs
+from crossmodal_har.evaluate.report import write_outputs
+from crossmodal_har.evaluate.results import parse_results
+from crossmodal_har.evaluate.summaries import summarize_runs
 
 
 def test_plan_scales_data_and_steps_not_shots_or_seeds():
@@ -81,7 +83,7 @@ def _fake_evaluation(out, method, offset, seed=0):
            "dataset": {"spec": "fake", "n_windows": 10, "n_subjects": 5, "class_names": ["a", "b"]},
            "encoder": {"encoder": method, "model": "patchtst-tiny"}, "runs": runs, "summary": []}
     res["summary"] = summarize_runs(runs)
-    write_outputs(res, out, plots=False)
+    write_outputs(parse_results(res), out, plots=False)
     return out
 
 

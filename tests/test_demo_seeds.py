@@ -14,7 +14,10 @@ from crossmodal_har.cli import main
 from crossmodal_har.demo import (CONTROL_LABEL, CONTROL_RUN, PRETRAIN_METHODS, build_stages, plan_for_budget,
                                  pretrained_runs, run_demo)
 from crossmodal_har.errors import UserError
-from crossmodal_har.evaluate.report import merge_results, summarize_runs, write_outputs
+from crossmodal_har.evaluate.merge import merge_results
+from crossmodal_har.evaluate.report import write_outputs
+from crossmodal_har.evaluate.results import RunResult, parse_results, parse_zeroshot
+from crossmodal_har.evaluate.summaries import summarize_runs
 
 from test_demo_controls import PSEED_EFFECT, _demo_results
 
@@ -149,7 +152,7 @@ def _fake_eval(out, method, encoder, shift=0.0, pretrained=True, model="patchtst
            "dataset": {"spec": "fake", "n_windows": 10, "n_subjects": 5, "class_names": ["a", "b"]},
            "encoder": {"encoder": str(encoder), "model": model, "pretrained": pretrained}, "runs": runs}
     res["summary"] = summarize_runs(runs)
-    write_outputs(res, out, plots=False)
+    write_outputs(parse_results(res), out, plots=False)
     return out
 
 
@@ -163,19 +166,19 @@ def test_merging_tells_pretraining_seeds_apart(tmp_path):
     a = _fake_eval(tmp_path / "ea", "siglip", _run_dir(tmp_path / "ra", 0))
     b = _fake_eval(tmp_path / "eb", "siglip", _run_dir(tmp_path / "rb", 1), shift=0.1)
     merged = merge_results([a, b])
-    [row] = merged["summary"]
+    [row] = merged.summary
     assert row["method"] == "siglip" and row["n_pretrain_seeds"] == 2 and row["n_seeds"] == 3 and row["n_runs"] == 6
     assert row["balanced_accuracy_pretrain_max"] - row["balanced_accuracy_pretrain_min"] == pytest.approx(0.1)
-    assert [s["pretrain_seed"] for s in merged["sources"]] == [0, 1]
+    assert [s["pretrain_seed"] for s in merged.sources] == [0, 1]
     # the same pretraining seed twice (two runs of seed 0) is not pooled as if it were another seed
     c = _fake_eval(tmp_path / "ec", "siglip", _run_dir(tmp_path / "rc", 0))
-    assert {r["method"] for r in merge_results([a, c])["summary"]} == {"siglip", "siglip (ec)"}
+    assert {r["method"] for r in merge_results([a, c]).summary} == {"siglip", "siglip (ec)"}
     # another architecture under the same label is not another seed of the method
     f = _fake_eval(tmp_path / "ef", "siglip", _run_dir(tmp_path / "rf", 1), model="convgru-tiny")
-    assert {r["method"] for r in merge_results([a, f], allow_mismatch=True)["summary"]} == {"siglip", "siglip (ef)"}
+    assert {r["method"] for r in merge_results([a, f], allow_mismatch=True).summary} == {"siglip", "siglip (ef)"}
     # an encoder whose run directory is gone: its seed is unknown, so it is not pooled either
     d = _fake_eval(tmp_path / "ed", "siglip", tmp_path / "gone")
-    assert {r["method"] for r in merge_results([a, d])["summary"]} == {"siglip", "siglip (ed)"}
+    assert {r["method"] for r in merge_results([a, d]).summary} == {"siglip", "siglip (ed)"}
     # one file given twice is still refused, naming the pretraining seed
     with pytest.raises(UserError, match="pretraining seed 1"):
         merge_results([a, b, b])
@@ -184,8 +187,8 @@ def test_merging_tells_pretraining_seeds_apart(tmp_path):
     res["encoder"]["pretrain_seed"] = 7
     (d / "results.json").write_text(json.dumps(res))
     merged = merge_results([a, d])
-    assert {r["method"] for r in merged["summary"]} == {"siglip"}
-    assert {r["pretrain_seed"] for r in merged["runs"]} == {0, 7}
+    assert {r["method"] for r in merged.summary} == {"siglip"}
+    assert {r["pretrain_seed"] for r in merged.runs} == {0, 7}
 
 
 def test_report_refuses_a_zeroshot_result_given_twice(tmp_path, capsys):
@@ -203,7 +206,7 @@ def test_pretraining_seed_is_recorded_with_the_encoder_and_the_zero_shot_result(
     directory's config.json is gone."""
     from crossmodal_har.cli import main
     from crossmodal_har.evaluate.protocols import EncoderSource
-    from crossmodal_har.evaluate.report import pretrain_seed_of
+    from crossmodal_har.evaluate.results import pretrain_seed_of
     from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
 
     store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(subjects=3, windows_per_subject=16))
@@ -214,9 +217,9 @@ def test_pretraining_seed_is_recorded_with_the_encoder_and_the_zero_shot_result(
                  "--split", "all"]) == 0
     zs = json.loads((tmp_path / "zs" / "results.json").read_text())
     (run / "config.json").unlink()  # no fallback: the recorded values must carry it
-    assert zs["pretrain_seed"] == 3 and pretrain_seed_of(zs) == 3
+    assert zs["pretrain_seed"] == 3 and pretrain_seed_of(parse_zeroshot(zs)) == 3
     info = EncoderSource.from_dir(run).info()
-    assert info["pretrain_seed"] == 3 and pretrain_seed_of({"encoder": info}) == 3
+    assert info["pretrain_seed"] == 3 and pretrain_seed_of(RunResult(encoder=info)) == 3
     assert "pretrain_seed" not in EncoderSource.random("patchtst-tiny", EncoderSource.from_dir(run).preprocess).info()
 
 

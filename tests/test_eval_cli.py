@@ -144,7 +144,9 @@ def test_cli_saved_encoder_and_skip_bad(tmp_path):
 
 
 def test_merge_results_and_report(tmp_path):
-    from crossmodal_har.evaluate.report import merge_results, summarize_runs, write_outputs
+    from crossmodal_har.evaluate.merge import merge_results
+    from crossmodal_har.evaluate.report import write_outputs
+    from crossmodal_har.evaluate.summaries import summarize_runs
 
     def fake(method, ba_values, path, encoder=None):
         runs = []
@@ -162,7 +164,7 @@ def test_merge_results_and_report(tmp_path):
     a = fake("siglip", [0.8, 0.9, 1.0], tmp_path / "a")
     b = fake("random", [0.5, 0.6], tmp_path / "b")
     merged = merge_results([a, b / "results.json"])
-    rows = {r["method"]: r for r in merged["summary"]}
+    rows = {r["method"]: r for r in merged.summary}
     assert set(rows) == {"siglip", "random"}
     assert rows["siglip"]["balanced_accuracy_mean"] == pytest.approx(0.9)
     assert rows["siglip"]["balanced_accuracy_std"] == pytest.approx(0.1)
@@ -175,7 +177,7 @@ def test_merge_results_and_report(tmp_path):
     # same label, different encoder -> disambiguated, not mixed
     c = fake("siglip", [0.2], tmp_path / "c", encoder="other/run")
     merged2 = merge_results([a, c])
-    assert {r["method"] for r in merged2["summary"]} == {"siglip", "siglip (c)"}
+    assert {r["method"] for r in merged2.summary} == {"siglip", "siglip (c)"}
 
 
 def test_cli_bad_arguments(tmp_path):

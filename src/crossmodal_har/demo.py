@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from crossmodal_har.errors import UserError
-from crossmodal_har.evaluate.combined import CONTROL_SUFFIX
+from crossmodal_har.evaluate.report import ReportText
+from crossmodal_har.evaluate.summaries import CONTROL_SUFFIX
 from crossmodal_har.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -383,8 +384,8 @@ def demo_zeroshot_titles(plan_path: PathLike) -> Dict[str, str]:
     }
 
 
-def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
-    """Preamble (what was run, at which size) and caveats for the demo's report."""
+def demo_report_text(plan_path: PathLike) -> ReportText:
+    """Preamble (what was run, at which size), caveats and zero-shot table titles of the demo's report."""
     plan = json.loads(Path(plan_path).read_text())
     dp = _load_plan(plan_path)
     out = Path(plan_path).parent
@@ -452,4 +453,4 @@ def demo_report_text(plan_path: PathLike) -> "tuple[list[str], list[str]]":
         "safetensors), the retrieval numbers can be compared against the printed chance levels, and the same "
         "commands run at paper scale with `configs/paper/` on GPUs (docs/scale.md).",
     ]
-    return preamble, caveats
+    return ReportText(preamble, caveats, demo_zeroshot_titles(plan_path))

@@ -115,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
                             "confusion_matrix.png", "comparisons.png"))
     results = run_evaluation(cfg, args.out, progress=False if args.no_progress else None)
     print(f"{'method':<14} {'protocol':<13} {'shots':>5} {'seeds':>5}  balanced acc.      macro-F1   accuracy")
-    for r in results["summary"]:
+    for r in results.summary:
         print(f"{r['method'][:14]:<14} {r['protocol']:<13} {str(r['shots']):>5} {r['n_seeds']:>5}  "
               f"{r['balanced_accuracy_mean']:.3f} ± {r['balanced_accuracy_std']:.3f}    "
               f"{r['macro_f1_mean']:.3f}      {r['accuracy_mean']:.3f}")
     print(f"wrote {args.out}/results.json, report.md, shots_curve.png, confusion_matrix.png "
-          f"({results['elapsed_s']:.0f} s)")
+          f"({results.elapsed_s:.0f} s)")
     return 0

@@ -31,22 +31,16 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from crossmodal_har.evaluate.combined import build_report
+    from crossmodal_har.demo import demo_report_text
+    from crossmodal_har.evaluate.report import write_combined_report
     from crossmodal_har.io import guard_output_dir
 
     # --out is never one of the merged results (their results.json / report.md would be replaced)
     guard_output_dir(("--out", args.out), [("RESULTS", r) for r in args.results] + [("--demo-plan", args.demo_plan)],
                      files=("results.json", "report.md"))
-
-    preamble, caveats, titles = [], [], None
-    if args.demo_plan:
-        from crossmodal_har.demo import demo_report_text, demo_zeroshot_titles
-
-        preamble, caveats = demo_report_text(args.demo_plan)
-        titles = demo_zeroshot_titles(args.demo_plan)
-    merged = build_report(args.results, args.out, title=args.title, preamble=preamble, caveats=caveats,
-                          reference=args.reference, allow_mismatch=args.allow_mismatch,
-                          zeroshot_titles=titles)
-    n_eval = len(merged.get("sources", []))
-    print(f"report: {args.out}/report.md ({n_eval} evaluation(s), {len(merged.get('zeroshot', []))} zero-shot result(s))")
+    merged = write_combined_report(args.results, args.out, title=args.title, reference=args.reference,
+                                   allow_mismatch=args.allow_mismatch,
+                                   text=demo_report_text(args.demo_plan) if args.demo_plan else None)
+    print(f"report: {args.out}/report.md ({len(merged.sources or [])} evaluation(s), "
+          f"{len(merged.zeroshot or [])} zero-shot result(s))")
     return 0

@@ -32,7 +32,9 @@ from crossmodal_har.evaluate.fewshot import parse_shots, sample_shots, shots_key
 from crossmodal_har.evaluate.metrics import classification_metrics
 from crossmodal_har.evaluate.protocol_config import FitConfig
 from crossmodal_har.evaluate.protocols import PROTOCOLS, EncoderSource, fit_protocol
-from crossmodal_har.evaluate.report import summarize_runs, write_outputs
+from crossmodal_har.evaluate.report import write_outputs
+from crossmodal_har.evaluate.results import EVALUATION_KIND, RunResult
+from crossmodal_har.evaluate.summaries import summarize_runs
 from crossmodal_har.io import read_json
 from crossmodal_har.models.artefacts import encoder_preprocess, find_encoder_dir
 from crossmodal_har.models.classifier import embed_windows
@@ -41,8 +43,6 @@ from crossmodal_har.signals.types import PreprocessConfig, WindowSet
 from crossmodal_har.splits import SplitConfig, SubjectSplit, derive_seed, fold_splits, parse_folds, subject_split
 
 log = logging.getLogger(__name__)
-
-RESULTS_FORMAT_VERSION = 1
 
 
 def _random_preprocess() -> PreprocessConfig:
@@ -156,8 +156,8 @@ def plan_splits(subject: np.ndarray, y: np.ndarray, n_classes: int, cfg: "Evalua
 
 
 def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, progress: Optional[bool] = None,
-                   windows: Optional[WindowSet] = None) -> Dict[str, Any]:
-    """Run the evaluation and write every output into ``out_dir``; returns the results dict.
+                   windows: Optional[WindowSet] = None) -> RunResult:
+    """Run the evaluation and write every output into ``out_dir``; returns its results.
 
     Args:
         cfg: resolved configuration.
@@ -220,21 +220,20 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         split_info.update(first.to_dict())
     keys = list(splits)
     plan = [(p, s, key) for p in cfg.protocols for s in sorted(cfg.shots, key=shots_key) for key in keys]
-    results: Dict[str, Any] = {
-        "format_version": RESULTS_FORMAT_VERSION,
-        "kind": "few-shot-evaluation",
-        "complete": False,
-        "method": label,
-        "dataset": _dataset_info(cfg.dataset, ws),
-        "encoder": {**source.info(), **({"matched_to": cfg.match} if cfg.match else {})},
-        "split": split_info,
-        "protocols": list(cfg.protocols),
-        "shots": sorted(cfg.shots, key=shots_key),
-        "seeds": seeds,
-        "summary": [],
-        "runs": [],
-        "config": to_dict(cfg),
-    }
+    results = RunResult(
+        kind=EVALUATION_KIND,
+        complete=False,
+        method=label,
+        dataset=_dataset_info(cfg.dataset, ws),
+        encoder={**source.info(), **({"matched_to": cfg.match} if cfg.match else {})},
+        split=split_info,
+        protocols=list(cfg.protocols),
+        shots=sorted(cfg.shots, key=shots_key),
+        seeds=seeds,
+        summary=[],
+        runs=[],
+        config=to_dict(cfg),
+    )
     write_outputs(results, out_dir, plots=False)
     # A pretrained encoder is the same in every frozen run: embed every window once.
     frozen_z, frozen_encoder = None, None
@@ -266,7 +265,7 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         test = classification_metrics(test_ws.y, pred, n_classes)
         val = {k: v for k, v in fitted.val_metrics.items() if k != "confusion_matrix"}
         n_val_used = 0 if protocol == "knn" else int(len(val_idx))  # kNN selects nothing
-        results["runs"].append({
+        results.runs.append({
             "method": label, "protocol": protocol, "shots": shots, "seed": seed,
             "fold": fold, "split_id": _split_id(scheme, fold, seed), "split_seed": split_seed,
             "train_subjects": split.subjects["train"], "val_subjects": split.subjects["val"],
@@ -281,13 +280,13 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         })
         log.info("%s shots=%s seed=%d: test balanced accuracy %.3f (val %.3f, %d train windows)", protocol, shots,
                  seed, test["balanced_accuracy"], val.get("balanced_accuracy", float("nan")), len(idx))
-        results["summary"] = summarize_runs(results["runs"])
+        results.summary = summarize_runs(results.runs)
         # several protocols with supervised among them: each against supervised, paired by split and draw
-        results["comparisons"], results["reference"] = compute_comparisons(results["runs"])
+        results.comparisons, results.reference = compute_comparisons(results.runs)
         write_outputs(results, out_dir, plots=False)  # partial results survive an interruption
     bar.close()
-    results["complete"] = True
-    results["elapsed_s"] = round(time.perf_counter() - t_start, 2)
+    results.complete = True
+    results.elapsed_s = round(time.perf_counter() - t_start, 2)
     write_outputs(results, out_dir, plots=True)
     skipped = ws.report.skipped_recordings
     if skipped:

@@ -19,6 +19,9 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import scipy.stats
 
+# the test metrics every evaluation run records and every summary row summarises
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """[n_classes, n_classes] int64 counts; row = true class, column = predicted class."""

@@ -1,4 +1,5 @@
-"""Figures of an evaluation: balanced accuracy vs shots (CI bands) and confusion matrices.
+"""Figures of evaluation results: balanced accuracy vs shots (CI bands), confusion matrices, paired
+differences, zero-shot retrieval bars.
 
 Matplotlib with the non-interactive Agg backend; files are written atomically.
 """
@@ -13,6 +14,8 @@ from typing import Any, Dict, List, Sequence, Union
 import numpy as np
 
 from crossmodal_har.evaluate.fewshot import shots_key
+from crossmodal_har.evaluate.results import RETRIEVAL_KEYS, ZeroshotResult
+from crossmodal_har.evaluate.summaries import zeroshot_summary
 from crossmodal_har.io import atomic_write
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -27,10 +30,11 @@ def _plt():
     return plt
 
 
-def _save(fig, path: PathLike) -> Path:
+def _save(fig, path: PathLike, *, tight: bool = True) -> Path:
     plt = _plt()
+    extra = {"bbox_inches": "tight"} if tight else {}
     try:
-        return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+        return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, **extra))
     finally:
         plt.close(fig)
 
@@ -145,3 +149,36 @@ def plot_comparisons(comparisons: Sequence[Dict[str, Any]], path: PathLike) -> P
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_retrieval(zeroshot: Sequence[ZeroshotResult], path: PathLike,
+                   title: str = "Zero-shot retrieval on held-out subjects") -> Path:
+    """Bar chart of IMU→video R@1/R@3/R@10/MRR per method, chance as a dashed marker; with several
+    pretraining seeds of a method, the mean with a min–max bar."""
+    plt = _plt()
+    rows = [e for e in zeroshot_summary(zeroshot) if e["direction"] == "imu_to_video"]
+    keys = RETRIEVAL_KEYS
+    several = any(e["n_results"] > 1 for e in rows)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(keys))
+    for i, e in enumerate(rows):
+        mean = np.array([e[f"{k}_mean"] for k in keys])
+        err = np.array([[e[f"{k}_mean"] - e[f"{k}_min"] for k in keys], [e[f"{k}_max"] - e[f"{k}_mean"] for k in keys]])
+        ax.bar(x + i * width, mean, width, label=e["method"] + (f" ({e['n_results']} seeds)" if several else ""),
+               yerr=err if e["n_results"] > 1 else None, capsize=2)
+    ref = rows[0]
+    for j, k in enumerate(keys):
+        c = ref.get(f"chance_{k}")
+        if c is not None:
+            ax.hlines(c, j - 0.05, j + 0.8, colors="k", linestyles="dashed", linewidth=1)
+    ax.set_xticks(x + 0.4 - width / 2)
+    ax.set_xticklabels(keys)
+    top = max([e[f"{k}_max"] for e in rows for k in keys] + [ref.get("chance_R@10") or 0])
+    ax.set_ylim(0, min(1.0, max(0.05, 1.25 * top)))
+    ax.set_ylabel("IMU → video retrieval")
+    ax.set_title(f"{title} (dashed: chance" + ("; mean, min–max over seeds)" if several else ")"),
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, tight=False)

@@ -21,7 +21,7 @@ import numpy as np
 
 from crossmodal_har.errors import UserError
 from crossmodal_har.evaluate.metrics import classification_metrics
-from crossmodal_har.io import atomic_write_json
+from crossmodal_har.evaluate.results import RETRIEVAL_KEYS, ZeroshotResult, write_results
 from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
 from crossmodal_har.train.retrieval import l2_normalize, retrieval_metrics
 from crossmodal_har.train.rundir import load_run
@@ -92,7 +92,7 @@ def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.n
 
 def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, split: str = "test",
                  batch_size: int = 64, device: str = "cpu", max_prototype_windows: int = 5000,
-                 name: Optional[str] = None) -> Dict[str, Any]:
+                 name: Optional[str] = None) -> ZeroshotResult:
     """Zero-shot evaluation of ``run_dir`` on the windows of ``store_path`` (``split``: the run's test
     subjects, or ``all`` windows). Writes ``out_dir/results.json`` and returns it; its ``method`` is
     ``name`` (the row label in reports, e.g. a control run) or the run's method, ``pretrain_method``
@@ -165,24 +165,25 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
     res = zeroshot_metrics(emb, protos)
     if "classification" in res:
         res["classification"]["prototype_windows"] = int(len(protos["label"]) if protos else len(idx))
-    res.update({"run": os.fspath(run_dir), "method": name or meta["method"],
-                "pretrain_method": meta["method"], "pretrain_seed": (meta.get("config") or {}).get("seed"),
-                "store": os.fspath(store_path), "split": split,
-                "subjects": subjects, "windows": int(len(idx)), "class_names": store.class_names})
+    result = ZeroshotResult(
+        retrieval=res["retrieval"], classification=res.get("classification"), run=os.fspath(run_dir),
+        method=name or meta["method"], pretrain_method=meta["method"],
+        pretrain_seed=(meta.get("config") or {}).get("seed"), store=os.fspath(store_path), split=split,
+        subjects=subjects, windows=int(len(idx)), class_names=store.class_names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", res)
-    return res
+    write_results(result, out / "results.json")
+    return result
 
 
-def format_results(res: Dict[str, Any]) -> str:
+def format_results(res: ZeroshotResult) -> str:
     """A small plain-text table of the zero-shot results (value | chance)."""
-    lines = [f"zero-shot: {res.get('method', '?')} on {res.get('windows', '?')} windows ({res.get('split', '')})"]
-    for direction, m in res["retrieval"].items():
-        cells = "  ".join(f"{k}={m[k]:.3f} (chance {m['chance_' + k]:.3f})" for k in ("R@1", "R@3", "R@10", "MRR"))
+    lines = [f"zero-shot: {res.method} on {res.windows} windows ({res.split})"]
+    for direction, m in res.retrieval.items():
+        cells = "  ".join(f"{k}={m[k]:.3f} (chance {m['chance_' + k]:.3f})" for k in RETRIEVAL_KEYS)
         lines.append(f"  {direction:13s} {cells}")
-    if "classification" in res:
-        c = res["classification"]
+    if res.classification is not None:
+        c = res.classification
         lines.append(f"  classification balanced_accuracy={c['balanced_accuracy']:.3f} "
                      f"(chance {c['chance_balanced_accuracy']:.3f})  macro_f1={c['macro_f1']:.3f}")
     return "\n".join(lines)
