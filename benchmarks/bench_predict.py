@@ -83,7 +83,7 @@ print(len(df))
 # windows, quality checks and CSV writing, i.e. predict's cost when the model is free.
 STREAM_ONLY = """
 import sys, json, numpy as np
-from crossmodal_har.models.artefacts import load_bundle
+from crossmodal_har.models.bundle import load_bundle
 from crossmodal_har.infer.predict import predict_file
 from crossmodal_har.signals.units import Units
 b = load_bundle(sys.argv[2])
@@ -130,7 +130,7 @@ def make_bundle(out: Path, model: str) -> Path:
     import torch
 
     from crossmodal_har.infer.export import export_bundle
-    from crossmodal_har.models.artefacts import save_bundle
+    from crossmodal_har.models.bundle import save_bundle
     from crossmodal_har.models.classifier import WindowClassifier, build_head
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig

@@ -67,7 +67,7 @@ def _copy_bundle(src: Path, dst: Path) -> Path:
 
 
 def _encoder_dir(d: Path, model: str = "convgru-tiny") -> Path:
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.encoder_file import save_encoder
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig
 
@@ -103,7 +103,7 @@ def test_encoder_json_loading_keys_are_refused(tmp_path, recording, capsys, monk
 def test_run_model_json_cannot_load_or_download(tmp_path):
     """model.json: the architecture's config may not name a loading key, and the method's own config
     (which records the CLI's --allow-download / pretrained ids of training) never reaches the build."""
-    from crossmodal_har.models.artefacts import load_run_model, save_run_model
+    from crossmodal_har.models.run_file import load_run_model, save_run_model
     from crossmodal_har.models.registry import create_model
 
     enc = create_model("convgru-tiny")
@@ -319,7 +319,8 @@ def test_crafted_encoder_json_is_one_line_error(tmp_path, recording, capsys, cas
 
 
 def test_valid_artefacts_still_load(tmp_path, bundle_dir):
-    from crossmodal_har.models.artefacts import load_bundle, load_encoder, read_bundle
+    from crossmodal_har.models.bundle import load_bundle, read_bundle
+    from crossmodal_har.models.encoder_file import load_encoder
 
     assert load_bundle(bundle_dir).class_names == ["rest", "walk", "turn"]
     assert read_bundle(bundle_dir, with_model=False).model is None
@@ -344,7 +345,7 @@ def test_cli_overrides_and_code_keep_working_and_are_bounded():
 def _knn_or_linear_bundle(out: Path, model: str, kind: str, normalization: str) -> Path:
     import torch
 
-    from crossmodal_har.models.artefacts import save_bundle
+    from crossmodal_har.models.bundle import save_bundle
     from crossmodal_har.models.classifier import (KnnHead, StandardizedLinear, WindowClassifier, build_head,
                                                   embed_windows, head_spec)
     from crossmodal_har.models.registry import create_model
@@ -473,7 +474,7 @@ def fuzz_dirs(tmp_path_factory):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_bundle_json(fuzz_dirs, data):
-    from crossmodal_har.models.artefacts import load_bundle, read_bundle
+    from crossmodal_har.models.bundle import load_bundle, read_bundle
 
     d = fuzz_dirs["bundle"]
     _write(d / "bundle.json", _mutate(fuzz_dirs["bundle_meta"], data))
@@ -487,7 +488,7 @@ def test_fuzz_bundle_json(fuzz_dirs, data):
 @FUZZ
 @given(value=JSON)
 def test_fuzz_bundle_json_whole_file(fuzz_dirs, value):
-    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.bundle import load_bundle
 
     d = fuzz_dirs["bundle"]
     _write(d / "bundle.json", value)
@@ -500,7 +501,7 @@ def test_fuzz_bundle_json_whole_file(fuzz_dirs, value):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_encoder_json(fuzz_dirs, data):
-    from crossmodal_har.models.artefacts import load_encoder
+    from crossmodal_har.models.encoder_file import load_encoder
 
     d = fuzz_dirs["enc"]
     _write(d / "encoder.json", _mutate(fuzz_dirs["enc_meta"], data))

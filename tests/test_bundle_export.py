@@ -14,7 +14,7 @@ from helpers.bundles import UNITS, make_bundle, make_recording
 def test_bundle_round_trip_is_exact(tmp_path):
     import torch
 
-    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.bundle import load_bundle
 
     d = make_bundle(tmp_path / "b", model="convgru-tiny", normalization="zscore")
     b = load_bundle(d)
@@ -31,7 +31,7 @@ def test_bundle_loading_is_strict(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from crossmodal_har.errors import DataError, UserError
-    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.bundle import load_bundle
 
     d = make_bundle(tmp_path / "b")
     state = load_file(str(d / "model.safetensors"))
@@ -117,7 +117,7 @@ def make_dataset(root: Path, n_subjects: int = 5, rate: float = 50.0, seconds: f
 
 @pytest.mark.slow
 def test_train_classifier_writes_a_bundle_that_predicts(tmp_path, capsys):
-    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.bundle import load_bundle
 
     ds = make_dataset(tmp_path / "ds")
     out = tmp_path / "model"

@@ -150,7 +150,7 @@ def test_cli_acc_only_dataset_with_gyroscope_model_is_one_line_error(tmp_path, a
 
 
 def _saved_encoder(path: Path, channels: str) -> Path:
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.encoder_file import save_encoder
 
     pre = PreprocessConfig(channels=channels)
     enc = EncoderSource.random("convgru-tiny", pre).build(pretrained=False)
@@ -171,7 +171,7 @@ def test_channels_contradicting_a_pretrained_encoder_refused(tmp_path, capsys, c
 
 
 def test_saved_encoder_whose_preprocess_contradicts_its_architecture_is_refused(tmp_path):
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.encoder_file import save_encoder
 
     enc = EncoderSource.random("convgru-tiny", PreprocessConfig()).build(pretrained=False)  # 6 channels
     save_encoder(enc, tmp_path / "enc", PreprocessConfig(channels="acc"))
@@ -192,7 +192,7 @@ def test_encoder_saved_before_channels_existed_reads_acc_gyro(tmp_path):
 def test_train_classifier_acc_bundle_ignores_gyroscope_in_torch_and_onnx(tmp_path):
     from crossmodal_har.infer.export import export_bundle
     from crossmodal_har.infer.runtime import OnnxRunner
-    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.bundle import load_bundle
 
     root = make_dataset(tmp_path / "ds")
     out = tmp_path / "bundle"
@@ -245,7 +245,7 @@ def test_evaluate_with_channels_acc_on_an_acc_only_dataset(tmp_path, acc_only_re
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["siglip-tiny", "imu-mae-tiny"])
 def test_pretrain_channels_acc_trains_a_three_channel_tower(tmp_path, capsys, config):
-    from crossmodal_har.models.artefacts import load_encoder
+    from crossmodal_har.models.encoder_file import load_encoder
     from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
 
     store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(subjects=3, windows_per_subject=16))
@@ -292,7 +292,7 @@ def test_channel_source_sets_the_tower_channels_and_refuses_gyroscope_on_acc_onl
 def test_accelerometer_only_csv_dataset_end_to_end(tmp_path, capsys):
     """Recordings with only ``time,acc_x,acc_y,acc_z``: an acc bundle trains on them, a 6-channel
     model is refused in one line naming the file."""
-    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.bundle import load_bundle
 
     root = make_dataset(tmp_path / "ds", acc_only=True)
     assert (root / "recordings" / "rec0.csv").read_text().splitlines()[0] == "time,acc_x,acc_y,acc_z"

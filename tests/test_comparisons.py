@@ -214,7 +214,7 @@ def test_evaluate_two_encoders_then_report_pairs_by_seed(tmp_path, capsys):
     merged by `report`: n_pairs equals the seeds, and the same directory twice is refused."""
     import torch
 
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.encoder_file import save_encoder
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig
     from test_eval_cli import TINY, make_dataset

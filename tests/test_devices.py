@@ -122,7 +122,7 @@ def test_corrupt_device_file_is_one_line_through_the_cli(tmp_path, ax6, capsys):
 @pytest.mark.slow
 def test_embed_device_files_and_the_channel_rule(tmp_path, ax3, ax6, capsys):
     from crossmodal_har.evaluate.protocols import EncoderSource
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.encoder_file import save_encoder
     from helpers.bundles import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle")  # reads acc+gyro

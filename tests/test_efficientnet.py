@@ -15,7 +15,7 @@ import torch
 from crossmodal_har.cli import main
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.models import video_efficientnet as ve
-from crossmodal_har.models.artefacts import load_state_strict
+from crossmodal_har.models.weights import load_state_strict
 from crossmodal_har.models.registry import create_model
 
 GOPRO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gopro"

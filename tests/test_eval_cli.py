@@ -113,7 +113,7 @@ def test_cli_random_encoder_end_to_end(tmp_path, capsys):
 def test_cli_saved_encoder_and_skip_bad(tmp_path):
     import torch
 
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.encoder_file import save_encoder
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig
 

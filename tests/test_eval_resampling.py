@@ -107,7 +107,7 @@ def test_folds_cli(tmp_path):
 def test_random_baseline_matched_to_a_pretrained_encoder(tmp_path):
     """`--encoder random --match DIR`: the baseline takes DIR's architecture, its config and its
     preprocessing, so `report` sees a matched pair."""
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.encoder_file import save_encoder
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig
 

@@ -108,15 +108,15 @@ def env(tmp_path_factory):
 
 
 def _meta_with(env, hmm):
-    from crossmodal_har.models.artefacts import check_bundle_meta
+    from crossmodal_har.models.bundle import parse_bundle_file
 
     meta = json.loads((env["bundle"] / "bundle.json").read_text())
     meta["hmm"] = hmm
-    return check_bundle_meta(meta, env["dir"] / "bundle.json", architecture_too=False)
+    return parse_bundle_file(meta, env["dir"] / "bundle.json")
 
 
 def test_bundle_hmm_section_is_validated(env):
-    from crossmodal_har.models.artefacts import bundle_hmm, read_bundle
+    from crossmodal_har.models.bundle import bundle_hmm, read_bundle
 
     b = read_bundle(env["bundle"], with_model=False)
     A, pi = bundle_hmm(b)
@@ -184,7 +184,7 @@ def test_predict_smooth_hmm_without_hmm_section_refuses(env, capsys):
 def test_train_classifier_stores_the_hmm_and_predict_uses_it(tmp_path):
     from test_bundle_export import make_dataset
 
-    from crossmodal_har.models.artefacts import bundle_hmm, read_bundle
+    from crossmodal_har.models.bundle import bundle_hmm, read_bundle
 
     ds = make_dataset(tmp_path / "ds")
     out = tmp_path / "model"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crossmodal_har.errors import ConfigError, DataError, UserError
-from crossmodal_har.models.artefacts import load_encoder, save_encoder
+from crossmodal_har.models.encoder_file import load_encoder, save_encoder
 from crossmodal_har.models.registry import create_model, list_models, model_config, model_kind
 
 # Names cheap enough to instantiate in a unit test; every registered family must have one.
@@ -298,9 +298,10 @@ def test_pickle_checkpoints_are_refused(tmp_path):
 
 def _save_artefact(kind: str, d):
     """Write one artefact of ``kind`` into ``d``; return (its loader, its weights file)."""
-    from crossmodal_har.models.artefacts import (BUNDLE_WEIGHTS, ENCODER_WEIGHTS, RUN_WEIGHTS, load_bundle,
-                                                 load_run_model, save_bundle, save_run_model)
+    from crossmodal_har.models.bundle import BUNDLE_WEIGHTS, load_bundle, save_bundle
     from crossmodal_har.models.classifier import WindowClassifier, build_head
+    from crossmodal_har.models.encoder_file import ENCODER_WEIGHTS
+    from crossmodal_har.models.run_file import RUN_WEIGHTS, load_run_model, save_run_model
     from crossmodal_har.signals.types import PreprocessConfig
 
     enc = create_model("convgru-tiny")

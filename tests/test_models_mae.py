@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crossmodal_har.errors import ConfigError
-from crossmodal_har.models.artefacts import load_encoder, save_encoder
+from crossmodal_har.models.encoder_file import load_encoder, save_encoder
 from crossmodal_har.models.mae import ImuMaskedAutoencoder
 from crossmodal_har.models.registry import create_model
 

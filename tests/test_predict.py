@@ -123,8 +123,8 @@ def test_embed_npy_and_parquet_agree(env):
 def test_embed_from_a_saved_encoder(env, tmp_path):
     import torch
 
-    from crossmodal_har.models.artefacts import load_bundle
-    from crossmodal_har.models.artefacts import save_encoder
+    from crossmodal_har.models.bundle import load_bundle
+    from crossmodal_har.models.encoder_file import save_encoder
 
     b = load_bundle(env["bundle"])
     save_encoder(b.model.encoder, tmp_path / "run", b.preprocess)

@@ -158,7 +158,7 @@ def test_acc_bundle_predicts_on_an_ax3_file(tmp_path):
 
     from crossmodal_har.evaluate.protocols import EncoderSource
     from crossmodal_har.infer.export import export_bundle
-    from crossmodal_har.models.artefacts import save_bundle
+    from crossmodal_har.models.bundle import save_bundle
     from crossmodal_har.models.classifier import WindowClassifier
 
     torch.manual_seed(0)

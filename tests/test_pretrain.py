@@ -43,7 +43,7 @@ def test_siglip_learns_real_pairs_and_not_shuffled_ones(tmp_path):
 @pytest.mark.parametrize("config,kind", [("clip-tiny", "embeddings"), ("imu-mae-tiny", "embeddings"),
                                          ("imu2clip-tiny", "frames"), ("siglip-tiny", "frames")])
 def test_every_method_trains_on_a_store_and_exports_its_encoder(tmp_path, config, kind):
-    from crossmodal_har.models.artefacts import load_encoder
+    from crossmodal_har.models.encoder_file import load_encoder
 
     store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(
         subjects=3, windows_per_subject=16, video_kind=kind, num_frames=2))

@@ -103,7 +103,7 @@ class SavedFile(Mapping[str, Any]):
             return self.VERSION
         if key not in self._keys():
             raise KeyError(key)
-        return _plain(getattr(self, key))
+        return json_value(getattr(self, key))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys())
@@ -112,14 +112,15 @@ class SavedFile(Mapping[str, Any]):
         return len(self._keys())
 
 
-def _plain(value: Any) -> Any:
-    """A field's value as JSON data: nested dataclasses as dicts (``OMIT_IF_NONE`` honoured)."""
+def json_value(value: Any) -> Any:
+    """A value as JSON data: (nested) dataclasses and mappings as dicts (``OMIT_IF_NONE`` honoured),
+    tuples as lists, paths as strings."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return json_dict(value)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return [json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: json_value(v) for k, v in value.items()}
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
@@ -129,7 +130,7 @@ def json_dict(obj: Any) -> Dict[str, Any]:
     """A (nested) dataclass as the JSON dict it is saved as; a field listed in its class's
     ``OMIT_IF_NONE`` is left out while None."""
     omit = getattr(type(obj), "OMIT_IF_NONE", ())
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+    return {f.name: json_value(getattr(obj, f.name)) for f in dataclasses.fields(obj)
             if not (f.name in omit and getattr(obj, f.name) is None)}
 
 
@@ -140,7 +141,7 @@ def _join(where: str, key: str) -> str:
 
 
 def _expect(where: str, what: str, value: Any) -> ConfigError:
-    return ConfigError(f"{where or 'file'}: expected {what}, got {json_type(value)}")
+    return ConfigError(f"{where}: expected {what}, got {json_type(value)}")
 
 
 def check_json(tp: Any, value: Any, where: str) -> None:
@@ -206,16 +207,17 @@ def check_json(tp: Any, value: Any, where: str) -> None:
 def check_object(cls: Any, data: Mapping[str, Any], where: str = "") -> None:
     """Check a JSON object against dataclass ``cls``: only its fields, every field without a default
     present, each value of its field's type (nested dataclasses too). Raises ConfigError."""
+    at = f"{where}: " if where else ""  # the top level: the file itself (its path is in the DataError)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise ConfigError(f"{where or 'file'}: unknown key(s) {shown}; allowed: {', '.join(fields)}")
+        raise ConfigError(f"{at}unknown key(s) {shown}; allowed: {', '.join(fields)}")
     for name, f in fields.items():
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where or 'file'}: missing key {name!r}")
+                raise ConfigError(f"{at}missing key {name!r}")
             continue
         check_json(hints[name], data[name], _join(where, name))
 

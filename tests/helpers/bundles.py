@@ -13,7 +13,7 @@ COLS = ["time", "acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 def make_bundle(out: Path, model: str = "patchtst-tiny", normalization: str = "none", seed: int = 0) -> Path:
     import torch
 
-    from crossmodal_har.models.artefacts import save_bundle
+    from crossmodal_har.models.bundle import save_bundle
     from crossmodal_har.models.classifier import WindowClassifier, build_head
     from crossmodal_har.models.registry import create_model
     from crossmodal_har.signals.types import PreprocessConfig

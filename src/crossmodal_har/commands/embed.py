@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.errors import UserError
     from crossmodal_har.infer.embed import embed_file
     from crossmodal_har.io import guard_outputs
-    from crossmodal_har.models.artefacts import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, ENCODER_META,
-                                                 ENCODER_WEIGHTS, RUN_META, RUN_WEIGHTS, encoder_preprocess,
-                                                 load_bundle, load_encoder)
+    from crossmodal_har.models.bundle import BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, load_bundle
+    from crossmodal_har.models.encoder_file import ENCODER_META, ENCODER_WEIGHTS, encoder_preprocess, load_encoder
+    from crossmodal_har.models.run_file import RUN_META, RUN_WEIGHTS
     from crossmodal_har.models.classifier import NormalizedEncoder
 
     if args.chunk_rows < 1 or args.batch_size < 1:

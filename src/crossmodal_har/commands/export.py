@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.errors import UserError
     from crossmodal_har.infer.export import PARITY_TOLERANCE, export_bundle
     from crossmodal_har.io import guard_outputs, same_file
-    from crossmodal_har.models.artefacts import BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS
+    from crossmodal_har.models.bundle import BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS
 
     if args.opset < 17:
         raise UserError("--opset must be >= 17 (LayerNormalization)")

@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.infer.runtime import OnnxRunner, TorchRunner
     from crossmodal_har.infer.summary import format_summary
     from crossmodal_har.io import atomic_write_json, guard_outputs
-    from crossmodal_har.models.artefacts import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, bundle_hmm,
-                                                 bundle_nonwear, read_bundle, weights_digest)
+    from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, bundle_hmm, bundle_nonwear,
+                                              read_bundle, weights_digest)
 
     if args.chunk_rows < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")

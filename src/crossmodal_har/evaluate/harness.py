@@ -36,7 +36,7 @@ from crossmodal_har.evaluate.report import write_outputs
 from crossmodal_har.evaluate.results import EVALUATION_KIND, RunResult
 from crossmodal_har.evaluate.summaries import summarize_runs
 from crossmodal_har.io import read_json
-from crossmodal_har.models.artefacts import encoder_preprocess, find_encoder_dir
+from crossmodal_har.models.encoder_file import encoder_preprocess, find_encoder_dir
 from crossmodal_har.models.classifier import embed_windows
 from crossmodal_har.signals.datasets import load_labelled
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet

@@ -40,9 +40,9 @@ from crossmodal_har.device import resolve_device
 from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.evaluate.fitting import FittedClassifier, fit_end_to_end, fit_frozen
 from crossmodal_har.evaluate.protocol_config import FitConfig
-from crossmodal_har.models.artefacts import (cpu_state_dict, encoder_preprocess, find_encoder_dir, load_encoder,
-                                             read_encoder_meta)
+from crossmodal_har.models.encoder_file import encoder_preprocess, find_encoder_dir, load_encoder, read_encoder_meta
 from crossmodal_har.models.registry import create_model, model_kind, with_input_channels
+from crossmodal_har.models.weights import cpu_state_dict
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ Modules (nothing heavy is imported at package import):
     timeline   activity-over-time plot aggregated for days-long recordings.
 The bundle format itself (``MODEL_DIR/`` = model.safetensors + bundle.json; ``save_bundle``,
 ``load_bundle``, torch-free ``read_bundle(with_model=False)``) is
-:mod:`crossmodal_har.models.artefacts`'s; ``infer`` imports ``models`` and never ``train`` or
+:mod:`crossmodal_har.models.bundle`'s; ``infer`` imports ``models`` and never ``train`` or
 ``evaluate``.
 See docs/inference.md.
 """

@@ -25,7 +25,7 @@ import torch
 
 from crossmodal_har.infer.runtime import DIGEST_KEY, OnnxRunner
 from crossmodal_har.io import atomic_write_bytes
-from crossmodal_har.models.artefacts import BUNDLE_ONNX, load_bundle, weights_digest
+from crossmodal_har.models.bundle import BUNDLE_ONNX, load_bundle, weights_digest
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ class OnnxRunner:
 
     Args:
         threads: intra-op threads (default: the runtime's).
-        weights_sha256: the bundle's :func:`~crossmodal_har.models.artefacts.weights_digest`; a file
+        weights_sha256: the bundle's :func:`~crossmodal_har.models.bundle.weights_digest`; a file
             exported from other weights is refused (stale export).
     """
 

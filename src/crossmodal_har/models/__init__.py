@@ -1,5 +1,6 @@
-"""crossmodal_har.models: encoder registry, heads, losses, the window classifier, and every
-persisted model format (:mod:`crossmodal_har.models.artefacts`: encoder, pretraining run, bundle).
+"""crossmodal_har.models: encoder registry, heads, losses, the window classifier, and the
+persisted model formats (:mod:`~crossmodal_har.models.encoder_file`, :mod:`~crossmodal_har.models.run_file`,
+:mod:`~crossmodal_har.models.bundle`, with :mod:`~crossmodal_har.models.weights` under all three).
 
 Importing this package does no work; the names below are loaded on first use.
 """
@@ -13,8 +14,8 @@ _LAZY = {
     "list_models": "crossmodal_har.models.registry",
     "model_config": "crossmodal_har.models.registry",
     "register_model": "crossmodal_har.models.registry",
-    "save_encoder": "crossmodal_har.models.artefacts",
-    "load_encoder": "crossmodal_har.models.artefacts",
+    "save_encoder": "crossmodal_har.models.encoder_file",
+    "load_encoder": "crossmodal_har.models.encoder_file",
 }
 
 __all__ = sorted(_LAZY)

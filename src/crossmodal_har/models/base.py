@@ -19,7 +19,7 @@ class Encoder(nn.Module):
 
     Subclasses set ``kind`` ("imu" or "video"), ``embed_dim`` and ``model_cfg`` (the resolved config as
     a plain dict); :func:`crossmodal_har.models.registry.create_model` sets ``model_name``. Together they
-    are everything :func:`crossmodal_har.models.artefacts.save_encoder` needs to rebuild the module.
+    are everything :func:`crossmodal_har.models.encoder_file.save_encoder` needs to rebuild the module.
     """
 
     kind: str = ""

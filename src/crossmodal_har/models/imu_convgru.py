@@ -139,7 +139,7 @@ def build_convgru(config: Dict[str, Any], *, pretrained: Optional[str] = None, a
     if pretrained is not None:
         raise UserError(
             "convgru has no Hugging Face pretrained weights; load a saved encoder with "
-            "crossmodal_har.models.artefacts.load_encoder (or --encoder RUN_DIR) instead"
+            "crossmodal_har.models.encoder_file.load_encoder (or --encoder RUN_DIR) instead"
         )
     return ConvGRUEncoder(cfg)
 

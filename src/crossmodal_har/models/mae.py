@@ -4,7 +4,7 @@
 ratio 0.4 by default, MSE on the masked patches) but its transformer *is* the IMU encoder's: the
 pretraining model's ``model.encoder`` and ``model.scaler`` are the very modules of
 ``encoder.backbone``. After pretraining, ``mae.encoder`` is an ordinary ``patchtst*`` encoder that
-:func:`crossmodal_har.models.artefacts.save_encoder` saves and ``load_encoder`` rebuilds; only the small
+:func:`crossmodal_har.models.encoder_file.save_encoder` saves and ``load_encoder`` rebuilds; only the small
 reconstruction head (d_model → patch_length) is left behind.
 
 Masked patches (``mask_fill``): ``token`` replaces a masked patch's *embedding* with a learned

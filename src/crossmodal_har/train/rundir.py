@@ -7,11 +7,11 @@
     data.json                  data_info + the source's provenance     (write_run_files)
     checkpoint.pt              exact-resume state                      (train.checkpoint)
     metrics.csv, tensorboard/  metrics                                 (train.loggers)
-    encoder.*, model.*         the IMU encoder and the whole method    (export_run; format: models.artefacts)
+    encoder.*, model.*         the IMU encoder and the whole method    (export_run; formats: models.encoder_file, models.run_file)
     summary.json               the PretrainResult                      (write_summary / read_summary)
 
 The training loop writes a run; zero-shot evaluation reads it back with :func:`load_run` (the
-method's code is ``train``'s, the file format ``models.artefacts``').
+method's code is ``train``'s, the file formats ``models.encoder_file`` and ``models.run_file``').
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import yaml
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import UserError
 from crossmodal_har.io import atomic_write_json, atomic_write_text, read_json
-from crossmodal_har.models.artefacts import load_run_model, save_encoder, save_run_model
+from crossmodal_har.models.encoder_file import save_encoder
+from crossmodal_har.models.run_file import RunFile, load_run_model, save_run_model
 from crossmodal_har.train.checkpoint import CHECKPOINT_NAME
 from crossmodal_har.train.config import PretrainConfig, with_saved_defaults
 from crossmodal_har.train.methods import PretrainMethod, build_method, method_architecture
@@ -93,13 +94,13 @@ def export_run(model: PretrainMethod, cfg: PretrainConfig, data: Any, run_dir: P
     })
 
 
-def rebuild_method(meta: Dict[str, Any], meta_path: Path) -> PretrainMethod:
+def rebuild_method(meta: RunFile, meta_path: Path) -> PretrainMethod:
     """The untrained method a run's ``model.json`` describes (``load_run_model`` loads its weights)."""
     cfg = from_dict(PretrainConfig, with_saved_defaults(meta["config"]), where=str(meta_path))
     return build_method(cfg, meta["data"], arch=meta["architecture"])
 
 
-def load_run(run_dir: PathLike, device: str = "cpu") -> Tuple[PretrainMethod, Dict[str, Any]]:
+def load_run(run_dir: PathLike, device: str = "cpu") -> Tuple[PretrainMethod, RunFile]:
     """A finished run's whole method with its trained weights (eval mode, on ``device``) and its
     ``model.json``."""
     return load_run_model(run_dir, rebuild_method, device)
