@@ -548,7 +548,8 @@ def _valid_store_meta():
 @FUZZ
 @given(data=st.data())
 def test_fuzz_store_json(tmp_path_factory, data):
-    from crossmodal_har.pairs.store import STORE_JSON, WindowStore
+    from crossmodal_har.pairs.store import WindowStore
+    from crossmodal_har.pairs.store_file import STORE_JSON
 
     d = tmp_path_factory.mktemp("store")
     meta = _mutate(_valid_store_meta(), data) if data.draw(st.booleans()) else data.draw(JSON)
@@ -568,14 +569,14 @@ def _valid_ledger_entry():
 @FUZZ
 @given(data=st.data())
 def test_fuzz_ingest_ledger(tmp_path_factory, data):
-    from crossmodal_har.pairs import ingest as ing
+    from crossmodal_har.pairs.ledger import LEDGER_DIR, read_ledger
 
     d = tmp_path_factory.mktemp("ledger")
-    (d / ing.LEDGER_DIR).mkdir()
+    (d / LEDGER_DIR).mkdir()
     meta = _mutate(_valid_ledger_entry(), data) if data.draw(st.booleans()) else data.draw(JSON)
     name = data.draw(st.sampled_from(["s1.json", "x.json"]))
-    _write(d / ing.LEDGER_DIR / name, meta)
-    _loads_or_user_error(lambda: ing._read_ledger(d))
+    _write(d / LEDGER_DIR / name, meta)
+    _loads_or_user_error(lambda: read_ledger(d))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

@@ -173,6 +173,24 @@ def test_unchanged_rerun_touches_nothing(tmp_path):
     assert set(ledger) == {p.name for p in (out / "ledger").iterdir()}
 
 
+def test_a_store_from_before_ledger_versions_resumes_and_is_upgraded(tmp_path):
+    """ingest_state.json and ledger entries without format_version (written before issue 18) are
+    version 0: read as they are, nothing redone, rewritten as version 1."""
+    src = _src(tmp_path)
+    out = tmp_path / "st"
+    assert _ingest(src, out) == 0
+    ids = _shard_ids(out, "a") + _shard_ids(out, "b")
+    old = [out / "ingest_state.json", *sorted((out / "ledger").iterdir())]
+    for p in old:
+        data = json.loads(p.read_text())
+        assert data.pop("format_version") == 1
+        p.write_text(json.dumps(data))
+    assert _ingest(src, out) == 0
+    assert _shard_ids(out, "a") + _shard_ids(out, "b") == ids  # nothing was redone
+    assert all(json.loads(p.read_text())["format_version"] == 1 for p in old)
+    _rerun_equals_fresh(src, out, tmp_path / "fresh")
+
+
 def test_interrupted_reingest_never_leaves_a_mixed_store(tmp_path, monkeypatch):
     """Killed while a changed session is being redone: no store.json listing old and new shards."""
     src = _src(tmp_path)
@@ -372,7 +390,8 @@ def test_session_json_appearing_or_other_video_is_a_change(tmp_path):
 def test_changed_local_encoder_weights_are_refused(tmp_path):
     from crossmodal_har.errors import UserError
     from crossmodal_har.pairs.fingerprint import file_entry
-    from crossmodal_har.pairs.ingest import _check_weights, _local_weights
+    from crossmodal_har.pairs.ingest import _local_weights
+    from crossmodal_har.pairs.ledger import IngestState, check_weights
     from crossmodal_har.pairs.ingest_config import IngestConfig
 
     w = tmp_path / "weights"
@@ -383,14 +402,14 @@ def test_changed_local_encoder_weights_are_refused(tmp_path):
     files = _local_weights(cfg)
     assert [p.name for p in files] == ["config.json", "model.safetensors"]
     state_path = tmp_path / "ingest_state.json"
-    state = {"settings": {}, "weights": [file_entry(p) for p in files]}
-    _check_weights(state_path, state, files, cfg)  # unchanged: fine
+    state = IngestState(settings={}, weights=[file_entry(p) for p in files])
+    check_weights(state_path, state, files, cfg.video_encoder_weights)  # unchanged: fine
     (w / "sub" / "model.safetensors").write_bytes(b"y" * 100)
     with pytest.raises(UserError, match="model.safetensors"):
-        _check_weights(state_path, state, _local_weights(cfg), cfg)
+        check_weights(state_path, state, _local_weights(cfg), cfg.video_encoder_weights)
     (w / "extra.bin").write_bytes(b"z")
     with pytest.raises(UserError, match="list of files"):
-        _check_weights(state_path, state, _local_weights(cfg), cfg)
+        check_weights(state_path, state, _local_weights(cfg), cfg.video_encoder_weights)
 
 
 GOPRO_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gopro"

@@ -9,7 +9,8 @@ import torch
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.pairs.store import (PairedWindowDataset, ShardData, ShardedArray, WindowStore, merge_stores,
-                                        write_shard, write_store_json)
+                                        write_shard)
+from crossmodal_har.pairs.store_file import write_store_json
 
 
 def _shard(n, offset, k=4, j=1, mode="frames", session="s", labels=None):

@@ -76,8 +76,9 @@ class SavedFile(Mapping[str, Any]):
     Subclasses set ``VERSION`` (the version this code writes), ``WHAT`` (the file's name in messages,
     e.g. ``"bundle.json"``), optionally ``MIGRATIONS`` (``{old_version: fn(dict) -> dict}``, each
     step one version up), ``UNVERSIONED`` (the version of a file without ``format_version``; None =
-    refused) and ``OMIT_IF_NONE`` (fields not written while None). The version is not a dataclass
-    field: it is added on write and consumed on read.
+    refused), ``OMIT_IF_NONE`` (fields not written while None) and ``MIGRATION_LOG_LEVEL`` (how a
+    migration is logged). The version is not a dataclass field: it is added on write and consumed on
+    read.
     """
 
     VERSION: ClassVar[int] = 1
@@ -85,6 +86,7 @@ class SavedFile(Mapping[str, Any]):
     MIGRATIONS: ClassVar[Mapping[int, Migration]] = {}
     UNVERSIONED: ClassVar[Optional[int]] = None
     OMIT_IF_NONE: ClassVar[Tuple[str, ...]] = ()
+    MIGRATION_LOG_LEVEL: ClassVar[int] = logging.WARNING
 
     def validate(self) -> None:  # overridden where a file has rules beyond its types
         """Check what the field types cannot say; raise ``ValueError`` or ``ConfigError``."""
@@ -263,8 +265,8 @@ def migrate(cls: Type[SavedFile], data: Mapping[str, Any], path: Optional[PathLi
         out = step(out)
         version += 1
     if start != cls.VERSION:
-        log.warning("%s: %s written as %s %d, read as version %d (migrated; re-save to update the file)",
-                    path if path is not None else "<input>", cls.WHAT, VERSION_KEY, start, cls.VERSION)
+        log.log(cls.MIGRATION_LOG_LEVEL, "%s: %s written as %s %d, read as version %d (migrated; re-save to "
+                "update the file)", path if path is not None else "<input>", cls.WHAT, VERSION_KEY, start, cls.VERSION)
     return out
 
 

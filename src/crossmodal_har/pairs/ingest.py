@@ -5,9 +5,10 @@ session to :func:`crossmodal_har.pairs.process.process_session` (in worker proce
 ``workers > 1``) and ends with ``store.json`` and the report (:mod:`crossmodal_har.pairs.report`).
 The settings are :class:`crossmodal_har.pairs.ingest_config.IngestConfig`.
 
-Resumability: a ledger records the settings (``STORE/ingest_state.json``) and, per finished
-session, its summary, shards and a fingerprint of its inputs (``STORE/ledger/<session>.json``,
-written atomically after the session's shards; see :mod:`crossmodal_har.pairs.fingerprint`). A
+Resumability: a ledger (:mod:`crossmodal_har.pairs.ledger`) records the settings
+(``STORE/ingest_state.json``) and, per finished session, its summary, shards and a fingerprint of its
+inputs (``STORE/ledger/<session>.json``, written atomically after the session's shards; see
+:mod:`crossmodal_har.pairs.fingerprint`). A
 re-run with the same settings skips the finished sessions whose inputs are unchanged, redoes any
 other session from scratch (its ledger entry, then its shards are removed first), removes the
 sessions that left the source, and ends with exactly the store a fresh run over the current inputs
@@ -19,6 +20,7 @@ Different settings are refused, naming the keys that differ.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -36,24 +38,25 @@ import torch
 from tqdm import tqdm
 
 from crossmodal_har.config import to_dict
-from crossmodal_har.errors import DataError, UserError
-from crossmodal_har.io import atomic_write_json, read_json
+from crossmodal_har.errors import UserError
+from crossmodal_har.io import atomic_write_json
 from crossmodal_har.pairs.align import FRAME_POLICY
-from crossmodal_har.pairs.fingerprint import compare, compare_files, file_entry, fingerprint, tree_files
+from crossmodal_har.pairs.fingerprint import compare, fingerprint, tree_files
 from crossmodal_har.pairs.ingest_config import IngestConfig
+from crossmodal_har.pairs.ledger import (LEDGER, LEDGER_DIR, SessionEntry, check_weights, forget_entry, ledger_file,
+                                         new_state, read_ledger, read_state, write_entry)
 from crossmodal_har.pairs.process import process_session, remove_session_shards
 from crossmodal_har.pairs.report import build_report
-from crossmodal_har.pairs.session import SessionSpec, session_key
+from crossmodal_har.pairs.session import SessionSpec
 from crossmodal_har.pairs.sources import iter_sessions
-from crossmodal_har.pairs.store import (SHARD_FILES, clean_temporaries, prune_shards, shard_path,
-                                        withdraw_store_json, write_store_json)
+from crossmodal_har.pairs.store import SHARD_FILES, clean_temporaries, prune_shards, shard_path
+from crossmodal_har.pairs.store_file import STORE_JSON, withdraw_store_json, write_store_json
+from crossmodal_har.saved import build_saved
 from crossmodal_har.pairs.video_encoder import create_video_encoder
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-LEDGER = "ingest_state.json"
-LEDGER_DIR = "ledger"
 REPORT = "report.json"
 
 
@@ -105,19 +108,19 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _worker_run(i: int) -> Dict[str, Any]:
+def _worker_run(i: int) -> SessionEntry:
     return _ingest_one(_FORK_SPECS[i], _FORK_ARGS["cfg"], _FORK_ARGS["store_dir"],
                        allow_download=_FORK_ARGS["allow_download"], threads=False)
 
 
 def _ingest_one(spec: SessionSpec, cfg: IngestConfig, out: Path, *, allow_download: bool,
-                threads: bool = True) -> Dict[str, Any]:
+                threads: bool = True) -> SessionEntry:
     """One session's ledger entry: its summary plus the fingerprint of its inputs, taken *before*
     they are read (an edit made while the session is processed is seen by the next run)."""
     fp = fingerprint(spec)
     summary = process_session(spec, cfg, out, allow_download=allow_download, threads=threads)
     summary["inputs"] = fp
-    return summary
+    return build_saved(SessionEntry, summary, ledger_file(out, spec.name))
 
 
 def _settings(cfg: IngestConfig, src: Path) -> Dict[str, Any]:
@@ -133,7 +136,7 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
     ``report["partial"]`` is True when a session failed.
     """
     src, out = Path(src), Path(out)
-    if (out / "store.json").exists() and not (out / LEDGER).exists():
+    if (out / STORE_JSON).exists() and not (out / LEDGER).exists():
         raise UserError(f"{out} holds a store not made by ingest (merged?); choose a new --out")
     # The source is read (and its labels checked) before anything is written: a bad labels.csv
     # leaves no half-made --out behind.
@@ -146,26 +149,19 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
     out.mkdir(parents=True, exist_ok=True)
     with _StoreLock(out):
         settings = _settings(cfg, src)
-        ledger_path = out / LEDGER
         weights = _local_weights(cfg)
-        if ledger_path.exists():
-            state = read_json(ledger_path)
-            if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
-                raise UserError(f"{ledger_path}: damaged ingest state (not written by ingest); use a new --out "
-                                f"or delete {out}")
-            if state["settings"] != settings:
-                diffs = _diff(state["settings"], settings)
+        state = read_state(out)
+        if state is not None:
+            if state.settings != settings:
+                diffs = _diff(state.settings, settings)
                 raise UserError(f"{out} was ingested with other settings ({'; '.join(diffs[:8])}"
                                 f"{'; ...' if len(diffs) > 8 else ''}); use a new --out, delete it, or re-run "
                                 f"with the stored values")
-            _check_weights(ledger_path, state, weights, cfg)
+            check_weights(out / LEDGER, state, weights, cfg.video_encoder_weights)
         else:
-            state = {"settings": settings}
-            if weights:
-                state["weights"] = [file_entry(p) for p in weights]
-            atomic_write_json(ledger_path, state)
+            new_state(out, settings, weights)
 
-        ledger = {"sessions": _read_ledger(out), "settings_key": _settings_key(settings)}
+        ledger = {"sessions": read_ledger(out), "settings_key": _settings_key(settings)}
         todo, changed, gone, refreshed = _plan(out, specs, ledger)
         done = len(specs) - len(todo)
         if todo or gone:
@@ -198,24 +194,6 @@ def _local_weights(cfg: IngestConfig) -> List[Path]:
     return tree_files(Path(w))
 
 
-def _check_weights(ledger_path: Path, state: Dict[str, Any], weights: List[Path], cfg: IngestConfig) -> None:
-    """Refuse to resume when the local encoder weights changed (every stored embedding would)."""
-    if "weights" not in state:
-        if weights:  # a store from before weights were fingerprinted: record them now
-            atomic_write_json(ledger_path, dict(state, weights=[file_entry(p) for p in weights]))
-        return
-    try:
-        why, refreshed = compare_files(state["weights"], weights)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        why, refreshed = "", None
-    if why is not None:
-        what = f"file {why}" if why else "its list of files"
-        raise UserError(f"{ledger_path.parent}: the video encoder weights {cfg.video_encoder_weights} changed "
-                        f"({what}) since this store was ingested; use a new --out or delete it")
-    if refreshed is not None:
-        atomic_write_json(ledger_path, dict(state, weights=refreshed))
-
-
 def _diff(stored: Any, now: Any, key: str = "") -> List[str]:
     """``["config.shard_size: 1 -> 2", ...]``: the settings that differ, by dotted key."""
     if isinstance(stored, dict) and isinstance(now, dict):
@@ -244,24 +222,24 @@ def _plan(out: Path, specs: Sequence[SessionSpec], ledger: Dict[str, Any]):
     gone = sorted(n for n in ledger["sessions"] if n not in current)
     todo: List[SessionSpec] = []
     changed: List[tuple] = []
-    refreshed: List[Dict[str, Any]] = []
+    refreshed: List[SessionEntry] = []
     for s in specs:
         entry = ledger["sessions"].get(s.name)
-        if entry is None or entry.get("status") != "ok":
+        if entry is None or entry.status != "ok":
             todo.append(s)
             continue
-        inputs = entry.get("inputs")
-        if not all((shard_path(out, sh["name"]) / f).is_file() for sh in entry["shards"] for f in SHARD_FILES):
+        inputs = entry.inputs
+        if not all((shard_path(out, sh.name) / f).is_file() for sh in entry.shards for f in SHARD_FILES):
             why, new = "shard files missing", None
         elif isinstance(inputs, dict) and "version" in inputs and inputs.get("settings") != ledger["settings_key"]:
             why, new = "it was ingested with other settings", None  # e.g. ingest_state.json was replaced
         else:
-            why, new = compare(s, entry.get("inputs"))
+            why, new = compare(s, inputs)
         if why is not None:
             changed.append((s.name, why))
             todo.append(s)
         elif new is not None:
-            refreshed.append(dict(entry, inputs=new))
+            refreshed.append(dataclasses.replace(entry, inputs=new))
     return todo, changed, gone, refreshed
 
 
@@ -280,44 +258,8 @@ def _clean_atomic_leftovers(out: Path) -> int:
 def _forget(out: Path, ledger: Dict[str, Any], name: str) -> None:
     """Drop session ``name`` from the store: its ledger entry, then its shards."""
     ledger["sessions"].pop(name, None)
-    _ledger_file(out, name).unlink(missing_ok=True)
+    forget_entry(out, name)
     remove_session_shards(out, name)
-
-
-def _ledger_file(out: Path, name: str) -> Path:
-    return out / LEDGER_DIR / f"{session_key(name)}.json"
-
-
-def _read_ledger(out: Path) -> Dict[str, Dict[str, Any]]:
-    """Finished sessions' summaries, by session name. A damaged entry (unreadable, not a summary, or
-    under another session's file name) is deleted and logged: its session is redone, and shards no
-    entry lists are removed at the end."""
-    d = out / LEDGER_DIR
-    found: Dict[str, Dict[str, Any]] = {}
-    if d.is_dir():
-        for p in sorted(d.glob("*.json")):
-            if p.name.startswith("."):
-                continue
-            try:
-                summary = read_json(p)
-                ok = _valid_entry(summary) and p.name == f"{session_key(summary['session'])}.json"
-            except DataError:
-                ok = False
-            if not ok:
-                log.warning("%s: damaged ledger entry removed; its session will be ingested again", p)
-                p.unlink(missing_ok=True)
-                continue
-            found[summary["session"]] = summary
-    return found
-
-
-def _valid_entry(summary: Any) -> bool:
-    if not (isinstance(summary, dict) and isinstance(summary.get("session"), str)
-            and summary.get("status") in ("ok", "error") and isinstance(summary.get("shards"), list)):
-        return False
-    return all(isinstance(sh, dict) and isinstance(sh.get("name"), str) and sh.get("session") == summary["session"]
-               and isinstance(sh.get("n"), int) and isinstance(sh.get("chunk"), int)
-               and sh["name"] == f"{session_key(summary['session'])}-{sh['chunk']:04d}" for sh in summary["shards"])
 
 
 def _settings_key(settings: Dict[str, Any]) -> str:
@@ -325,13 +267,13 @@ def _settings_key(settings: Dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _record(out: Path, ledger: Dict[str, Any], summary: Dict[str, Any]) -> None:
-    if isinstance(summary.get("inputs"), dict):
-        summary["inputs"]["settings"] = ledger["settings_key"]  # what the session was ingested with
-    ledger["sessions"][summary["session"]] = summary
-    atomic_write_json(_ledger_file(out, summary["session"]), summary)
-    if summary["status"] == "error":
-        log.warning("session %s skipped: %s", summary["session"], summary["error"])
+def _record(out: Path, ledger: Dict[str, Any], entry: SessionEntry) -> None:
+    if isinstance(entry.inputs, dict):  # what the session was ingested with
+        entry = dataclasses.replace(entry, inputs={**entry.inputs, "settings": ledger["settings_key"]})
+    ledger["sessions"][entry.session] = entry
+    write_entry(out, entry)
+    if entry.status == "error":
+        log.warning("session %s skipped: %s", entry.session, entry.error)
 
 
 def _run_sessions(todo: Sequence[SessionSpec], cfg: IngestConfig, out: Path, ledger: Dict[str, Any], *,
@@ -369,9 +311,9 @@ def finalize(out: Path, cfg: IngestConfig, src: Path, specs: Sequence[SessionSpe
              ledger: Dict[str, Any]) -> Dict[str, Any]:
     """Write ``store.json`` and ``report.json`` from the ledger (sessions ordered by name)."""
     summaries = [ledger["sessions"][s.name] for s in specs if s.name in ledger["sessions"]]
-    shards = [sh for sm in summaries if sm["status"] == "ok" for sh in sm["shards"]]
+    shards = [sh for sm in summaries if sm.status == "ok" for sh in sm["shards"]]
     shards.sort(key=lambda s: (s["session"], s["chunk"]))
-    classes = sorted({lab for sm in summaries if sm["status"] == "ok" for lab in sm.get("labels", [])})
+    classes = sorted({lab for sm in summaries if sm.status == "ok" for lab in sm.labels})
     meta: Dict[str, Any] = {
         "layout": cfg.layout,
         "preprocess": to_dict(cfg.preprocess),

@@ -31,18 +31,16 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from crossmodal_har.config import from_dict
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.io import atomic_write_json, read_json
 from crossmodal_har.pairs.report import merge_reports
+from crossmodal_har.pairs.store_file import REPORT_JSON, STORE_JSON, StoreFile, read_store_file, write_store_json
 from crossmodal_har.signals.types import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-FORMAT_VERSION = 1
-STORE_JSON = "store.json"
 SHARDS_DIR = "shards"
 MANIFEST_COLUMNS = ("session", "subject", "start_s", "end_s", "label", "flags", "shard")
 SHARD_FILES = ("imu.npy", "video.npy", "frame_times.npy", "manifest.parquet")
@@ -134,58 +132,6 @@ def prune_shards(store_dir: PathLike, keep: Iterable[str]) -> List[str]:
     return removed
 
 
-def withdraw_store_json(store_dir: PathLike) -> bool:
-    """Remove ``store.json`` (and ``report.json``) before an ingest changes any shard, so that no reader
-    ever opens a store listing old and new shards at once; ingestion writes them again at its end.
-    Returns whether there was a ``store.json``."""
-    store_dir = Path(store_dir)
-    had = (store_dir / STORE_JSON).exists()
-    (store_dir / STORE_JSON).unlink(missing_ok=True)
-    (store_dir / "report.json").unlink(missing_ok=True)
-    return had
-
-
-def write_store_json(store_dir: PathLike, meta: Dict[str, Any], shards: Sequence[Dict[str, Any]]) -> Path:
-    """Write ``store.json``: ``meta`` plus the ordered shard list ``[{"name", "n", "session"}]``."""
-    out = dict(meta)
-    out["format_version"] = FORMAT_VERSION
-    out["shards"] = [dict(s) for s in shards]
-    out["num_windows"] = int(sum(int(s["n"]) for s in shards))
-    return atomic_write_json(Path(store_dir) / STORE_JSON, out)
-
-
-# ----------------------------------------------------------------------------------- reading
-
-def _checked_store_meta(meta: Any, path: Path) -> Dict[str, Any]:
-    """``store.json``'s shape, checked where it is read (a damaged file is a one-line DataError)."""
-    if not isinstance(meta, dict):
-        raise DataError(path, "expected a JSON object")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        shown = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
-        raise DataError(path, f"store format_version {shown} is not supported (expected {FORMAT_VERSION})")
-    if not isinstance(meta.get("video_mode"), str):
-        raise DataError(path, "missing or invalid 'video_mode' (expected a string)")
-    if not isinstance(meta.get("preprocess"), dict):
-        raise DataError(path, "missing or invalid 'preprocess' (expected an object)")
-    num = meta.get("num_windows", 0)
-    if isinstance(num, bool) or not isinstance(num, int) or num < 0:
-        raise DataError(path, "invalid 'num_windows' (expected an integer >= 0)")
-    names = meta.get("class_names", [])
-    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
-        raise DataError(path, "invalid 'class_names' (expected a list of strings)")
-    shards = meta.get("shards", [])
-    if not isinstance(shards, list):
-        raise DataError(path, "invalid 'shards' (expected a list)")
-    for i, sh in enumerate(shards):
-        name = sh.get("name") if isinstance(sh, dict) else None
-        n = sh.get("n") if isinstance(sh, dict) else None
-        if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name
-                or isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise DataError(path, f"shards[{i}]: expected {{\"name\": a shard directory name, \"n\": an integer >= 0}}")
-    return meta
-
-
 class ShardedArray:
     """A read-only array view over the same-named ``.npy`` file of every shard (memory-mapped).
 
@@ -254,9 +200,10 @@ class WindowStore:
 
     Attributes:
         path: the store directory.
-        meta: ``store.json`` as a dict (``format_version``, ``preprocess``, ``video_mode``
-            (``frames`` | ``embeddings``), ``video_encoder``, ``frames`` K, ``frames_per_slot`` J,
-            ``size``, ``frame_policy``, ``class_names``, ``shards``...).
+        meta: its ``store.json`` (:class:`~crossmodal_har.pairs.store_file.StoreFile`; also read by
+            key like the JSON: ``preprocess``, ``video_mode`` (``frames`` | ``embeddings`` |
+            ``none``), ``video_encoder``, ``frames`` K, ``frames_per_slot`` J, ``size``,
+            ``frame_policy``, ``class_names``, ``shards``...).
         imu: [N, W, 6] float32 (g, rad/s), a :class:`ShardedArray`.
         video: [N, K*J, H, W, 3] uint8 (frames), [N, D] float16 (embeddings) or [N, 0] (``none``:
             an IMU-only store).
@@ -266,10 +213,7 @@ class WindowStore:
 
     def __init__(self, path: PathLike):
         self.path = Path(path)
-        meta_path = self.path / STORE_JSON
-        if not meta_path.is_file():
-            raise DataError(self.path, f"not a window store (no {STORE_JSON}); run `crossmodal-har ingest` first")
-        self.meta: Dict[str, Any] = _checked_store_meta(read_json(meta_path), meta_path)
+        self.meta: StoreFile = read_store_file(self.path)
         self._imu: Optional[ShardedArray] = None
         self._video: Optional[ShardedArray] = None
         self._times: Optional[ShardedArray] = None
@@ -279,24 +223,25 @@ class WindowStore:
     # -- metadata
     @property
     def shards(self) -> List[Dict[str, Any]]:
-        return list(self.meta.get("shards", []))
+        """``{"name", "n", "session", "chunk"}`` of every shard, in window order."""
+        return self.meta["shards"]
 
     @property
     def video_mode(self) -> str:
-        return str(self.meta["video_mode"])
+        return self.meta.video_mode
 
     @property
     def preprocess(self) -> PreprocessConfig:
         """The :class:`PreprocessConfig` the IMU windows were made with."""
-        return from_dict(PreprocessConfig, self.meta["preprocess"], where=f"{self.path / STORE_JSON}:preprocess")
+        return self.meta.preprocess
 
     @property
     def class_names(self) -> List[str]:
         """Sorted distinct non-empty labels; a window's class index is its position here."""
-        return list(self.meta.get("class_names", []))
+        return list(self.meta.class_names)
 
     def __len__(self) -> int:
-        return int(self.meta.get("num_windows", 0))
+        return self.meta.num_windows
 
     # -- arrays
     def _load(self, name: str) -> ShardedArray:
@@ -524,8 +469,8 @@ def merge_stores(sources: Sequence[PathLike], out: PathLike, *, link: bool = Tru
     meta["merged_from"] = [os.fspath(st.path) for st in stores]
     reports = []
     for st in stores:
-        rp = st.path / "report.json"
+        rp = st.path / REPORT_JSON
         if rp.is_file():
             reports.append(read_json(rp))
-    atomic_write_json(out / "report.json", merge_reports(reports))
+    atomic_write_json(out / REPORT_JSON, merge_reports(reports))
     return write_store_json(out, meta, [{k: v for k, v in s.items() if k != "_src"} for s in shards])

@@ -16,7 +16,8 @@ from typing import Optional
 import numpy as np
 
 from crossmodal_har.config import to_dict
-from crossmodal_har.pairs.store import ShardData, write_shard, write_store_json
+from crossmodal_har.pairs.store import ShardData, write_shard
+from crossmodal_har.pairs.store_file import write_store_json
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.splits import SplitConfig, subject_split
 from crossmodal_har.train.data import ArrayPairs, PairedData
