@@ -10,7 +10,7 @@ recording with absolute (epoch) time — Parquet, CSV, or an Axivity AX6 ``.cwa`
 specification writer of ``tests/devicefiles.py`` (block by block) — and runs, each in its own
 subprocess so that peak memory is that command's alone:
 
-* ``reader``: :func:`crossmodal_har.infer.reader.iter_chunks` over the whole file (the chunks
+* ``reader``: :func:`crossmodal_har.signals.recording.iter_chunks` over the whole file (the chunks
   ``predict`` streams: parse, units, device decoding), nothing else;
 * ``predict --runtime onnx`` with the default settings (``--calibrate auto``, which reads the file
   twice, and ``--nonwear on``) and a bundle of the architecture ``train-classifier`` uses by
@@ -313,7 +313,7 @@ def _write_cwa_blocks(path: Path, n_total: int, block: int, rng) -> int:
 
 READER_ONLY = """
 import sys, time, json
-from crossmodal_har.infer.reader import iter_chunks
+from crossmodal_har.signals.recording import iter_chunks
 from crossmodal_har.signals.units import Units
 t0 = time.perf_counter()
 n = 0

@@ -121,12 +121,12 @@ def make_dataset(root: Path, n_subjects: int = 4, seconds: float = 30.0, seed: i
 def acc_only_reader(monkeypatch):
     """The dataset's recordings read as accelerometer-only (NaN gyroscope, channels "acc"), as the
     table reader returns them for a file with only ``time,acc_x,acc_y,acc_z``."""
-    real = datasets.read_imu_table
+    real = datasets.read_recording
 
     def read(*args, **kwargs):
         return _acc_only(real(*args, **kwargs))
 
-    monkeypatch.setattr(datasets, "read_imu_table", read)
+    monkeypatch.setattr(datasets, "read_recording", read)
 
 
 def test_labelled_acc_only_dataset_loads_with_acc_and_is_refused_with_acc_gyro(tmp_path, acc_only_reader):

@@ -14,10 +14,9 @@ import pytest
 
 from crossmodal_har.cli import main
 from crossmodal_har.errors import DataError, UserError
-from crossmodal_har.infer.reader import iter_chunks
 from crossmodal_har.signals.devices import READERS, device_format, device_suffixes, open_device
 from crossmodal_har.signals.generic import list_recordings
-from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.recording import iter_chunks, read_recording
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 
@@ -96,7 +95,7 @@ def test_iter_chunks_bin_is_acc_only(tmp_path):
 
 def test_table_reader_device_file(ax3, ax6):
     for (path, sig), channels in ((ax3, "acc"), (ax6, "acc+gyro")):
-        rec = read_imu_table(path, Units(), tz="Europe/Berlin")
+        rec = read_recording(path, Units(), tz="Europe/Berlin")
         assert rec.channels == channels and rec.name == path.stem and rec.source == path
         ref = np.concatenate([c.data for c in iter_chunks(path, Units(), 333, tz="Europe/Berlin")])
         np.testing.assert_array_equal(rec.data, ref)
@@ -183,7 +182,7 @@ def test_generic_dataset_lists_device_recordings(tmp_path, ax6):
     (root / "recordings" / "notes.txt").write_text("ignored")
     recs = list_recordings(root)
     assert sorted(recs) == ["a", "b"]
-    assert read_imu_table(recs["b"], Units()).channels == "acc"
+    assert read_recording(recs["b"], Units()).channels == "acc"
 
 
 @pytest.mark.slow
@@ -238,7 +237,7 @@ def _acc_table(path: Path, gyro_cols=()):
 def test_acc_only_tables_in_both_readers(tmp_path, suffix):
     path = _acc_table(tmp_path / f"acc{suffix}")
     units = Units(acc_unit="m/s^2")
-    rec = read_imu_table(path, units)
+    rec = read_recording(path, units)
     assert rec.channels == "acc" and rec.data.shape == (500, 6)
     assert np.isnan(rec.data[:, 3:]).all()
     np.testing.assert_allclose(rec.data[:, 2], 1.0)
@@ -251,6 +250,6 @@ def test_acc_only_tables_in_both_readers(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_some_gyro_columns_is_still_an_error(tmp_path, suffix):
     path = _acc_table(tmp_path / f"acc{suffix}", gyro_cols=("gyro_x",))
-    for read in (lambda: read_imu_table(path, Units()), lambda: list(iter_chunks(path, Units(), 100))):
+    for read in (lambda: read_recording(path, Units()), lambda: list(iter_chunks(path, Units(), 100))):
         with pytest.raises(DataError, match=r"missing column\(s\) gyro_y, gyro_z"):
             read()

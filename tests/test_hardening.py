@@ -102,12 +102,12 @@ def _assert_valid_recording(rec: ImuRecording) -> None:
 @SETTINGS
 @given(content=imu_csv())
 def test_imu_reader_valid_or_clean_error(tmp_path, content):
-    from crossmodal_har.signals.readers import read_imu_table
+    from crossmodal_har.signals.recording import read_recording
 
     path = tmp_path / "rec.csv"
     path.write_bytes(content)
     try:
-        rec = read_imu_table(path, Units("g", "rad/s", "s"))
+        rec = read_recording(path, Units("g", "rad/s", "s"))
     except Exception as exc:  # noqa: BLE001 - the property is about which exceptions escape
         _assert_clean_error(exc, path)
     else:

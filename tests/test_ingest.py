@@ -12,7 +12,7 @@ import pytest
 
 from crossmodal_har.cli import main
 from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
-from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.recording import read_recording
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 from crossmodal_har.signals.windows import recording_windows
@@ -50,7 +50,7 @@ def test_round_trip_imu_and_frames(tmp_path):
 
     pre = PreprocessConfig()
     for sess, offset in (("a", 0.0), ("b", 1.0)):
-        rec = read_imu_table(src / sess / "imu.csv", Units())
+        rec = read_recording(src / sess / "imu.csv", Units())
         rec.t = rec.t + offset
         x, s, e, r = recording_windows(rec, pre)
         rows = np.flatnonzero(man["session"] == sess)
@@ -244,7 +244,7 @@ def test_imu_only_mode(tmp_path):
     assert st.video.shape == (4, 0) and list(st.manifest["session"]) == ["a", "a", "b", "b"]
     item = PairedWindowDataset(st)[0]
     assert item["label"] == 0 and item["video"].numel() == 0
-    rec = read_imu_table(src / "b" / "imu.csv", Units())
+    rec = read_recording(src / "b" / "imu.csv", Units())
     np.testing.assert_array_equal(st.imu[2:], recording_windows(rec, PreprocessConfig())[0])
 
 
@@ -263,7 +263,7 @@ def test_simulator_output_round_trip(tmp_path):
     man = st.manifest
     for sess in man["session"].unique():
         sj = read_json(sim / sess / "session.json")
-        rec = read_imu_table(sim / sess / "imu.csv", Units(sj["acc_unit"], sj["gyro_unit"], sj["time_unit"]))
+        rec = read_recording(sim / sess / "imu.csv", Units(sj["acc_unit"], sj["gyro_unit"], sj["time_unit"]))
         rec.t = rec.t + sj["imu_offset_s"]
         x, s, _, _ = recording_windows(rec, PreprocessConfig())
         rows = np.flatnonzero(man["session"] == sess)

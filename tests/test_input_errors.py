@@ -162,11 +162,11 @@ def _recording(path: Path, header: str, n: int = 300) -> Path:
                                     " time, acc_x ,acc_y,acc_z,gyro_x,gyro_y,gyro_z ",
                                     "\ufefftime,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"])
 def test_inference_reader_accepts_what_training_reader_accepts(tmp_path, header):
-    from crossmodal_har.infer.reader import iter_chunks
-    from crossmodal_har.signals.readers import read_imu_table
+    from crossmodal_har.signals.recording import iter_chunks
+    from crossmodal_har.signals.recording import read_recording
 
     p = _recording(tmp_path / "rec.csv", header)
-    rec = read_imu_table(p, Units())
+    rec = read_recording(p, Units())
     chunks = list(iter_chunks(p, Units(), chunk_rows=128))
     t = np.concatenate([c.t for c in chunks])
     data = np.concatenate([c.data for c in chunks])
@@ -175,12 +175,12 @@ def test_inference_reader_accepts_what_training_reader_accepts(tmp_path, header)
 
 
 def test_inference_reader_refuses_bad_header_like_training(tmp_path):
-    from crossmodal_har.infer.reader import iter_chunks
-    from crossmodal_har.signals.readers import read_imu_table
+    from crossmodal_har.signals.recording import iter_chunks
+    from crossmodal_har.signals.recording import read_recording
 
     p = _recording(tmp_path / "rec.csv", "time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyroz")
     with pytest.raises(DataError) as a:
-        read_imu_table(p, Units())
+        read_recording(p, Units())
     with pytest.raises(DataError) as b:
         list(iter_chunks(p, Units()))
     assert str(a.value) == str(b.value)

@@ -40,7 +40,7 @@ def one_line_error(capsys, *words):
 def _stalled_predict(env, rec, out):
     """A real ``predict`` process that stalls for an hour after writing its first chunk."""
     code = ("import sys, time\n"
-            "import crossmodal_har.infer.predict as P\n"
+            "import crossmodal_har.infer.source as P\n"
             "orig = P.iter_chunks\n"
             "def slow(*a, **k):\n"
             "    for c in orig(*a, **k):\n"

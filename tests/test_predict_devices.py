@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import crossmodal_har.infer.predict as predict_mod
+import crossmodal_har.infer.source as source_mod
 from crossmodal_har.cli import main
 from crossmodal_har.errors import UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
@@ -38,7 +38,7 @@ class FakeChunk:
 
 
 def fake_source(monkeypatch, *, channels="acc", minutes=6.0, rate=25.0, start=START, calls=None):
-    """Replace predict's ``iter_chunks`` with one yielding a device recording (gyro NaN if acc-only)."""
+    """Replace the inference source's ``iter_chunks`` with one yielding a device recording (gyro NaN if acc-only)."""
     n = int(minutes * 60 * rate)
     rng = np.random.default_rng(0)
     t = (start or 0.0) + np.arange(n) / rate
@@ -56,7 +56,7 @@ def fake_source(monkeypatch, *, channels="acc", minutes=6.0, rate=25.0, start=ST
         for a in range(0, n, chunk_rows):
             yield FakeChunk(t[a:a + chunk_rows], x[a:a + chunk_rows].copy(), a, None, channels, info)
 
-    monkeypatch.setattr(predict_mod, "iter_chunks", iter_chunks)
+    monkeypatch.setattr(source_mod, "iter_chunks", iter_chunks)
     return t, x
 
 

@@ -10,7 +10,7 @@ import pytest
 from crossmodal_har.errors import ConfigError, DataError
 from crossmodal_har.signals.datasets import load_labelled
 from crossmodal_har.signals.generic import write_generic_dataset
-from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.recording import read_recording
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 
@@ -50,7 +50,7 @@ def test_bad_recording_names_file_and_line(name):
     line, words = RECORDING_CASES[name]
     path = BAD / "recordings" / name
     with pytest.raises(DataError) as info:
-        read_imu_table(path, Units())
+        read_recording(path, Units())
     err = info.value
     assert err.path == str(path)
     assert err.line == line
@@ -84,21 +84,21 @@ def test_parquet_bad_cases(tmp_path):
     p = tmp_path / "a.parquet"
     df.drop(columns=["acc_y"]).to_parquet(p)
     with pytest.raises(DataError, match="missing column.*acc_y") as info:
-        read_imu_table(p, Units())
+        read_recording(p, Units())
     assert info.value.path == str(p)
     df2 = df.copy()
     df2.loc[3, "gyro_x"] = np.nan
     df2.to_parquet(p)
     with pytest.raises(DataError, match="row 4: .*gyro_x"):
-        read_imu_table(p, Units())
+        read_recording(p, Units())
     df3 = df.copy()
     df3.loc[2, "time"] = df3.loc[1, "time"]
     df3.to_parquet(p)
     with pytest.raises(DataError, match="row 3: duplicated time"):
-        read_imu_table(p, Units())
+        read_recording(p, Units())
     (tmp_path / "b.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="not a valid Parquet"):
-        read_imu_table(tmp_path / "b.parquet", Units())
+        read_recording(tmp_path / "b.parquet", Units())
 
 
 def _good_frame(n=40, rate=50.0, t0=0.0):

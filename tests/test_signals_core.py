@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.recording import read_recording
 from crossmodal_har.signals.resample import (ANTIALIAS_MARGIN_S, antialias_margin_s, grid_start, grid_stop,
                                              resample, resample_segment, split_at_gaps)
 from crossmodal_har.signals.types import STANDARD_GRAVITY, ImuRecording, PreprocessConfig, Segment
@@ -34,7 +34,7 @@ def test_reader_applies_declared_units(tmp_path):
     p = tmp_path / "r.csv"
     p.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z,extra\n"
                  "1000,9.80665,0,0,180,0,0,x\n1010,0,9.80665,0,0,90,0,y\n")
-    rec = read_imu_table(p, Units("m/s^2", "deg/s", "ms"), subject="s1")
+    rec = read_recording(p, Units("m/s^2", "deg/s", "ms"), subject="s1")
     assert rec.name == "r" and rec.subject == "s1"
     np.testing.assert_allclose(rec.t, [1.0, 1.01])
     np.testing.assert_allclose(rec.data, [[1, 0, 0, math.pi, 0, 0], [0, 1, 0, 0, math.pi / 2, 0]])
@@ -46,8 +46,8 @@ def test_reader_columns_in_any_order_and_parquet_matches_csv(tmp_path):
     df.insert(3, "time", np.arange(100) * 0.01)
     df.to_csv(tmp_path / "a.csv", index=False)
     df.to_parquet(tmp_path / "a.parquet")
-    a = read_imu_table(tmp_path / "a.csv", Units())
-    b = read_imu_table(tmp_path / "a.parquet", Units())
+    a = read_recording(tmp_path / "a.csv", Units())
+    b = read_recording(tmp_path / "a.parquet", Units())
     np.testing.assert_allclose(a.data, b.data)
     np.testing.assert_allclose(a.data[:, 5], df["gyro_z"].to_numpy())
 

@@ -39,3 +39,14 @@ def resolve_units(args: argparse.Namespace):
         log.warning("no units given: assuming acc in g, gyro in rad/s, time in s "
                     "(pass --acc-unit/--gyro-unit/--time-unit or --meta)")
     return Units(**{k: v for k, v in flags.items() if v is not None})
+
+
+def input_units(args: argparse.Namespace, fmt=None):
+    """The declared units of ``args.input``: from the flags (:func:`resolve_units`), or canonical for a
+    device file given none (it carries its own; the reader refuses others, the one units rule of
+    :mod:`crossmodal_har.signals.recording`)."""
+    from crossmodal_har.signals.devices import device_format
+    from crossmodal_har.signals.units import Units
+
+    given = args.meta is not None or any(getattr(args, k) is not None for k in ("acc_unit", "gyro_unit", "time_unit"))
+    return resolve_units(args) if given or device_format(args.input, fmt) is None else Units()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from crossmodal_har.commands._units import add_unit_arguments, resolve_units
+from crossmodal_har.commands._units import add_unit_arguments, input_units
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="IANA time zone of a device clock that stores local time without a zone "
                         "(Axivity .cwa; default UTC)")
     add_unit_arguments(p)
+    p.add_argument("--calibrate", choices=("auto", "off"), default="auto",
+                   help="autocalibration against gravity, as in `predict` (default auto: the windows predict "
+                        "classifies); off")
     p.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between window starts")
     p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N")
     p.add_argument("--batch-size", type=int, default=256, metavar="N")
@@ -65,18 +68,16 @@ def run(args: argparse.Namespace) -> int:
                        for n in (ENCODER_META, ENCODER_WEIGHTS, RUN_META, RUN_WEIGHTS, "config.json")]
     guard_outputs([("--out", args.out)], [("--input", args.input), *model_files, ("--meta", args.meta)],
                   force=args.force)
-    from crossmodal_har.signals.devices import device_format
-    from crossmodal_har.signals.units import Units
+    from crossmodal_har.config import from_dict
+    from crossmodal_har.errors import ConfigError
+    from crossmodal_har.infer.calibration import CalibrationConfig
 
-    if device_format(args.input, args.fmt) is not None:
-        given = [f for f, v in (("--acc-unit", args.acc_unit), ("--gyro-unit", args.gyro_unit),
-                                ("--time-unit", args.time_unit), ("--meta", args.meta)) if v is not None]
-        if given:
-            raise UserError(f"{args.input}: a device file carries its own units; {', '.join(given)} "
-                            "apply to CSV/Parquet tables only")
-        units = Units()
-    else:
-        units = resolve_units(args)
+    try:
+        calibration = from_dict(CalibrationConfig, {"mode": args.calibrate}, where="--calibrate")
+        calibration.validate()
+    except (ValueError, ConfigError) as e:
+        raise UserError(str(e)) from None
+    units = input_units(args, args.fmt)
     if args.model:
         bundle = load_bundle(args.model)
         encoder, pre = bundle.model.encoder, bundle.preprocess
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         pre = dataclasses.replace(pre, stride_s=float(args.stride))
     dim = int(getattr(encoder, "embed_dim"))
     res = embed_file(args.input, args.out, NormalizedEncoder(encoder, pre.normalization).eval(), pre, units, dim,
-                     chunk_rows=args.chunk_rows, batch_size=args.batch_size, fmt=args.fmt, tz=args.tz)
+                     chunk_rows=args.chunk_rows, batch_size=args.batch_size, fmt=args.fmt, tz=args.tz,
+                     calibration=calibration)
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(res["skipped"].items())) or "none"
     print(f"wrote {args.out}: {res['windows']} windows x {dim} dims (without embedding: {skipped})")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from crossmodal_har.commands._units import add_unit_arguments, resolve_units
+from crossmodal_har.commands._units import add_unit_arguments, input_units
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +145,7 @@ def run(args: argparse.Namespace) -> int:
                    *[(f"--report's {p.name}", p) for _, p in report_files]],
                   [("--input", args.input), *model_files, ("--onnx", args.onnx), ("--meta", args.meta)],
                   force=args.force)
-    from crossmodal_har.signals.devices import device_format
-    from crossmodal_har.signals.units import Units
-
-    unit_flags = args.meta is not None or any(getattr(args, k) is not None
-                                              for k in ("acc_unit", "gyro_unit", "time_unit"))
-    # a device file carries its own units (the reader refuses flags that would be ignored)
-    is_device = device_format(args.input, args.format) is not None
-    units = resolve_units(args) if unit_flags or not is_device else Units()
+    units = input_units(args, args.format)
     # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
     bundle = read_bundle(args.model, with_model=args.runtime == "torch")
     pre = bundle.preprocess

@@ -1,7 +1,8 @@
 """crossmodal_har.infer: streaming prediction and embedding over long recordings, ONNX export.
 
 Modules (nothing heavy is imported at package import):
-    reader     chunked CSV/Parquet/device-file reading in canonical units; errors name the global line.
+    source     ``InferenceSource``: a recording as a model sees it (the lenient reader of
+               ``signals.recording``, the channel rule, autocalibration); used by predict and embed.
     calibration  van Hees 2014 autocalibration: still 10-s epochs from a first pass, sphere fit.
     nonwear    van Hees 2013 / GGIR non-wear detection over 60-min windows, edges refined to the minute.
     clinical_report  daily/hourly summaries and the self-contained report.html.
@@ -11,7 +12,7 @@ Modules (nothing heavy is imported at package import):
     predict    ``predict_file``: windows -> model -> smoothing -> CSV.
     summary    ``Summary`` / ``format_summary``: what a prediction run saw (``<out>.summary.json``).
     smoothing  centred majority filter over runs of ok windows, and Viterbi with the bundle's HMM.
-    embed      per-window embeddings to Parquet / .npy.
+    embed      per-window embeddings to Parquet / .npy (predict's windows: the same source).
     export     ONNX export with a PyTorch/ONNX Runtime parity check.
     timeline   activity-over-time plot aggregated for days-long recordings.
 The bundle format itself (``MODEL_DIR/`` = model.safetensors + bundle.json; ``save_bundle``,

@@ -1,7 +1,10 @@
-"""Per-window embeddings of a long recording, streamed (same windows as ``predict``).
+"""Per-window embeddings of a long recording, streamed: the windows ``predict`` classifies.
 
-Only windows that pass the quality checks are embedded (gaps, rows with missing values and failed
-windows have none); their count by reason is logged and returned.
+The recording is read through the same :class:`crossmodal_har.infer.source.InferenceSource` as
+``predict`` (reader, channel rule, autocalibration with the same default ``auto``) and windowed by the
+same :class:`crossmodal_har.infer.stream.StreamingWindower`. Only windows that pass the quality
+checks are embedded (gaps, rows with missing values and failed windows have none); their count by
+reason is logged and returned.
 
 Output formats:
 * ``.parquet``: columns ``start``, ``end`` (float64 s) and ``e0 … e{D-1}`` (float32), written in
@@ -22,8 +25,9 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from crossmodal_har.errors import UserError
-from crossmodal_har.infer.reader import iter_chunks
+from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.runtime import BatchedRunner, TorchRunner
+from crossmodal_har.infer.source import MODEL_ADVICE, InferenceSource
 from crossmodal_har.infer.stream import SignalOps, StreamingWindower, WindowBatch
 from crossmodal_har.io import atomic_write, commit_temp, make_temp
 from crossmodal_har.signals.types import PreprocessConfig
@@ -107,17 +111,21 @@ class _ParquetRows:
 
 def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preprocess: PreprocessConfig,
                units: Units, embed_dim: int, *, chunk_rows: int = 500_000, batch_size: int = 256,
-               ops: Optional[SignalOps] = None, fmt: Optional[str] = None, tz: str = "UTC") -> Dict[str, Any]:
+               ops: Optional[SignalOps] = None, fmt: Optional[str] = None, tz: str = "UTC",
+               calibration: Optional[CalibrationConfig] = None) -> Dict[str, Any]:
     """Write embeddings of every ok window of ``input_path`` to ``out_path`` (.parquet or .npy).
 
     ``input_path`` is a table or a device file (``fmt``/``tz``: see
-    :func:`crossmodal_har.infer.reader.iter_chunks`). An accelerometer-only recording needs an
+    :func:`crossmodal_har.signals.recording.iter_chunks`). An accelerometer-only recording needs an
     encoder that reads ``preprocess.channels == "acc"``; its NaN gyroscope columns are then set to
     0.0 before windowing (the model never reads them). A 6-channel encoder refuses it (UserError).
+    ``calibration``: autocalibration as in ``predict`` (default ``auto``; see
+    :mod:`crossmodal_har.infer.source`), so that the windows are ``predict``'s.
 
     Returns:
         ``{"windows": N embedded, "skipped": {reason: count}, "embed_dim": D, "channels": the
-        recording's channels, "device": DeviceInfo dict or None}``.
+        recording's channels, "device": DeviceInfo dict or None, "calibration": {"mode", "applied",
+        ...}}``.
     """
     out_path = Path(out_path)
     suffix = out_path.suffix.lower()
@@ -153,12 +161,12 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
         times = [tt[k:]] if k < len(tt) else []
         written += k
 
-    channels = "acc+gyro"
-    device = None
     try:
-        for chunk in iter_chunks(input_path, units, chunk_rows, fmt=fmt, tz=tz):
-            channels, device = chunk.channels, chunk.device
-            feed(windower.push(chunk.t, model_input(chunk.data, chunk.channels, preprocess, input_path)))
+        source = InferenceSource(input_path, units, preprocess.channels, chunk_rows=chunk_rows, fmt=fmt, tz=tz,
+                                 calibration=calibration, advice=MODEL_ADVICE)
+        source.calibrate()
+        for chunk in source:  # the model's channels, calibrated: predict's samples
+            feed(windower.push(chunk.t, chunk.data))
             drain()
         feed(windower.finish())
         model.flush()
@@ -173,20 +181,8 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
-    return {"windows": written, "skipped": skipped, "embed_dim": embed_dim, "channels": channels,
-            "device": device.to_dict() if device is not None else None}
+    device = source.device
+    return {"windows": written, "skipped": skipped, "embed_dim": embed_dim, "channels": source.channels,
+            "device": device.to_dict() if device is not None else None,
+            "calibration": source.calibration_summary()}
 
-
-def model_input(data: np.ndarray, channels: str, preprocess: PreprocessConfig, path: PathLike) -> np.ndarray:
-    """The chunk's samples as the model reads them: an accelerometer-only recording (``channels``
-    ``acc``, gyroscope NaN) is refused by a model that reads ``acc+gyro``; for an ``acc`` model the
-    gyroscope columns of every recording become 0.0 (never read by the model, but finite, so a
-    gyroscope dropout does not cost windows: as in training and ``predict``)."""
-    if preprocess.channels == "acc+gyro" and channels == "acc+gyro":
-        return data
-    if preprocess.channels != "acc":
-        raise UserError(f"{path}: accelerometer-only recording (no gyroscope); this model reads acc+gyro — "
-                        "use a model trained with --channels acc")
-    out = np.array(data, dtype=np.float64, copy=True)
-    out[:, 3:] = 0.0
-    return out

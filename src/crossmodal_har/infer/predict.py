@@ -1,8 +1,9 @@
 """Predict activities over a long recording, streaming: bounded memory whatever its length.
 
-Pipeline: :func:`crossmodal_har.infer.reader.iter_chunks` (chunks, canonical units, checks with
-global line numbers) → :class:`crossmodal_har.infer.stream.StreamingWindower` (resample, median
-filter, windows, quality, gaps) → model in fixed batches → optional smoothing → CSV rows.
+Pipeline: :class:`crossmodal_har.infer.source.InferenceSource` (chunks in canonical units, checks
+with global line numbers, the model's channels, autocalibration) →
+:class:`crossmodal_har.infer.stream.StreamingWindower` (resample, median filter, windows, quality,
+gaps) → model in fixed batches → optional smoothing → CSV rows.
 
 Model batches are formed from the sequence of ok windows (batch ``j`` = ok windows
 ``[j*B, (j+1)*B)``), never from chunk contents, so the output is identical whatever ``chunk_rows``.
@@ -18,9 +19,9 @@ Input: CSV/Parquet tables or device files (``fmt``: a name of
 start time (``chunk.device``), and an accelerometer-only recording (``chunk.channels == "acc"``) is
 refused unless the bundle reads ``acc`` (then its NaN gyroscope columns become 0.0, unread).
 
-Autocalibration (:mod:`crossmodal_har.infer.calibration`, van Hees et al. 2014): with
-``calibration.mode == "auto"`` a first pass over the file fits per-axis offsets and scales on still
-10-s epochs; the predict pass applies them to the accelerometer of every chunk, before non-wear
+Autocalibration (:mod:`crossmodal_har.infer.calibration`, van Hees et al. 2014, run by the source):
+with ``calibration.mode == "auto"`` a first pass over the file fits per-axis offsets and scales on
+still 10-s epochs; the predict pass applies them to the accelerometer of every chunk, before non-wear
 detection and windowing, when the fit succeeded and reduced the error.
 
 Non-wear (:mod:`crossmodal_har.infer.nonwear`) is judged on the (calibrated) accelerometer as it
@@ -47,14 +48,13 @@ import numpy as np
 from tqdm import tqdm
 
 from crossmodal_har.errors import UserError
-from crossmodal_har.infer.calibration import (CalibrationConfig, CalibrationResult, StillPointAccumulator,
-                                              apply_calibration, fit_sphere)
+from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.clinical_report import DayAggregator
 from crossmodal_har.infer.csvsafe import csv_cell
 from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector
-from crossmodal_har.infer.reader import iter_chunks
 from crossmodal_har.infer.runtime import BatchedRunner, Runner
 from crossmodal_har.infer.smoothing import StreamingSmoother, StreamingViterbi
+from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource
 from crossmodal_har.infer.stream import Marker, SignalOps, StreamingWindower, WindowBatch
 from crossmodal_har.infer.summary import Summary
 from crossmodal_har.io import atomic_write
@@ -267,50 +267,6 @@ class _NonwearGate:
                 return
 
 
-def open_chunks(path: Path, units: Units, chunk_rows: int, fmt: Optional[str], tz: str):
-    """The recording's chunks (tables, or device files by suffix / ``fmt``; ``tz`` for device clocks
-    that store local time)."""
-    return iter_chunks(path, units, chunk_rows, fmt=fmt, tz=tz)
-
-
-def check_channels(path: Path, recording: str, model: str) -> None:
-    """A bundle reading ``acc+gyro`` cannot classify an accelerometer-only recording."""
-    if recording == "acc" and model != "acc":
-        raise UserError(f"{path}: accelerometer-only recording (no gyroscope); this bundle reads {model} "
-                        "— train one with `train-classifier --channels acc`")
-
-
-def fit_calibration(path: Path, units: Units, chunk_rows: int, cfg: CalibrationConfig, *,
-                    fmt: Optional[str] = None, tz: str = "UTC") -> CalibrationResult:
-    """First pass over the recording: still 10-s epochs -> sphere fit (see
-    :mod:`crossmodal_har.infer.calibration`). Stops after ``cfg.scan_hours`` when a fit from what
-    was read is already good."""
-    acc = StillPointAccumulator(cfg)
-    t0 = time.perf_counter()
-    tried_at = None
-    res: Optional[CalibrationResult] = None
-    for chunk in open_chunks(path, units, chunk_rows, fmt, tz):
-        acc.push(chunk.t, chunk.data[:, :3])
-        if cfg.scan_hours > 0 and tried_at is None and acc.seconds >= cfg.scan_hours * 3600.0:
-            tried_at = acc.seconds
-            trial = fit_sphere(acc.array(), cfg)
-            if trial.applied and trial.error_after_g is not None and trial.error_after_g <= cfg.good_error_g:
-                res = trial
-                break
-    if res is None:
-        acc.finish()
-        res = fit_sphere(acc.array(), cfg)
-    res.hours_scanned = acc.seconds / 3600.0
-    if res.applied:
-        log.info("%s: autocalibration from %d still epochs (%.1f h scanned in %.1f s): offset %s g, scale %s; "
-                 "error %.4f -> %.4f g", path, res.n_points, res.hours_scanned, time.perf_counter() - t0,
-                 np.round(res.offset, 4).tolist(), np.round(res.scale, 4).tolist(), res.error_before_g,
-                 res.error_after_g)
-    else:
-        log.info("%s: autocalibration skipped: %s", path, res.reason)
-    return res
-
-
 # --------------------------------------------------------------------------------- main entry
 
 def predict_file(
@@ -372,32 +328,26 @@ def predict_file(
     calibration.validate()
     state: Dict[str, Any] = {}
     t_start = time.perf_counter()
-    acc_only_model = preprocess.channels == "acc"
 
     def body(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as fh, \
                 tqdm(unit=" rows", unit_scale=True, desc="predict", disable=None if progress is None
                      else not progress, leave=False) as bar:
-            chunks = open_chunks(input_path, units, chunk_rows, fmt, tz)
-            first = next(chunks, None)
-            device = getattr(first, "device", None)
-            rec_channels = getattr(first, "channels", "acc+gyro") if first is not None else "acc+gyro"
-            check_channels(input_path, rec_channels, preprocess.channels)
-            state["device"], state["channels"] = device, rec_channels
-            ft = first.t[np.isfinite(first.t)] if first is not None else np.empty(0)
-            tb = resolve_timebase(float(ft[0]) if len(ft) else None, start_s, tz, input_path, device)
-            if calibration.mode == "auto" and first is not None:
-                cal = fit_calibration(input_path, units, chunk_rows, calibration, fmt=fmt, tz=tz)
-            else:
-                cal = None
-            state["calibration"] = cal
+            source = InferenceSource(input_path, units, preprocess.channels, chunk_rows=chunk_rows, fmt=fmt, tz=tz,
+                                     calibration=calibration, advice=BUNDLE_ADVICE)
+            device = source.device
+            state["device"], state["channels"] = device, source.channels
+            first_t = source.first_time
+            tb = resolve_timebase(first_t, start_s, tz, input_path, device)
+            source.calibrate()
+            state["source"] = source
             state["timebase"] = tb
             if days is not None:
                 days.timebase = tb
             det = NonwearDetector(nonwear) if nonwear.enabled else None
             state["detector"] = det
             # non-wear's 15-min grid starts at the first sample, as GGIR's blocks do
-            origin = -float(ft[0]) if len(ft) else 0.0
+            origin = -first_t if first_t is not None else 0.0
             out = _SmoothedWriter(_CsvWriter(fh, class_names, smoothing, tb), smoother, summary, days)
             gate = _NonwearGate(det, origin, out)
 
@@ -413,21 +363,15 @@ def predict_file(
                     gate.push(rows, probs, raw)
                 gate.release()
 
-            for chunk in _chain(first, chunks):
-                data = chunk.data
-                if acc_only_model or (cal is not None and cal.applied):
-                    data = data.copy()
-                    if acc_only_model:
-                        data[:, 3:] = 0.0  # the model reads acc only; a missing gyroscope is no bad row
-                    data[:, :3] = apply_calibration(data[:, :3], cal)
+            for chunk in source:  # the model's channels, calibrated
                 if det is not None:
-                    det.push(chunk.t + origin, data[:, :3])
+                    det.push(chunk.t + origin, chunk.data[:, :3])
                 finite_t = chunk.t[np.isfinite(chunk.t)]
                 if len(finite_t):
                     if summary.first_time_s is None:
                         summary.first_time_s = float(finite_t[0])
                     summary.last_time_s = float(finite_t[-1])
-                for item in windower.push(chunk.t, data):
+                for item in windower.push(chunk.t, chunk.data):
                     pipe.add(item)
                 emit(False)
                 bar.update(len(chunk.t))
@@ -454,22 +398,10 @@ def predict_file(
         d["time"]["device_start_time_source"] = getattr(device, "start_time_source", None)
         d["device"] = device.to_dict() if hasattr(device, "to_dict") else dict(vars(device))
     d["channels"] = {"recording": state.get("channels", "acc+gyro"), "model": preprocess.channels}
-    cal = state.get("calibration")
-    if cal is not None:
-        d["calibration"] = {"mode": calibration.mode, **cal.to_dict()}
-    else:
-        d["calibration"] = {"mode": calibration.mode, "applied": False,
-                            "reason": "off (--calibrate off)" if calibration.mode == "off" else "empty recording"}
+    d["calibration"] = state["source"].calibration_summary()
     det = state["detector"]
     nw = summary.skipped.get(STATUS_NONWEAR, {})
     d["nonwear"] = {**nonwear.to_dict(), **(det.stats() if det is not None else {}),
                     "windows": nw.get("rows", 0), "seconds": nw.get("rows", 0) * summary.hop_s,
                     "seconds_note": "non-wear windows x hop (stride), as the time per activity"}
     return d
-
-
-def _chain(first, rest):
-    if first is not None:
-        yield first
-    yield from rest
-

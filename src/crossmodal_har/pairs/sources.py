@@ -42,7 +42,7 @@ from crossmodal_har.pairs.gopro.source import iter_gopro_sessions
 from crossmodal_har.pairs.session import Label, SessionSpec, read_labels_csv
 from crossmodal_har.signals.clock import zone
 from crossmodal_har.signals.devices import device_suffixes
-from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.recording import read_recording, units_for
 from crossmodal_har.signals.text import finite_number, quote, short_number
 from crossmodal_har.signals.types import ImuRecording
 from crossmodal_har.signals.units import Units
@@ -161,7 +161,7 @@ def _load_paired_imu(imu_path: Path, units: Dict[str, str], offset_s: float, nam
     if not imu_path.is_file():
         raise DataError(imu_path, "missing IMU file (expected imu.csv, imu.parquet or a device file "
                                   f"{', '.join('imu' + s for s in device_suffixes())})")
-    rec = read_imu_table(imu_path, Units(**units), subject=subject, name=name, tz=tz)
+    rec = read_recording(imu_path, units_for(imu_path, Units(**units)), subject=subject, name=name, tz=tz)
     if offset_s:
         t = rec.t + offset_s
         # float64 keeps ~16 digits: an offset far larger than the recording's times rounds distinct

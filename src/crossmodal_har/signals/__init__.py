@@ -5,10 +5,13 @@ Modules (nothing is imported here, so importing the package does no work):
   clock      zone, TimeZoneError, format_offset, parse_start, TimeBase, resolve_timebase (the one clock)
   status     STATUS_OK, STATUS_GAP, ..., QUALITY_REASONS, NO_WINDOW_STATUSES  (every window status)
   units      Units, to_canonical, declared_unit_factor           (g, rad/s, seconds; the one unit table)
-  readers    read_imu_table, read_csv_header, diagnose_csv       (CSV / Parquet / device files, DataError with line)
+  recording  read_recording, iter_chunks (strict | lenient), units_for   (the one front end: tables and
+             device files, one time check, one units rule; DataError with file and line)
+  tables     CSV / Parquet blocks, header rule, diagnose_csv
   devices    open_device, READERS: Axivity .cwa, GENEActiv .bin, APDM .h5, ActiGraph .gt3x, Empatica
   resample   split_at_gaps, resample_segment, resample, lowpass_eval, ANTIALIAS_MARGIN_S, antialias_margin_s
-  windows    median_filter, window_segments, check_quality, recording_windows, select_channels (acc | acc+gyro)
+  windows    median_filter, window_segments, check_quality, recording_windows, select_channels,
+             model_samples (the one channel selection: acc | acc+gyro)
   normalize  normalize_windows                                   (zscore | none, at model input)
   generic    the generic labelled format; write_generic_dataset
   datasets   load_labelled(spec, cfg)                            (dir | hapt | hapt:<path> | uestc:<dir>)

@@ -31,7 +31,7 @@ from crossmodal_har.io import atomic_write
 from crossmodal_har.signals import hapt, uestc
 from crossmodal_har.signals.generic import (assign_labels, list_recordings, read_labels, read_meta,
                                             read_skipped, sort_classes)
-from crossmodal_har.signals.readers import read_imu_table
+from crossmodal_har.signals.recording import read_recording, units_for
 from crossmodal_har.signals.types import DatasetReport, PreprocessConfig, WindowSet
 from crossmodal_har.signals.windows import recording_windows
 
@@ -140,7 +140,7 @@ def load_generic(root: PathLike, cfg: PreprocessConfig, *, skip_bad: bool = Fals
                                disable=None if progress else True):
         subject = labels.subjects.get(rec_name, rec_name)
         try:
-            rec = read_imu_table(path, meta.units, subject=subject, name=rec_name, tz=meta.tz)
+            rec = read_recording(path, units_for(path, meta.units), subject=subject, name=rec_name, tz=meta.tz)
         except DataError as exc:
             if not skip_bad:
                 raise

@@ -29,7 +29,7 @@ from crossmodal_har.errors import ConfigError, DataError
 from crossmodal_har.io import atomic_write_json, read_json
 from crossmodal_har.signals.clock import zone
 from crossmodal_har.signals.devices import device_suffixes
-from crossmodal_har.signals.readers import COLUMNS, RECORDING_SUFFIXES, header_names
+from crossmodal_har.signals.tables import COLUMNS, RECORDING_SUFFIXES, header_names
 from crossmodal_har.signals.text import decode_text, quote, short_number, visible
 from crossmodal_har.signals.types import DatasetReport
 from crossmodal_har.signals.units import Units

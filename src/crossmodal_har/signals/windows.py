@@ -109,23 +109,36 @@ ACC_ONLY_MESSAGE = ("accelerometer-only recording (no gyroscope); use --channels
                     "(ingest: --set channels=acc)")
 
 
-def select_channels(rec: ImuRecording, cfg: PreprocessConfig) -> ImuRecording:
-    """The recording as a model reading ``cfg.channels`` sees it, still in the 6-column layout.
+def model_reads(model: str, recording: str) -> bool:
+    """Whether a model reading ``model`` channels can read a recording with ``recording`` channels
+    (an ``acc+gyro`` model cannot read an accelerometer-only recording)."""
+    if model not in CHANNEL_SETS:
+        raise ValueError(f"unknown channels {model!r}")
+    return model == "acc" or recording != "acc"
 
-    ``acc+gyro``: unchanged; an accelerometer-only recording (``rec.channels == "acc"``, NaN gyro)
-    is a :class:`DataError` naming it. ``acc``: the gyroscope columns are set to 0.0 (for every
-    recording: the model never reads them, so they must not exclude windows as ``non_finite`` or
-    ``saturation``, and nothing downstream can learn from them by accident).
-    """
-    if cfg.channels not in CHANNEL_SETS:
-        raise ValueError(f"unknown channels {cfg.channels!r}")
-    if cfg.channels == "acc+gyro":
-        if rec.channels == "acc":
-            raise DataError(rec.source or rec.name, ACC_ONLY_MESSAGE)
-        return rec
-    data = np.array(rec.data, dtype=np.float64, copy=True)
-    data[:, 3:] = 0.0
-    return dataclasses.replace(rec, data=data)
+
+def model_samples(data: np.ndarray, model: str) -> np.ndarray:
+    """Samples [n, 6] (g, rad/s) as a model reading ``model`` channels sees them: the one place the
+    channels are selected. ``acc+gyro``: ``data`` itself. ``acc``: a copy with the gyroscope columns
+    set to 0.0, for every recording: the model never reads them, so they must not exclude windows as
+    ``non_finite`` or ``saturation``, and nothing downstream can learn from them by accident."""
+    if model not in CHANNEL_SETS:
+        raise ValueError(f"unknown channels {model!r}")
+    if model == "acc+gyro":
+        return data
+    out = np.array(data, dtype=np.float64, copy=True)
+    out[:, 3:] = 0.0
+    return out
+
+
+def select_channels(rec: ImuRecording, cfg: PreprocessConfig) -> ImuRecording:
+    """The recording as a model reading ``cfg.channels`` sees it, still in the 6-column layout
+    (:func:`model_samples`); an accelerometer-only recording (``rec.channels == "acc"``, NaN gyro)
+    for an ``acc+gyro`` model is a :class:`DataError` naming it."""
+    if not model_reads(cfg.channels, rec.channels):
+        raise DataError(rec.source or rec.name, ACC_ONLY_MESSAGE)
+    data = model_samples(rec.data, cfg.channels)
+    return rec if data is rec.data else dataclasses.replace(rec, data=data)
 
 
 def recording_windows(rec: ImuRecording, cfg: PreprocessConfig) -> WindowArrays:

@@ -26,7 +26,7 @@ from crossmodal_har.signals.devices.geneactiv import GeneactivReader
 READERS: Dict[str, Type[DeviceReader]] = {
     r.format: r for r in (CwaReader, GeneactivReader, ApdmReader, Gt3xReader, EmpaticaReader)}
 
-#: table formats read by :mod:`crossmodal_har.signals.readers` (not device files)
+#: table formats read by :mod:`crossmodal_har.signals.tables` (not device files)
 TABLE_FORMATS = ("csv", "parquet")
 # never chosen by suffix for a device reader: these are tables unless --format says otherwise
 _TABLE_SUFFIXES = (".csv", ".parquet", ".pq")

@@ -1,0 +1,149 @@
+"""The inference source: a recording as a model sees it — read, channels selected, calibrated.
+
+``predict``, ``embed`` and the autocalibration fit read recordings only through
+:class:`InferenceSource`, so that ``embed`` embeds exactly the windows ``predict`` classifies:
+
+1. **Reader**: :func:`crossmodal_har.signals.recording.iter_chunks`, lenient (rows with missing
+   values pass as NaN rows, for the windower to mark), any table or device file, ``chunk_rows`` rows
+   at a time.
+2. **Channels**: an accelerometer-only recording is refused (UserError, with ``advice``) by a model
+   that reads ``acc+gyro``; for an ``acc`` model the gyroscope is zeroed
+   (:func:`crossmodal_har.signals.windows.model_samples`, the one place that selects channels).
+3. **Calibration** (:mod:`crossmodal_har.infer.calibration`, van Hees et al. 2014): with ``mode
+   auto`` (the default), :meth:`InferenceSource.calibrate` makes a first pass over the file and
+   fits per-axis offsets and scales on still 10-s epochs; every chunk's accelerometer is then
+   calibrated — before non-wear detection and windowing — when the fit succeeded and reduced the
+   error. ``off``: the recording as read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Union
+
+import numpy as np
+
+from crossmodal_har.errors import UserError
+from crossmodal_har.infer.calibration import (CalibrationConfig, CalibrationResult, StillPointAccumulator,
+                                              apply_calibration, fit_sphere)
+from crossmodal_har.signals.recording import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
+from crossmodal_har.signals.units import Units
+from crossmodal_har.signals.windows import model_reads, model_samples
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: what to do about an accelerometer-only recording, by who refuses it (``{model}``: the model's channels)
+BUNDLE_ADVICE = "this bundle reads {model} — train one with `train-classifier --channels acc`"
+MODEL_ADVICE = "this model reads {model} — use a model trained with --channels acc"
+
+
+class InferenceSource:
+    """One recording for one model: open it (reads the first chunk and checks the channels), then
+    optionally :meth:`calibrate`, then iterate: chunks whose ``data`` is what the model reads.
+
+    Args:
+        path: table or device file (``fmt``/``tz``: see :func:`crossmodal_har.signals.recording.iter_chunks`).
+        units: declared units of a table.
+        model_channels: the model's ``PreprocessConfig.channels`` (``acc`` | ``acc+gyro``).
+        chunk_rows: rows read at once (memory; results do not depend on it).
+        calibration: autocalibration settings (default: ``auto``).
+        advice: the end of the refusal of an accelerometer-only recording (:data:`BUNDLE_ADVICE`,
+            :data:`MODEL_ADVICE`).
+
+    Raises:
+        UserError: an accelerometer-only recording for an ``acc+gyro`` model.
+        DataError: what the reader raises on the first chunk.
+    """
+
+    def __init__(self, path: PathLike, units: Units, model_channels: str, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 fmt: Optional[str] = None, tz: str = "UTC", calibration: Optional[CalibrationConfig] = None,
+                 advice: str = BUNDLE_ADVICE):
+        self.path = Path(path)
+        self.units, self.model_channels, self.chunk_rows, self.fmt, self.tz = units, model_channels, chunk_rows, fmt, tz
+        self.calibration = calibration if calibration is not None else CalibrationConfig()
+        self.calibration.validate()
+        self.fit: Optional[CalibrationResult] = None
+        self._iterated = False
+        self._chunks = iter_chunks(self.path, units, chunk_rows, fmt=fmt, tz=tz)
+        self.first: Optional[RawChunk] = next(self._chunks, None)
+        #: what a device file says about the recording (None for tables)
+        self.device = self.first.device if self.first is not None else None
+        #: the recording's channels (``acc`` when it has no gyroscope)
+        self.channels = self.first.channels if self.first is not None else "acc+gyro"
+        if not model_reads(model_channels, self.channels):
+            raise UserError(f"{self.path}: accelerometer-only recording (no gyroscope); "
+                            + advice.format(model=model_channels))
+
+    @property
+    def first_time(self) -> Optional[float]:
+        """The first finite time of the recording (s, the recording's clock), None if it has none."""
+        if self.first is None:
+            return None
+        ft = self.first.t[np.isfinite(self.first.t)]
+        return float(ft[0]) if len(ft) else None
+
+    def calibrate(self) -> Optional[CalibrationResult]:
+        """With ``calibration.mode == "auto"`` and a non-empty recording: a first pass over the file
+        (still 10-s epochs -> sphere fit), whose result the chunks then get when it was applied. Stops
+        after ``scan_hours`` when a fit from what was read is already good. None when off or empty."""
+        if self.calibration.mode != "auto" or self.first is None:
+            return None
+        cfg = self.calibration
+        acc = StillPointAccumulator(cfg)
+        t0 = time.perf_counter()
+        tried_at = None
+        res: Optional[CalibrationResult] = None
+        for chunk in iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz):
+            acc.push(chunk.t, chunk.data[:, :3])
+            if cfg.scan_hours > 0 and tried_at is None and acc.seconds >= cfg.scan_hours * 3600.0:
+                tried_at = acc.seconds
+                trial = fit_sphere(acc.array(), cfg)
+                if trial.applied and trial.error_after_g is not None and trial.error_after_g <= cfg.good_error_g:
+                    res = trial
+                    break
+        if res is None:
+            acc.finish()
+            res = fit_sphere(acc.array(), cfg)
+        res.hours_scanned = acc.seconds / 3600.0
+        if res.applied:
+            log.info("%s: autocalibration from %d still epochs (%.1f h scanned in %.1f s): offset %s g, scale %s; "
+                     "error %.4f -> %.4f g", self.path, res.n_points, res.hours_scanned, time.perf_counter() - t0,
+                     np.round(res.offset, 4).tolist(), np.round(res.scale, 4).tolist(), res.error_before_g,
+                     res.error_after_g)
+        else:
+            log.info("%s: autocalibration skipped: %s", self.path, res.reason)
+        self.fit = res
+        return res
+
+    def calibration_summary(self) -> Dict[str, Any]:
+        """The calibration as the summaries write it: mode, and the fit or why there is none."""
+        if self.fit is not None:
+            return {"mode": self.calibration.mode, **self.fit.to_dict()}
+        return {"mode": self.calibration.mode, "applied": False,
+                "reason": "off (--calibrate off)" if self.calibration.mode == "off" else "empty recording"}
+
+    def model_data(self, data: np.ndarray) -> np.ndarray:
+        """A chunk's samples [n, 6] as the model reads them: channels selected, then the accelerometer
+        calibrated when the fit was applied (``data`` itself when neither changes anything)."""
+        out = model_samples(data, self.model_channels)
+        if self.fit is not None and self.fit.applied:
+            if out is data:
+                out = data.copy()
+            out[:, :3] = apply_calibration(out[:, :3], self.fit)
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        """The recording's chunks, ``data`` replaced by :meth:`model_data` (one pass only)."""
+        if self._iterated:
+            raise RuntimeError("an InferenceSource is read once")
+        self._iterated = True
+        if self.first is not None:
+            yield dataclasses.replace(self.first, data=self.model_data(self.first.data))
+        for chunk in self._chunks:
+            yield dataclasses.replace(chunk, data=self.model_data(chunk.data))
