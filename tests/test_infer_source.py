@@ -44,7 +44,7 @@ def predicted_windows(case, mode):
     from crossmodal_har.infer.calibration import CalibrationConfig
     from crossmodal_har.infer.predict import predict_file
     from crossmodal_har.infer.runtime import TorchRunner
-    from crossmodal_har.models.artefacts import load_bundle
+    from crossmodal_har.models.bundle import load_bundle
     from crossmodal_har.signals.units import Units
 
     bundle = load_bundle(case["bundle"])
