@@ -35,3 +35,13 @@ def resolve_device(name: str = "auto", *, flag: str = "--device") -> torch.devic
             raise UserError(f"{flag} {name}: no CUDA device is available (use {flag} cpu)")
         return torch.device("cuda" if word == "gpu" else word)
     raise UserError(f"{flag} must be auto, cpu, cuda, cuda:N or gpu, got {name!r}")
+
+
+def set_cpu_threads(device: str, threads: int, *, flag: str = "--threads") -> None:
+    """torch's CPU threads for a run on ``device`` ``cpu`` (a GPU run is left alone). The small CPU
+    models gain little from more than one thread and lose several-fold on a busy machine."""
+    if device != "cpu":
+        return
+    if threads < 1:
+        raise UserError(f"{flag} must be >= 1")
+    torch.set_num_threads(threads)

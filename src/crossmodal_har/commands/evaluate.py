@@ -1,32 +1,36 @@
-"""``crossmodal-har evaluate``: few-shot evaluation of an IMU encoder on subject-disjoint splits."""
+"""Evaluate an IMU encoder on a labelled dataset with subject-disjoint train/val/test splits. For each protocol x
+shots x seed (each seed its own subject split by default), k labelled windows per class are drawn from the training
+subjects, the model is selected on the validation subjects and scored once on the test subjects. Writes results.json,
+report.md, shots_curve.png, confusion_matrix.png and config.json to --out. Precedence: built-in defaults < --config
+file < flags < --set KEY=VALUE.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
 
 NAME = "evaluate"
 HELP = "few-shot evaluation of an IMU encoder (linear probe, kNN, finetune, supervised) on held-out subjects"
-DESCRIPTION = (
-    "Evaluate an IMU encoder on a labelled dataset with subject-disjoint train/val/test splits. "
-    "For each protocol x shots x seed (each seed its own subject split by default), k labelled windows per class are drawn from the training "
-    "subjects, the model is selected on the validation subjects and scored once on the test subjects. "
-    "Writes results.json, report.md, shots_curve.png, confusion_matrix.png and config.json to --out. "
-    "Precedence: built-in defaults < --config file < flags < --set KEY=VALUE."
-)
+DESCRIPTION = __doc__
+OUTPUT_FILES = ("results.json", "config.json", "report.md", "shots_curve.png", "confusion_matrix.png",
+                "comparisons.png")
+# flag -> config key (the training flags: _flags.FIT_KEYS; --protocol and --shots are parsed first)
+CONFIG_KEYS = {"backbone_lr": "fit.finetune.backbone_lr", "device": "fit.device", "split_seed": "split.seed",
+               "channels": "preprocess.channels", "split": "split_scheme",
+               **{k: k for k in ("dataset", "encoder", "model", "name", "match", "seeds", "first_seed", "skip_bad",
+                                 "cache_dir", "folds", "val")}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="generic dataset directory, 'hapt', or 'uestc:<dir>'")
     p.add_argument("--encoder", help="'random' (default) or an encoder/run directory with encoder.json")
-    p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small on CPU; "
-                   "give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")
+    p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small "
+                   "on CPU; give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")
     p.add_argument("--match", help="with --encoder random: take this encoder/run directory's architecture and "
                    "preprocessing (a baseline matched to that pretrained encoder)")
-    p.add_argument("--channels", choices=["acc", "acc+gyro"],
-                   help="what the model reads: acc+gyro (default, 6 channels) or acc (accelerometer only: 3 channels; "
-                        "needed for recordings without a gyroscope). With a saved encoder or --match: that encoder's "
-                        "channels (a contradicting --channels is refused)")
+    p.add_argument("--channels", choices=["acc", "acc+gyro"], help="what the model reads: acc+gyro (default, 6 "
+                   "channels) or acc (accelerometer only: 3 channels; needed for recordings without a gyroscope). With "
+                   "a saved encoder or --match: that encoder's channels (a contradicting --channels is refused)")
     p.add_argument("--name", help="label of this encoder in the tables (default: random / directory name)")
     p.add_argument("--protocol", help="comma list of supervised, linear-probe, knn, finetune "
                    "(default supervised,linear-probe)")
@@ -34,18 +38,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, help="repetitions: new few-shot draw and initialisation (default 3)")
     p.add_argument("--first-seed", type=int, help="first seed (default 0)")
     p.add_argument("--split-seed", type=int, help="base seed of the subject splits (default 0)")
-    p.add_argument("--split", choices=["per-seed", "fixed"], default=None,
-                   help="per-seed (default): every seed draws its own subject split (same for every method given the "
-                        "same seeds); fixed: one split for all seeds")
+    p.add_argument("--split", choices=["per-seed", "fixed"], default=None, help="per-seed (default): every seed draws "
+                   "its own subject split (same for every method given the same seeds); fixed: one split for all seeds")
     p.add_argument("--folds", help="grouped K-fold cross-validation over subjects: an integer K >= 2, or 'loso' "
                    "(leave one subject out)")
-    p.add_argument("--val", choices=["k-shot", "full"], default=None,
-                   help="k-shot (default): at k shots model selection sees at most k labelled validation windows per "
-                        "class; full: every validation window")
+    p.add_argument("--val", choices=["k-shot", "full"], default=None, help="k-shot (default): at k shots model "
+                   "selection sees at most k labelled validation windows per class; full: every validation window")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="skip bad recordings (listed in the report; exit status 3) instead of failing")
-    p.add_argument("--cache-dir", help="dataset/window cache (default $CROSSMODAL_HAR_CACHE or ~/.cache/crossmodal-har)")
+    p.add_argument("--cache-dir",
+                   help="dataset/window cache (default $CROSSMODAL_HAR_CACHE or ~/.cache/crossmodal-har)")
     p.add_argument("--config", help="YAML/JSON file with evaluation settings (keys as in config.json)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, dotted keys, e.g. fit.supervised.patience=3 (repeatable)")
@@ -55,70 +58,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-lr", type=float, help="encoder learning rate for finetune (default lr/10)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (supervised, finetune)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="compute device (default cpu)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default 1: the small CPU models gain little from more threads "
-                        "and lose several-fold on a busy machine)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: the small CPU models "
+                   "gain little from more threads and lose several-fold on a busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _flags(args: argparse.Namespace) -> Dict[str, Any]:
-    """This command's flags as dotted config keys (None = not given)."""
-    from crossmodal_har.evaluate.fewshot import parse_shots
-
-    flags: Dict[str, Any] = {
-        "dataset": args.dataset, "encoder": args.encoder, "model": args.model, "name": args.name, "match": args.match,
-        "seeds": args.seeds, "first_seed": args.first_seed, "skip_bad": args.skip_bad,
-        "cache_dir": args.cache_dir, "split.seed": args.split_seed, "fit.device": args.device,
-        "preprocess.channels": args.channels, "split_scheme": args.split, "folds": args.folds, "val": args.val,
-        "protocols": None if args.protocol is None else [p.strip() for p in args.protocol.split(",") if p.strip()],
-        "shots": None if args.shots is None else parse_shots(args.shots),
-    }
-    for key in ("epochs", "batch_size", "lr", "backbone_lr", "patience"):
-        for proto in ("supervised", "finetune"):
-            if not (key == "backbone_lr" and proto == "supervised"):
-                flags[f"fit.{proto}.{key}"] = getattr(args, key)
-    return flags
-
-
 def run(args: argparse.Namespace) -> int:
+    from crossmodal_har.commands._flags import FIT_KEYS, config_flags, guard_training_out
     from crossmodal_har.config import build_config, load_config_file
+    from crossmodal_har.device import set_cpu_threads
     from crossmodal_har.errors import UserError
+    from crossmodal_har.evaluate.fewshot import parse_shots
     from crossmodal_har.evaluate.harness import EvaluateConfig, run_evaluation
+    from crossmodal_har.evaluate.protocols import require_channels
+    from crossmodal_har.evaluate.tables import render_console_summary
 
-    cfg = build_config(EvaluateConfig, load_config_file(args.config) if args.config else None, flags=_flags(args),
+    flags = config_flags(args, {**FIT_KEYS, **CONFIG_KEYS})
+    flags["protocols"] = None if args.protocol is None else [p.strip() for p in args.protocol.split(",") if p.strip()]
+    flags["shots"] = None if args.shots is None else parse_shots(args.shots)
+    cfg = build_config(EvaluateConfig, load_config_file(args.config) if args.config else None, flags=flags,
                        overrides=args.overrides, where="evaluate config")
-    if cfg.fit.device == "cpu":
-        if args.threads < 1:
-            raise UserError("--threads must be >= 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_cpu_threads(cfg.fit.device, args.threads)
     if not cfg.dataset:
         raise UserError("--dataset is required (a generic dataset directory, 'hapt' or 'uestc:<dir>')")
-    if args.channels is not None and (cfg.match or cfg.encoder not in (None, "", "random")):
-        from crossmodal_har.evaluate.protocols import require_channels
-
-        require_channels(args.channels, cfg.match or cfg.encoder)
-    from crossmodal_har.io import guard_output_dir
-
-    dataset_dir = str(cfg.dataset)
-    for prefix in ("uestc:", "hapt:"):
-        if dataset_dir.startswith(prefix):
-            dataset_dir = dataset_dir[len(prefix):]
+    saved = None if cfg.encoder in (None, "", "random") else str(cfg.encoder)
+    if cfg.match or saved:
+        require_channels(args.channels, cfg.match or saved)
     # --out is never an input (an encoder run's config.json, a dataset's files). --config is read
     # whole before anything is written, so re-running from OUT/config.json stays possible.
-    guard_output_dir(("--out", args.out),
-                     [("--dataset", None if dataset_dir == "hapt" else dataset_dir),
-                      ("--encoder", None if cfg.encoder in (None, "", "random") else str(cfg.encoder)),
-                      ("--match", getattr(cfg, "match", None) or None), ("--cache-dir", cfg.cache_dir)],
-                     files=("results.json", "config.json", "report.md", "shots_curve.png",
-                            "confusion_matrix.png", "comparisons.png"))
+    guard_training_out(args.out, cfg.dataset, encoder=saved, match=cfg.match or None, cache_dir=cfg.cache_dir,
+                       files=OUTPUT_FILES)
     results = run_evaluation(cfg, args.out, progress=False if args.no_progress else None)
-    print(f"{'method':<14} {'protocol':<13} {'shots':>5} {'seeds':>5}  balanced acc.      macro-F1   accuracy")
-    for r in results.summary:
-        print(f"{r['method'][:14]:<14} {r['protocol']:<13} {str(r['shots']):>5} {r['n_seeds']:>5}  "
-              f"{r['balanced_accuracy_mean']:.3f} ± {r['balanced_accuracy_std']:.3f}    "
-              f"{r['macro_f1_mean']:.3f}      {r['accuracy_mean']:.3f}")
+    print("\n".join(render_console_summary(results.summary)))
     print(f"wrote {args.out}/results.json, report.md, shots_curve.png, confusion_matrix.png "
           f"({results.elapsed_s:.0f} s)")
     return 0

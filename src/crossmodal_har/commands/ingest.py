@@ -1,4 +1,8 @@
-"""``crossmodal-har ingest``: paired IMU + video → window store (or merge several stores)."""
+"""Decode each video once, cut IMU windows with the signal layer, pair each window with K frames (or a frozen
+encoder's embedding) and write a sharded, memory-mapped window store. Resumable: re-run the same command after an
+interruption. Exit status 3 when some sessions failed (see STORE/report.json). With --merge STORE... --out STORE, join
+stores made on several machines.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ import logging
 
 NAME = "ingest"
 HELP = "ingest paired IMU + video (paired folders, Ego4D, GoPro) into a window store"
-DESCRIPTION = (
-    "Decode each video once, cut IMU windows with the signal layer, pair each window with K frames "
-    "(or a frozen encoder's embedding) and write a sharded, memory-mapped window store. Resumable: "
-    "re-run the same command after an interruption. Exit status 3 when some sessions failed (see "
-    "STORE/report.json). With --merge STORE... --out STORE, join stores made on several machines."
-)
-
+DESCRIPTION = __doc__
 log = logging.getLogger(__name__)
+# flag -> IngestConfig key (--frames/--size: None = the video encoder's, or 10 frames of 64 px)
+CONFIG_KEYS = {**{k: f"source.{k}" for k in ("ego4d_json", "imu_dir", "video_dir", "imu_offset_s")}, **{k: k for k in (
+    "layout", "video_mode", "video_encoder", "video_encoder_weights", "embedding_layout", "frames", "frames_per_slot",
+    "size", "shard_size", "num_shards", "shard_index", "min_imu_coverage")}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,57 +60,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.config import build_config, from_dict, load_config_file
+    from crossmodal_har.commands._flags import config_flags
+    from crossmodal_har.config import load_config_file
     from crossmodal_har.errors import PartialRunError, UserError
     from crossmodal_har.io import guard_output_dir
-    from crossmodal_har.pairs.ingest import ingest
-    from crossmodal_har.pairs.ingest_config import IngestConfig
+    from crossmodal_har.pairs.ingest import build_ingest_config, ingest
     from crossmodal_har.pairs.store import merge_stores
-    from crossmodal_har.pairs.video_encoder import encoder_geometry
-    from crossmodal_har.signals.types import PreprocessConfig
 
     # the store is never written into what it reads (also through a symlink)
     guard_output_dir(("--out", args.out), [("--src", args.src), *(("--merge", m) for m in args.merge or [])])
     if args.merge:
         if args.src:
             raise UserError("--merge takes stores, not --src")
-        path = merge_stores(args.merge, args.out)
-        log.info("merged %d store(s) into %s", len(args.merge), path.parent)
+        log.info("merged %d store(s) into %s", len(args.merge), merge_stores(args.merge, args.out).parent)
         return 0
     if not args.src:
         raise UserError("--src is required (or --merge STORE ...)")
-    preprocess = build_config(PreprocessConfig, load_config_file(args.preprocess) if args.preprocess else None,
-                              overrides=args.overrides, where="preprocess")
-    source = {}
-    ego = {"ego4d_json": args.ego4d_json, "imu_dir": args.imu_dir, "video_dir": args.video_dir,
-           "imu_offset_s": args.imu_offset_s}
-    given = {k: v for k, v in ego.items() if v is not None}
-    if given and args.layout != "ego4d":
-        raise UserError(f"--{next(iter(given)).replace('_', '-')} applies to --layout ego4d only")
-    source.update(given)
-
-    frames, size = args.frames, args.size
-    if args.video_mode == "embeddings":
-        if not args.video_encoder:
-            raise UserError("--video-mode embeddings needs --video-encoder NAME")
-        geo = encoder_geometry(args.video_encoder, args.video_encoder_weights, args.allow_download)
-        for flag, mine, theirs in (("--frames", frames, geo["frames"]), ("--size", size, geo["size"])):
-            if mine is not None and mine != theirs:
-                raise UserError(f"{flag} {mine} does not match encoder {args.video_encoder!r} ({theirs})")
-        frames, size = geo["frames"], geo["size"]
-    cfg = from_dict(IngestConfig, {
-        "layout": args.layout, "video_mode": args.video_mode, "video_encoder": args.video_encoder,
-        "video_encoder_weights": args.video_encoder_weights, "embedding_layout": args.embedding_layout,
-        "frames": frames if frames is not None else 10,
-        "frames_per_slot": args.frames_per_slot, "size": size if size is not None else 64,
-        "shard_size": args.shard_size, "num_shards": args.num_shards, "shard_index": args.shard_index,
-        "min_imu_coverage": args.min_imu_coverage, "source": source, "preprocess": preprocess,
-    }, where="ingest")
+    preprocess = load_config_file(args.preprocess) if args.preprocess else None
+    cfg = build_ingest_config(config_flags(args, CONFIG_KEYS), preprocess=preprocess, overrides=args.overrides,
+                              allow_download=args.allow_download)
     report = ingest(args.src, args.out, cfg, workers=max(1, args.workers), allow_download=args.allow_download,
                     progress=False if args.no_progress else None)
-    drops = ", ".join(f"{k} {v}" for k, v in report["windows_dropped"].items() if v) or "none"
-    log.info("%s: %d windows kept from %d session(s); dropped: %s", args.out, report["windows_kept"],
-             report["sessions_ok"], drops)
     if report["partial"]:
         raise PartialRunError(f"{report['sessions_failed']} of {report['sessions_total']} session(s) failed; "
                               f"see {args.out}/report.json (first: {report['errors'][0]['error']})")

@@ -15,6 +15,9 @@ DESCRIPTION = (
 )
 
 log = logging.getLogger(__name__)
+SIM_KEYS = ("subjects", "minutes", "seed", "size", "fps", "hfov_deg", "session_minutes", "mounting", "workers", "crf",
+            "sync_offset_s", "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames",
+            "fault_fraction", "resume", "looks", "look_every_s")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,12 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.simulator import simulate
 
     guard_output_dir(("--out", args.out))  # an existing file, or a directory that cannot be made: one line
-
-    options = {k: getattr(args, k) for k in (
-        "size", "fps", "hfov_deg", "session_minutes", "mounting", "workers", "crf", "sync_offset_s",
-        "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames", "fault_fraction",
-        "resume", "looks", "look_every_s")}
-    summary = simulate(args.out, subjects=args.subjects, minutes=args.minutes, seed=args.seed, **options)
+    summary = simulate(args.out, **{k: getattr(args, k) for k in SIM_KEYS})  # SimConfig fields
     tot = summary["totals"]
     cpu_min = tot["cpu_s"] / 60.0
     print(f"wrote {tot['sessions']} sessions ({tot['minutes']:.1f} min, {tot['frames']} frames, "

@@ -3,7 +3,8 @@
 One evaluation's tables (:func:`render_results_table`, :func:`render_shots_table`,
 :func:`render_recall_table`), the combined report's few-shot table in the paper's Table 3 shape
 (:func:`render_table3`, :func:`render_pretrain_spread`), its zero-shot tables in the Table 4 shape
-(:func:`render_zeroshot`) and the paired differences against a reference (:func:`render_comparisons`).
+(:func:`render_zeroshot`) and the paired differences against a reference (:func:`render_comparisons`);
+the plain-text summary ``crossmodal-har evaluate`` prints (:func:`render_console_summary`).
 Numbers are printed with 3 decimals; ``–`` marks a missing value.
 """
 
@@ -54,6 +55,17 @@ def render_results_table(summary: Sequence[Dict[str, Any]]) -> List[str]:
             {f"{r['method']}: {', '.join(r['mismatch'])}" for r in summary if r.get("mismatch")}))
             + " (merged with --allow-mismatch: not a matched comparison)."]
     lines.append("")
+    return lines
+
+
+def render_console_summary(summary: Sequence[Dict[str, Any]]) -> List[str]:
+    """Plain-text lines for the terminal: per method x protocol x shots, balanced accuracy (mean ±
+    std over seeds), macro-F1 and accuracy."""
+    lines = [f"{'method':<14} {'protocol':<13} {'shots':>5} {'seeds':>5}  balanced acc.      macro-F1   accuracy"]
+    for r in summary:
+        lines.append(f"{r['method'][:14]:<14} {r['protocol']:<13} {str(r['shots']):>5} {r['n_seeds']:>5}  "
+                     f"{r['balanced_accuracy_mean']:.3f} ± {r['balanced_accuracy_std']:.3f}    "
+                     f"{r['macro_f1_mean']:.3f}      {r['accuracy_mean']:.3f}")
     return lines
 
 

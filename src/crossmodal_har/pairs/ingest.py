@@ -31,13 +31,13 @@ import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from crossmodal_har.config import to_dict
+from crossmodal_har.config import build_config, to_dict
 from crossmodal_har.errors import UserError
 from crossmodal_har.io import atomic_write_json
 from crossmodal_har.pairs.align import FRAME_POLICY
@@ -51,8 +51,9 @@ from crossmodal_har.pairs.session import SessionSpec
 from crossmodal_har.pairs.sources import iter_sessions
 from crossmodal_har.pairs.store import SHARD_FILES, clean_temporaries, prune_shards, shard_path
 from crossmodal_har.pairs.store_file import STORE_JSON, withdraw_store_json, write_store_json
+from crossmodal_har.pairs.video_encoder import create_video_encoder, encoder_geometry
 from crossmodal_har.saved import build_saved
-from crossmodal_har.pairs.video_encoder import create_video_encoder
+from crossmodal_har.signals.types import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,40 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
             log.info("resuming: %d of %d session(s) already ingested and unchanged", done, len(specs))
 
         _run_sessions(todo, cfg, out, ledger, workers=workers, allow_download=allow_download, progress=progress)
-        return finalize(out, cfg, src, specs, ledger)
+        report = finalize(out, cfg, src, specs, ledger)
+    drops = ", ".join(f"{k} {v}" for k, v in report["windows_dropped"].items() if v) or "none"
+    log.info("%s: %d windows kept from %d session(s); dropped: %s", out, report["windows_kept"],
+             report["sessions_ok"], drops)
+    return report
+
+
+def build_ingest_config(flags: Mapping[str, Any], *, preprocess: Optional[Mapping[str, Any]] = None,
+                        overrides: Iterable[str] = (), allow_download: bool = False) -> IngestConfig:
+    """The store's :class:`IngestConfig` from a command's flags (dotted key -> value, None = not given;
+    ``config.build_config``'s precedence).
+
+    Args:
+        flags: IngestConfig keys. ``source.*`` (the ego4d layout's paths and IMU offset) apply to
+            ``layout: ego4d`` only. In embeddings mode ``frames`` and ``size`` are the video
+            encoder's (a contradicting value is refused); otherwise 10 frames of 64 px unless given.
+        preprocess: PreprocessConfig keys (a ``--preprocess`` file), then ``overrides`` (``KEY=VALUE``).
+        allow_download: the video encoder's weights may be fetched (to read its geometry).
+    """
+    flags = dict(flags)
+    flags["preprocess"] = build_config(PreprocessConfig, preprocess, overrides=overrides, where="preprocess")
+    given = [k.split(".", 1)[1] for k, v in flags.items() if k.startswith("source.") and v is not None]
+    if given and flags.get("layout", "paired") != "ego4d":
+        raise UserError(f"--{given[0].replace('_', '-')} applies to --layout ego4d only")
+    if flags.get("video_mode") == "embeddings":
+        name = flags.get("video_encoder")
+        if not name:
+            raise UserError("--video-mode embeddings needs --video-encoder NAME")
+        geo = encoder_geometry(name, flags.get("video_encoder_weights"), allow_download)
+        for key in ("frames", "size"):
+            if flags.get(key) is not None and flags[key] != geo[key]:
+                raise UserError(f"--{key} {flags[key]} does not match encoder {name!r} ({geo[key]})")
+            flags[key] = geo[key]
+    return build_config(IngestConfig, flags=flags, where="ingest")
 
 
 def _local_weights(cfg: IngestConfig) -> List[Path]:

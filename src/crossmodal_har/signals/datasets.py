@@ -49,6 +49,16 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "crossmodal-har"
 
 
+def dataset_location(spec: PathLike) -> Optional[str]:
+    """The file or directory a dataset spec reads (``uestc:<dir>`` -> ``<dir>``), or None for the
+    built-in ``hapt``: what a command's output guard keeps ``--out`` away from."""
+    text = os.fspath(spec)
+    for prefix in ("uestc:", "hapt:"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return None if text == "hapt" else text
+
+
 def resolve_dataset(spec: PathLike, *, cache_dir: Optional[PathLike] = None, progress: bool = True,
                     allow_download: bool = False, skip_bad: bool = False) -> Path:
     """Turn a dataset spec into a generic-format directory (converting into the cache if needed)."""

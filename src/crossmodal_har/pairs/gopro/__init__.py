@@ -12,4 +12,5 @@ Modules:
       (camera model, axis order, declared units).
     * :mod:`.timing`: per-sample times on the video clock (TSMP, STMP, payload times, TIMO).
     * :mod:`.source`: canonical IMU (g, rad/s, s) and the ``gopro`` ingest layout (one session per MP4).
+    * :mod:`.extract`: one MP4 written as a paired-folder session (``crossmodal-har gopro-extract``).
 """
