@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.cli import main
-from helpers.bundles import UNITS, make_bundle, make_recording
+from helpers.bundles import UNITS, make_bundle, make_recording, train_bundle
 
 
 def test_bundle_round_trip_is_exact(tmp_path):
@@ -121,8 +121,8 @@ def test_train_classifier_writes_a_bundle_that_predicts(tmp_path, capsys):
 
     ds = make_dataset(tmp_path / "ds")
     out = tmp_path / "model"
-    assert main(["train-classifier", "--dataset", str(ds), "--encoder", "random", "--model", "patchtst-tiny",
-                 "--protocol", "linear-probe", "--out", str(out), "--no-progress"]) == 0
+    res = train_bundle(ds, out, encoder="random", model="patchtst-tiny", protocol="linear-probe")
+    assert not res.skipped_recordings and res.bundle_json == out / "bundle.json"
     b = load_bundle(out)
     assert sorted(b.class_names) == ["lying", "side", "upright"]
     assert b.meta["head"]["type"] == "standardized-linear"

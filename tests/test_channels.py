@@ -26,6 +26,7 @@ from crossmodal_har.signals.generic import write_generic_dataset
 from crossmodal_har.signals.types import ImuRecording, PreprocessConfig
 from crossmodal_har.signals.units import Units
 from crossmodal_har.signals.windows import recording_windows
+from helpers.bundles import train_bundle
 
 CLASSES = ("still", "walk")
 RATE = 50.0
@@ -196,9 +197,9 @@ def test_train_classifier_acc_bundle_ignores_gyroscope_in_torch_and_onnx(tmp_pat
 
     root = make_dataset(tmp_path / "ds")
     out = tmp_path / "bundle"
-    rc = main(["train-classifier", "--dataset", str(root), "--out", str(out), "--model", "patchtst-tiny",
-               "--channels", "acc", "--epochs", "2", "--batch-size", "16", "--no-progress"])
-    assert rc == 0
+    res = train_bundle(root, out, model="patchtst-tiny", channels="acc", **{"fit.supervised.epochs": 2,
+                                                                            "fit.supervised.batch_size": 16})
+    assert not res.skipped_recordings and res.channels == "acc"
     meta = json.loads((out / "bundle.json").read_text())
     assert meta["preprocess"]["channels"] == "acc"
     assert meta["encoder"]["config"]["num_input_channels"] == 3
@@ -220,8 +221,8 @@ def test_train_classifier_acc_bundle_ignores_gyroscope_in_torch_and_onnx(tmp_pat
 
     # control: the default (acc+gyro) bundle on the same data does read the gyroscope
     full = tmp_path / "full"
-    assert main(["train-classifier", "--dataset", str(root), "--out", str(full), "--model", "patchtst-tiny",
-                 "--epochs", "1", "--batch-size", "16", "--no-progress"]) == 0
+    assert not train_bundle(root, full, model="patchtst-tiny", **{"fit.supervised.epochs": 1,
+                                                                  "fit.supervised.batch_size": 16}).skipped_recordings
     fb = load_bundle(full)
     assert fb.preprocess.channels == "acc+gyro"
     with torch.no_grad():
@@ -230,12 +231,16 @@ def test_train_classifier_acc_bundle_ignores_gyroscope_in_torch_and_onnx(tmp_pat
 
 @pytest.mark.slow
 def test_evaluate_with_channels_acc_on_an_acc_only_dataset(tmp_path, acc_only_reader):
+    from crossmodal_har.config import build_config
+    from crossmodal_har.evaluate.harness import EvaluateConfig, run_evaluation
+
     root = make_dataset(tmp_path / "ds", n_subjects=5)
     out = tmp_path / "eval"
-    rc = main(["evaluate", "--dataset", str(root), "--model", "convgru-tiny", "--channels", "acc",
-               "--protocol", "supervised,linear-probe", "--shots", "all", "--seeds", "1", "--epochs", "1",
-               "--set", "fit.supervised.min_steps_per_epoch=2", "--out", str(out), "--no-progress"])
-    assert rc == 0
+    cfg = build_config(EvaluateConfig, flags={
+        "dataset": str(root), "model": "convgru-tiny", "preprocess.channels": "acc", "shots": ["all"], "seeds": 1,
+        "protocols": ["supervised", "linear-probe"], "fit.supervised.epochs": 1, "fit.finetune.epochs": 1},
+        overrides=["fit.supervised.min_steps_per_epoch=2"])
+    run_evaluation(cfg, out, progress=False)  # complete: no PartialRunError (exit status 0)
     res = json.loads((out / "results.json").read_text())
     assert res["encoder"]["channels"] == "acc" and res["config"]["preprocess"]["channels"] == "acc"
     assert res["encoder"]["config"]["in_channels"] == 3
@@ -246,12 +251,13 @@ def test_evaluate_with_channels_acc_on_an_acc_only_dataset(tmp_path, acc_only_re
 @pytest.mark.parametrize("config", ["siglip-tiny", "imu-mae-tiny"])
 def test_pretrain_channels_acc_trains_a_three_channel_tower(tmp_path, capsys, config):
     from crossmodal_har.models.encoder_file import load_encoder
+    from crossmodal_har.train.job import PretrainJob, run_job
     from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
 
     store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(subjects=3, windows_per_subject=16))
     run = tmp_path / "run"
-    assert main(["-q", "pretrain", "--config", config, "--store", store, "--out", str(run), "--no-progress",
-                 "--channels", "acc", "--max-steps", "2", "--set", "batch_size=8"]) == 0
+    run_job(PretrainJob(config=config, store=store, channels="acc", max_steps=2, overrides=["batch_size=8"]), run,
+            show_progress=False)
     enc, meta = load_encoder(run)
     assert meta["preprocess"]["channels"] == "acc" and enc.input_channels == 3
     assert meta["config"]["num_input_channels"] == 3
@@ -264,8 +270,7 @@ def test_pretrain_channels_acc_trains_a_three_channel_tower(tmp_path, capsys, co
                  "--resume", "--channels", "acc+gyro", "--max-steps", "3"]) == 2
     assert "keeps its channels" in capsys.readouterr().err
     # resumed without --channels: the run's own (acc), not the store's (acc+gyro)
-    assert main(["-q", "pretrain", "--config", config, "--store", store, "--out", str(run), "--no-progress",
-                 "--resume", "--max-steps", "3"]) == 0
+    run_job(PretrainJob(config=config, store=store, resume=True, max_steps=3), run, show_progress=False)
     assert load_encoder(run)[0].input_channels == 3
 
 
@@ -300,9 +305,8 @@ def test_accelerometer_only_csv_dataset_end_to_end(tmp_path, capsys):
                "--model", "convgru-tiny", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "rec0.csv" in err and err.endswith("use --channels acc (ingest: --set channels=acc)")
-    rc = main(["train-classifier", "--dataset", str(root), "--out", str(tmp_path / "acc"), "--model", "convgru-tiny",
-               "--channels", "acc", "--epochs", "2", "--no-progress"])
-    assert rc == 0
+    res = train_bundle(root, tmp_path / "acc", model="convgru-tiny", channels="acc", **{"fit.supervised.epochs": 2})
+    assert not res.skipped_recordings
     bundle = load_bundle(tmp_path / "acc")
     assert bundle.preprocess.channels == "acc" and bundle.model.encoder.input_channels == 3
     report = json.loads((tmp_path / "acc" / "bundle.json").read_text())["provenance"]["dataset_report"]

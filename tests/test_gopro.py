@@ -235,8 +235,10 @@ def test_sessions_over_a_folder(tmp_path):
 
 @needs_samples
 def test_gopro_extract_writes_a_paired_session(tmp_path, recordings):
+    from crossmodal_har.pairs.gopro.extract import extract_session
+
     out = tmp_path / "sessions" / "karma"
-    assert main(["gopro-extract", str(GOPRO_DIR / "karma.mp4"), "--out", str(out)]) == 0
+    extract_session(GOPRO_DIR / "karma.mp4", out)
     video = out / "video.mp4"
     assert video.is_symlink() and video.resolve() == (GOPRO_DIR / "karma.mp4").resolve()
     lines = (out / "imu.csv").read_text().splitlines()
@@ -249,7 +251,7 @@ def test_gopro_extract_writes_a_paired_session(tmp_path, recordings):
     assert sj["imu_offset_s"] == 0.0 and sj["time_unit"] == "s"
     assert (sj["acc_unit"], sj["gyro_unit"]) == ("g", "rad/s")
     assert sj["camera"] == "HERO5 Black" and sj["subject"] == "karma"
-    # again without --force: refused; with --copy --force and m/s^2: a real file, acc scaled
+    # the command again without --force: refused; with --copy --force and m/s^2: a real file, acc scaled
     assert main(["gopro-extract", str(GOPRO_DIR / "karma.mp4"), "--out", str(out)]) == 2
     assert main(["gopro-extract", str(GOPRO_DIR / "karma.mp4"), "--out", str(out), "--copy", "--force",
                  "--acc-unit", "m/s^2", "--subject", "pilot"]) == 0

@@ -182,14 +182,14 @@ def test_predict_smooth_hmm_without_hmm_section_refuses(env, capsys):
 
 @pytest.mark.slow
 def test_train_classifier_stores_the_hmm_and_predict_uses_it(tmp_path):
+    from helpers.bundles import train_bundle
     from test_bundle_export import make_dataset
 
     from crossmodal_har.models.bundle import bundle_hmm, read_bundle
 
     ds = make_dataset(tmp_path / "ds")
     out = tmp_path / "model"
-    assert main(["-q", "train-classifier", "--dataset", str(ds), "--encoder", "random", "--model", "patchtst-tiny",
-                 "--protocol", "knn", "--out", str(out), "--no-progress"]) == 0
+    assert not train_bundle(ds, out, encoder="random", model="patchtst-tiny", protocol="knn").skipped_recordings
     b = read_bundle(out, with_model=False)
     A, pi = bundle_hmm(b)
     C = len(b.class_names)

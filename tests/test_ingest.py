@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.cli import main
+from crossmodal_har.errors import UserError
+from crossmodal_har.pairs.ingest import build_ingest_config, ingest
 from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
 from crossmodal_har.signals.recording import read_recording
 from crossmodal_har.signals.types import PreprocessConfig
@@ -21,7 +23,13 @@ from helpers.sessions import frame_index, imu_signal, make_session, write_imu, w
 FPS = 12  # slot centres (0.25 s + 0.5 s k) fall exactly on frames at this rate: no ties
 
 
-def _ingest(src, out, *extra):
+def _ingest(src, out, workers=1, **flags):
+    """Ingest through the library; ``flags`` are IngestConfig keys as the command's flags give them
+    (``frames``/``size`` None = the video encoder's). Returns the report (``partial``: exit status 3)."""
+    return ingest(src, out, build_ingest_config(flags), workers=workers, progress=False)
+
+
+def _ingest_cli(src, out, *extra):
     return main(["-q", "ingest", "--src", str(src), "--out", str(out), "--no-progress", *extra])
 
 
@@ -36,7 +44,7 @@ def test_round_trip_imu_and_frames(tmp_path):
                  session_json={"imu_offset_s": 1.0, "acc_unit": "g", "gyro_unit": "rad/s", "time_unit": "s",
                                "device": "test-rig"})
     (src / "labels.csv").write_text("session,start,end,label,subject\na,0,5,walk,p1\na,5,9,sit,p1\nb,0,7.5,walk,\n")
-    assert _ingest(src, tmp_path / "st") == 0
+    assert not _ingest(src, tmp_path / "st")["partial"]
     st = WindowStore(tmp_path / "st")
     man = st.manifest
     assert list(man["session"]) == ["a", "a", "b", "b"]
@@ -74,7 +82,7 @@ def test_round_trip_imu_and_frames(tmp_path):
 def test_frames_per_slot_and_size(tmp_path):
     src = tmp_path / "src"
     make_session(src, "a", seconds=6, fps=10)  # no target falls half-way between two frames at 10 fps
-    assert _ingest(src, tmp_path / "st", "--frames", "4", "--frames-per-slot", "3", "--size", "24") == 0
+    assert not _ingest(src, tmp_path / "st", frames=4, frames_per_slot=3, size=24)["partial"]
     st = WindowStore(tmp_path / "st")
     assert st.video.shape == (1, 12, 24, 24, 3) and st.meta["frames_per_slot"] == 3
     # 4 slots of 1.25 s, 3 sub-slot times each at (j + 0.5) / 3 of the slot
@@ -100,7 +108,7 @@ def test_damaged_video_drops_windows_not_session(tmp_path):
     (d / "video.mp4").write_bytes(data[: len(data) * 6 // 10])
     t = np.arange(0, 12, 0.01)
     write_imu(d / "imu.csv", t, imu_signal(t))
-    assert _ingest(src, tmp_path / "st") == 0
+    assert not _ingest(src, tmp_path / "st")["partial"]
     st = WindowStore(tmp_path / "st")
     rep = _report(tmp_path / "st")
     holey = st.manifest[st.manifest["session"] == "holey"]
@@ -115,7 +123,7 @@ def test_units_check_warns(tmp_path, capsys):
     d = make_session(src, "ms2", seconds=6, fps=FPS)
     t = np.arange(0, 6, 0.01)
     write_imu(d / "imu.csv", t, imu_signal(t) * np.r_[[9.80665] * 3, [1] * 3])  # m/s^2 declared as g
-    assert _ingest(src, tmp_path / "st") == 0  # a warning, not an error
+    assert _ingest_cli(src, tmp_path / "st") == 0  # a warning, not an error
     assert "looks like m/s^2 read as g" in capsys.readouterr().err
     rep = _report(tmp_path / "st")
     assert rep["units_suspect"] == ["ms2"]
@@ -154,8 +162,8 @@ def _ego4d(root: Path):
 def test_ego4d_layout(tmp_path):
     root = tmp_path / "ego"
     meta = _ego4d(root)
-    rc = _ingest(root, tmp_path / "st", "--layout", "ego4d", "--ego4d-json", str(meta))
-    assert rc == 3  # v4 has no IMU file
+    report = _ingest(root, tmp_path / "st", layout="ego4d", **{"source.ego4d_json": str(meta)})
+    assert report["partial"]  # v4 has no IMU file (exit status 3)
     rep = _report(tmp_path / "st")
     assert [e["session"] for e in rep["errors"]] == ["v4"]
     sess = {s["session"]: s for s in rep["sessions"]}
@@ -180,11 +188,11 @@ def test_sharding_and_merge_equal_single_run(tmp_path):
     src = tmp_path / "src"
     for i in range(5):
         make_session(src, f"s{i}", seconds=6 + i, fps=FPS, seed=i)
-    assert _ingest(src, tmp_path / "all", "--shard-size", "2") == 0
+    assert not _ingest(src, tmp_path / "all", shard_size=2)["partial"]
     parts = []
     for i in range(2):
         p = tmp_path / f"part{i}"
-        assert _ingest(src, p, "--shard-size", "2", "--num-shards", "2", "--shard-index", str(i)) == 0
+        assert not _ingest(src, p, shard_size=2, num_shards=2, shard_index=i)["partial"]
         parts.append(p)
     n0, n1 = len(WindowStore(parts[0])), len(WindowStore(parts[1]))
     assert n0 > 0 and n1 > 0
@@ -196,7 +204,8 @@ def test_sharding_and_merge_equal_single_run(tmp_path):
     pd.testing.assert_frame_equal(m.manifest, a.manifest)
     assert _report(tmp_path / "merged")["windows_kept"] == _report(tmp_path / "all")["windows_kept"]
     # resuming with different settings is refused
-    assert _ingest(src, tmp_path / "all", "--shard-size", "3") == 2
+    with pytest.raises(UserError, match="other settings"):
+        _ingest(src, tmp_path / "all", shard_size=3)
 
 
 @pytest.mark.slow
@@ -205,20 +214,20 @@ def test_embeddings_mode(tmp_path):
 
     src = tmp_path / "src"
     make_session(src, "a", seconds=8, fps=FPS)
-    assert _ingest(src, tmp_path / "emb", "--video-mode", "embeddings", "--video-encoder", "videomae-tiny") == 0
+    assert not _ingest(src, tmp_path / "emb", video_mode="embeddings", video_encoder="videomae-tiny")["partial"]
     enc = create_video_encoder("videomae-tiny")  # the same (cached, frozen) encoder ingestion used
     assert not enc.training and not any(p.requires_grad for p in enc.parameters())
     st = WindowStore(tmp_path / "emb")
     assert st.meta["video_mode"] == "embeddings" and st.meta["embed_dim"] == enc.embed_dim
     assert st.video.dtype == np.float16 and st.video.shape == (2, enc.embed_dim)
-    assert _ingest(src, tmp_path / "fr", "--size", str(enc.input_size), "--frames", str(enc.num_frames)) == 0
+    assert not _ingest(src, tmp_path / "fr", size=enc.input_size, frames=enc.num_frames)["partial"]
     frames = WindowStore(tmp_path / "fr").video[:]
     np.testing.assert_allclose(st.video[:].astype(np.float32), embed_frames(enc, frames).astype(np.float32),
                                rtol=1e-2, atol=1e-2)
     item = PairedWindowDataset(st)[1]
     assert item["video"].shape == (enc.embed_dim,)
-    assert _ingest(src, tmp_path / "x", "--video-mode", "embeddings", "--video-encoder", "videomae-tiny",
-                   "--frames", "7") == 2
+    assert _ingest_cli(src, tmp_path / "x", "--video-mode", "embeddings", "--video-encoder", "videomae-tiny",
+                       "--frames", "7") == 2
 
 
 @pytest.mark.slow
@@ -226,8 +235,8 @@ def test_workers_equal_sequential(tmp_path):
     src = tmp_path / "src"
     for i in range(3):
         make_session(src, f"s{i}", seconds=6 + i, fps=FPS, seed=i)
-    assert _ingest(src, tmp_path / "one") == 0
-    assert _ingest(src, tmp_path / "two", "--workers", "2") == 0
+    assert not _ingest(src, tmp_path / "one")["partial"]
+    assert not _ingest(src, tmp_path / "two", workers=2)["partial"]
     a, b = WindowStore(tmp_path / "one"), WindowStore(tmp_path / "two")
     np.testing.assert_array_equal(a.imu[:], b.imu[:])
     np.testing.assert_array_equal(a.video[:], b.video[:])
@@ -239,7 +248,7 @@ def test_imu_only_mode(tmp_path):
     make_session(src, "a", seconds=9, fps=FPS)
     make_session(src, "b", seconds=8, fps=FPS, video=False)  # no video needed without video
     (src / "labels.csv").write_text("session,start,end,label\na,0,9,walk\n")
-    assert _ingest(src, tmp_path / "imu", "--video-mode", "none") == 0
+    assert not _ingest(src, tmp_path / "imu", video_mode="none")["partial"]
     st = WindowStore(tmp_path / "imu")
     assert st.video.shape == (4, 0) and list(st.manifest["session"]) == ["a", "a", "b", "b"]
     item = PairedWindowDataset(st)[0]
@@ -253,11 +262,11 @@ def test_simulator_output_round_trip(tmp_path):
     """The simulator's paired folders (with a declared sync offset) ingest; IMU windows equal the
     signal layer's on the offset-corrected CSV and frames sit at the slot centres."""
     from crossmodal_har.io import read_json
+    from crossmodal_har.simulator import simulate
 
     sim = tmp_path / "sim"
-    assert main(["-q", "simulate", "--out", str(sim), "--subjects", "2", "--minutes", "0.5", "--seed", "3",
-                 "--sync-offset", "0.7", "--declare-offset"]) == 0
-    assert _ingest(sim, tmp_path / "st") == 0
+    simulate(sim, subjects=2, minutes=0.5, seed=3, sync_offset_s=0.7, declare_offset=True)
+    assert not _ingest(sim, tmp_path / "st")["partial"]
     st = WindowStore(tmp_path / "st")
     assert len(st) > 0 and st.subjects() == ["sub01", "sub02"]
     man = st.manifest

@@ -20,13 +20,21 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.cli import main
+from crossmodal_har.pairs.ingest import build_ingest_config, ingest
 from crossmodal_har.pairs.store import SHARD_FILES, WindowStore
 from helpers.sessions import imu_signal, make_session, write_imu, write_video
 
 LABELS = "session,start,end,label\na,0,5,walk\na,5,9,sit\nb,0,9,walk\n"
 
 
-def _ingest(src, out, *extra):
+def _ingest(src, out, *, workers=1, overrides=(), **flags):
+    """Ingest through the library with one window per shard; ``flags`` are IngestConfig keys,
+    ``overrides`` preprocess ``KEY=VALUE``s. Returns the report (``partial``: exit status 3)."""
+    cfg = build_ingest_config({"shard_size": 1, **flags}, overrides=overrides)
+    return ingest(src, out, cfg, workers=workers, progress=False)
+
+
+def _ingest_cli(src, out, *extra):
     return main(["-q", "ingest", "--src", str(src), "--out", str(out), "--no-progress", "--shard-size", "1", *extra])
 
 
@@ -75,23 +83,23 @@ def assert_same_store(a: Path, b: Path) -> None:
     assert sorted(p.name for p in (a / "ledger").iterdir()) == sorted(p.name for p in (b / "ledger").iterdir())
 
 
-def _rerun_equals_fresh(src: Path, out: Path, fresh: Path, *extra: str) -> None:
-    assert _ingest(src, out, *extra) == 0
-    assert _ingest(src, fresh) == 0
+def _rerun_equals_fresh(src: Path, out: Path, fresh: Path, workers: int = 1) -> None:
+    assert not _ingest(src, out, workers=workers)["partial"]
+    assert not _ingest(src, fresh)["partial"]
     assert_same_store(out, fresh)
 
 
 def test_labels_edit_of_one_session_reingests_only_it(tmp_path, capsys):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert _ingest_cli(src, out) == 0
     before_a, before_b = _shard_ids(out, "a"), _shard_ids(out, "b")
     (src / "labels.csv").write_text(LABELS.replace("a,0,5,walk", "a,0,5,run"))
     capsys.readouterr()
-    assert _ingest(src, out) == 0
+    assert _ingest_cli(src, out) == 0
     err = capsys.readouterr().err
     assert "session a changed" in err and "labels.csv" in err and "session b" not in err
-    assert _ingest(src, tmp_path / "fresh") == 0
+    assert _ingest_cli(src, tmp_path / "fresh") == 0
     assert_same_store(out, tmp_path / "fresh")
     assert list(WindowStore(out).manifest["label"])[0] == "run"
     assert "run" in WindowStore(out).class_names
@@ -102,7 +110,7 @@ def test_labels_edit_of_one_session_reingests_only_it(tmp_path, capsys):
 def test_imu_edit_reingests(tmp_path):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     t = np.arange(900) / 100.0
     write_imu(src / "a" / "imu.csv", t, imu_signal(t, seed=7))
     _rerun_equals_fresh(src, out, tmp_path / "fresh")
@@ -112,7 +120,7 @@ def test_same_size_edit_with_mtime_restored_is_seen(tmp_path):
     """An edit that keeps the size and puts the old mtime back (touch -r, copy tools) still counts."""
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     p = src / "a" / "imu.csv"
     st = os.stat(p)
     text = p.read_text()
@@ -132,18 +140,18 @@ def test_same_size_edit_with_mtime_restored_is_seen(tmp_path):
 def test_video_edit_reingests(tmp_path):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     n_before = int((WindowStore(out).manifest["session"] == "a").sum())
     write_video(src / "a" / "video.mp4", 60, fps=10)  # 6 s instead of 9: fewer windows
     make_session(src, "c", seconds=6, fps=10, seed=3)  # and a new session
-    _rerun_equals_fresh(src, out, tmp_path / "fresh", "--workers", "2")
+    _rerun_equals_fresh(src, out, tmp_path / "fresh", workers=2)
     assert 0 < int((WindowStore(out).manifest["session"] == "a").sum()) < n_before
 
 
 def test_session_json_edit_reingests(tmp_path):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     (src / "b" / "session.json").write_text(json.dumps({"subject": "p9"}))
     _rerun_equals_fresh(src, out, tmp_path / "fresh")
     assert set(WindowStore(out).manifest["subject"]) == {"a", "p9"}
@@ -152,7 +160,7 @@ def test_session_json_edit_reingests(tmp_path):
 def test_removed_session_leaves_the_store(tmp_path, capsys):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert _ingest_cli(src, out) == 0
     shutil.rmtree(src / "b")
     (src / "labels.csv").write_text("session,start,end,label\na,0,5,walk\na,5,9,sit\n")
     capsys.readouterr()
@@ -164,11 +172,11 @@ def test_removed_session_leaves_the_store(tmp_path, capsys):
 def test_unchanged_rerun_touches_nothing(tmp_path):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     ids = _shard_ids(out, "a") + _shard_ids(out, "b")
     ledger = {p.name: p.read_bytes() for p in (out / "ledger").iterdir()}
     os.utime(src / "a" / "imu.csv")  # touched, content unchanged: not a change
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     assert _shard_ids(out, "a") + _shard_ids(out, "b") == ids
     assert set(ledger) == {p.name for p in (out / "ledger").iterdir()}
 
@@ -195,7 +203,7 @@ def test_interrupted_reingest_never_leaves_a_mixed_store(tmp_path, monkeypatch):
     """Killed while a changed session is being redone: no store.json listing old and new shards."""
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert _ingest_cli(src, out) == 0
     (src / "labels.csv").write_text(LABELS.replace("b,0,9,walk", "b,0,9,sit"))
     import crossmodal_har.pairs.ingest as ing
 
@@ -203,7 +211,7 @@ def test_interrupted_reingest_never_leaves_a_mixed_store(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ing, "process_session", boom)
-    assert _ingest(src, out) == 130
+    assert _ingest_cli(src, out) == 130
     monkeypatch.undo()
     assert not (out / "store.json").exists()  # the old store is withdrawn before anything changes
     _rerun_equals_fresh(src, out, tmp_path / "fresh")
@@ -212,7 +220,7 @@ def test_interrupted_reingest_never_leaves_a_mixed_store(tmp_path, monkeypatch):
 def test_changed_config_is_refused_naming_the_keys(tmp_path, capsys):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert _ingest_cli(src, out) == 0
     capsys.readouterr()
     rc = main(["-q", "ingest", "--src", str(src), "--out", str(out), "--no-progress", "--shard-size", "2",
                "--set", "stride_s=2"])
@@ -226,18 +234,18 @@ def test_entries_made_with_other_settings_are_redone(tmp_path):
     """ingest_state.json replaced (or deleted) by hand: the ledger's entries still say what they were made with."""
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     (out / "ingest_state.json").unlink()
     (out / "store.json").unlink()
-    assert _ingest(src, out, "--set", "stride_s=2") == 0
-    assert _ingest(src, tmp_path / "fresh", "--set", "stride_s=2") == 0
+    assert not _ingest(src, out, overrides=["stride_s=2"])["partial"]
+    assert not _ingest(src, tmp_path / "fresh", overrides=["stride_s=2"])["partial"]
     assert_same_store(out, tmp_path / "fresh")
 
 
 def test_damaged_ledger_entry_is_redone(tmp_path):
     src = _src(tmp_path)
     out = tmp_path / "st"
-    assert _ingest(src, out) == 0
+    assert not _ingest(src, out)["partial"]
     entry = sorted((out / "ledger").iterdir())[0]
     entry.write_text("{not json")
     (out / "ledger" / ".x.json.abc123.tmp").write_text("{")  # left by a write a kill interrupted
@@ -256,10 +264,10 @@ def test_ego4d_imu_edit_reingests(tmp_path):
         _ego4d_csv(root / "imu" / f"{uid}.csv", seed=len(uid))
     (root / "ego4d.json").write_text(json.dumps({"videos": vids}))
     out = tmp_path / "st"
-    assert _ingest(root, out, "--layout", "ego4d") == 0
+    assert not _ingest(root, out, layout="ego4d")["partial"]
     _ego4d_csv(root / "imu" / "v3.csv", seed=11)
-    assert _ingest(root, out, "--layout", "ego4d") == 0
-    assert _ingest(root, tmp_path / "fresh", "--layout", "ego4d") == 0
+    assert not _ingest(root, out, layout="ego4d")["partial"]
+    assert not _ingest(root, tmp_path / "fresh", layout="ego4d")["partial"]
     assert_same_store(out, tmp_path / "fresh")
 
 
@@ -425,12 +433,12 @@ def test_gopro_file_replaced_or_labels_edited_reingests(tmp_path):
     shutil.copy(GOPRO_DIR / "max-heromode.mp4", src / "bob" / "GS010001.MP4")
     (src / "labels.csv").write_text("session,start,end,label\nalice__GOPR0001,0,100,walk\nbob__GS010001,0,100,walk\n")
     out = tmp_path / "st"
-    assert _ingest(src, out, "--layout", "gopro", "--video-mode", "none") == 0
+    assert not _ingest(src, out, layout="gopro", video_mode="none")["partial"]
     before_alice = _shard_ids(out, "alice__GOPR0001")
     shutil.copy(GOPRO_DIR / "karma.mp4", src / "bob" / "GS010001.MP4")  # another recording, same name
     (src / "labels.csv").write_text("session,start,end,label\nalice__GOPR0001,0,100,walk\nbob__GS010001,0,100,sit\n")
-    assert _ingest(src, out, "--layout", "gopro", "--video-mode", "none") == 0
-    assert _ingest(src, tmp_path / "fresh", "--layout", "gopro", "--video-mode", "none") == 0
+    assert not _ingest(src, out, layout="gopro", video_mode="none")["partial"]
+    assert not _ingest(src, tmp_path / "fresh", layout="gopro", video_mode="none")["partial"]
     assert_same_store(out, tmp_path / "fresh")
     assert _shard_ids(out, "alice__GOPR0001") == before_alice
     assert WindowStore(out).class_names == ["sit", "walk"]

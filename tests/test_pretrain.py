@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from crossmodal_har.cli import main
+from crossmodal_har.evaluate.zeroshot import run_zeroshot
+from crossmodal_har.train.job import PretrainJob, run_job
 from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
 
 
@@ -14,9 +16,8 @@ def _zeroshot(tmp_path, name, shuffle):
     store = write_synthetic_store(str(tmp_path / f"store-{name}"),
                                   SyntheticSource(subjects=6, windows_per_subject=64, shuffle_pairs=shuffle))
     run = tmp_path / f"run-{name}"
-    assert main(["-q", "pretrain", "--config", "siglip-tiny", "--store", store, "--out", str(run),
-                 "--no-progress", "--set", "epochs=10"]) == 0
-    assert main(["-q", "zeroshot", "--run", str(run), "--store", store, "--out", str(tmp_path / f"zs-{name}")]) == 0
+    run_job(PretrainJob(config="siglip-tiny", store=store, overrides=["epochs=10"]), run, show_progress=False)
+    run_zeroshot(run, store, tmp_path / f"zs-{name}")
     res = json.loads((tmp_path / f"zs-{name}" / "results.json").read_text())
     split = json.loads((run / "split.json").read_text())
     assert res["subjects"] == split["test"] and not set(split["test"]) & set(split["train"])
@@ -48,16 +49,14 @@ def test_every_method_trains_on_a_store_and_exports_its_encoder(tmp_path, config
     store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(
         subjects=3, windows_per_subject=16, video_kind=kind, num_frames=2))
     run = tmp_path / "run"
-    assert main(["-q", "pretrain", "--config", config, "--store", store, "--out", str(run), "--no-progress",
-                 "--max-steps", "2", "--set", "batch_size=8"]) == 0
+    run_job(PretrainJob(config=config, store=store, max_steps=2, overrides=["batch_size=8"]), run, show_progress=False)
     enc, meta = load_encoder(run)
     assert meta["preprocess"]["window_s"] == 5.0 and meta["extra"]["method"] == config.replace("-tiny", "")
     for f in ("config.yaml", "metrics.csv", "checkpoint.pt", "model.safetensors", "model.json", "split.json"):
         assert (run / f).is_file(), f
     assert any((run / "tensorboard").iterdir())
     if config != "imu-mae-tiny":
-        assert main(["-q", "zeroshot", "--run", str(run), "--store", store, "--out", str(tmp_path / "zs"),
-                     "--split", "all"]) == 0
+        run_zeroshot(run, store, tmp_path / "zs", split="all")
     else:
         assert main(["-q", "zeroshot", "--run", str(run), "--store", store, "--out", str(tmp_path / "zs")]) == 2
 

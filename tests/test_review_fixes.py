@@ -81,12 +81,13 @@ def test_embed_zeroes_gyroscope_dropouts_for_an_acc_model(tmp_path):
 
 @pytest.mark.slow
 def test_zeroshot_refuses_a_six_channel_run_on_an_acc_only_store(tmp_path, capsys):
+    from crossmodal_har.train.job import PretrainJob, run_job
     from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
 
     store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(subjects=3, windows_per_subject=16))
     run = tmp_path / "run"
-    assert main(["-q", "pretrain", "--config", "siglip-tiny", "--store", store, "--out", str(run), "--no-progress",
-                 "--max-steps", "2", "--set", "batch_size=8"]) == 0
+    run_job(PretrainJob(config="siglip-tiny", store=store, max_steps=2, overrides=["batch_size=8"]), run,
+            show_progress=False)
     acc = tmp_path / "acc-store"
     shutil.copytree(store, acc)
     meta = json.loads((acc / "store.json").read_text())

@@ -16,6 +16,7 @@ from crossmodal_har.errors import ConfigError, UserError
 from crossmodal_har.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from crossmodal_har.train.config import list_configs, load_pretrain_config
 from crossmodal_har.train.engine import pretrain
+from crossmodal_har.train.job import PretrainJob, run_job
 from crossmodal_har.train.loggers import read_metrics
 from crossmodal_har.train.methods import build_method
 from crossmodal_har.train.rundir import data_info
@@ -117,8 +118,8 @@ def test_resume_mid_epoch_is_exact(tmp_path):
 @pytest.mark.slow
 def test_resume_after_killing_a_real_process(tmp_path):
     """SIGKILL a CLI pretraining process after a few checkpoints; --resume ends on the same weights."""
-    args = ["--config", "siglip-tiny", "--synthetic", "--no-progress", "--set", "max_steps=60",
-            "--set", "checkpoint_every_steps=1", "--set", "head_dropout=0.1", "--set", "val_every_epochs=0"]
+    sets = ["max_steps=60", "checkpoint_every_steps=1", "head_dropout=0.1", "val_every_epochs=0"]
+    args = ["--config", "siglip-tiny", "--synthetic", "--no-progress", *(a for s in sets for a in ("--set", s))]
     run = tmp_path / "killed"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "crossmodal_har", "-q", "pretrain", *args, "--out", str(run)],
@@ -145,8 +146,8 @@ def test_resume_after_killing_a_real_process(tmp_path):
     if killed_at is None:
         pytest.fail(f"process ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
     assert not (run / "summary.json").exists()
-    assert main(["-q", "pretrain", *args, "--out", str(run), "--resume"]) == 0
-    assert main(["-q", "pretrain", *args, "--out", str(tmp_path / "ref")]) == 0
+    run_job(PretrainJob(config="siglip-tiny", synthetic=True, overrides=sets, resume=True), run, show_progress=False)
+    run_job(PretrainJob(config="siglip-tiny", synthetic=True, overrides=sets), tmp_path / "ref", show_progress=False)
     a, b = _weights(tmp_path / "ref"), _weights(run)
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=0, atol=1e-6), k

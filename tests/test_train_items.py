@@ -11,6 +11,7 @@ from crossmodal_har.cli import main
 from crossmodal_har.models.losses import ClipLoss
 from crossmodal_har.train.config import load_pretrain_config
 from crossmodal_har.train.engine import pretrain
+from crossmodal_har.train.job import PretrainJob, run_job
 from crossmodal_har.train.loggers import read_metrics
 from crossmodal_har.train.methods import build_method
 from crossmodal_har.train.rundir import data_info
@@ -33,10 +34,10 @@ def _tiny(config="siglip-tiny", **kw):
 # --------------------------------------------------------------------------- pretrain --seed
 
 def test_pretrain_seed_flag_sets_the_run_seed(tmp_path):
-    args = ["-q", "pretrain", "--config", "siglip-tiny", "--synthetic", "--no-progress", "--max-steps", "2",
-            "--set", "val_every_epochs=0", "--set", "imu_encoder=patchtst-tiny", "--set", "embed_dim=16"]
+    sets = ["val_every_epochs=0", "imu_encoder=patchtst-tiny", "embed_dim=16"]
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        assert main([*args, "--seed", str(seed), "--out", str(tmp_path / name)]) == 0
+        job = PretrainJob(config="siglip-tiny", synthetic=True, max_steps=2, overrides=sets, seed=seed)
+        assert run_job(job, tmp_path / name, show_progress=False).config.seed == seed
     assert "seed: 2" in (tmp_path / "c" / "config.yaml").read_text()
     a, b, c = (_weights(tmp_path / n) for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,5 +1,5 @@
 """A tiny random classifier bundle and a simulated long recording, for the predict / embed / export
-tests (tests/test_predict.py, tests/test_bundle_export.py)."""
+tests (tests/test_predict.py, tests/test_bundle_export.py), and a bundle trained by the library."""
 
 from pathlib import Path
 
@@ -55,3 +55,14 @@ def make_recording(path: Path, rate: float = 100.0, seconds: float = 240.0, seed
 
 
 UNITS = ["--acc-unit", "m/s^2", "--gyro-unit", "rad/s", "--time-unit", "ms"]
+
+
+def train_bundle(dataset: Path, out: Path, **flags):
+    """A bundle trained through the library as ``crossmodal-har train-classifier`` trains it (no
+    progress bars); ``flags`` are TrainClassifierConfig keys, dotted for nesting
+    (``fit.supervised.epochs``). Returns the :class:`TrainedClassifier`."""
+    from crossmodal_har.config import build_config
+    from crossmodal_har.evaluate.train_classifier import TrainClassifierConfig, train_classifier
+
+    cfg = build_config(TrainClassifierConfig, flags={"dataset": str(dataset), **flags}, where="test")
+    return train_classifier(cfg, out, progress=False)
