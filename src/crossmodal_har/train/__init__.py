@@ -12,6 +12,8 @@ Modules, each with one job:
   each owns its IMU input path and its optimiser parameter groups.
 * ``engine``: ``pretrain(cfg, source, out_dir, resume=..., devices=...)`` — the entry point; how
   processes are launched (one, ``--devices N`` spawned, torchrun / SLURM).
+* ``job``: ``run_job(PretrainJob, out_dir)`` — what ``crossmodal-har pretrain`` asks for: the run's
+  config (named, a file, or on resume the run's own), its data source and channels, then ``engine``.
 * ``loop``: one process's training loop — set-up, exact resume, steps, AMP, checkpoints, time budget.
 * ``validation``: embedding a dataset with a method, ``val/loss`` and ``val/R@k`` (also used by zero-shot).
 * ``retrieval``: R@k / MRR and their chance levels on paired embeddings (pure numpy).
