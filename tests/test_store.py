@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from crossmodal_har.errors import DataError, UserError
-from crossmodal_har.pairs.store import (PairedWindowDataset, ShardData, ShardedArray, WindowStore, merge_stores,
+from crossmodal_har.pairs.store_merge import merge_stores
+from crossmodal_har.pairs.store import (PairedWindowDataset, ShardData, ShardedArray, WindowStore,
                                         write_shard)
 from crossmodal_har.pairs.store_file import write_store_json
 

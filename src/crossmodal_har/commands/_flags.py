@@ -13,6 +13,49 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 FIT_KEYS = {k: (f"fit.supervised.{k}", f"fit.finetune.{k}") for k in ("epochs", "batch_size", "lr", "patience")}
 
 
+def add_dataset_flags(p: argparse.ArgumentParser, *, dataset_required: bool, skip_bad_help: str) -> None:
+    """The labelled dataset and the encoder it is read with (``evaluate``, ``train-classifier``)."""
+    p.add_argument("--dataset", required=dataset_required, help="generic dataset directory, 'hapt', or 'uestc:<dir>'")
+    p.add_argument("--encoder", help="'random' (default) or an encoder/run directory with encoder.json")
+    p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small "
+                   "on CPU; give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")
+    p.add_argument("--channels", choices=["acc", "acc+gyro"], help="what the model reads: acc+gyro (default, 6 "
+                   "channels) or acc (accelerometer only: 3 channels; needed for recordings without a gyroscope). A "
+                   "saved encoder brings its own channels (a contradicting --channels is refused)")
+    p.add_argument("--skip-bad", action="store_true", default=None, help=skip_bad_help)
+    p.add_argument("--cache-dir",
+                   help="dataset/window cache (default $CROSSMODAL_HAR_CACHE or ~/.cache/crossmodal-har)")
+
+
+def add_fit_flags(p: argparse.ArgumentParser, *, lr_help: str) -> None:
+    """The end-to-end training flags (:data:`FIT_KEYS`), the device and progress bars."""
+    p.add_argument("--epochs", type=int, help="max epochs for supervised and finetune")
+    p.add_argument("--batch-size", type=int, help="batch size for supervised and finetune")
+    p.add_argument("--lr", type=float, help=lr_help)
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (supervised, finetune)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="compute device (default cpu)")
+    add_progress_flag(p)
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_overrides_flag(p: argparse.ArgumentParser, example: str, what: str = "any setting") -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``: the last word of ``config.build_config``."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override {what}, dotted keys, e.g. {example} (repeatable)")
+
+
+def add_ego4d_flags(p: argparse.ArgumentParser) -> None:
+    """Where an Ego4D download keeps its metadata, IMU and videos (``ingest --layout ego4d``)."""
+    g = p.add_argument_group("ego4d layout")
+    g.add_argument("--ego4d-json", help="Ego4D metadata file (default: SRC/ego4d.json)")
+    g.add_argument("--imu-dir", help="directory of <video_uid>.csv IMU files (default: SRC/imu or SRC/v2/imu)")
+    g.add_argument("--video-dir", help="directory of <video_uid>.mp4 (default: SRC/full_scale or SRC/v2/full_scale)")
+    g.add_argument("--imu-offset-s", type=float, help="seconds added to every IMU timestamp (ego4d)")
+
+
 def config_flags(args: argparse.Namespace, keys: Mapping[str, Union[str, Sequence[str]]]) -> Dict[str, Any]:
     """``{config key: value}`` for each parsed flag (argparse dest) in ``keys``; a dest may set several keys."""
     out: Dict[str, Any] = {}

@@ -12,8 +12,7 @@ import argparse
 NAME = "evaluate"
 HELP = "few-shot evaluation of an IMU encoder (linear probe, kNN, finetune, supervised) on held-out subjects"
 DESCRIPTION = __doc__
-OUTPUT_FILES = ("results.json", "config.json", "report.md", "shots_curve.png", "confusion_matrix.png",
-                "comparisons.png")
+OUTPUT_FILES = ("results.json", "config.json", "report.md", "shots_curve.png", "confusion_matrix.png", "comparisons.png")
 # flag -> config key (the training flags: _flags.FIT_KEYS; --protocol and --shots are parsed first)
 CONFIG_KEYS = {"backbone_lr": "fit.finetune.backbone_lr", "device": "fit.device", "split_seed": "split.seed",
                "channels": "preprocess.channels", "split": "split_scheme",
@@ -22,15 +21,12 @@ CONFIG_KEYS = {"backbone_lr": "fit.finetune.backbone_lr", "device": "fit.device"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="generic dataset directory, 'hapt', or 'uestc:<dir>'")
-    p.add_argument("--encoder", help="'random' (default) or an encoder/run directory with encoder.json")
-    p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small "
-                   "on CPU; give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")
+    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags, add_overrides_flag
+
+    add_dataset_flags(p, dataset_required=False,
+                      skip_bad_help="skip bad recordings (listed in the report; exit status 3) instead of failing")
     p.add_argument("--match", help="with --encoder random: take this encoder/run directory's architecture and "
                    "preprocessing (a baseline matched to that pretrained encoder)")
-    p.add_argument("--channels", choices=["acc", "acc+gyro"], help="what the model reads: acc+gyro (default, 6 "
-                   "channels) or acc (accelerometer only: 3 channels; needed for recordings without a gyroscope). With "
-                   "a saved encoder or --match: that encoder's channels (a contradicting --channels is refused)")
     p.add_argument("--name", help="label of this encoder in the tables (default: random / directory name)")
     p.add_argument("--protocol", help="comma list of supervised, linear-probe, knn, finetune "
                    "(default supervised,linear-probe)")
@@ -45,49 +41,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", choices=["k-shot", "full"], default=None, help="k-shot (default): at k shots model "
                    "selection sees at most k labelled validation windows per class; full: every validation window")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--skip-bad", action="store_true", default=None,
-                   help="skip bad recordings (listed in the report; exit status 3) instead of failing")
-    p.add_argument("--cache-dir",
-                   help="dataset/window cache (default $CROSSMODAL_HAR_CACHE or ~/.cache/crossmodal-har)")
     p.add_argument("--config", help="YAML/JSON file with evaluation settings (keys as in config.json)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, dotted keys, e.g. fit.supervised.patience=3 (repeatable)")
-    p.add_argument("--epochs", type=int, help="max epochs for supervised and finetune")
-    p.add_argument("--batch-size", type=int, help="batch size for supervised and finetune")
-    p.add_argument("--lr", type=float, help="learning rate for supervised, and the head of finetune")
+    add_overrides_flag(p, "fit.supervised.patience=3")
+    add_fit_flags(p, lr_help="learning rate for supervised, and the head of finetune")
     p.add_argument("--backbone-lr", type=float, help="encoder learning rate for finetune (default lr/10)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (supervised, finetune)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="compute device (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: the small CPU models "
                    "gain little from more threads and lose several-fold on a busy machine)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from crossmodal_har.commands._flags import FIT_KEYS, config_flags, guard_training_out
-    from crossmodal_har.config import build_config, load_config_file
     from crossmodal_har.device import set_cpu_threads
-    from crossmodal_har.errors import UserError
-    from crossmodal_har.evaluate.fewshot import parse_shots
-    from crossmodal_har.evaluate.harness import EvaluateConfig, run_evaluation
-    from crossmodal_har.evaluate.protocols import require_channels
+    from crossmodal_har.evaluate.harness import build_evaluate_config, run_evaluation, saved_encoder
     from crossmodal_har.evaluate.tables import render_console_summary
 
-    flags = config_flags(args, {**FIT_KEYS, **CONFIG_KEYS})
-    flags["protocols"] = None if args.protocol is None else [p.strip() for p in args.protocol.split(",") if p.strip()]
-    flags["shots"] = None if args.shots is None else parse_shots(args.shots)
-    cfg = build_config(EvaluateConfig, load_config_file(args.config) if args.config else None, flags=flags,
-                       overrides=args.overrides, where="evaluate config")
+    cfg = build_evaluate_config(config_flags(args, {**FIT_KEYS, **CONFIG_KEYS}), protocols=args.protocol,
+                                shots=args.shots, config_file=args.config, overrides=args.overrides,
+                                channels_flag=args.channels)
     set_cpu_threads(cfg.fit.device, args.threads)
-    if not cfg.dataset:
-        raise UserError("--dataset is required (a generic dataset directory, 'hapt' or 'uestc:<dir>')")
-    saved = None if cfg.encoder in (None, "", "random") else str(cfg.encoder)
-    if cfg.match or saved:
-        require_channels(args.channels, cfg.match or saved)
-    # --out is never an input (an encoder run's config.json, a dataset's files). --config is read
-    # whole before anything is written, so re-running from OUT/config.json stays possible.
-    guard_training_out(args.out, cfg.dataset, encoder=saved, match=cfg.match or None, cache_dir=cfg.cache_dir,
-                       files=OUTPUT_FILES)
+    guard_training_out(args.out, cfg.dataset, encoder=saved_encoder(cfg), match=cfg.match or None,
+                       cache_dir=cfg.cache_dir, files=OUTPUT_FILES)
     results = run_evaluation(cfg, args.out, progress=False if args.no_progress else None)
     print("\n".join(render_console_summary(results.summary)))
     print(f"wrote {args.out}/results.json, report.md, shots_curve.png, confusion_matrix.png "

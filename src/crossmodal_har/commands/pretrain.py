@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from crossmodal_har.commands._flags import parse_duration
+from crossmodal_har.commands._flags import add_overrides_flag, add_progress_flag, parse_duration
 
 NAME = "pretrain"
 HELP = "pretrain an IMU encoder against video (siglip, clip, imu2clip) or alone (imu-mae)"
@@ -29,8 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="train on built-in synthetic pairs instead of a store (smoke test)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--method", choices=["siglip", "clip", "imu2clip", "imu-mae"], help="override the config's method")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, dotted for nesting (optim.lr=3e-4); repeatable")
+    add_overrides_flag(p, "optim.lr=3e-4", what="a config field")
     p.add_argument("--channels", choices=["acc", "acc+gyro"],
                    help="what the IMU encoder reads: acc+gyro (6 channels) or acc (accelerometer only, 3 channels); "
                         "default: the store's (acc+gyro unless it was ingested accelerometer-only); a resumed run "
@@ -50,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop cleanly after this much training time (600, 10m, 2h); resumable")
     p.add_argument("--allow-download", action="store_true",
                    help="let pretrained hub ids (video_pretrained/imu_pretrained) download")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:

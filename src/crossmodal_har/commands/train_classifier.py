@@ -22,27 +22,17 @@ CONFIG_KEYS = {"lr": ("fit.supervised.lr", "fit.finetune.lr", "fit.linear_probe.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="generic dataset directory, 'hapt', or 'uestc:<dir>'")
-    p.add_argument("--encoder", default="random", help="'random' or an encoder/run directory (encoder.json)")
-    p.add_argument("--protocol", default="supervised", choices=("linear-probe", "finetune", "supervised", "knn"))
+    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags
+
+    add_dataset_flags(p, dataset_required=True, skip_bad_help="skip unreadable recordings (listed in bundle.json)")
+    p.add_argument("--protocol", default="supervised", choices=("linear-probe", "finetune", "supervised", "knn"),
+                   help="how the classifier is trained (default supervised)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="bundle directory to write")
-    p.add_argument("--model", default=None, help="architecture for --encoder random (default: the evaluation harness's)")
     p.add_argument("--normalization", choices=("zscore", "none"), default=None,
                    help="per-window normalisation for --encoder random (default: the harness's, none)")
-    p.add_argument("--channels", choices=("acc", "acc+gyro"), default=None,
-                   help="what the model reads: acc+gyro (default, 6 channels) or acc (accelerometer only, 3 channels; "
-                        "for devices without a gyroscope). A saved --encoder brings its own (a contradicting "
-                        "--channels is refused)")
-    p.add_argument("--epochs", type=int, default=None, help="max epochs (supervised, finetune)")
-    p.add_argument("--batch-size", type=int, default=None, help="batch size (supervised, finetune)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (head, or whole model for supervised)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
+    add_fit_flags(p, lr_help="learning rate (head, or whole model for supervised)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="fraction of subjects for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batch order")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable recordings (listed in bundle.json)")
-    p.add_argument("--cache-dir", default=None, help="dataset/window cache directory")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true",
                    help="write into an existing non-empty --out (its bundle files are replaced); never an input")
 
@@ -54,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.evaluate.train_classifier import TrainClassifierConfig, train_classifier
 
     # a bundle directory is never an input, and an existing non-empty one is replaced only with --force
-    guard_training_out(args.out, args.dataset, encoder=None if args.encoder == "random" else args.encoder,
+    guard_training_out(args.out, args.dataset, encoder=None if args.encoder in (None, "random") else args.encoder,
                        cache_dir=args.cache_dir, files=("bundle.json", "model.safetensors", "model.onnx"),
                        force=args.force)
     cfg = build_config(TrainClassifierConfig, flags=config_flags(args, {**FIT_KEYS, **CONFIG_KEYS}),

@@ -18,20 +18,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from crossmodal_har.config import to_dict
+from crossmodal_har.config import build_config, load_config_file, to_dict
 from crossmodal_har.device import resolve_device
-from crossmodal_har.errors import ConfigError, DataError, PartialRunError
+from crossmodal_har.errors import ConfigError, DataError, PartialRunError, UserError
 from crossmodal_har.evaluate.comparisons import compute_comparisons
 from crossmodal_har.evaluate.fewshot import parse_shots, sample_shots, shots_key
 from crossmodal_har.evaluate.metrics import classification_metrics
 from crossmodal_har.evaluate.protocol_config import FitConfig
-from crossmodal_har.evaluate.protocols import PROTOCOLS, EncoderSource, fit_protocol
+from crossmodal_har.evaluate.protocols import PROTOCOLS, EncoderSource, fit_protocol, require_channels
 from crossmodal_har.evaluate.report import write_outputs
 from crossmodal_har.evaluate.results import EVALUATION_KIND, RunResult
 from crossmodal_har.evaluate.summaries import summarize_runs
@@ -124,6 +124,31 @@ class EvaluateConfig:
                               "architecture and preprocessing")
         if self.folds is not None and (self.split.val_subjects or self.split.test_subjects):
             raise ConfigError("folds cannot be combined with split.val_subjects / split.test_subjects")
+
+
+def build_evaluate_config(flags: Dict[str, Any], *, protocols: Optional[str] = None, shots: Optional[str] = None,
+                          config_file: Optional[str] = None, overrides: Sequence[str] = (),
+                          channels_flag: Optional[str] = None) -> "EvaluateConfig":
+    """The evaluation's settings from the command line: defaults < ``config_file`` < ``flags`` (config key ->
+    value, None = not given) < ``overrides``; ``protocols``/``shots`` are the comma lists of ``--protocol``/
+    ``--shots``. Refuses a missing dataset and a ``--channels`` (``channels_flag``) that contradicts the saved
+    or matched encoder. ``config_file`` is read whole here, before anything is written, so re-running from an
+    earlier run's ``OUT/config.json`` into the same ``OUT`` works."""
+    flags = dict(flags)
+    flags["protocols"] = None if protocols is None else [x.strip() for x in protocols.split(",") if x.strip()]
+    flags["shots"] = None if shots is None else parse_shots(shots)
+    cfg = build_config(EvaluateConfig, load_config_file(config_file) if config_file else None, flags=flags,
+                       overrides=overrides, where="evaluate config")
+    if not cfg.dataset:
+        raise UserError("--dataset is required (a generic dataset directory, 'hapt' or 'uestc:<dir>')")
+    if cfg.match or saved_encoder(cfg):
+        require_channels(channels_flag, cfg.match or saved_encoder(cfg))
+    return cfg
+
+
+def saved_encoder(cfg: "EvaluateConfig") -> Optional[str]:
+    """The saved encoder directory the evaluation reads, or None for a randomly initialised one."""
+    return None if cfg.encoder in (None, "", "random") else str(cfg.encoder)
 
 
 def split_scheme_name(cfg: "EvaluateConfig") -> str:

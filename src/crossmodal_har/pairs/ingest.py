@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from crossmodal_har.config import build_config, to_dict
-from crossmodal_har.errors import UserError
+from crossmodal_har.config import build_config, load_config_file, to_dict
+from crossmodal_har.errors import PartialRunError, UserError
 from crossmodal_har.io import atomic_write_json
 from crossmodal_har.pairs.align import FRAME_POLICY
 from crossmodal_har.pairs.fingerprint import compare, fingerprint, tree_files
@@ -136,6 +136,8 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
     different setting is a UserError). Returns the report (also written to ``out/report.json``);
     ``report["partial"]`` is True when a session failed.
     """
+    if not src:
+        raise UserError("--src is required (or --merge STORE ...)")
     src, out = Path(src), Path(out)
     if (out / STORE_JSON).exists() and not (out / LEDGER).exists():
         raise UserError(f"{out} holds a store not made by ingest (merged?); choose a new --out")
@@ -191,8 +193,15 @@ def ingest(src: PathLike, out: PathLike, cfg: IngestConfig, *, workers: int = 1,
     return report
 
 
+def partial_error(report: Mapping[str, Any], out: PathLike) -> PartialRunError:
+    """The one line (exit status 3) for a run in which some sessions failed: how many, and the first error."""
+    return PartialRunError(f"{report['sessions_failed']} of {report['sessions_total']} session(s) failed; "
+                           f"see {out}/report.json (first: {report['errors'][0]['error']})")
+
+
 def build_ingest_config(flags: Mapping[str, Any], *, preprocess: Optional[Mapping[str, Any]] = None,
-                        overrides: Iterable[str] = (), allow_download: bool = False) -> IngestConfig:
+                        preprocess_file: Optional[PathLike] = None, overrides: Iterable[str] = (),
+                        allow_download: bool = False) -> IngestConfig:
     """The store's :class:`IngestConfig` from a command's flags (dotted key -> value, None = not given;
     ``config.build_config``'s precedence).
 
@@ -200,10 +209,13 @@ def build_ingest_config(flags: Mapping[str, Any], *, preprocess: Optional[Mappin
         flags: IngestConfig keys. ``source.*`` (the ego4d layout's paths and IMU offset) apply to
             ``layout: ego4d`` only. In embeddings mode ``frames`` and ``size`` are the video
             encoder's (a contradicting value is refused); otherwise 10 frames of 64 px unless given.
-        preprocess: PreprocessConfig keys (a ``--preprocess`` file), then ``overrides`` (``KEY=VALUE``).
+        preprocess: PreprocessConfig keys (or ``preprocess_file``, a ``--preprocess`` YAML/JSON file), then
+            ``overrides`` (``KEY=VALUE``).
         allow_download: the video encoder's weights may be fetched (to read its geometry).
     """
     flags = dict(flags)
+    if preprocess_file is not None:
+        preprocess = load_config_file(preprocess_file)
     flags["preprocess"] = build_config(PreprocessConfig, preprocess, overrides=overrides, where="preprocess")
     given = [k.split(".", 1)[1] for k, v in flags.items() if k.startswith("source.") and v is not None]
     if given and flags.get("layout", "paired") != "ego4d":
