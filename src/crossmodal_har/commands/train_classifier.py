@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="supervised", choices=("linear-probe", "finetune", "supervised", "knn"),
                    help="how the classifier is trained (default supervised)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="bundle directory to write")
-    p.add_argument("--normalization", choices=("zscore", "none"), default=None,
-                   help="per-window normalisation for --encoder random (default: the harness's, none)")
+    p.add_argument("--normalization", choices=("zscore", "recording", "none"), default=None,
+                   help="input normalisation for --encoder random: zscore (per window), recording (per "
+                        "whole recording, the paper's code) or none (default: the harness's, none)")
     add_fit_flags(p, lr_help="learning rate (head, or whole model for supervised)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="fraction of subjects for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batch order")

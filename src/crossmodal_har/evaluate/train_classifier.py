@@ -65,7 +65,7 @@ class TrainClassifierConfig:
     encoder: str = "random"
     protocol: Literal["linear-probe", "finetune", "supervised", "knn"] = "supervised"
     model: Optional[str] = None
-    normalization: Optional[Literal["zscore", "none"]] = None
+    normalization: Optional[Literal["zscore", "recording", "none"]] = None
     channels: Optional[Literal["acc", "acc+gyro"]] = None
     fit: FitConfig = field(default_factory=FitConfig)
     split: SplitConfig = field(default_factory=lambda: SplitConfig(val_fraction=0.15, test_fraction=0.0))

@@ -28,7 +28,7 @@ from crossmodal_har.errors import UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.runtime import BatchedRunner, TorchRunner
 from crossmodal_har.infer.source import MODEL_ADVICE, InferenceSource
-from crossmodal_har.infer.stream import SignalOps, StreamingWindower, WindowBatch
+from crossmodal_har.infer.stream import SignalOps, WindowBatch
 from crossmodal_har.io import atomic_write, commit_temp, make_temp
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
@@ -132,7 +132,6 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     if suffix not in (".parquet", ".npy"):
         raise UserError(f"--out {out_path}: expected a .parquet or .npy file name")
     sink = _ParquetRows(out_path) if suffix == ".parquet" else _NpyRows(out_path)
-    windower = StreamingWindower(preprocess, ops)
     model = BatchedRunner(TorchRunner(embedder), batch_size, lambda z: np.asarray(z, np.float32))
     times: List[np.ndarray] = []  # [k, 2] start/end of queued ok windows
     written = 0
@@ -165,6 +164,7 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
         source = InferenceSource(input_path, units, preprocess.channels, chunk_rows=chunk_rows, fmt=fmt, tz=tz,
                                  calibration=calibration, advice=MODEL_ADVICE)
         source.calibrate()
+        windower = source.windower(preprocess, ops)
         for chunk in source:  # the model's channels, calibrated: predict's samples
             feed(windower.push(chunk.t, chunk.data))
             drain()

@@ -55,7 +55,7 @@ from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector
 from crossmodal_har.infer.runtime import BatchedRunner, Runner
 from crossmodal_har.infer.smoothing import StreamingSmoother, StreamingViterbi
 from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource
-from crossmodal_har.infer.stream import Marker, SignalOps, StreamingWindower, WindowBatch
+from crossmodal_har.infer.stream import Marker, SignalOps, WindowBatch
 from crossmodal_har.infer.summary import Summary
 from crossmodal_har.io import atomic_write
 from crossmodal_har.signals.clock import TimeBase, resolve_timebase
@@ -318,7 +318,6 @@ def predict_file(
     input_path = Path(input_path)
     C = len(class_names)
     smoothing = smooth > 1 or hmm is not None
-    windower = StreamingWindower(preprocess, ops)
     model = BatchedRunner(runner, batch_size, softmax)
     pipe = _Pipeline(model)
     summary = Summary(class_names=list(class_names), hop_s=min(preprocess.stride_s, preprocess.window_s))
@@ -340,7 +339,8 @@ def predict_file(
             first_t = source.first_time
             tb = resolve_timebase(first_t, start_s, tz, input_path, device)
             source.calibrate()
-            state["source"] = source
+            windower = source.windower(preprocess, ops)
+            state["source"], state["windower"] = source, windower
             state["timebase"] = tb
             if days is not None:
                 days.timebase = tb

@@ -14,6 +14,9 @@
    fits per-axis offsets and scales on still 10-s epochs; every chunk's accelerometer is then
    calibrated — before non-wear detection and windowing — when the fit succeeded and reduced the
    error. ``off``: the recording as read.
+4. **Windower** (:meth:`InferenceSource.windower`): for ``recording`` normalisation another first
+   pass over the (calibrated) recording gives the statistics the windows are z-scored with, so the
+   streamed windows equal the whole-file ones.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import numpy as np
 from crossmodal_har.errors import UserError
 from crossmodal_har.infer.calibration import (CalibrationConfig, CalibrationResult, StillPointAccumulator,
                                               apply_calibration, fit_sphere)
+from crossmodal_har.infer.stream import SignalOps, StreamingWindower, recording_stats_stream
 from crossmodal_har.signals.recording import DEFAULT_CHUNK_ROWS, RawChunk, iter_chunks
+from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 from crossmodal_har.signals.windows import model_reads, model_samples
 
@@ -127,6 +132,20 @@ class InferenceSource:
             return {"mode": self.calibration.mode, **self.fit.to_dict()}
         return {"mode": self.calibration.mode, "applied": False,
                 "reason": "off (--calibrate off)" if self.calibration.mode == "off" else "empty recording"}
+
+    def windower(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None) -> StreamingWindower:
+        """The windower for this recording (call after :meth:`calibrate`). With
+        ``cfg.normalization == "recording"``: a first pass over the file, through the same reader,
+        channels and calibration, gives the recording's statistics."""
+        stats = None
+        if cfg.normalization == "recording":
+            t0 = time.perf_counter()
+            chunks = (dataclasses.replace(c, data=self.model_data(c.data))
+                      for c in iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz))
+            stats = recording_stats_stream(chunks, cfg, ops)
+            log.info("%s: recording statistics in %.1f s: mean %s, std %s", self.path, time.perf_counter() - t0,
+                     np.round(stats[0], 4).tolist(), np.round(stats[1], 4).tolist())
+        return StreamingWindower(cfg, ops, stats=stats)
 
     def model_data(self, data: np.ndarray) -> np.ndarray:
         """A chunk's samples [n, 6] as the model reads them: channels selected, then the accelerometer

@@ -18,17 +18,24 @@ The result never depends on how the input was cut into chunks. Three things make
 
 Window starts are ``g_first + k * stride`` on each segment's grid (``g_first`` = its first grid
 sample), as in :func:`crossmodal_har.signals.windows.window_segments`.
+
+``recording`` normalisation needs statistics of the whole recording before the first window: a
+first pass (:func:`recording_stats_stream`) runs a windower that only collects them (every filtered
+sample once, as :func:`crossmodal_har.signals.windows.segments_stats` does in one go), and the
+second pass gets them as ``stats``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
 from crossmodal_har.signals import resample, windows
+from crossmodal_har.signals.normalize import RecordingStats, apply_recording_stats
 from crossmodal_har.signals.status import STATUS_GAP, STATUS_NON_FINITE, STATUS_SHORT
 from crossmodal_har.signals.types import PreprocessConfig
 
@@ -119,14 +126,23 @@ class StreamingWindower:
     Args:
         cfg: preprocessing (rate, window, stride, median kernel, gap tolerance, quality thresholds).
         ops: signal functions (default: :func:`default_ops`).
+        stats: ``(mean [6], std [6])`` of the whole recording, required when
+            ``cfg.normalization == "recording"`` (from :func:`recording_stats_stream`); the windows
+            then come out z-scored with them (quality is judged before, on physical units).
 
+    Every filtered sample is also fed to ``self.collected`` (a :class:`RecordingStats`).
     Call :meth:`push` with consecutive rows (``t`` seconds, ``x`` [n, 6] canonical units; rows
     with any non-finite value are bad rows), then :meth:`finish`. Items come out in time order.
     """
 
-    def __init__(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None):
+    def __init__(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None,
+                 stats: Optional[Tuple[np.ndarray, np.ndarray]] = None):
         self.cfg = cfg
         self.ops = ops or default_ops()
+        if cfg.normalization == "recording" and stats is None:
+            raise ValueError("recording normalisation needs the recording's statistics (recording_stats_stream)")
+        self.stats = stats
+        self.collected = RecordingStats()
         self.rate = float(cfg.rate_hz)
         self.W = cfg.window_samples
         self.S = cfg.stride_samples
@@ -389,6 +405,7 @@ class StreamingWindower:
         return out
 
     def _append_filtered(self, f: np.ndarray) -> None:
+        self.collected.push(f)
         self.filt = np.concatenate([self.filt, f]) if len(self.filt) else f.copy()
 
     def _windows(self, out: List[Item]) -> None:
@@ -407,6 +424,8 @@ class StreamingWindower:
             s = starts[a:a + MAX_WINDOWS_PER_BATCH]
             x = np.ascontiguousarray(view[s - self.filt_g0].transpose(0, 2, 1), dtype=np.float32)
             reasons = np.asarray(self.ops.check_quality(x, self.cfg), dtype=object)
+            if self.stats is not None:
+                x = apply_recording_stats(x, self.stats)
             out.append(WindowBatch(start=s / self.rate, end=(s + W) / self.rate, x=x, reason=reasons))
         self.seg_windows += len(starts)
         self.win_next = int(starts[-1]) + S
@@ -414,3 +433,14 @@ class StreamingWindower:
         if drop > 0:
             self.filt = self.filt[drop:].copy()
             self.filt_g0 += drop
+
+
+def recording_stats_stream(chunks: Iterable, cfg: PreprocessConfig,
+                           ops: Optional[SignalOps] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """First pass for ``recording`` normalisation: the per-channel ``(mean, std)`` of every
+    resampled, filtered sample of a recording fed as chunks (objects with ``t`` and ``data``)."""
+    w = StreamingWindower(dataclasses.replace(cfg, normalization="none"), ops)
+    for chunk in chunks:
+        w.push(chunk.t, chunk.data)
+    w.finish()
+    return w.collected.finish()

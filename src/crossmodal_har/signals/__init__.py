@@ -12,7 +12,7 @@ Modules (nothing is imported here, so importing the package does no work):
   resample   split_at_gaps, resample_segment, resample, lowpass_eval, ANTIALIAS_MARGIN_S, antialias_margin_s
   windows    median_filter, window_segments, check_quality, recording_windows, select_channels,
              model_samples (the one channel selection: acc | acc+gyro)
-  normalize  normalize_windows                                   (zscore | none, at model input)
+  normalize  normalize_windows (zscore | none, at model input), RecordingStats (recording: before windowing)
   generic    the generic labelled format; write_generic_dataset
   datasets   load_labelled(spec, cfg)                            (dir | hapt | hapt:<path> | uestc:<dir>)
   hapt, uestc, legacy_pickle                                     dataset converters

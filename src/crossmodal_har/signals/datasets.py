@@ -221,7 +221,8 @@ def _cache_key(root: Path, cfg: PreprocessConfig, skip_bad: bool) -> str:
             st = p.stat()
             files.append([p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns])
     pre = to_dict(cfg)
-    pre.pop("normalization", None)  # applied at model input, not stored in windows
+    if pre.get("normalization") != "recording":
+        pre.pop("normalization", None)  # applied at model input, not stored in windows
     payload = {"v": WINDOW_CACHE_VERSION, "root": os.fspath(root.resolve()), "files": files,
                "preprocess": pre, "skip_bad": bool(skip_bad)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]

@@ -36,8 +36,10 @@ class PreprocessConfig:
         rate_hz: target sampling rate after resampling (Hz).
         window_s: window length (s); 5 s at 50 Hz = 250 samples (the paper's).
         stride_s: step between window starts (s).
-        normalization: ``zscore`` (per window, per channel; the paper's) or ``none`` (physical
-            units g and rad/s, gravity kept). Applied at model input, not stored in windows.
+        normalization: ``zscore`` (per window and channel, at model input), ``recording`` (per
+            channel over the whole recording before windowing: the paper's official code; applied
+            when windows are cut) or ``none`` (physical units g and rad/s, gravity kept). See
+            :mod:`crossmodal_har.signals.normalize`.
         median_kernel: odd median-filter kernel in samples at ``rate_hz`` (paper: 5); 0 or 1 = off.
         gap_tolerance_s: a time step longer than this splits a recording into segments.
         flat_std_g: a window whose every accelerometer channel has std below this (g) is a dead sensor.
@@ -51,7 +53,7 @@ class PreprocessConfig:
     rate_hz: float = 50.0
     window_s: float = 5.0
     stride_s: float = 2.5
-    normalization: Literal["zscore", "none"] = "zscore"
+    normalization: Literal["zscore", "recording", "none"] = "zscore"
     median_kernel: int = 5
     gap_tolerance_s: float = 0.25
     flat_std_g: float = 1e-4
@@ -79,8 +81,8 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.window_s too short: {self.window_s}")
         if not self.stride_s > 0:
             raise ConfigError(f"preprocess.stride_s must be > 0, got {self.stride_s}")
-        if self.normalization not in ("zscore", "none"):
-            raise ConfigError(f"preprocess.normalization must be zscore|none, got {self.normalization!r}")
+        if self.normalization not in ("zscore", "recording", "none"):
+            raise ConfigError(f"preprocess.normalization must be zscore|recording|none, got {self.normalization!r}")
         if self.median_kernel < 0 or (self.median_kernel > 1 and self.median_kernel % 2 == 0):
             raise ConfigError(f"preprocess.median_kernel must be 0, 1 or odd, got {self.median_kernel}")
         if not self.gap_tolerance_s > 0:
@@ -148,7 +150,8 @@ class WindowSet:
 
     ``x`` is in physical units (g, rad/s) after resampling and median filtering; normalisation
     (``preprocess.normalization``) is applied at model input by
-    :func:`crossmodal_har.signals.normalize.normalize_windows`.
+    :func:`crossmodal_har.signals.normalize.normalize_windows`, except ``recording``, whose windows
+    are already z-scored with their recording's statistics (unitless).
     """
 
     x: np.ndarray  # [N, W, 6] float32

@@ -9,6 +9,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from crossmodal_har.errors import DataError
+from crossmodal_har.signals.normalize import RecordingStats, apply_recording_stats
 from crossmodal_har.signals.resample import resample
 from crossmodal_har.signals.status import STATUS_FLAT_LINE, STATUS_NON_FINITE, STATUS_SATURATION
 from crossmodal_har.signals.types import CHANNEL_SETS, ImuRecording, PreprocessConfig, Segment
@@ -141,10 +142,24 @@ def select_channels(rec: ImuRecording, cfg: PreprocessConfig) -> ImuRecording:
     return rec if data is rec.data else dataclasses.replace(rec, data=data)
 
 
+def segments_stats(segments: Sequence[Segment]) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(mean, std)`` over every sample of ``segments``: the ``recording``
+    normalisation's statistics (:class:`crossmodal_har.signals.normalize.RecordingStats`)."""
+    acc = RecordingStats()
+    for seg in segments:
+        acc.push(seg.data)
+    return acc.finish()
+
+
 def recording_windows(rec: ImuRecording, cfg: PreprocessConfig) -> WindowArrays:
     """Channels (:func:`select_channels`) → resample → median filter (per segment) → windows →
-    quality, for one recording."""
+    quality, for one recording. With ``cfg.normalization == "recording"`` the windows are then
+    z-scored with the statistics of the whole filtered recording (quality is judged on physical
+    units first); every other mode leaves them in g and rad/s."""
     rec = select_channels(rec, cfg)
     segments = resample(rec, cfg.rate_hz, cfg.gap_tolerance_s)
     segments = filter_segments(segments, cfg.median_kernel)
-    return window_segments(segments, cfg)
+    x, start_s, end_s, reasons = window_segments(segments, cfg)
+    if cfg.normalization == "recording" and len(x):
+        x = apply_recording_stats(x, segments_stats(segments))
+    return x, start_s, end_s, reasons
