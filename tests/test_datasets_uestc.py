@@ -73,3 +73,46 @@ def test_not_a_uestc_directory(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(DataError, match="no sensor/<k>_<class>/ folders"):
         uestc.list_clips(tmp_path)
+
+
+def _make_paper_dataset(root, rng, skip=()):
+    """Clips of the paper's 5 classes and of 3 others, with the list files of the documented shape
+    (``<path>/<k>_<class>/<k>_<class>_<date> <frames> <sensor rows> <label>``)."""
+    folders = {"2_downstairs": (0.0, -0.5, 0.8), "4_fall": (0.7, 0.0, 0.7), "12_standing": (0.0, 0.0, 1.0),
+               "20_walking": (0.0, 0.3, 0.9), "29_sit_stand": (0.3, 0.3, 0.9), "1_upstairs": (0.1, -0.9, 0.3),
+               "13_sitting": (0.5, 0.0, 0.8), "32_watch_TV": (0.0, 0.6, 0.8)}
+    lines = []
+    for i, (folder, acc) in enumerate(folders.items()):
+        if folder in skip:
+            continue
+        (root / "sensor" / folder).mkdir(parents=True)
+        for j, date in enumerate(("2022_04_22_16_04_24", "2022_05_05_13_16_30")):
+            stem = f"{folder}_{date}"
+            n = 100 + 25 * j
+            _write_clip(root / "sensor" / folder / f"{stem}.csv", n, rng, acc_g=acc)
+            lines.append(f"video/{folder}/{stem} {n} {n} {int(folder.split('_')[0]) - 1}")
+    (root / "train.txt").write_text("\n".join(lines[::2]) + "\n")
+    (root / "test.txt").write_text("\n".join(lines[1::2]) + "\n")
+
+
+def test_uestc5_keeps_the_papers_five_classes(tmp_path):
+    rng = np.random.default_rng(3)
+    _make_paper_dataset(tmp_path / "U", rng)
+    full = load_labelled(f"uestc:{tmp_path / 'U'}", CFG, cache_dir=tmp_path / "cache", progress=False)
+    five = load_labelled(f"uestc5:{tmp_path / 'U'}", CFG, cache_dir=tmp_path / "cache", progress=False)
+    assert len(full.class_names) == 8  # the 32-class reading stays the default
+    assert five.class_names == ["downstairs", "fall", "standing", "walking", "sit_stand"]  # folder order
+    assert sorted(five.class_names) == sorted(uestc.PAPER_CLASSES)
+    assert five.name == "uestc5" and full.name == "uestc"
+    # the same windows as the full reading for those clips, labelled with the 5-class indices
+    keep = np.isin(np.array(full.class_names)[full.y], uestc.PAPER_CLASSES)
+    assert len(five) == int(keep.sum()) == 5 * (2 + 3)  # 100 rows (0..3.96 s) -> 2 windows, 125 rows -> 3
+    np.testing.assert_array_equal(five.x, full.x[keep])
+    assert [five.class_names[k] for k in five.y] == [full.class_names[k] for k in full.y[keep]]
+    assert not any(r.startswith(("1_upstairs", "13_sitting", "32_watch_TV")) for r in five.recording)
+
+
+def test_uestc5_names_a_missing_class_folder(tmp_path):
+    _make_paper_dataset(tmp_path / "U", np.random.default_rng(4), skip=("4_fall",))
+    with pytest.raises(DataError, match="fall"):
+        load_labelled(f"uestc5:{tmp_path / 'U'}", CFG, cache_dir=tmp_path / "cache", progress=False)

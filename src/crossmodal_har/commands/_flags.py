@@ -15,7 +15,8 @@ FIT_KEYS = {k: (f"fit.supervised.{k}", f"fit.finetune.{k}") for k in ("epochs", 
 
 def add_dataset_flags(p: argparse.ArgumentParser, *, dataset_required: bool, skip_bad_help: str) -> None:
     """The labelled dataset and the encoder it is read with (``evaluate``, ``train-classifier``)."""
-    p.add_argument("--dataset", required=dataset_required, help="generic dataset directory, 'hapt', or 'uestc:<dir>'")
+    p.add_argument("--dataset", required=dataset_required,
+                   help="generic dataset directory, 'hapt', 'uestc:<dir>' (32 classes) or 'uestc5:<dir>' (the paper's 5)")
     p.add_argument("--encoder", help="'random' (default) or an encoder/run directory with encoder.json")
     p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small "
                    "on CPU; give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")

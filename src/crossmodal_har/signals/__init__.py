@@ -14,7 +14,7 @@ Modules (nothing is imported here, so importing the package does no work):
              model_samples (the one channel selection: acc | acc+gyro)
   normalize  normalize_windows (zscore | none, at model input), RecordingStats (recording: before windowing)
   generic    the generic labelled format; write_generic_dataset
-  datasets   load_labelled(spec, cfg)                            (dir | hapt | hapt:<path> | uestc:<dir>)
+  datasets   load_labelled(spec, cfg)                            (dir | hapt | hapt:<path> | uestc[5]:<dir>)
   hapt, uestc, legacy_pickle                                     dataset converters
 See docs/data-formats.md.
 """

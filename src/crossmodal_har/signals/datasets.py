@@ -4,7 +4,8 @@
   * a directory in the generic format (docs/data-formats.md),
   * ``hapt`` (UCI HAPT, converted once from the offline copy into the cache),
     ``hapt:<path>`` (a ``HAPT.pkl.gz`` or an official UCI HAPT folder with ``RawData/``),
-  * ``uestc:<dir>`` (UESTC-MMEA-CL sensor files).
+  * ``uestc:<dir>`` (UESTC-MMEA-CL sensor files, all 32 classes),
+    ``uestc5:<dir>`` (the same files, only the paper's 5 classes: :data:`uestc.PAPER_CLASSES`).
 Every source is first converted into the generic format, then windowed the same way.
 
 Channels (``cfg.channels``): with ``acc`` every recording's gyroscope columns are set to 0.0 before
@@ -53,7 +54,7 @@ def dataset_location(spec: PathLike) -> Optional[str]:
     """The file or directory a dataset spec reads (``uestc:<dir>`` -> ``<dir>``), or None for the
     built-in ``hapt``: what a command's output guard keeps ``--out`` away from."""
     text = os.fspath(spec)
-    for prefix in ("uestc:", "hapt:"):
+    for prefix in ("uestc:", "uestc5:", "hapt:"):
         if text.startswith(prefix):
             text = text[len(prefix):]
     return None if text == "hapt" else text
@@ -69,10 +70,13 @@ def resolve_dataset(spec: PathLike, *, cache_dir: Optional[PathLike] = None, pro
         return hapt.convert_hapt(cache, source=source, allow_download=allow_download, progress=progress)
     if text.startswith("uestc:"):
         return uestc.convert_uestc(Path(text[6:]), cache, progress=progress, skip_bad=skip_bad)
+    if text.startswith("uestc5:"):
+        return uestc.convert_uestc(Path(text[7:]), cache, progress=progress, skip_bad=skip_bad,
+                                   classes=uestc.PAPER_CLASSES)
     path = Path(text)
     if not path.exists():
         raise ConfigError(f"dataset {text!r} not found: expected a directory in the generic format, "
-                          "'hapt', 'hapt:<path>' or 'uestc:<dir>'")
+                          "'hapt', 'hapt:<path>', 'uestc:<dir>' or 'uestc5:<dir>'")
     return path
 
 
@@ -82,7 +86,7 @@ def load_labelled(spec: PathLike, cfg: Optional[PreprocessConfig] = None, *, ski
     """Load a labelled dataset as windows in physical units (g, rad/s).
 
     Args:
-        spec: generic dataset directory, ``hapt``, ``hapt:<path>`` or ``uestc:<dir>``.
+        spec: generic dataset directory, ``hapt``, ``hapt:<path>``, ``uestc:<dir>`` or ``uestc5:<dir>``.
         cfg: preprocessing (rate, window, stride, median filter, quality thresholds).
         skip_bad: skip a bad recording (or labels row) and list it in
             ``report.skipped_recordings`` instead of raising its DataError.
@@ -100,13 +104,13 @@ def load_labelled(spec: PathLike, cfg: Optional[PreprocessConfig] = None, *, ski
     cfg = cfg or PreprocessConfig()
     cfg.validate()
     text = os.fspath(spec)
-    converted = text == "hapt" or text.startswith(("hapt:", "uestc:"))
+    converted = text == "hapt" or text.startswith(("hapt:", "uestc:", "uestc5:"))
     root = resolve_dataset(spec, cache_dir=cache_dir, progress=progress, allow_download=allow_download,
                            skip_bad=skip_bad)
     use_cache = converted or cache_dir is not None
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    name = "hapt" if text == "hapt" or text.startswith("hapt:") else ("uestc" if text.startswith("uestc:")
-                                                                   else root.name)
+    name = "hapt" if text == "hapt" or text.startswith("hapt:") else (
+        "uestc" if text.startswith("uestc:") else "uestc5" if text.startswith("uestc5:") else root.name)
     key = _cache_key(root, cfg, skip_bad) if use_cache else None
     if key is not None:
         cached = _load_cache(cache_root / "windows" / f"{key}.npz", cfg, name)

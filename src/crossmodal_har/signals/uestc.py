@@ -22,6 +22,13 @@ Assumptions, stated because the public material does not give them:
     (``YYYY-MM-DD``, a session proxy). Splits by this "subject" are session-disjoint, not
     guaranteed person-disjoint.
 Each clip becomes one recording labelled with its class over its whole duration.
+
+Two readings (dataset specs in :mod:`crossmodal_har.signals.datasets`):
+  * ``uestc:<dir>``: all 32 classes (the default);
+  * ``uestc5:<dir>``: the paper's 5 classes, :data:`PAPER_CLASSES` (standing, walking, sit_stand,
+    downstairs, fall): the official downstream code (scheshmi/IMU-Video-OOD-HAR ``downstream.py``)
+    keeps only the clips of the folders ``12_standing``, ``20_walking``, ``29_sit_stand``,
+    ``2_downstairs`` and ``4_fall``. Clips of other classes are not read at all.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -47,6 +54,8 @@ DEFAULT_RATE_HZ = 25.0
 ACC_LSB_PER_G = 8192.0
 GYRO_LSB_PER_DEG_S = 16.4
 CONVERTER_VERSION = 1
+#: the paper's 5 classes (folder numbers 12, 20, 29, 2, 4 in UESTC-MMEA-CL)
+PAPER_CLASSES = ("standing", "walking", "sit_stand", "downstairs", "fall")
 
 _CLASS_DIR = re.compile(r"^(\d+)_(.+)$")
 _DATE = re.compile(r"_(\d{4})_(\d{2})_(\d{2})_\d{2}_\d{2}_\d{2}$")
@@ -64,9 +73,14 @@ def sensor_root(root: PathLike) -> Path:
     return base
 
 
-def list_clips(root: PathLike) -> Tuple[List[str], List[Tuple[str, Path, str]]]:
-    """Class names in dataset order (by folder number) and ``(class, csv path, recording name)``."""
+def list_clips(root: PathLike, classes: Optional[Sequence[str]] = None
+               ) -> Tuple[List[str], List[Tuple[str, Path, str]]]:
+    """Class names in dataset order (by folder number) and ``(class, csv path, recording name)``.
+
+    ``classes``: keep only these class names (e.g. :data:`PAPER_CLASSES`); each must have a folder.
+    """
     base = sensor_root(root)
+    wanted = set(classes) if classes is not None else None
     classes: Dict[int, str] = {}
     clips = []
     for d in sorted(base.iterdir()):
@@ -77,9 +91,17 @@ def list_clips(root: PathLike) -> Tuple[List[str], List[Tuple[str, Path, str]]]:
         if k in classes and classes[k] != name:
             raise DataError(d, f"class number {k} used by two folders ({classes[k]}, {name})")
         classes[k] = name
+        if wanted is not None and name not in wanted:
+            continue
         for f in sorted(d.glob("*.csv")):
             clips.append((name, f, f.stem))
     names = [classes[k] for k in sorted(classes)]
+    if wanted is not None:
+        missing = sorted(wanted - set(names))
+        if missing:
+            raise DataError(base, f"no <k>_<class>/ folder for class(es) {', '.join(missing)} "
+                                  f"(the 5-class reading needs {', '.join(sorted(wanted))})")
+        names = [c for c in names if c in wanted]
     stems = [c[2] for c in clips]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})[0]
@@ -138,8 +160,10 @@ def session_of(stem: str) -> str:
 
 
 def convert_uestc(root: PathLike, cache: PathLike, *, rate_hz: float = DEFAULT_RATE_HZ, progress: bool = True,
-                  skip_bad: bool = False) -> Path:
+                  skip_bad: bool = False, classes: Optional[Sequence[str]] = None) -> Path:
     """Convert UESTC-MMEA-CL sensor files into the generic format under ``cache`` (once).
+
+    ``classes``: read only the clips of these classes (:data:`PAPER_CLASSES` for ``uestc5``); None = all.
 
     With ``skip_bad`` a bad sensor file is left out and listed in ``<out>/skipped.json`` (merged
     into the loading report); without, its DataError propagates.
@@ -148,9 +172,11 @@ def convert_uestc(root: PathLike, cache: PathLike, *, rate_hz: float = DEFAULT_R
     from tqdm.auto import tqdm
 
     root = Path(root)
-    names, clips = list_clips(root)
+    names, clips = list_clips(root, classes)
     h = hashlib.sha256()
     h.update(f"{CONVERTER_VERSION}|{root.resolve()}|{rate_hz}|{skip_bad}".encode())
+    if classes is not None:
+        h.update(("|classes=" + ",".join(sorted(classes))).encode())
     for _, p, _ in clips:
         st = p.stat()
         h.update(f"|{p.name}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -178,9 +204,11 @@ def convert_uestc(root: PathLike, cache: PathLike, *, rate_hz: float = DEFAULT_R
     labels = pd.DataFrame(rows, columns=["recording", "start", "end", "label", "subject"])
     try:
         write_generic_dataset(out, recordings, labels, Units("g", "rad/s", "s"), fmt="parquet", classes=names,
-                              name="uestc-mmea-cl", source=f"UESTC-MMEA-CL sensor files: {root}",
+                              name="uestc-mmea-cl" if classes is None else f"uestc-mmea-cl-{len(names)}",
+                              source=f"UESTC-MMEA-CL sensor files: {root}",
                               description=f"one recording per clip, uniform {rate_hz} Hz assumed, "
-                                          "subject = recording date (session proxy)")
+                                          "subject = recording date (session proxy)"
+                                          + ("" if classes is None else "; classes " + ", ".join(names)))
     except (ConfigError, OSError):
         if (out / "dataset.json").is_file():
             return out
