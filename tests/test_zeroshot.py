@@ -65,3 +65,59 @@ def test_zeroshot_metrics_layout():
     for key in ("R@1", "R@3", "R@10", "MRR", "chance_R@1"):
         assert key in res["retrieval"]["imu_to_video"]
     assert {"balanced_accuracy", "macro_f1"} <= set(res["classification"])
+
+
+def test_per_class_retrieval_hand_computed():
+    """3 classes, 2 subjects; a query's prototypes come from the other subject only.
+    Subject b's prototypes: c0 (1,0), c1 (0,1), c2 (-1,0); subject a's: c0 (1,0), c1 (0,1), c2 (0,-1).
+      a, class 0, imu (1, .2): c0 .98 > c1 .20 > c2 -.98          -> rank 1
+      a, class 1, imu (1, .5): c0 .89 > c1 .45 > c2 -.89          -> rank 2
+      a, class 2, imu (0, 1):  c1 1 > c0 0 = c2 0 (tie: against)  -> rank 3
+      b, class 0, imu (0, -1): c2 1 > c0 0 > c1 -1                -> rank 2
+    R@1 = 1/4, R@3 = 1, MRR = (1 + 1/2 + 1/3 + 1/2) / 4; chance 1/3, 1, (1 + 1/2 + 1/3) / 3."""
+    subject = np.array(["a", "a", "a", "b", "b", "b"])
+    video = np.array([[1, 0], [0, 1], [0, -1], [1, 0], [0, 1], [-1, 0]], float)
+    imu = np.array([[1, 0.2], [1, 0.5], [0, 1], [0, -1], [0.3, 0.3], [0.5, -0.1]])
+    labels = np.array([0, 1, 2, 0, -1, -1])  # the last two windows are unlabelled: not queries
+    protos = {"video": video, "label": np.array([0, 1, 2, 0, 1, 2]), "subject": subject}
+    res = zeroshot_metrics({"imu": imu, "video": video, "label": labels, "subject": subject}, protos)
+    cr = res["class_retrieval"]
+    assert cr["R@1"] == pytest.approx(0.25) and cr["R@3"] == pytest.approx(1.0)
+    assert cr["MRR"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
+    assert cr["chance_R@1"] == pytest.approx(1 / 3) and cr["chance_R@3"] == pytest.approx(1.0)
+    assert cr["chance_MRR"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert cr["classes"] == 3 and cr["windows"] == 4
+    # the window retrieval is another measure: 6 windows, chance 1/6
+    assert res["retrieval"]["imu_to_video"]["chance_R@1"] == pytest.approx(1 / 6)
+    # a class with no prototype from another subject: that window is a miss (reciprocal rank 0)
+    lone = protos["label"].copy()
+    lone[5] = -1  # class 2 now only has subject a's window: a's class-2 query has no prototype
+    cr2 = zeroshot_metrics({"imu": imu, "video": video, "label": labels, "subject": subject},
+                           {**protos, "label": lone})["class_retrieval"]
+    assert cr2["MRR"] < cr["MRR"] and "no prototype" in cr2["note"]
+
+
+def test_per_class_retrieval_in_results_file_and_tables(tmp_path):
+    import json
+
+    from crossmodal_har.evaluate.results import ZeroshotResult, parse_zeroshot, write_results
+    from crossmodal_har.evaluate.tables import render_table4
+
+    win = {"R@1": 0.1, "R@3": 0.2, "R@10": 0.4, "MRR": 0.2, "chance_R@1": 0.01, "chance_R@3": 0.03,
+           "chance_R@10": 0.1, "chance_MRR": 0.05}
+    cr = {"R@1": 0.55, "R@3": 0.9, "MRR": 0.72, "chance_R@1": 0.2, "chance_R@3": 0.6, "chance_MRR": 0.4567,
+          "classes": 5, "windows": 100}
+    rows = [ZeroshotResult(retrieval={"imu_to_video": win}, class_retrieval=cr, method=m, pretrain_seed=s,
+                           store="S", split="test", windows=100) for m, s in (("siglip", 0), ("clip", 0))]
+    path = write_results(rows[0], tmp_path / "results.json")
+    back = parse_zeroshot(json.loads(path.read_text()), path)
+    assert back.class_retrieval == cr
+    text = "\n".join(render_table4(rows))
+    assert "| siglip | 5 | 100 | 0.550 | 0.900 | 0.720 |" in text
+    assert "| *chance* | | | 0.200 | 0.600 | 0.457 |" in text
+    seeds = rows + [ZeroshotResult(retrieval={"imu_to_video": win}, class_retrieval={**cr, "R@1": 0.65},
+                                   method="siglip", pretrain_seed=1, store="S", split="test", windows=100)]
+    text = "\n".join(render_table4(seeds))
+    assert "| siglip | 2 | 5 | 0.600 ± 0.071 (0.550 – 0.650) |" in text
+    with pytest.raises(ValueError, match="class_retrieval"):
+        ZeroshotResult(retrieval={"imu_to_video": win}, class_retrieval={"R@1": "x"}).validate()

@@ -37,6 +37,8 @@ RESULTS_JSON = "results.json"
 RUN_KEYS = ("protocol", "shots", "seed", "test")
 SUMMARY_ROW_KEYS = ("protocol", "shots", "n_seeds", "balanced_accuracy_mean")
 RETRIEVAL_KEYS = ("R@1", "R@3", "R@10", "MRR")
+# per-class retrieval over C class prototypes (the paper's zero-shot R@k; chance min(k, C)/C)
+CLASS_RETRIEVAL_KEYS = ("R@1", "R@3", "MRR")
 # a merged results.json lists its keys in this order (an evaluation's follow the field order)
 MERGED_KEY_ORDER = ("kind", "complete", "sources", "dataset", "summary", "runs", "reference", "comparisons",
                     "mismatches", "zeroshot", "zeroshot_summary", "control_comparisons")
@@ -126,14 +128,17 @@ class RunResult(SavedFile):
 @dataclass
 class ZeroshotResult(SavedFile):
     """A zero-shot ``results.json``: retrieval both ways (``retrieval[direction]`` holds R@1, R@3, R@10,
-    MRR and their ``chance_*``), the nearest-video-class ``classification`` when the windows are
-    labelled, and what was evaluated (``run``, ``store``, ``split``: ``test`` or ``all``, ``subjects``,
+    MRR and their ``chance_*``: windows ranked among N windows), the nearest-video-class
+    ``classification`` and the per-class retrieval ``class_retrieval`` (R@1, R@3, MRR of the true class
+    among the C class prototypes, ``chance_*`` = min(k, C)/C and H_C/C, ``classes``, ``windows``) when the
+    windows are labelled, and what was evaluated (``run``, ``store``, ``split``: ``test`` or ``all``, ``subjects``,
     ``windows``). ``method`` labels the row in reports; ``pretrain_method`` is the run's own method."""
 
     WHAT = "zero-shot results"
 
     retrieval: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     classification: Optional[Dict[str, Any]] = None
+    class_retrieval: Optional[Dict[str, Any]] = None
     run: Optional[str] = None
     method: Optional[str] = None
     pretrain_method: Optional[str] = None
@@ -165,6 +170,11 @@ class ZeroshotResult(SavedFile):
                 if isinstance(self.classification.get(k), bool) or not isinstance(self.classification.get(k),
                                                                                    (int, float)):
                     raise ValueError(f"classification has no number {k!r}")
+        if self.class_retrieval is not None:
+            for k in CLASS_RETRIEVAL_KEYS:
+                v = self.class_retrieval.get(k)
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"class_retrieval has no number {k!r}")
 
     def to_json(self) -> Dict[str, Any]:
         return {VERSION_KEY: self.VERSION, **_present_fields(self, keep_none=("pretrain_seed",))}

@@ -20,7 +20,7 @@ import numpy as np
 from crossmodal_har.evaluate.comparisons import compute_comparisons, run_units, unit_value
 from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.evaluate.metrics import METRICS, summarize
-from crossmodal_har.evaluate.results import RETRIEVAL_KEYS, ZeroshotResult
+from crossmodal_har.evaluate.results import CLASS_RETRIEVAL_KEYS, RETRIEVAL_KEYS, ZeroshotResult
 
 PROTOCOL_ORDER = ("supervised", "linear-probe", "knn", "finetune")
 METHOD_ORDER = ("siglip", "clip", "imu2clip", "imu-mae", "random", "supervised")
@@ -146,7 +146,8 @@ def zeroshot_summary(zeroshot: Sequence[ZeroshotResult]) -> List[Dict[str, Any]]
     one entry per method × direction with ``n_results``, ``pretrain_seeds``, ``windows`` and, for R@1,
     R@3, R@10 and MRR, ``K_mean``, ``K_std`` (sample std over pretraining seeds; None with one),
     ``K_min``, ``K_max``, ``chance_K``; plus ``classification`` (balanced accuracy and macro-F1 the
-    same way) when the results have it."""
+    same way) and ``class_retrieval`` (per-class R@1, R@3, MRR the same way, with ``chance_K`` and
+    ``classes``) when the results have them."""
     by_method: "OrderedDict[str, List[ZeroshotResult]]" = OrderedDict()
     for z in sorted(zeroshot, key=lambda z: (method_order_key(z.method or ""), str(z.pretrain_seed))):
         by_method.setdefault(z.method or "", []).append(z)
@@ -169,6 +170,12 @@ def zeroshot_summary(zeroshot: Sequence[ZeroshotResult]) -> List[Dict[str, Any]]
                     **{f"{k}_{a}": v for k in ("balanced_accuracy", "macro_f1")
                        for a, v in _stats([c[k] for c in cls]).items()},
                     "chance_balanced_accuracy": cls[0].get("chance_balanced_accuracy"), "n_results": len(cls)}
+            crs = [z.class_retrieval for z in zs if z.class_retrieval]
+            if crs:
+                e["class_retrieval"] = {
+                    **{f"{k}_{a}": v for k in CLASS_RETRIEVAL_KEYS for a, v in _stats([c[k] for c in crs]).items()},
+                    **{f"chance_{k}": crs[0].get(f"chance_{k}") for k in CLASS_RETRIEVAL_KEYS},
+                    "classes": crs[0].get("classes"), "n_results": len(crs)}
             out.append(e)
     return out
 

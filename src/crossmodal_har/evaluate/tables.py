@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from crossmodal_har.evaluate.comparisons import EXACT_MAX_PAIRS, MC_RESAMPLES
 from crossmodal_har.evaluate.fewshot import shots_key
-from crossmodal_har.evaluate.results import RETRIEVAL_KEYS, ZeroshotResult
+from crossmodal_har.evaluate.results import CLASS_RETRIEVAL_KEYS, RETRIEVAL_KEYS, ZeroshotResult
 from crossmodal_har.evaluate.summaries import method_order_key, zeroshot_groups, zeroshot_summary
 
 TABLE3_METRICS = (("balanced_accuracy", "Balanced accuracy"), ("macro_f1", "Macro-F1"), ("accuracy", "Accuracy"))
@@ -218,7 +218,45 @@ def render_table4_seeds(zeroshot: Sequence[ZeroshotResult]) -> List[str]:
             lines.append(f"| {e['method']} | {c['n_results']} | {_spread(c, 'balanced_accuracy', minmax=True)} | "
                          f"{_spread(c, 'macro_f1')} | {'–' if ch is None else f'{ch:.3f}'} |")
         lines.append("")
+    crs = [e for e in summ if e.get("class_retrieval") and e["direction"] == summ[0]["direction"]]
+    if crs:
+        lines += [CLASS_RETRIEVAL_NOTE + ", mean ± sd over pretraining seeds:", "",
+                  "| Method | Pretraining seeds | Classes | " + " | ".join(CLASS_RETRIEVAL_KEYS) + " |",
+                  "|---|---|---|" + "---|" * len(CLASS_RETRIEVAL_KEYS)]
+        for e in crs:
+            c = e["class_retrieval"]
+            lines.append(f"| {e['method']} | {c['n_results']} | {c.get('classes', '?')} | "
+                         + " | ".join(_spread(c, k, minmax=k == "R@1") for k in CLASS_RETRIEVAL_KEYS) + " |")
+        c = crs[-1]["class_retrieval"]
+        lines += ["| *chance* | | | " + " | ".join(_chance(c.get(f"chance_{k}")) for k in CLASS_RETRIEVAL_KEYS)
+                  + " |", ""]
     return lines
+
+
+CLASS_RETRIEVAL_NOTE = ("Per-class retrieval (the paper's zero-shot R@k: each IMU window ranks the C class "
+                        "prototypes, mean video embeddings over *other* subjects; chance min(k, C)/C, not the "
+                        "k/N of the window retrieval above)")
+
+
+def _chance(v: Optional[float]) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def render_class_retrieval(rows: Sequence[ZeroshotResult]) -> List[str]:
+    """The per-class retrieval table of single results (one row per method), chance beside."""
+    crs = [z for z in rows if z.class_retrieval]
+    if not crs:
+        return []
+    lines = [CLASS_RETRIEVAL_NOTE + ":", "",
+             "| Method | Classes | Windows | " + " | ".join(CLASS_RETRIEVAL_KEYS) + " |",
+             "|---|---|---|" + "---|" * len(CLASS_RETRIEVAL_KEYS)]
+    for z in crs:
+        c = z.class_retrieval
+        lines.append(f"| {z.method} | {c.get('classes', '?')} | {c.get('windows', '?')} | "
+                     + " | ".join(f"{c[k]:.3f}" for k in CLASS_RETRIEVAL_KEYS) + " |")
+    c = crs[-1].class_retrieval
+    return lines + ["| *chance* | | | " + " | ".join(_chance(c.get(f"chance_{k}")) for k in CLASS_RETRIEVAL_KEYS)
+                    + " |", ""]
 
 
 def render_table4(zeroshot: Sequence[ZeroshotResult]) -> List[str]:
@@ -253,7 +291,7 @@ def render_table4(zeroshot: Sequence[ZeroshotResult]) -> List[str]:
             lines.append(f"| {z.method} | {c['balanced_accuracy']:.3f} | {c['macro_f1']:.3f} | "
                          f"{c.get('chance_balanced_accuracy', float('nan')):.3f} |")
         lines.append("")
-    return lines
+    return lines + render_class_retrieval(rows)
 
 
 def zeroshot_title(split: str, store: str, titles: Optional[Mapping[str, str]] = None) -> str:

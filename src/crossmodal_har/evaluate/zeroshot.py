@@ -5,6 +5,10 @@
 * Zero-shot classification: each IMU window gets the class whose mean video embedding, computed
   from *other subjects'* windows, is nearest (cosine). No IMU label is used; video labels only form
   the class prototypes. Balanced accuracy and macro-F1 over the labelled windows.
+* Per-class retrieval (the paper's zero-shot R@k): each labelled IMU window ranks the C class
+  prototypes; R@k = share of windows whose true class is among the k nearest, MRR = mean 1/rank,
+  chance R@k = min(k, C)/C, MRR chance = H_C/C (C = classes with a prototype). The per-window
+  retrieval above ranks N windows (chance k/N); the two are different measures on different scales.
 
 The retrieval measures themselves (ranks, R@k, MRR, ties counted against the true match) are
 :mod:`crossmodal_har.train.retrieval`'s, shared with pretraining validation.
@@ -15,13 +19,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from crossmodal_har.errors import UserError
 from crossmodal_har.evaluate.metrics import classification_metrics
-from crossmodal_har.evaluate.results import RETRIEVAL_KEYS, ZeroshotResult, write_results
+from crossmodal_har.evaluate.results import CLASS_RETRIEVAL_KEYS, RETRIEVAL_KEYS, ZeroshotResult, write_results
 from crossmodal_har.pairs.store import PairedWindowDataset, WindowStore
 from crossmodal_har.train.retrieval import l2_normalize, retrieval_metrics
 from crossmodal_har.train.rundir import load_run
@@ -30,6 +34,30 @@ from crossmodal_har.train.validation import embed_dataset
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def prototype_scores(imu_emb: np.ndarray, subjects: np.ndarray, proto_video: np.ndarray, proto_labels: np.ndarray,
+                     proto_subjects: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of each IMU window to each class prototype (mean video embedding of the class
+    over windows of *other* subjects).
+
+    Returns ``(classes [C], scores [N, C])``; a score is ``-inf`` where the class has no window of
+    another subject.
+    """
+    q = l2_normalize(imu_emb)
+    pv = l2_normalize(proto_video)
+    proto_labels = np.asarray(proto_labels)
+    proto_subjects = np.asarray(proto_subjects).astype(str)
+    subjects = np.asarray(subjects).astype(str)
+    classes = np.unique(proto_labels[proto_labels >= 0])
+    scores = np.full((len(q), len(classes)), -np.inf)
+    for s in np.unique(subjects):
+        rows = np.flatnonzero(subjects == s)
+        for j, c in enumerate(classes):
+            sel = (proto_labels == c) & (proto_subjects != s)
+            if sel.any():
+                scores[rows, j] = q[rows] @ l2_normalize(pv[sel].mean(axis=0)[None])[0]
+    return classes, scores
 
 
 def zeroshot_classify(imu_emb: np.ndarray, video_emb: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
@@ -42,26 +70,43 @@ def zeroshot_classify(imu_emb: np.ndarray, video_emb: np.ndarray, labels: np.nda
     """
     if proto_video is None:
         proto_video, proto_labels, proto_subjects = video_emb, labels, subjects
-    q = l2_normalize(imu_emb)
-    pv = l2_normalize(proto_video)
-    proto_labels = np.asarray(proto_labels)
-    proto_subjects = np.asarray(proto_subjects).astype(str)
-    subjects = np.asarray(subjects).astype(str)
-    classes = np.unique(proto_labels[proto_labels >= 0])
-    pred = np.full(len(q), -1, dtype=np.int64)
-    for s in np.unique(subjects):
-        rows = np.flatnonzero(subjects == s)
-        protos, names = [], []
-        for c in classes:
-            sel = (proto_labels == c) & (proto_subjects != s)
-            if sel.any():
-                protos.append(pv[sel].mean(axis=0))
-                names.append(c)
-        if not protos:
-            continue
-        P = l2_normalize(np.stack(protos))
-        pred[rows] = np.asarray(names)[np.argmax(q[rows] @ P.T, axis=1)]
+    classes, scores = prototype_scores(imu_emb, subjects, proto_video, proto_labels, proto_subjects)
+    pred = np.full(len(scores), -1, dtype=np.int64)
+    has = np.isfinite(scores).any(axis=1) if scores.shape[1] else np.zeros(len(scores), bool)
+    if has.any():
+        pred[has] = classes[np.argmax(scores[has], axis=1)]
     return pred
+
+
+def class_retrieval(classes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                    ks: Sequence[int] = (1, 3)) -> Dict[str, Any]:
+    """Per-class retrieval from :func:`prototype_scores`: R@k and MRR of each labelled window's true
+    class among the C prototypes, with chance levels (R@k: min(k, C)/C; MRR: H_C/C).
+
+    Ties count against the true class (rank = number of prototypes scoring at least as high). A window
+    whose class has no prototype from another subject counts as a miss (reciprocal rank 0).
+    """
+    labels = np.asarray(labels)
+    rows = np.flatnonzero(labels >= 0)
+    C = len(classes)
+    col = {int(c): j for j, c in enumerate(classes)}
+    rank = np.full(len(rows), np.inf)
+    for i, r in enumerate(rows):
+        j = col.get(int(labels[r]))
+        if j is not None and np.isfinite(scores[r, j]):
+            rank[i] = float((scores[r] >= scores[r, j]).sum())
+    out: Dict[str, Any] = {}
+    for k in ks:
+        out[f"R@{k}"] = float(np.mean(rank <= k)) if len(rows) else float("nan")
+        out[f"chance_R@{k}"] = min(k, C) / C if C else float("nan")
+    out["MRR"] = float(np.mean(1.0 / rank)) if len(rows) else float("nan")
+    out["chance_MRR"] = float(np.sum(1.0 / np.arange(1, C + 1)) / C) if C else float("nan")
+    out["classes"] = int(C)
+    out["windows"] = int(len(rows))
+    missing = int(np.isinf(rank).sum())
+    if missing:
+        out["note"] = f"{missing} window(s) had no prototype of their class from another subject; counted as misses"
+    return out
 
 
 def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.ndarray]] = None) -> Dict[str, Any]:
@@ -76,9 +121,13 @@ def zeroshot_metrics(emb: Dict[str, np.ndarray], protos: Optional[Dict[str, np.n
     }}
     labels = np.asarray(emb["label"])
     if (labels >= 0).any():
-        p = protos or {}
-        pred = zeroshot_classify(emb["imu"], emb["video"], labels, emb["subject"], p.get("video"), p.get("label"),
-                                 p.get("subject"))
+        p = protos or {"video": emb["video"], "label": labels, "subject": emb["subject"]}
+        classes, scores = prototype_scores(emb["imu"], emb["subject"], p["video"], p["label"], p["subject"])
+        pred = np.full(len(labels), -1, dtype=np.int64)
+        has = np.isfinite(scores).any(axis=1) if scores.shape[1] else np.zeros(len(labels), bool)
+        if has.any():
+            pred[has] = classes[np.argmax(scores[has], axis=1)]
+        res["class_retrieval"] = class_retrieval(classes, scores, labels)
         c = classification_metrics(labels, pred)  # the few-shot tables' metrics (macro-F1 included)
         present = sum(r is not None for r in c["per_class_recall"])  # classes among the labelled windows
         res["classification"] = {**c, "chance_balanced_accuracy": 1.0 / present, "classes": present}
@@ -166,7 +215,8 @@ def run_zeroshot(run_dir: PathLike, store_path: PathLike, out_dir: PathLike, spl
     if "classification" in res:
         res["classification"]["prototype_windows"] = int(len(protos["label"]) if protos else len(idx))
     result = ZeroshotResult(
-        retrieval=res["retrieval"], classification=res.get("classification"), run=os.fspath(run_dir),
+        retrieval=res["retrieval"], classification=res.get("classification"),
+        class_retrieval=res.get("class_retrieval"), run=os.fspath(run_dir),
         method=name or meta["method"], pretrain_method=meta["method"],
         pretrain_seed=(meta.get("config") or {}).get("seed"), store=os.fspath(store_path), split=split,
         subjects=subjects, windows=int(len(idx)), class_names=store.class_names)
@@ -186,4 +236,8 @@ def format_results(res: ZeroshotResult) -> str:
         c = res.classification
         lines.append(f"  classification balanced_accuracy={c['balanced_accuracy']:.3f} "
                      f"(chance {c['chance_balanced_accuracy']:.3f})  macro_f1={c['macro_f1']:.3f}")
+    if res.class_retrieval is not None:
+        m = res.class_retrieval
+        cells = "  ".join(f"{k}={m[k]:.3f} (chance {m['chance_' + k]:.3f})" for k in CLASS_RETRIEVAL_KEYS)
+        lines.append(f"  per-class retrieval over {m['classes']} class prototypes: {cells}")
     return "\n".join(lines)
