@@ -16,6 +16,10 @@ The algorithm, a deterministic function of the sorted subject ids and ``seed``:
    With labels, further permutations are drawn until every class occurs in train, validation and test
    (at most ``max_tries``; failing that, the permutation covering most classes, train first), so a rare
    class does not silently vanish from training.
+
+The one split that is *not* subject-disjoint, :func:`paper_split`, is the paper's own few-shot
+protocol, offered by name (``evaluate --split paper``) so its numbers can be compared, and marked
+optimistic wherever it is reported.
 """
 
 from __future__ import annotations
@@ -260,3 +264,34 @@ def fold_splits(subject: Sequence[str], folds: object, cfg: SplitConfig, y: Opti
                                 subjects={"train": inner.subjects["train"], "val": inner.subjects["val"],
                                           "test": test_s}))
     return out
+
+
+#: the paper's few-shot protocol: test windows per class (official downstream.py ``--val_samples 20``)
+PAPER_TEST_PER_CLASS = 20
+
+
+def paper_split(y: np.ndarray, subject: Sequence[str], n_classes: int, seed: int,
+                test_per_class: int = PAPER_TEST_PER_CLASS) -> SubjectSplit:
+    """The paper's split (Cheshmi et al. 2025, official ``downstream.py``): per class, the windows are
+    shuffled with ``seed`` and the first ``test_per_class`` are the test windows; the rest are the
+    training pool (the few-shot draw takes k of them). Windows, not people, are split: one person's
+    windows (even overlapping windows of one recording) can be in both. There is no validation part:
+    the paper picks the best epoch on the test windows, so ``val`` is ``test`` here. Optimistic by
+    construction; ``subjects["shared"]`` lists the people in both parts.
+    """
+    y = np.asarray(y)
+    subject = np.asarray(subject).astype(str)
+    rng = np.random.default_rng([int(seed), int(test_per_class)])
+    test, train = [], []
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        if len(idx) <= test_per_class:
+            log.warning("class %d has only %d windows (<= %d test windows): none left to train on", c, len(idx),
+                        test_per_class)
+        test.append(idx[:test_per_class])
+        train.append(idx[test_per_class:])
+    te, tr = np.sort(np.concatenate(test)), np.sort(np.concatenate(train))
+    s_tr, s_te = sorted(set(subject[tr])), sorted(set(subject[te]))
+    return SubjectSplit(train=tr, val=te, test=te, subjects={"train": s_tr, "val": s_te, "test": s_te,
+                                                             "shared": sorted(set(s_tr) & set(s_te))})

@@ -34,8 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, help="repetitions: new few-shot draw and initialisation (default 3)")
     p.add_argument("--first-seed", type=int, help="first seed (default 0)")
     p.add_argument("--split-seed", type=int, help="base seed of the subject splits (default 0)")
-    p.add_argument("--split", choices=["per-seed", "fixed"], default=None, help="per-seed (default): every seed draws "
-                   "its own subject split (same for every method given the same seeds); fixed: one split for all seeds")
+    p.add_argument("--split", choices=["per-seed", "fixed", "paper"], default=None, help="per-seed (default): every seed "
+                   "draws its own subject split (same for every method given the same seeds); fixed: one split for all "
+                   "seeds; paper: the paper's protocol, optimistic (20 test windows per class from anyone, best epoch "
+                   "on them; shots 10,20,50,100 and 5 seeds unless given)")
     p.add_argument("--folds", help="grouped K-fold cross-validation over subjects: an integer K >= 2, or 'loso' "
                    "(leave one subject out)")
     p.add_argument("--val", choices=["k-shot", "full"], default=None, help="k-shot (default): at k shots model "

@@ -34,15 +34,20 @@ from crossmodal_har.evaluate.protocol_config import FitConfig
 from crossmodal_har.evaluate.protocols import PROTOCOLS, EncoderSource, fit_protocol, require_channels
 from crossmodal_har.evaluate.report import write_outputs
 from crossmodal_har.evaluate.results import EVALUATION_KIND, RunResult
-from crossmodal_har.evaluate.summaries import summarize_runs
+from crossmodal_har.evaluate.summaries import PAPER_LABEL, summarize_runs
 from crossmodal_har.io import read_json
 from crossmodal_har.models.encoder_file import encoder_preprocess, find_encoder_dir
 from crossmodal_har.models.classifier import embed_windows
 from crossmodal_har.signals.datasets import load_labelled
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet
-from crossmodal_har.splits import SplitConfig, SubjectSplit, derive_seed, fold_splits, parse_folds, subject_split
+from crossmodal_har.splits import (PAPER_TEST_PER_CLASS, SplitConfig, SubjectSplit, derive_seed, fold_splits,
+                                   paper_split, parse_folds, subject_split)
 
 log = logging.getLogger(__name__)
+
+#: the paper's shots and repeats, used with ``split_scheme: paper`` unless shots / seeds are given
+PAPER_SHOTS: List[Union[int, str]] = [10, 20, 50, 100]
+PAPER_SEEDS = 5
 
 
 def _random_preprocess() -> PreprocessConfig:
@@ -78,7 +83,11 @@ class EvaluateConfig:
         split: subject-disjoint split (``crossmodal_har.splits``): fractions or explicit subjects, seed.
         split_scheme: ``per-seed`` (default): every seed draws its own subject split, with split seed
             ``derive_seed(split.seed, seed)``, so the spread over seeds covers which people are tested;
-            ``fixed``: one split (``split.seed``) for every seed (the behaviour before issue 12).
+            ``fixed``: one split (``split.seed``) for every seed (the behaviour before issue 12);
+            ``paper``: the paper's protocol (:func:`crossmodal_har.splits.paper_split`): per seed, 20
+            random test windows per class from anyone, k training windows per class from the rest,
+            the best epoch chosen on those test windows; shots 10, 20, 50, 100 and 5 seeds unless
+            given. Optimistic: every row it produces carries :data:`PAPER_LABEL`.
         folds: grouped K-fold over subjects (an int >= 2) or ``loso`` (leave one subject out); each
             fold's subjects are tested once, each seed repeats the draws (and the fold's train/val
             split) inside every fold. ``None`` = no folds (``split_scheme`` decides).
@@ -102,7 +111,7 @@ class EvaluateConfig:
     cache_dir: Optional[str] = None
     preprocess: PreprocessConfig = field(default_factory=_random_preprocess)
     split: SplitConfig = field(default_factory=SplitConfig)
-    split_scheme: Literal["per-seed", "fixed"] = "per-seed"
+    split_scheme: Literal["per-seed", "fixed", "paper"] = "per-seed"
     folds: Union[int, str, None] = None
     val: Literal["k-shot", "full"] = "k-shot"
     fit: FitConfig = field(default_factory=FitConfig)
@@ -122,6 +131,10 @@ class EvaluateConfig:
         if self.match and self.encoder != "random":
             raise ConfigError("match (--match) is for encoder: random only: a saved encoder has its own "
                               "architecture and preprocessing")
+        if self.split_scheme not in ("per-seed", "fixed", "paper"):
+            raise ConfigError(f"split_scheme must be per-seed, fixed or paper, got {self.split_scheme!r}")
+        if self.split_scheme == "paper" and self.folds is not None:
+            raise ConfigError("split_scheme paper (the paper's window split) cannot be combined with folds")
         if self.folds is not None and (self.split.val_subjects or self.split.test_subjects):
             raise ConfigError("folds cannot be combined with split.val_subjects / split.test_subjects")
 
@@ -137,8 +150,13 @@ def build_evaluate_config(flags: Dict[str, Any], *, protocols: Optional[str] = N
     flags = dict(flags)
     flags["protocols"] = None if protocols is None else [x.strip() for x in protocols.split(",") if x.strip()]
     flags["shots"] = None if shots is None else parse_shots(shots)
-    cfg = build_config(EvaluateConfig, load_config_file(config_file) if config_file else None, flags=flags,
-                       overrides=overrides, where="evaluate config")
+    file_cfg = load_config_file(config_file) if config_file else None
+    cfg = build_config(EvaluateConfig, file_cfg, flags=flags, overrides=overrides, where="evaluate config")
+    if cfg.split_scheme == "paper":  # the paper's shots and repeats, unless given
+        given = set(file_cfg or {}) | {k for k, v in flags.items() if v is not None} | {
+            o.split("=", 1)[0].strip() for o in overrides}
+        cfg.shots = cfg.shots if "shots" in given else list(PAPER_SHOTS)
+        cfg.seeds = cfg.seeds if "seeds" in given else PAPER_SEEDS
     if not cfg.dataset:
         raise UserError("--dataset is required (a generic dataset directory, 'hapt' or 'uestc:<dir>')")
     if cfg.match or saved_encoder(cfg):
@@ -152,7 +170,7 @@ def saved_encoder(cfg: "EvaluateConfig") -> Optional[str]:
 
 
 def split_scheme_name(cfg: "EvaluateConfig") -> str:
-    """``per-seed``, ``fixed``, ``K-fold`` or ``loso``: how subjects were resampled (in results.json)."""
+    """``per-seed``, ``fixed``, ``paper``, ``K-fold`` or ``loso``: how the data were split (in results.json)."""
     if cfg.folds == "loso":
         return "loso"
     if cfg.folds is not None:
@@ -165,6 +183,11 @@ def plan_splits(subject: np.ndarray, y: np.ndarray, n_classes: int, cfg: "Evalua
     """{(fold or None, seed): (split, split seed)}: every split the evaluation uses. The same inputs
     give the same splits for every method (they depend on the subjects, labels and seeds only)."""
     out: Dict[Tuple[Optional[int], int], Tuple[SubjectSplit, int]] = {}
+    if cfg.split_scheme == "paper":
+        for seed in seeds:
+            s = derive_seed(cfg.split.seed, seed)
+            out[(None, seed)] = (paper_split(y, subject, n_classes, s), s)
+        return out
     if cfg.folds is not None:
         for seed in seeds:
             for i, sp in enumerate(fold_splits(subject, cfg.folds, cfg.split, y, n_classes, inner_seed=seed)):
@@ -210,6 +233,9 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         label = cfg.name or _encoder_label(Path(cfg.encoder))
         # the saved encoder's preprocessing is what is used: config.json must say so
         cfg = dataclasses.replace(cfg, preprocess=source.preprocess, model=source.model_name)
+    paper = cfg.split_scheme == "paper"
+    if paper:
+        label += PAPER_LABEL
     if windows is None:
         log.info("loading %s (rate %.0f Hz, window %.2f s, stride %.2f s, normalisation %s, channels %s)",
                  cfg.dataset, source.preprocess.rate_hz, source.preprocess.window_s, source.preprocess.stride_s,
@@ -243,6 +269,10 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     }
     if scheme == "fixed":  # one split: as before issue 12
         split_info.update(first.to_dict())
+    if paper:
+        split_info.update({"optimistic": True, "test_per_class": PAPER_TEST_PER_CLASS, "subject_disjoint": False,
+                           "val": "test",
+                           "model_selection": "test windows (the paper's best epoch)"})
     keys = list(splits)
     plan = [(p, s, key) for p in cfg.protocols for s in sorted(cfg.shots, key=shots_key) for key in keys]
     results = RunResult(
@@ -268,7 +298,9 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
         bar.set_postfix_str(f"{protocol} shots={shots} seed={seed}" + ("" if fold is None else f" fold={fold}"))
         idx, per_class = sample_shots(ws.y, split.train, shots, seed, n_classes)
         train_ws = ws.subset(idx)
-        if cfg.val == "k-shot" and shots != "all":  # honest: no more validation labels than shots
+        if paper:  # the paper selects on its test windows: validation = test
+            val_idx, val_per_class = sample_shots(ws.y, split.test, "all", seed, n_classes)
+        elif cfg.val == "k-shot" and shots != "all":  # honest: no more validation labels than shots
             val_idx, val_per_class = sample_shots(ws.y, split.val, shots, seed, n_classes)
         else:
             val_idx, val_per_class = sample_shots(ws.y, split.val, "all", seed, n_classes)
@@ -296,12 +328,12 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
             "train_subjects": split.subjects["train"], "val_subjects": split.subjects["val"],
             "test_subjects": split.subjects["test"],
             "n_train": int(len(idx)), "shots_per_class": {ws.class_names[int(c)]: n for c, n in per_class.items()},
-            "val_mode": cfg.val,  # k-shot: at most `shots` validation windows per class (all at shots=all)
+            "val_mode": "test" if paper else cfg.val,  # k-shot: at most `shots` per class (all at shots=all)
             "n_val": int(len(val_idx)),
             "val_shots_per_class": {ws.class_names[int(c)]: n for c, n in val_per_class.items()},
             "n_labels": int(len(idx)) + n_val_used,
             "best_epoch": fitted.best_epoch, "fit_seconds": round(fitted.seconds, 3),
-            "val": val, "test": test,
+            "val": val, "test": test, **({"optimistic": True} if paper else {}),
         })
         log.info("%s shots=%s seed=%d: test balanced accuracy %.3f (val %.3f, %d train windows)", protocol, shots,
                  seed, test["balanced_accuracy"], val.get("balanced_accuracy", float("nan")), len(idx))

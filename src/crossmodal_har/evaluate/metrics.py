@@ -106,3 +106,26 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> Dict[str, Op
     half = t_critical(n, confidence) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half,
             "ci95_half_width": half, "n": n}
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Dict[str, Optional[float]]:
+    """Mean of ``a`` minus mean of ``b`` for two independent samples, with Welch's t-interval
+    (unequal variances, Welch-Satterthwaite degrees of freedom). Interval ``None`` with fewer than two
+    values on either side or no spread at all."""
+    x = np.asarray([v for v in a if v is not None and not math.isnan(v)], dtype=np.float64)
+    y = np.asarray([v for v in b if v is not None and not math.isnan(v)], dtype=np.float64)
+    if not len(x) or not len(y):
+        return {"diff": None, "ci95_low": None, "ci95_high": None, "df": None, "n_a": len(x), "n_b": len(y)}
+    diff = float(x.mean() - y.mean())
+    out: Dict[str, Optional[float]] = {"diff": diff, "ci95_low": None, "ci95_high": None, "df": None,
+                                       "n_a": len(x), "n_b": len(y)}
+    if len(x) < 2 or len(y) < 2:
+        return out
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se2 = va + vb
+    if se2 <= 0:
+        return out
+    df = se2 ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(se2))
+    out.update({"ci95_low": diff - half, "ci95_high": diff + half, "df": float(df)})
+    return out

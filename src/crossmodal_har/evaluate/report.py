@@ -22,10 +22,10 @@ from crossmodal_har.errors import UserError
 from crossmodal_har.evaluate.merge import merge_results, read_inputs
 from crossmodal_har.evaluate.plots import plot_comparisons, plot_confusion, plot_retrieval, plot_shots_curve
 from crossmodal_har.evaluate.results import MERGED_KIND, RunResult, ZeroshotResult, write_results
-from crossmodal_har.evaluate.summaries import control_comparisons, zeroshot_groups, zeroshot_summary
+from crossmodal_har.evaluate.summaries import control_comparisons, protocol_gaps, zeroshot_groups, zeroshot_summary
 from crossmodal_har.evaluate.tables import (pretrain_diffs_text, render_comparisons, render_pretrain_spread,
-                                            render_recall_table, render_results_table, render_shots_table,
-                                            render_table3, render_zeroshot, zeroshot_title)
+                                            render_protocol_gaps, render_recall_table, render_results_table,
+                                            render_shots_table, render_table3, render_zeroshot, zeroshot_title)
 from crossmodal_har.io import PathLike, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,23 @@ SUBJECTS_ARE_RECORDINGS = ("**every subject id is a recording name** (no `subjec
                            "the split is not subject-disjoint")
 
 
+PAPER_WARNING = ("**Rows marked `[paper protocol: optimistic]` follow the paper's protocol, not the sentence "
+                 "below**: random windows, not people, are split (one person's windows, even overlapping windows "
+                 "of one recording, can be in train and test) and the best epoch is chosen on the test windows. "
+                 "They are there to compare with the paper's numbers, not as an estimate for new people.")
+
+
 def split_text(split: Dict[str, Any]) -> str:
     """One line on how subjects were split (``split`` as in results.json, old or new form)."""
     scheme = split.get("scheme") or "fixed"
     splits = split.get("splits") or []
     subj = split.get("subjects") or ((splits[0].get("subjects") if splits else None) or {})
     sizes = f"{len(subj.get('train', []))}/{len(subj.get('val', []))}/{len(subj.get('test', []))} subjects (train/val/test)"
+    if scheme == "paper":
+        shared = len(subj.get("shared", []))
+        return (f"**the paper's protocol (optimistic)**: per seed, {split.get('test_per_class', 20)} random test "
+                f"windows per class from anyone, training windows from the rest; not subject-disjoint ({shared} "
+                f"people in both train and test in the first split)")
     if scheme == "fixed":
         return f"one fixed subject-disjoint split (`fixed`, split seed {split.get('seed', 0)}), {sizes}"
     if scheme == "per-seed":
@@ -53,6 +64,9 @@ def val_text(mode: Optional[str]) -> str:
     """The validation label budget in words (``val`` of results.json's split)."""
     if mode == "full":
         return "validation `full`: model selection on every window of the validation subjects"
+    if mode == "test":
+        return ("no validation: the best epoch is chosen on the test windows (the paper's selection; optimistic, "
+                "the test score is the best of several looks)")
     return ("validation `k-shot`: at k shots, model selection sees at most k labelled windows per class of the "
             "validation subjects (k·C training + k·C validation labels; kNN uses none; `all` shots use every "
             "validation window)")
@@ -134,6 +148,8 @@ def render_markdown(sources: Sequence[Dict[str, Any]], summary: Sequence[Dict[st
             lines.append(f"  - preprocessing: {pre.get('rate_hz')} Hz, window {pre.get('window_s')} s, stride "
                          f"{pre.get('stride_s')} s, normalisation `{pre.get('normalization')}`, median kernel "
                          f"{pre.get('median_kernel')}")
+    if any((s.get("split") or {}).get("optimistic") for s in sources):
+        lines += ["", PAPER_WARNING]
     lines += ["", "Test subjects are never seen in training or model selection (early stopping uses the "
               "validation subjects). Mean ± sample std over units: a unit is a seed (with `per-seed` a new "
               "subject split, few-shot draw and initialisation; with `fixed` only a new draw and initialisation, "
@@ -285,7 +301,10 @@ def _few_shot_section(merged: RunResult) -> List[str]:
              f"Dataset `{ds.get('spec', '?')}`: {ds.get('n_windows', '?')} windows, {ds.get('n_subjects', '?')} "
              "subjects; subject-disjoint train/validation/test; k labelled windows per class drawn from the "
              "training subjects; model selection on validation subjects; test subjects scored once per run.", ""]
+    if any((s.get("split") or {}).get("optimistic") for s in merged.sources or []):
+        lines += [PAPER_WARNING, ""]
     lines += render_table3(merged.summary)
+    lines += render_protocol_gaps(protocol_gaps(merged.runs or []))
     lines += render_pretrain_spread(merged.summary)
     lines += render_comparisons(comparisons, merged.reference)
     lines += render_true_pairing(comparisons, merged.control_comparisons or [], merged.reference)

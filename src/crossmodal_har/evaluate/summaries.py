@@ -19,7 +19,7 @@ import numpy as np
 
 from crossmodal_har.evaluate.comparisons import compute_comparisons, run_units, unit_value
 from crossmodal_har.evaluate.fewshot import shots_key
-from crossmodal_har.evaluate.metrics import METRICS, summarize
+from crossmodal_har.evaluate.metrics import METRICS, summarize, welch_difference
 from crossmodal_har.evaluate.results import CLASS_RETRIEVAL_KEYS, RETRIEVAL_KEYS, ZeroshotResult
 
 PROTOCOL_ORDER = ("supervised", "linear-probe", "knn", "finetune")
@@ -27,6 +27,9 @@ METHOD_ORDER = ("siglip", "clip", "imu2clip", "imu-mae", "random", "supervised")
 # "X (shuffled pairs)": X pretrained with split.shuffle_train_pairs (the control); the report compares
 # X with it, seed by seed, to say how much of X's gain comes from true pairing
 CONTROL_SUFFIX = " (shuffled pairs)"
+# "X [paper protocol: optimistic]": X evaluated with the paper's protocol (evaluate --split paper); every
+# table row of such runs carries it, and :func:`protocol_gaps` sets it against X under ours
+PAPER_LABEL = " [paper protocol: optimistic]"
 
 
 def method_order_key(method: str) -> tuple:
@@ -75,6 +78,8 @@ def summarize_runs(runs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
                                "n_seeds": len({r.get("seed") for r in rs}), "n_runs": len(rs),
                                "unit": "fold" if any(r.get("fold") is not None for r in rs) else "seed",
                                "n_units": len(units)}
+        if any(r.get("optimistic") for r in rs):  # the paper's protocol (evaluate --split paper)
+            row["optimistic"] = True
         modes = sorted({r["val_mode"] for r in rs if r.get("val_mode")})
         if modes:
             row["val_mode"] = "/".join(modes)
@@ -203,3 +208,27 @@ def control_comparisons(runs: Sequence[Dict[str, Any]], flagged: Sequence[str] =
                 bad = [m for m in (base, ctrl) if m in flagged]
                 out.append({**c, **({"mismatch_methods": bad} if bad else {})})
     return out
+
+
+def protocol_gaps(runs: Sequence[Dict[str, Any]], metric: str = "balanced_accuracy") -> List[Dict[str, Any]]:
+    """``X [paper protocol: optimistic]`` minus ``X`` for every method evaluated under both protocols, per
+    protocol × shots: the difference of the mean test ``metric`` with Welch's 95 % interval. The two
+    protocols test different windows (the paper's split is not subject-disjoint), so the runs are not
+    paired: each side's units (seeds) are independent samples."""
+    groups: "OrderedDict[tuple, List[Dict[str, Any]]]" = OrderedDict()
+    for r in runs:
+        groups.setdefault((r.get("method", ""), r["protocol"], r["shots"]), []).append(r)
+    out: List[Dict[str, Any]] = []
+    for (method, protocol, shots), rs in groups.items():
+        if not method.endswith(PAPER_LABEL):
+            continue
+        base = method[: -len(PAPER_LABEL)]
+        ours = groups.get((base, protocol, shots))
+        if not ours:
+            continue
+        a = [unit_value(u, metric) for u in run_units(rs).values()]
+        b = [unit_value(u, metric) for u in run_units(ours).values()]
+        d = welch_difference(a, b)
+        out.append({"method": method, "reference": base, "protocol": protocol, "shots": shots, "metric": metric,
+                    "paper_mean": float(np.mean(a)), "ours_mean": float(np.mean(b)), **d})
+    return sorted(out, key=lambda e: (method_order_key(e["reference"]), e["protocol"], shots_key(e["shots"])))
