@@ -123,7 +123,7 @@ def read_recording(path: PathLike, units: Units, *, subject: Optional[str] = Non
 
 
 def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, fmt: Optional[str] = None,
-                tz: str = "UTC", policy: str = LENIENT) -> Iterator[RawChunk]:
+                tz: str = "UTC", policy: str = LENIENT, damaged: Optional[str] = None) -> Iterator[RawChunk]:
     """Yield the recording at ``path`` as :class:`RawChunk` s of at most ``chunk_rows`` rows.
 
     Args:
@@ -132,6 +132,9 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
         tz: time zone for device clocks that store local time without a zone (Axivity).
         policy: ``lenient`` (missing values pass as NaN rows) or ``strict`` (they are errors); see
             the module docstring.
+        damaged: a device file's damaged parts: ``refuse`` or ``skip`` (listed in
+            ``chunk.device.skipped`` with their times); None = ``refuse`` under ``strict``, ``skip``
+            under ``lenient``.
 
     Problems raise :class:`DataError` with the global line (CSV) or row (Parquet) or sample (device).
     """
@@ -145,7 +148,9 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
         raise DataError(path, "file not found")
     if dev is not None:
         check_device_units(path, dev, units)
-        yield from _iter_device(path, dev, tz, chunk_rows)
+        if damaged is None:
+            damaged = "refuse" if policy == STRICT else "skip"
+        yield from _iter_device(path, dev, tz, chunk_rows, damaged)
         return
     check = _TimeCheck(path)
     checked_units = False
@@ -180,8 +185,8 @@ def _table_blocks(path: Path, fmt: Optional[str], chunk_rows: int, strict: bool)
         raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
 
 
-def _iter_device(path: Path, fmt: str, tz: str, chunk_rows: int) -> Iterator[RawChunk]:
-    reader = devices.open_device(path, fmt, tz=tz)
+def _iter_device(path: Path, fmt: str, tz: str, chunk_rows: int, damaged: str) -> Iterator[RawChunk]:
+    reader = devices.open_device(path, fmt, tz=tz, damaged=damaged)
     info = reader.info
     check = _TimeCheck(path, unit="sample")
     first_row = 0
@@ -189,10 +194,23 @@ def _iter_device(path: Path, fmt: str, tz: str, chunk_rows: int) -> Iterator[Raw
         if not len(t):
             continue
         check.push(t, first_row, None)
+        _time_skipped(info.skipped, t, first_row, check.last_before)
         yield RawChunk(t=t, data=data, first_row=first_row, line_offset=None, channels=info.channels, device=info)
         first_row += len(t)
     if first_row == 0:
         raise DataError(path, "no samples in the device file")
+
+
+def _time_skipped(skipped: "list[devices.Skipped]", t: np.ndarray, first_row: int, before: Optional[float]) -> None:
+    """Fill the times around each skipped stretch from the samples that pass (``before``: the time
+    of the sample before this chunk)."""
+    for s in skipped:
+        if s.after_s is None and first_row <= s.at_sample - 1 < first_row + len(t):
+            s.after_s = float(t[s.at_sample - 1 - first_row])
+        elif s.after_s is None and s.at_sample == first_row and before is not None:
+            s.after_s = before
+        if s.before_s is None and first_row <= s.at_sample < first_row + len(t):
+            s.before_s = float(t[s.at_sample - first_row])
 
 
 class _TimeCheck:
@@ -205,8 +223,11 @@ class _TimeCheck:
         self.path, self.unit = path, unit
         self.last_t: Optional[float] = None
         self.last_row = -1
+        #: ``last_t`` before the latest push
+        self.last_before: Optional[float] = None
 
     def push(self, time: np.ndarray, first_row: int, line_offset: Optional[int]) -> None:
+        self.last_before = self.last_t
         idx = np.flatnonzero(np.isfinite(time))
         if not len(idx):
             return

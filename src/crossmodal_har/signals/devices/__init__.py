@@ -18,7 +18,7 @@ from typing import Dict, Optional, Type, Union
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.devices.actigraph import Gt3xReader
 from crossmodal_har.signals.devices.apdm import ApdmReader
-from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+from crossmodal_har.signals.devices.base import DAMAGE_POLICIES, DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, Skipped
 from crossmodal_har.signals.devices.cwa import CwaReader
 from crossmodal_har.signals.devices.empatica import EmpaticaReader
 from crossmodal_har.signals.devices.geneactiv import GeneactivReader
@@ -52,10 +52,13 @@ def device_format(path: Union[str, Path], fmt: Optional[str] = None) -> Optional
     return device_suffixes().get(Path(path).suffix.lower())
 
 
-def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UTC") -> DeviceReader:
+def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UTC",
+                damaged: str = "refuse") -> DeviceReader:
     """Open a device file with the reader for ``fmt`` (a registry name) or for its suffix.
 
     The reader checks the header at once (``reader.info``); samples come from ``reader.iter_chunks``.
+    ``damaged``: ``refuse`` a file with a damaged part, or ``skip`` the part and list it in
+    ``reader.info.skipped`` (:mod:`.base`).
 
     Raises:
         DataError: unknown suffix (the message lists the supported formats), or a bad file.
@@ -69,8 +72,8 @@ def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UT
                               f"device formats: {sufs} (or pass --format NAME)")
     if not path.exists():  # a folder is a valid input for some formats (Empatica exports)
         raise DataError(path, "file not found")
-    return READERS[name](path, tz=tz)
+    return READERS[name](path, tz=tz, damaged=damaged)
 
 
-__all__ = ["READERS", "DEFAULT_CHUNK_SAMPLES", "DeviceInfo", "DeviceReader", "TABLE_FORMATS", "device_format",
+__all__ = ["READERS", "DAMAGE_POLICIES", "DEFAULT_CHUNK_SAMPLES", "DeviceInfo", "DeviceReader", "Skipped", "TABLE_FORMATS", "device_format",
            "device_suffixes", "open_device"]

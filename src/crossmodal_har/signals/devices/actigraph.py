@@ -154,8 +154,8 @@ class Gt3xReader(DeviceReader):
     format = "gt3x"
     suffixes = (".gt3x",)
 
-    def __init__(self, path: Path, *, tz: str = "UTC"):
-        super().__init__(path, tz=tz)
+    def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
+        super().__init__(path, tz=tz, damaged=damaged)
         self._payload, calibration_mod, components = _pygt3x()
         try:
             with zipfile.ZipFile(self.path) as zf:

@@ -106,8 +106,8 @@ class ApdmReader(DeviceReader):
     format = "apdm"
     suffixes = (".h5",)
 
-    def __init__(self, path: Path, *, tz: str = "UTC", sensor: Optional[str] = None):
-        super().__init__(path, tz=tz)
+    def __init__(self, path: Path, *, tz: str = "UTC", sensor: Optional[str] = None, damaged: str = "refuse"):
+        super().__init__(path, tz=tz, damaged=damaged)
         h5py = _h5py()
         try:
             with h5py.File(self.path, "r") as f:

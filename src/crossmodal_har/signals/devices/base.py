@@ -9,18 +9,66 @@ carries a start time, else seconds from the first sample. A device without a gyr
 
 Every problem with the file (truncated, corrupt, not that format, missing fields) is a
 :class:`crossmodal_har.errors.DataError` naming the file, never a traceback from a third-party reader.
+
+Damaged files. A reader opened with ``damaged="skip"`` leaves out the parts of a file it can tell
+are damaged (a ``.cwa`` sector with a bad checksum, a cut last GENEActiv page, a ``.gt3x`` record
+with a bad checksum) and lists each stretch as a :class:`Skipped` in ``info.skipped``; with
+``damaged="refuse"`` (the default) the first one is a DataError. The samples around a skipped part
+keep their own times, so what was left out is a gap in ``t``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from crossmodal_har.errors import DataError
+
 #: default samples per chunk: ~24 MB of float64 [n, 7] per chunk
 DEFAULT_CHUNK_SAMPLES = 500_000
+#: what a reader does with a damaged part of a file: refuse the file, or skip the part and list it
+DAMAGE_POLICIES = ("refuse", "skip")
+
+
+@dataclass
+class Skipped:
+    """A damaged stretch of a device file left out of the samples (``damaged="skip"``).
+
+    Attributes:
+        reason: what is wrong, in words (``checksum mismatch``, ``cut off at the end of the file``).
+        unit: what the file is made of (``sector``, ``page``, ``record``).
+        first: index of the first damaged unit, counted as in the reader's error messages (sectors and
+            records from 0, pages from 1).
+        count: damaged units in the stretch.
+        at_sample: samples of the file before the stretch (the index of the first sample after it).
+        after_s: time (s, as ``t``) of the last sample before the stretch; None at the file's start.
+        before_s: time of the first sample after the stretch; None at the file's end. Both are
+            filled by :func:`crossmodal_har.signals.recording.iter_chunks` as the samples pass.
+        missing_samples: samples the file announced for the stretch, where it says (else None).
+    """
+
+    reason: str
+    unit: str
+    first: int
+    count: int
+    at_sample: int
+    after_s: Optional[float] = None
+    before_s: Optional[float] = None
+    missing_samples: Optional[int] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"reason": self.reason, "unit": self.unit, "first": self.first, "count": self.count,
+                "at_sample": self.at_sample, "after_s": self.after_s, "before_s": self.before_s,
+                "missing_samples": self.missing_samples}
+
+    def line(self) -> str:
+        """One line for a summary: ``2 sectors (13-14) skipped: checksum mismatch``."""
+        what = f"{self.unit} {self.first}" if self.count == 1 else \
+            f"{self.count} {self.unit}s ({self.first}-{self.first + self.count - 1})"
+        return f"{what} skipped: {self.reason}"
 
 
 @dataclass
@@ -37,6 +85,8 @@ class DeviceInfo:
             offset +01:00" or "file header, local time read in --tz Europe/London").
         n_samples: samples in the file when the header says, else None.
         device: free-form facts for the report (model, serial, firmware, sensor ranges, units as stored).
+        skipped: damaged stretches left out of the samples (``damaged="skip"``), in file order;
+            complete once the file has been read to the end.
     """
 
     format: str
@@ -47,12 +97,13 @@ class DeviceInfo:
     start_time_source: str = "none"
     n_samples: Optional[int] = None
     device: Dict[str, Any] = field(default_factory=dict)
+    skipped: List[Skipped] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"format": self.format, "path": str(self.path), "rate_hz": self.rate_hz,
                 "channels": self.channels, "start_time_s": self.start_time_s,
                 "start_time_source": self.start_time_source, "n_samples": self.n_samples,
-                "device": dict(self.device)}
+                "device": dict(self.device), "skipped": [s.to_dict() for s in self.skipped]}
 
 
 class DeviceReader:
@@ -63,10 +114,28 @@ class DeviceReader:
     format: str = ""
     suffixes: Tuple[str, ...] = ()
 
-    def __init__(self, path: Path, *, tz: str = "UTC"):
+    def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
+        if damaged not in DAMAGE_POLICIES:
+            raise ValueError(f"damaged must be one of {DAMAGE_POLICIES}, got {damaged!r}")
         self.path = Path(path)
         self.tz = tz
+        self.damaged = damaged
         self.info: DeviceInfo  # set by subclasses
+
+    def _damage(self, message: str, *, reason: str, unit: str, first: int, count: int, at_sample: int,
+                missing_samples: Optional[int] = None) -> None:
+        """A damaged part: a DataError (``message``, naming the file) when refusing, else listed in
+        ``info.skipped`` (joined to the stretch before when it continues it)."""
+        if self.damaged == "refuse":
+            raise DataError(self.path, message)
+        skipped = self.info.skipped
+        last = skipped[-1] if skipped else None
+        if (last is not None and last.reason == reason and last.unit == unit and last.first + last.count == first
+                and last.at_sample == at_sample):
+            last.count += count
+            return
+        skipped.append(Skipped(reason=reason, unit=unit, first=first, count=count, at_sample=at_sample,
+                               missing_samples=missing_samples))
 
     def iter_chunks(self, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         """Yield ``(t [n] float64 seconds, data [n, 6] float64 canonical)`` with at most

@@ -94,8 +94,8 @@ class CwaReader(DeviceReader):
     format = "cwa"
     suffixes = (".cwa",)
 
-    def __init__(self, path: Path, *, tz: str = "UTC"):
-        super().__init__(path, tz=tz)
+    def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
+        super().__init__(path, tz=tz, damaged=damaged)
         p = self.path
         if not p.is_file():
             raise DataError(p, "file not found")
@@ -121,10 +121,8 @@ class CwaReader(DeviceReader):
         hardware = head[4]
         sensor_config = head[35]
         rate_code = head[36]
-        first_raw = head[self.data_offset:self.data_offset + SECTOR]
+        first_index, first_raw = self._first_valid()
         first = np.frombuffer(first_raw, dtype=SECTOR_DTYPE)[0]
-        if not self._check_sectors(np.frombuffer(first_raw, dtype=SECTOR_DTYPE), first_raw, 0)[0]:
-            raise DataError(p, "no data in the .cwa file: the first data sector is erased")
         if int(first["rate_code"]) == 0:
             raise DataError(p, "unsupported very old .cwa format (sector rate code 0)")
         self.rate_code = int(first["rate_code"])
@@ -160,38 +158,65 @@ class CwaReader(DeviceReader):
         meta = _metadata(head[64:512])
         if meta:
             device["metadata"] = meta
-        # start time: the first sector's anchor, wall clock of the device
-        t_local0 = self._sector_times(np.frombuffer(first_raw, dtype=SECTOR_DTYPE), 0)[0]
+        # the zone's offset at the first sector's anchor (wall clock of the device)
+        t_local0 = self._sector_times(np.frombuffer(first_raw, dtype=SECTOR_DTYPE), first_index)[0]
         self.utc_offset_s = local_to_utc_offset_s(t_local0, tz)
-        start = t_local0 - self.utc_offset_s
         source = (f"device clock (local time, no zone in the file) read in --tz {tz} "
                   f"(UTC{format_offset(self.utc_offset_s)} at the start, applied to the whole file)")
         self.info = DeviceInfo(format=self.format, path=p, rate_hz=rate, channels="acc+gyro" if has_gyro else "acc",
-                               start_time_s=float(start), start_time_source=source, n_samples=None, device=device)
+                               start_time_s=None, start_time_source=source, n_samples=None, device=device)
         self._rate = rate
+        # the start time is the first sample's time, as iter_chunks gives it (the first few sectors;
+        # damage there is found again, and refused or listed, when the samples are read)
+        policy, self.damaged = self.damaged, "skip"
+        probe = self.iter_chunks(self.per_sector)
+        try:
+            first = next(probe, None)
+        finally:
+            probe.close()
+            self.damaged = policy
+        if first is None:
+            raise DataError(p, "no samples in the .cwa file")
+        self.info.start_time_s = float(first[0][0])
+        self.info.skipped.clear()
 
     # ------------------------------------------------------------------------- sector checks
 
-    def _check_sectors(self, sec: np.ndarray, raw: bytes, first_index: int) -> np.ndarray:
-        """Mask of data sectors; erased sectors are False; anything else bad raises."""
+    def _classify(self, sec: np.ndarray, raw: bytes) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per sector: (valid data sector, erased (all 0x00 or 0xFF), bad checksum). A sector that
+        is none of these is not a data sector."""
         words = np.frombuffer(raw, dtype="<u2").reshape(len(sec), SECTOR // 2)
         erased = np.all(words == 0, axis=1) | np.all(words == 0xFFFF, axis=1)
         is_ax = (sec["header"] == HEADER_AX) & (sec["length"] == 508)
-        bad = ~is_ax & ~erased
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            raise DataError(self.path, f"corrupt .cwa file: sector {first_index + k} (byte "
-                                       f"{self.data_offset + (first_index + k) * SECTOR}) is not a data sector")
-        csum = (words.sum(axis=1, dtype=np.uint64) & 0xFFFF)
-        badsum = is_ax & (csum != 0)
-        if badsum.any():
-            k = int(np.flatnonzero(badsum)[0])
-            raise DataError(self.path, f"corrupt .cwa file: checksum mismatch in sector {first_index + k} (byte "
-                                       f"{self.data_offset + (first_index + k) * SECTOR})")
-        return is_ax
+        badsum = is_ax & ((words.sum(axis=1, dtype=np.uint64) & 0xFFFF) != 0)
+        return is_ax & ~badsum, erased, badsum
+
+    def _first_valid(self) -> Tuple[int, bytes]:
+        """Index and bytes of the first valid data sector (the format is read from it). With
+        ``damaged="refuse"`` that is sector 0; with ``skip``, damaged sectors before it are passed."""
+        with open(self.path, "rb") as fh:
+            for s in range(self.n_sectors):
+                fh.seek(self.data_offset + s * SECTOR)
+                raw = fh.read(SECTOR)
+                sec = np.frombuffer(raw, dtype=SECTOR_DTYPE)
+                valid, erased, badsum = self._classify(sec, raw)
+                if valid[0]:
+                    return s, raw
+                if erased[0]:
+                    break
+                if self.damaged == "refuse":
+                    self._refuse_sector(s, bool(badsum[0]))
+        raise DataError(self.path, "no data in the .cwa file: the first data sector is erased"
+                        if self.damaged == "refuse" else "no valid data sector in the .cwa file")
+
+    def _refuse_sector(self, s: int, badsum: bool) -> None:
+        where = f"sector {s} (byte {self.data_offset + s * SECTOR})"
+        raise DataError(self.path, f"corrupt .cwa file: checksum mismatch in {where}" if badsum else
+                        f"corrupt .cwa file: {where} is not a data sector")
 
     def _sector_times(self, sec: np.ndarray, first_index: int) -> np.ndarray:
-        """Wall-clock time (s) of each sector's sample 0 at the nominal rate (the start time)."""
+        """Wall-clock time (s) of each sector's sample 0 at the nominal rate (the device's start
+        time for the UTC offset; sample times are :meth:`_times`')."""
         t, idx = self._anchors(sec, first_index)
         return t - idx / rate_from_code(int(sec["rate_code"][0]) or 1)
 
@@ -249,11 +274,12 @@ class CwaReader(DeviceReader):
 
     def iter_chunks(self, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         chunk_samples = check_chunk_samples(chunk_samples)
+        self.info.skipped.clear()
         block = max(1, chunk_samples // self.per_sector)
-        n_before = 0  # samples of the file before the current block
-        carry: Optional[Dict[str, np.ndarray]] = None  # last sector, waiting for the next anchor
-        last_rate = self._rate
-        done_data = False
+        n_before = 0  # samples of the valid sectors before the current block
+        held: Optional[Dict[str, np.ndarray]] = None  # context (emitted) + pending sectors
+        n_ctx = 0  # leading sectors of ``held`` already emitted (anchors for the next ones)
+        erased_run: Optional[Tuple[int, int]] = None  # (first, count) of erased sectors not yet followed by data
         try:
             fh = open(self.path, "rb")
         except OSError as exc:
@@ -267,42 +293,58 @@ class CwaReader(DeviceReader):
                 if len(raw) != k * SECTOR:
                     raise DataError(self.path, f"truncated .cwa file: short read at sector {s}")
                 sec = np.frombuffer(raw, dtype=SECTOR_DTYPE)
-                is_ax = self._check_sectors(sec, raw, s)
-                if done_data and is_ax.any():
-                    raise DataError(self.path, f"corrupt .cwa file: data sector {s + int(np.flatnonzero(is_ax)[0])} "
-                                               "after erased sectors")
-                if not is_ax.all():  # erased flash: accepted only at the end of the file
-                    done_data = True
-                    first_erased = int(np.flatnonzero(~is_ax)[0])
-                    if is_ax[first_erased:].any():
-                        raise DataError(self.path, f"corrupt .cwa file: data sector after erased sector "
-                                                   f"{s + first_erased}")
-                    sec = sec[:first_erased]
-                if len(sec):
-                    t_anchor, off = self._anchors(sec, s)
-                    values, counts = self._samples(sec, s)
-                    n0 = n_before + np.concatenate([[0], np.cumsum(counts)[:-1]])
-                    n_before += int(counts.sum())
-                    cur = {"t": t_anchor, "a": n0 + off, "n0": n0.astype(np.float64), "count": counts,
-                           "seq": sec["sequence_id"].astype(np.int64), "resume": (sec["events"] & 0x01) != 0,
-                           "values": values}
-                    if carry is not None:
-                        cur = {key: np.concatenate([carry[key], cur[key]]) for key in cur}
-                    rates = self._interval_rates(cur)
-                    good = np.flatnonzero(np.isfinite(rates))
-                    if len(good):
-                        last_rate = float(rates[good[-1]])
-                    emit = {key: v[:-1] for key, v in cur.items()}
-                    carry = {key: v[-1:] for key, v in cur.items()}
-                    if len(emit["t"]):
-                        yield from split_rows(*self._emit(emit, np.where(np.isfinite(rates), rates, self._rate)),
-                                              chunk_samples)
+                valid, erased, badsum = self._classify(sec, raw)
+                counts = np.where(valid, sec["sample_count"], 0).astype(np.int64)
+                before = n_before + np.concatenate([[0], np.cumsum(counts)[:-1]])
+                # sectors that are not valid data, and each valid one that follows one of them
+                resumes = valid & ~np.concatenate([[erased_run is None], valid[:-1]])
+                for j in np.flatnonzero(~valid | resumes):
+                    if erased[j]:  # erased flash: accepted only at the end of the file
+                        erased_run = (erased_run[0], erased_run[1] + 1) if erased_run else (s + int(j), 1)
+                        continue
+                    erased_run = self._erased_before_data(erased_run, int(before[j]))
+                    if not valid[j]:
+                        self._bad_sector(s + int(j), bool(badsum[j]), int(before[j]))
+                idx = np.flatnonzero(valid)
+                if len(idx):
+                    cur = self._sector_arrays(sec[idx], s + idx, n_before)
+                    n_before += int(cur["count"].sum())
+                    held = cur if held is None else {key: np.concatenate([held[key], cur[key]]) for key in cur}
+                    n_emit = len(held["t"]) - _LOOKAHEAD
+                    if n_emit > n_ctx:
+                        yield from split_rows(*self._times(held, n_ctx, n_emit), chunk_samples)
+                        keep = max(0, n_emit - _CONTEXT)
+                        held = {key: v[keep:] for key, v in held.items()}
+                        n_ctx = n_emit - keep
                 s += k
-        if carry is not None:
-            yield from split_rows(*self._emit(carry, np.array([last_rate])), chunk_samples)
+        if held is not None and len(held["t"]) > n_ctx:
+            yield from split_rows(*self._times(held, n_ctx, len(held["t"])), chunk_samples)
+
+    def _bad_sector(self, s: int, badsum: bool, at_sample: int) -> None:
+        if self.damaged == "refuse":
+            self._refuse_sector(s, badsum)
+        self._damage("", reason="checksum mismatch" if badsum else "not a data sector", unit="sector", first=s,
+                     count=1, at_sample=at_sample)
+
+    def _erased_before_data(self, run: Optional[Tuple[int, int]], at_sample: int) -> None:
+        """Erased sectors followed by data: damage (refused, or skipped and listed)."""
+        if run is not None:
+            self._damage(f"corrupt .cwa file: data sector after erased sector {run[0]}", reason="erased sector",
+                         unit="sector", first=run[0], count=run[1], at_sample=at_sample)
+        return None
+
+    def _sector_arrays(self, sec: np.ndarray, index: np.ndarray, n_before: int) -> Dict[str, np.ndarray]:
+        """Valid sectors -> anchors (global sample index ``a``, time ``t``), first sample index
+        ``n0``, counts, sequence ids, resume flags and values."""
+        t_anchor, off = self._anchors(sec, int(index[0]))
+        values, counts = self._samples(sec, int(index[0]))
+        n0 = n_before + np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return {"t": t_anchor, "a": n0 + off, "n0": n0.astype(np.float64), "count": counts,
+                "seq": sec["sequence_id"].astype(np.int64), "resume": (sec["events"] & 0x01) != 0, "values": values}
 
     def _interval_rates(self, c: Dict[str, np.ndarray]) -> np.ndarray:
-        """Sample rate implied by each pair of consecutive anchors (NaN across a break)."""
+        """Sample rate implied by each pair of consecutive anchors (NaN across a break: a gap in
+        sequence ids, a restart, time or sample index not increasing, or a rate off by over 2x)."""
         dt = np.diff(c["t"])
         dn = np.diff(c["a"])
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -311,10 +353,34 @@ class CwaReader(DeviceReader):
         ok &= (r >= 0.5 * self._rate) & (r <= 2.0 * self._rate)
         return np.where(ok, r, np.nan)
 
-    def _emit(self, c: Dict[str, np.ndarray], rates: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        counts = c["count"]
+    def _times(self, c: Dict[str, np.ndarray], lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Times and values of the samples of sectors ``lo:hi`` of ``c``: piecewise linear between the
+        anchors of their stretch of connected sectors (extrapolated at the stretch's first/last rate
+        before its first and after its last anchor; the nominal rate for a lone anchor)."""
+        rates = self._interval_rates(c)
+        seg = np.concatenate([[0], np.cumsum(~np.isfinite(rates))])  # stretch id of each sector
         per = self.per_sector
-        keep = (np.arange(per)[None, :] < counts[:, None])  # [S, per]
-        j = np.arange(per, dtype=np.float64)[None, :]
-        t = c["t"][:, None] + (c["n0"][:, None] + j - c["a"][:, None]) / rates[:, None] - self.utc_offset_s
-        return t[keep], c["values"][keep]
+        ts, xs = [], []
+        for g in np.unique(seg[lo:hi]):
+            members = np.flatnonzero(seg == g)
+            a, t = c["a"][members], c["t"][members]
+            r = rates[members[:-1]]
+            first_rate = r[0] if len(r) else self._rate
+            last_rate = r[-1] if len(r) else self._rate
+            mine = members[(members >= lo) & (members < hi)]
+            i = c["n0"][mine][:, None] + np.arange(per, dtype=np.float64)[None, :]
+            keep = np.arange(per)[None, :] < c["count"][mine][:, None]
+            i = i[keep]
+            left = np.clip(np.searchsorted(a, i, side="right") - 1, 0, len(a) - 1)
+            step = np.where(i < a[0], first_rate, last_rate)  # outside the anchors
+            inner = (i >= a[0]) & (left < len(a) - 1)
+            step[inner] = r[left[inner]]
+            ts.append(t[left] + (i - a[left]) / step - self.utc_offset_s)
+            xs.append(c["values"][mine][keep])
+        return np.concatenate(ts), np.concatenate(xs)
+
+
+#: sectors held back until the anchors after them are read, and kept as anchors before the next
+#: ones (timestamp offsets can point a sector or more away from the sector that carries them)
+_LOOKAHEAD = 3
+_CONTEXT = 3

@@ -96,8 +96,8 @@ class EmpaticaReader(DeviceReader):
     format = "empatica"
     suffixes = (".avro", ".zip")
 
-    def __init__(self, path: Path, *, tz: str = "UTC"):
-        super().__init__(path, tz=tz)
+    def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
+        super().__init__(path, tz=tz, damaged=damaged)
         self._kind, self._members = self._find_inputs()
         if self._kind == "e4":
             self.info = self._e4_header()

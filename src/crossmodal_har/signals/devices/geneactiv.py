@@ -18,8 +18,10 @@ Time: sample ``i`` of the file is at the first page's time + ``i / rate`` (the p
 contiguous; page times carry whole seconds on some firmware, so they are not used per page; their
 largest disagreement with that grid is kept in ``device["page_time_drift_max_s"]``). The header's
 ``Time Zone`` (UTC offset) turns the device's local time into UTC; without one, the local time is
-read in ``tz``. A page with a wrong field, a data line that is not 3600 hex digits, or fewer pages
-than the header announces (a truncated file) is a DataError naming the file and the line.
+read in ``tz``. A page with a wrong field, or a data line that is not 3600 hex digits, is a
+DataError naming the file and the line. A file that ends before the pages its header announces
+(cut inside a page, or whole pages missing) is one too, or, with ``damaged="skip"``, is read up to
+its last complete page and the rest listed in ``info.skipped`` (GGIRread also reads such files).
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ class GeneactivReader(DeviceReader):
     format = "geneactiv"
     suffixes = (".bin",)
 
-    def __init__(self, path: Path, *, tz: str = "UTC"):
-        super().__init__(path, tz=tz)
+    def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
+        super().__init__(path, tz=tz, damaged=damaged)
         p = self.path
         if not p.is_file():
             raise DataError(p, "file not found")
@@ -169,8 +171,18 @@ class GeneactivReader(DeviceReader):
                                start_time_s=float(t_local0 - self.utc_offset_s), start_time_source=source,
                                n_samples=self.n_pages * PAGE_SAMPLES, device=device)
 
+    def _cut(self, page: int, message: str, line: int) -> None:
+        """The file ends inside page ``page`` (0-based): refused, or the rest listed as skipped."""
+        if self.damaged == "refuse":
+            raise DataError(self.path, message, line=line)
+        missing = self.n_pages - page
+        self._damage(message, reason=f"the file ends inside page {page + 1} of the {self.n_pages} its header "
+                                     "announces", unit="page", first=page + 1, count=missing,
+                     at_sample=page * PAGE_SAMPLES, missing_samples=missing * PAGE_SAMPLES)
+
     def iter_chunks(self, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         chunk_samples = check_chunk_samples(chunk_samples)
+        self.info.skipped.clear()
         pages_per_block = max(1, chunk_samples // PAGE_SAMPLES)
         t0 = self.t_local0 - self.utc_offset_s
         drift = 0.0
@@ -186,14 +198,17 @@ class GeneactivReader(DeviceReader):
             while page < self.n_pages:
                 k = min(pages_per_block, self.n_pages - page)
                 hexes: List[bytes] = []
+                cut = False
                 for q in range(k):
                     lines = [fh.readline() for _ in range(PAGE_LINES)]
                     first = line_no + 1
                     if not lines[-1]:
                         got = sum(1 for ln in lines if ln)
-                        raise DataError(self.path, f"truncated GENEActiv .bin file: the header announces "
-                                                   f"{self.n_pages} pages, page {page + q + 1} is incomplete or "
-                                                   f"missing ({got} of {PAGE_LINES} lines)", line=first + got)
+                        self._cut(page + q, f"truncated GENEActiv .bin file: the header announces {self.n_pages} "
+                                            f"pages, page {page + q + 1} is incomplete or missing ({got} of "
+                                            f"{PAGE_LINES} lines)", first + got)
+                        cut = True
+                        break
                     text = [ln.decode("latin-1").rstrip("\r\n") for ln in lines[:PAGE_LINES - 1]]
                     if text[0].strip() != "Recorded Data":
                         raise DataError(self.path, f"corrupt GENEActiv page {page + q + 1}: expected 'Recorded Data', "
@@ -211,10 +226,18 @@ class GeneactivReader(DeviceReader):
                     drift = max(drift, abs(pt - (self.t_local0 + (page + q) * PAGE_SAMPLES / self._rate)))
                     data = lines[-1].rstrip(b"\r\n")
                     if len(data) != HEX_CHARS:
-                        raise DataError(self.path, f"corrupt GENEActiv page {page + q + 1}: data line has {len(data)} "
-                                                   f"characters, expected {HEX_CHARS} hex digits", line=first + 9)
+                        message = (f"corrupt GENEActiv page {page + q + 1}: data line has {len(data)} characters, "
+                                   f"expected {HEX_CHARS} hex digits")
+                        if len(data) > HEX_CHARS or fh.read(1):  # not the end of the file: corrupt, refused
+                            raise DataError(self.path, message, line=first + 9)
+                        self._cut(page + q, message, first + 9)
+                        cut = True
+                        break
                     hexes.append(data)
                     line_no += PAGE_LINES
+                k = len(hexes)
+                if not k:
+                    break
                 nib = _HEX[np.frombuffer(b"".join(hexes), dtype=np.uint8)]
                 if (nib == 255).any():
                     bad = int(np.flatnonzero(nib == 255)[0]) // HEX_CHARS
@@ -232,6 +255,8 @@ class GeneactivReader(DeviceReader):
                 t = t0 + idx / self._rate
                 page += k
                 yield from split_rows(t, data6, chunk_samples)
+                if cut:
+                    break
         self.info.device["page_time_drift_max_s"] = round(drift, 6)
         if drift > 2.0:
             log.warning("%s: page times drift up to %.1f s from the nominal %g Hz grid", self.path, drift, self._rate)
