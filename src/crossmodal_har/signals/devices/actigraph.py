@@ -29,7 +29,13 @@ Time. Record timestamps are the device's wall clock, set to local time when it w
 with no zone. ``info.txt``'s ``TimeZone`` (``-04:00:00``), where present, gives the UTC offset;
 otherwise the local time is read in ``tz``, with the offset at the first sample held for the whole
 recording (the device clock does not follow daylight-saving changes). ``info.start_time_source``
-says which. The old NHANES layout (``activity.bin``, firmware <= 2.5) is refused with a clear error.
+says which.
+
+The older NHANES layout (GT3X+ firmware <= 2.5: ``activity.bin`` instead of ``log.bin``) has no
+records: one stream of 12-bit packed YXZ samples (unpacked by pygt3x, as the records are), sample
+``i`` at info.txt's Start Date + ``i / rate``, scale 341 counts/g (the NEO serials' default). pygt3x
+reads the same values (rounded to 3 decimals) but times them from the Start Date's .NET ticks taken
+as nanoseconds (1990 instead of 2021 for its neo.gt3x); the tests compare values and counts only.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ DOTNET_EPOCH_TICKS = 621355968000000000  # .NET ticks (100 ns) at 1970-01-01T00:
 # ACTIVITY2 spec: NEO/CLE serials 341 LSB/g (+-6 g), MOS serials 256 LSB/g (+-8 g)
 SCALE_BY_SERIAL = (("NEO", 341.0), ("CLE", 341.0), ("MOS", 256.0))
 _READ_BLOCK = 1 << 20
+_NHANES_BLOCK_S = 3600  # seconds of activity.bin unpacked at once
 
 
 def _pygt3x():
@@ -160,17 +167,21 @@ class Gt3xReader(DeviceReader):
         try:
             with zipfile.ZipFile(self.path) as zf:
                 names = set(zf.namelist())
-                if "log.bin" not in names:
-                    if "activity.bin" in names:
-                        raise DataError(self.path, "old NHANES-era .gt3x layout (activity.bin, firmware <= 2.5) "
-                                                   "is not supported; re-export it with ActiLife")
-                    raise DataError(self.path, "not an ActiGraph .gt3x file: the zip has no log.bin")
+                self.nhanes = "log.bin" not in names and "activity.bin" in names
+                if "log.bin" not in names and not self.nhanes:
+                    raise DataError(self.path, "not an ActiGraph .gt3x file: the zip has neither log.bin nor "
+                                               "activity.bin")
                 if "info.txt" not in names:
                     raise DataError(self.path, "not an ActiGraph .gt3x file: the zip has no info.txt")
                 info = components.Info.read_zip(zf)
                 calibration = self._read_json(zf, "calibration.json") if "calibration.json" in names else None
-                with zf.open("log.bin") as f:
-                    params, first = self._scan_head(_LogStream(self.path, f))
+                if self.nhanes:
+                    params, first = {}, self._nhanes_start(info.start_date)
+                    n_samples: Optional[int] = zf.getinfo("activity.bin").file_size * 2 // 9
+                else:
+                    n_samples = None
+                    with zf.open("log.bin") as f:
+                        params, first = self._scan_head(_LogStream(self.path, f))
         except DataError:
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
@@ -183,8 +194,10 @@ class Gt3xReader(DeviceReader):
         if rate <= 0:
             raise DataError(self.path, "info.txt has no valid Sample Rate")
         if first is None:
-            raise DataError(self.path, "log.bin has no accelerometer (ACTIVITY) records")
+            raise DataError(self.path, "activity.bin holds no samples" if self.nhanes else
+                            "log.bin has no accelerometer (ACTIVITY) records")
         self.rate = rate
+        self._start_ticks = info.start_date
         self.scale, scale_source = self._scale(info, params)
         self._calibrate = None
         if calibration is not None and calibration.get("isCalibrated") is False:
@@ -199,11 +212,12 @@ class Gt3xReader(DeviceReader):
 
         # local wall clock -> UTC
         offset = _parse_utc_offset(info.timezone) if info.timezone else None
+        clock = "info.txt Start Date (activity.bin)" if self.nhanes else "log.bin"
         if offset is not None:
-            source = (f"file: log.bin local time, UTC offset {format_offset(offset)} from info.txt TimeZone")
+            source = (f"file: {clock} local time, UTC offset {format_offset(offset)} from info.txt TimeZone")
         else:
             offset = int(local_to_utc_offset_s(first, tz))
-            source = (f"file: log.bin local time without a zone, read in --tz {tz} "
+            source = (f"file: {clock} local time without a zone, read in --tz {tz} "
                       f"(UTC{format_offset(offset)} at the start, held for the whole recording)")
         self.utc_offset_s = offset
 
@@ -214,13 +228,15 @@ class Gt3xReader(DeviceReader):
             "units_as_stored": f"counts ({self.scale:g} per g)",
             "calibration": "calibration.json method 2 (pygt3x)" if self._calibrate else "factory-calibrated",
             "start_date_local": _ticks_to_iso(info.start_date),
-            "utc_offset_s": offset, "idle_sleep_mode_fill": "last sample",
+            "utc_offset_s": offset, "layout": "NHANES (activity.bin)" if self.nhanes else "log.bin",
         }
+        if not self.nhanes:
+            device["idle_sleep_mode_fill"] = "last sample"
         if info.timezone:
             device["timezone_field"] = info.timezone
         self.info = DeviceInfo(format=self.format, path=self.path, rate_hz=float(rate), channels="acc",
                                start_time_s=float(first - offset), start_time_source=source,
-                               n_samples=None, device={k: v for k, v in device.items() if v is not None})
+                               n_samples=n_samples, device={k: v for k, v in device.items() if v is not None})
 
     # -- header -----------------------------------------------------------------------------------
 
@@ -245,6 +261,13 @@ class Gt3xReader(DeviceReader):
             elif rtype in ACTIVITY_TYPES and len(payload) > 1:
                 return params, ts
         return params, None
+
+    def _nhanes_start(self, ticks: int) -> int:
+        """info.txt's Start Date (.NET ticks, device local time) -> local seconds since 1970 (whole
+        seconds: ActiLife starts recordings on a whole second)."""
+        if not ticks or ticks <= DOTNET_EPOCH_TICKS:
+            raise DataError(self.path, "info.txt has no valid Start Date (needed for the activity.bin layout)")
+        return (ticks - DOTNET_EPOCH_TICKS) // 10_000_000
 
     def _scale(self, info: Any, params: Dict[Tuple[int, int], int]) -> Tuple[float, str]:
         if info.acceleration_scale and info.acceleration_scale > 0:
@@ -280,7 +303,11 @@ class Gt3xReader(DeviceReader):
         return counts / self.scale
 
     def _seconds(self) -> Iterator[Tuple[int, np.ndarray]]:
-        """Yield ``(local second, [n, 3] g)`` blocks in time order; idle-sleep seconds filled."""
+        """Yield ``(local second, [n, 3] g)`` blocks in time order, sample ``i`` of a block at
+        ``second + i / rate``; idle-sleep seconds filled."""
+        if self.nhanes:
+            yield from self._activity_bin()
+            return
         rate = self.rate
         last_ts: Optional[int] = None
         last_value: Optional[np.ndarray] = None
@@ -327,8 +354,30 @@ class Gt3xReader(DeviceReader):
         if short:
             log.warning("%s: %d activity records held fewer samples than the sample rate", self.path, short)
 
+    def _activity_bin(self) -> Iterator[Tuple[int, np.ndarray]]:
+        """NHANES layout: ``activity.bin`` is one stream of 12-bit packed YXZ samples, contiguous from
+        info.txt's Start Date (no records, no timestamps); read in blocks of whole seconds."""
+        first = self._nhanes_start(self._start_ticks)
+        block_bytes = 9 * self.rate * _NHANES_BLOCK_S  # 2 samples per 9 bytes: whole samples, whole seconds
+        second = first
+        try:
+            with zipfile.ZipFile(self.path) as zf, zf.open("activity.bin") as f:
+                while True:
+                    raw = f.read(block_bytes)
+                    n = len(raw) * 2 // 9
+                    if not n:
+                        break
+                    counts = self._payload.unpack_bitpack_acceleration(raw)[:n][:, [1, 0, 2]]
+                    yield second, self._to_g(counts.astype(np.float64))
+                    second += n // self.rate
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
+            raise DataError(self.path, f"activity.bin cannot be read ({exception_line(e)})") from None
+
     def _fill(self, start: int, stop: int, value: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
-        """Idle-sleep fill: seconds ``start .. stop-1``, each ``rate`` copies of ``value``."""
+        """Idle-sleep fill: seconds ``start .. stop-1``, each ``rate`` copies of ``value``; the
+        stretch is listed in ``info.idle_sleep`` first."""
+        if stop > start:
+            self.info.idle_sleep.append((float(start - self.utc_offset_s), float(stop - self.utc_offset_s)))
         block = np.broadcast_to(value, (self.rate, 3))
         for s in range(start, stop):
             yield s, block
@@ -336,6 +385,8 @@ class Gt3xReader(DeviceReader):
     def iter_chunks(self, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         if chunk_samples < 1:
             raise ValueError("chunk_samples must be >= 1")
+        self.info.idle_sleep.clear()
+        self.info.skipped.clear()
         step = 1.0 / self.rate
         ts_parts: List[np.ndarray] = []
         g_parts: List[np.ndarray] = []

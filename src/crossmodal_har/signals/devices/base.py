@@ -87,6 +87,9 @@ class DeviceInfo:
         device: free-form facts for the report (model, serial, firmware, sensor ranges, units as stored).
         skipped: damaged stretches left out of the samples (``damaged="skip"``), in file order;
             complete once the file has been read to the end.
+        idle_sleep: ``(start_s, end_s)`` stretches (times as ``t``, end exclusive) in which the
+            device says it slept (ActiGraph idle-sleep mode) and its reader filled the samples;
+            each is listed before its samples are yielded.
     """
 
     format: str
@@ -98,12 +101,15 @@ class DeviceInfo:
     n_samples: Optional[int] = None
     device: Dict[str, Any] = field(default_factory=dict)
     skipped: List[Skipped] = field(default_factory=list)
+    idle_sleep: List[Tuple[float, float]] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"format": self.format, "path": str(self.path), "rate_hz": self.rate_hz,
                 "channels": self.channels, "start_time_s": self.start_time_s,
                 "start_time_source": self.start_time_source, "n_samples": self.n_samples,
-                "device": dict(self.device), "skipped": [s.to_dict() for s in self.skipped]}
+                "device": dict(self.device), "skipped": [s.to_dict() for s in self.skipped],
+                "idle_sleep_stretches": len(self.idle_sleep),
+                "idle_sleep_s": float(sum(b - a for a, b in self.idle_sleep))}
 
 
 class DeviceReader:
