@@ -87,9 +87,13 @@ def test_idle_sleep_is_filled_with_the_last_sample_and_other_gaps_stay_gaps(tmp_
     acc = signal(30, seed=4)
     p = tmp_path / "rec.gt3x"
     write_gt3x(p, acc, RATE, START_LOCAL, ism=[(5, 12)], bad_checksum_seconds=[20], timezone="00:00:00")
-    t, x = read_all(Gt3xReader(p), chunk=64)
+    r = Gt3xReader(p)
+    t, x = read_all(r, chunk=64)
     sec = np.floor(t - START_LOCAL + 1e-9).astype(int)
     asleep = (sec >= 5) & (sec < 12)
+    assert r.info.idle_sleep == [(START_LOCAL + 5.0, START_LOCAL + 12.0)]
+    (bad,) = r.info.skipped  # the bad-checksum record is listed, with the samples before it
+    assert bad.unit == "record" and bad.count == 1 and bad.at_sample == 20 * RATE
     np.testing.assert_array_equal(x[asleep, :3], np.broadcast_to(x[sec == 4][-1, :3], (asleep.sum(), 3)))
     assert 20 not in set(sec)  # bad checksum: that second is a gap, not invented
     assert set(range(30)) - set(sec) == {20}

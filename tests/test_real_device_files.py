@@ -18,6 +18,7 @@ import sys
 import warnings
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -26,7 +27,6 @@ import pytest
 
 from crossmodal_har.errors import DataError
 from crossmodal_har.signals.devices import device_suffixes, open_device
-from crossmodal_har.signals.devices.actigraph import DOTNET_EPOCH_TICKS, _parse_utc_offset
 from crossmodal_har.signals.devices.cwa import SECTOR, SECTOR_DTYPE, decode_timestamps, rate_from_code
 from crossmodal_har.signals.recording import STRICT, iter_chunks
 from crossmodal_har.signals.units import Units
@@ -119,12 +119,25 @@ def ref_geneactiv(path: Path, ours: Ours) -> Ref:
 
 
 def _geneactiv_local_start(path: Path) -> float:
-    from crossmodal_har.signals.devices.geneactiv import parse_time
+    """The first page's time (``Page Time:2013-05-29 13:52:54:500``) as wall-clock epoch seconds."""
     with open(path, "rb") as fh:
         for line in fh:
             if line.startswith(b"Page Time:"):
-                return float(parse_time(line.decode("latin-1").partition(":")[2]))
+                text = line.decode("latin-1").strip()[len("Page Time:"):]
+                day, ms = text[:19], text[20:]
+                when = datetime.strptime(day, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+                return when.timestamp() + int(ms or 0) / 1000.0
     raise AssertionError("no page time")
+
+
+DOTNET_EPOCH_TICKS = 621355968000000000  # .NET ticks (100 ns from year 1) at 1970-01-01
+
+
+def _utc_offset_s(text: str) -> int:
+    """info.txt's ``TimeZone`` (``-06:00:00``) in seconds east of UTC."""
+    sign = -1 if text.startswith("-") else 1
+    h, m, *_ = (int(v) for v in text.lstrip("+-").split(":"))
+    return sign * (h * 3600 + m * 60)
 
 
 def ref_gt3x(path: Path, ours: Ours) -> Ref:
@@ -135,7 +148,7 @@ def ref_gt3x(path: Path, ours: Ours) -> Ref:
             info = f.info
     except Exception as e:  # noqa: BLE001
         raise Refused(f"pygt3x: {e}") from None
-    offset = _parse_utc_offset(info.timezone)
+    offset = _utc_offset_s(info.timezone)
     acc = df[["X", "Y", "Z"]].to_numpy(np.float64)
     if f.nhanes:  # pygt3x reads .NET ticks as ns here (year 1990): time from info.txt's Start Date
         start = (info.start_date - DOTNET_EPOCH_TICKS) / 1e7 - offset

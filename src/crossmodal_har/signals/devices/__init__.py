@@ -18,7 +18,8 @@ from typing import Dict, Optional, Type, Union
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.devices.actigraph import Gt3xReader
 from crossmodal_har.signals.devices.apdm import ApdmReader
-from crossmodal_har.signals.devices.base import DAMAGE_POLICIES, DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, Skipped
+from crossmodal_har.signals.devices.base import (DAMAGE_POLICIES, DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader,
+                                                 Skipped)
 from crossmodal_har.signals.devices.cwa import CwaReader
 from crossmodal_har.signals.devices.empatica import EmpaticaReader
 from crossmodal_har.signals.devices.geneactiv import GeneactivReader
@@ -75,5 +76,6 @@ def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UT
     return READERS[name](path, tz=tz, damaged=damaged)
 
 
-__all__ = ["READERS", "DAMAGE_POLICIES", "DEFAULT_CHUNK_SAMPLES", "DeviceInfo", "DeviceReader", "Skipped", "TABLE_FORMATS", "device_format",
+__all__ = ["READERS", "DAMAGE_POLICIES", "DEFAULT_CHUNK_SAMPLES", "DeviceInfo", "DeviceReader", "Skipped",
+           "TABLE_FORMATS", "device_format",
            "device_suffixes", "open_device"]

@@ -20,8 +20,9 @@ payload, checksum) is walked here instead, streaming ``log.bin`` out of the zip:
 
 Conventions, as ``pygt3x``/ActiLife: idle-sleep mode (EVENT record payload 08h ... 09h) is filled
 with the last sample before it, once per second, so a device asleep on a table reads as flat
-(non-wear) rather than as a gap; seconds missing for any other reason stay a gap in ``t``; records
-with a bad checksum are skipped with a warning (their second becomes a gap); a record not later than
+(non-wear) rather than as a gap, and is listed in ``info.idle_sleep``; seconds missing for any other
+reason stay a gap in ``t``; records with a bad checksum are skipped with a warning (their second
+becomes a gap) and listed in ``info.skipped``, under either ``damaged`` policy; a record not later than
 the one before it is skipped. Values are not rounded to 3 decimals (ActiLife's display rounding).
 Framing errors (bad separator, a record cut off at the end of ``log.bin``) are a DataError.
 
@@ -49,13 +50,13 @@ import zipfile
 import zlib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.clock import format_offset, local_to_utc_offset_s
-from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, Skipped
 from crossmodal_har.signals.text import exception_line
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ class _LogStream:
         self.pos = 0
         self.offset = 0  # byte offset in log.bin of buf[0]
         self.bad_checksums = 0
+        self.count = 0  # records walked so far
+        #: called with (record index, byte offset) of each record skipped for its checksum
+        self.on_bad: Optional[Callable[[int, int], None]] = None
 
     def _fill(self, n: int) -> bool:
         """Ensure n bytes are available from pos; False at end of file."""
@@ -146,7 +150,10 @@ class _LogStream:
             payload = self.buf[self.pos + 8:self.pos + 8 + size]
             checksum = self.buf[self.pos + 8 + size]
             self.pos += 9 + size
+            self.count += 1
             if not _checksum_ok(header, payload, checksum):
+                if self.on_bad is not None:
+                    self.on_bad(self.count - 1, at)
                 self.bad_checksums += 1
                 if self.bad_checksums <= 3:
                     log.warning("%s: log.bin record at byte %d (type %d) has a bad checksum; skipped",
@@ -314,16 +321,18 @@ class Gt3xReader(DeviceReader):
         ism_since: Optional[int] = None
         record_ts = 0  # timestamp of the latest record of any type
         skipped = short = 0
+        n_samples = [0]  # samples yielded so far
         try:
             with zipfile.ZipFile(self.path) as zf, zf.open("log.bin") as f:
                 stream = _LogStream(self.path, f)
+                stream.on_bad = lambda index, at: self._listed(index, at, n_samples)
                 for rtype, ts, payload in stream.records():
                     record_ts = ts
                     if rtype == EVENT and payload in (ISM_ENTER, ISM_EXIT):
                         if payload == ISM_ENTER:
                             ism_since = ts
                         elif ism_since is not None and last_value is not None and last_ts is not None:
-                            yield from self._fill(last_ts + 1, ts, last_value)
+                            yield from self._fill(last_ts + 1, ts, last_value, n_samples)
                             last_ts = max(last_ts, ts - 1)
                             ism_since = None
                         continue
@@ -340,11 +349,12 @@ class Gt3xReader(DeviceReader):
                         continue
                     short += len(g) < rate
                     ism_since = None
+                    n_samples[0] += len(g)
                     yield ts, g
                     last_ts, last_value = ts, g[-1]
                 if ism_since is not None and last_value is not None and last_ts is not None:
                     # asleep when the log ends: fill up to the last record's time, as pygt3x does
-                    yield from self._fill(last_ts + 1, record_ts, last_value)
+                    yield from self._fill(last_ts + 1, record_ts, last_value, n_samples)
         except DataError:
             raise
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
@@ -373,14 +383,26 @@ class Gt3xReader(DeviceReader):
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
             raise DataError(self.path, f"activity.bin cannot be read ({exception_line(e)})") from None
 
-    def _fill(self, start: int, stop: int, value: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
+    def _fill(self, start: int, stop: int, value: np.ndarray, n_samples: List[int]) -> Iterator[Tuple[int, np.ndarray]]:
         """Idle-sleep fill: seconds ``start .. stop-1``, each ``rate`` copies of ``value``; the
         stretch is listed in ``info.idle_sleep`` first."""
         if stop > start:
             self.info.idle_sleep.append((float(start - self.utc_offset_s), float(stop - self.utc_offset_s)))
         block = np.broadcast_to(value, (self.rate, 3))
         for s in range(start, stop):
+            n_samples[0] += self.rate
             yield s, block
+
+    def _listed(self, index: int, at_byte: int, n_samples: List[int]) -> None:
+        """A record skipped for its bad checksum (as pygt3x skips it, whatever ``damaged`` says):
+        listed in ``info.skipped``."""
+        skipped = self.info.skipped
+        last = skipped[-1] if skipped else None
+        if last is not None and last.first + last.count == index and last.at_sample == n_samples[0]:
+            last.count += 1
+        else:
+            skipped.append(Skipped(reason=f"bad checksum (log.bin byte {at_byte})", unit="record", first=index,
+                                   count=1, at_sample=n_samples[0]))
 
     def iter_chunks(self, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         if chunk_samples < 1:

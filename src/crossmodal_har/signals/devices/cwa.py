@@ -14,16 +14,25 @@ Why not ``skdh.io.ReadCwa``: it reads the whole file into memory at once (a 7-da
 file is ~2.9 GB of float64), and it ignores the fractional timestamps. It is used in the tests as
 the second, independent reader of the same files.
 
-Time: each sector's timestamp is an anchor ``(sample index, time)``; sample times are linear
-between consecutive anchors (the device's real rate, which drifts slightly from the nominal), and
-use the nominal rate across a break (a gap in sequence ids, a restart, or an implied rate off by
-more than 2x). The device clock has no time zone: its times are read as local time in ``tz``
-(default UTC), with the zone's UTC offset at the first sample applied to the whole file (the
-device clock does not follow daylight-saving changes). ``DeviceInfo.start_time_source`` says so.
+Time: each sector's timestamp is an anchor ``(sample index, time)`` (the index may lie in the
+sector before or after); every sample's time is piecewise linear between consecutive anchors (the
+device's real rate, which drifts slightly from the nominal), so the sample at an anchor gets
+exactly its timestamp and times increase strictly. Before the first and after the last anchor of a
+stretch of connected sectors, the stretch's first / last rate continues it (the nominal rate for a
+lone anchor); a break (a gap in sequence ids, a skipped sector, a restart, time or index not
+increasing, an implied rate off by more than 2x) starts a new stretch. ``info.start_time_s`` is the
+first sample's time. OpenMovement's reader also interpolates between sector timestamps; skdh's
+``ReadCwa`` ignores the fractional timestamps (on the real files its times differ from ours by at
+most 1.4 samples, values identical). The device clock has no time zone: its times are read as
+local time in ``tz`` (default UTC), with the zone's UTC offset at the first sample applied to the
+whole file (the device clock does not follow daylight-saving changes). ``DeviceInfo.start_time_source``
+says so.
 
-Strict: a file that is not a CWA file, a truncated last sector, a bad checksum, a non-data
-sector, or a change of format mid-file is a DataError naming the file and the sector. Trailing
-erased sectors (all 0x00 or 0xFF bytes) are ignored.
+Damage: a sector with a bad checksum, a non-data sector or erased sectors followed by data are a
+DataError naming the file and the sector, or with ``damaged="skip"`` left out and listed in
+``info.skipped``. A file that is not a CWA file, a truncated last sector, an invalid timestamp or a
+change of format mid-file is always a DataError. Trailing erased sectors (all 0x00 or 0xFF bytes)
+are ignored.
 """
 
 from __future__ import annotations
