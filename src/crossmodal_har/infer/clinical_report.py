@@ -8,7 +8,8 @@ predictions stream out (memory: one cell per 5 minutes of recording, a week is ~
 * ``daily_summary.csv``: ``day, wear_min, nonwear_min, <label>_min`` per class, one row per local
   calendar day with data. ``wear_min`` is the time of windows that are not non-wear (classified ones
   and those failing a quality check); ``<label>_min`` counts classified windows only. Each window
-  accounts for one hop (stride) of time, as in the run's summary; gaps count nowhere.
+  accounts for one hop (stride) of time, as in the run's summary; gaps count nowhere. Non-wear is
+  the detector's and the device's own idle sleep (ActiGraph), both.
 * ``hourly_summary.csv``: the same per ``day, hour``.
 * ``report.html``: one self-contained page (inline CSS and SVG, no script, no network) with the
   recording's metadata, the wear summary and the non-wear thresholds, a 24 h x days activity
@@ -27,7 +28,7 @@ import numpy as np
 from crossmodal_har.infer.csvsafe import csv_cell
 from crossmodal_har.io import atomic_write
 from crossmodal_har.signals.clock import TimeBase
-from crossmodal_har.signals.status import STATUS_NONWEAR, STATUS_OK, has_window
+from crossmodal_har.signals.status import STATUS_IDLE_SLEEP, STATUS_OK, has_window, is_nonwear
 
 SLOT_S = 300  # timeline / aggregation cell (5 min)
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -56,7 +57,7 @@ class DayAggregator:
         win = has_window(status)
         if not win.any():
             return
-        cat = np.where(status == STATUS_OK, labels, np.where(status == STATUS_NONWEAR, C, C + 1))[win]
+        cat = np.where(status == STATUS_OK, labels, np.where(is_nonwear(status), C, C + 1))[win]
         cat = np.where(cat < 0, C + 1, cat)
         loc = self.timebase.local_s(np.asarray(start, np.float64)[win])
         key = np.floor(loc / SLOT_S).astype(np.int64)
@@ -252,6 +253,10 @@ def render_html(agg: DayAggregator, daily: List[Dict[str, Any]], summary: Mappin
     tot_nw = sum(r["nonwear_min"] for r in daily)
     wear_items = [("wear time", _hm(tot_wear)), ("non-wear time", _hm(tot_nw)),
                   ("non-wear fraction", f"{100 * tot_nw / max(tot_wear + tot_nw, 1e-9):.1f} %")]
+    idle = (summary.get("windows_skipped") or {}).get(STATUS_IDLE_SLEEP, 0)
+    if idle:
+        wear_items.append(("of which device idle sleep", f"{_hm(idle * agg.hop / 60.0)} ({idle} windows in "
+                                                         "the device's idle-sleep mode, counted as non-wear)"))
     if nw:
         wear_items += [("non-wear method", nw.get("method", "")),
                        ("thresholds", f"std < {nw.get('std_g')} g and range < {nw.get('range_g')} g on >= "

@@ -1,4 +1,5 @@
-"""Non-wear detection from the raw accelerometer, streaming (van Hees et al. 2013, as GGIR does it).
+"""Non-wear detection from the raw accelerometer, streaming (van Hees et al. 2013, as GGIR does it),
+and the device's own idle sleep (:func:`in_stretches`).
 
 The method (GGIR ``detect_nonwear_clipping``, defaults ``windowsizes = c(5, 900, 3600)``,
 ``sdcriter = 0.013``, ``racriter = 0.05``): windows of 60 min in steps of 15 min; a window is
@@ -274,3 +275,14 @@ def _gcd_s(values: List[float]) -> float:
     for v in values:
         g = math.gcd(g, abs(int(round(v * 1000))))
     return g / 1000.0
+
+
+def in_stretches(t: np.ndarray, stretches: List[Tuple[float, float]]) -> np.ndarray:
+    """True where ``t`` lies in one of the ``[start, end)`` stretches (sorted, not overlapping): the
+    windows of a device's idle sleep (``DeviceInfo.idle_sleep``) by their middle."""
+    t = np.asarray(t, np.float64)
+    if not stretches:
+        return np.zeros(t.shape, bool)
+    s = np.asarray(stretches, np.float64)
+    k = np.searchsorted(s[:, 0], t, side="right") - 1
+    return (k >= 0) & (t < s[np.clip(k, 0, None), 1])

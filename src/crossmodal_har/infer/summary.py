@@ -2,7 +2,8 @@
 terminal rendering :func:`format_summary`.
 
 Time per activity counts one hop (stride) per ok window, so it adds up to the recording's covered
-time whatever the window length.
+time whatever the window length. Non-wear time counts the windows of both non-wear statuses
+(:data:`crossmodal_har.signals.status.NONWEAR_STATUSES`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from crossmodal_har.signals.status import NO_WINDOW_STATUSES, STATUS_OK
+from crossmodal_har.signals.status import NO_WINDOW_STATUSES, NONWEAR_STATUSES, STATUS_IDLE_SLEEP, STATUS_OK
 
 
 @dataclass
@@ -65,7 +66,13 @@ class Summary:
             "seconds_per_activity": per,
             "fraction_per_activity": {c: v / tot for c, v in per.items()},
             "seconds_per_activity_note": "each ok window accounts for one hop (stride) of time",
+            "hop_s": self.hop_s,
+            "nonwear_windows": self.nonwear_windows(),
         }
+
+    def nonwear_windows(self) -> int:
+        """Windows counted as non-wear: the detector's and the device's idle sleep."""
+        return sum(int(self.skipped.get(s, {}).get("rows", 0)) for s in NONWEAR_STATUSES)
 
 
 def format_summary(d: Dict[str, Any]) -> str:
@@ -81,6 +88,9 @@ def format_summary(d: Dict[str, Any]) -> str:
         lines.append(f"  {c:<24} {hms(s):>12}  {100 * d['fraction_per_activity'][c]:5.1f} %")
     if d["windows_skipped"]:
         lines.append("windows skipped: " + ", ".join(f"{k} {v}" for k, v in d["windows_skipped"].items()))
+    idle = d["windows_skipped"].get(STATUS_IDLE_SLEEP, 0)
+    if idle:
+        lines.append(f"device idle sleep: {hms(idle * d.get('hop_s', 0.0))} ({idle} windows; counted as non-wear)")
     for k, v in d["stretches_without_windows"].items():
         lines.append(f"{k}: {v['rows']} stretch(es), {hms(v['seconds'])}")
     nw = d.get("nonwear")
