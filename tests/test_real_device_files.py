@@ -379,3 +379,23 @@ def test_nhanes_layout_is_read_with_its_start_from_info_txt():
     # Start Date 637755981000000000 ticks = 2021-12-20 11:55:00 local, TimeZone -06:00 -> 17:55 UTC
     assert ours.t[0] == 1640022900.0
     np.testing.assert_allclose(np.diff(ours.t), 1 / 30, rtol=0, atol=1e-6)
+
+
+@requires_files
+@pytest.mark.parametrize("name", ["ggirread_ax6_testfile.cwa", "ggirread_ax3_corrupt_blocks.cwa"])
+def test_cwa_chunk_size_does_not_change_times_or_values(name):
+    """The times of a sector depend on the sectors around it (held back across chunk borders)."""
+    path = DEVICES / "cwa" / name
+
+    def read(chunk):
+        r = open_device(path, damaged="skip")
+        parts = list(r.iter_chunks(chunk))
+        return (np.concatenate([t for t, _ in parts]), np.concatenate([x for _, x in parts]),
+                [(s.first, s.count, s.at_sample) for s in r.info.skipped])
+
+    ref = read(10 ** 6)
+    for chunk in (1, 41, 119, 121, 1000):
+        got = read(chunk)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+        assert got[2] == ref[2]
