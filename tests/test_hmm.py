@@ -10,7 +10,7 @@ import pytest
 
 from crossmodal_har.cli import main
 from crossmodal_har.errors import DataError
-from crossmodal_har.infer.smoothing import (StreamingViterbi, estimate_prior, estimate_transitions,
+from crossmodal_har.models.smoothing import (StreamingViterbi, estimate_prior, estimate_transitions,
                                             majority_smooth, viterbi)
 from helpers.bundles import CLASSES, UNITS, make_bundle, make_recording
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from crossmodal_har.infer.smoothing import StreamingSmoother, majority_smooth
+from crossmodal_har.models.smoothing import StreamingSmoother, majority_smooth
 from crossmodal_har.infer.stream import Marker, StreamingWindower, WindowBatch
 from crossmodal_har.signals.types import ImuRecording, PreprocessConfig
 

@@ -29,7 +29,7 @@ from crossmodal_har.errors import ConfigError
 from crossmodal_har.evaluate.harness import EvaluateConfig
 from crossmodal_har.evaluate.protocol_config import FitConfig
 from crossmodal_har.evaluate.protocols import EncoderSource, fit_protocol, require_channels
-from crossmodal_har.infer.smoothing import estimate_prior, estimate_transitions, label_sequences
+from crossmodal_har.models.smoothing import estimate_prior, estimate_transitions, label_sequences
 from crossmodal_har.models.bundle import MAX_HMM_CLASSES, save_bundle
 from crossmodal_har.models.classifier import head_spec
 from crossmodal_har.signals.datasets import load_labelled

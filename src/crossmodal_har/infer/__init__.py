@@ -9,14 +9,17 @@ Modules (nothing heavy is imported at package import):
     stream     ``StreamingWindower``: resample -> median filter -> windows -> quality, gap-aware,
                identical output whatever the chunking.
     runtime    ``TorchRunner``, ``OnnxRunner`` (stale-export check), ``BatchedRunner`` (fixed batches).
-    predict    ``predict_file``: windows -> model -> smoothing -> CSV.
+    predict    ``PredictConfig`` -> ``run_predict`` (the command's job: settings, bundle, runtime,
+               outputs); ``predict_file``: windows -> model -> non-wear -> smoothing -> CSV.
+    rows       predict's output rows: model results in order, the non-wear gate, the smoothed CSV writer.
     summary    ``Summary`` / ``format_summary``: what a prediction run saw (``<out>.summary.json``).
-    smoothing  centred majority filter over runs of ok windows, and Viterbi with the bundle's HMM.
-    embed      per-window embeddings to Parquet / .npy (predict's windows: the same source).
+    embed      ``EmbedConfig`` -> ``run_embed``: per-window embeddings to Parquet / .npy (predict's
+               windows: the same source).
     export     ONNX export with a PyTorch/ONNX Runtime parity check.
     timeline   activity-over-time plot aggregated for days-long recordings.
 The bundle format itself (``MODEL_DIR/`` = model.safetensors + bundle.json; ``save_bundle``,
-``load_bundle``, torch-free ``read_bundle(with_model=False)``) is
+``load_bundle``, torch-free ``read_bundle(with_model=False)``, and the bundle's smoother: a majority
+filter or Viterbi with its HMM, :mod:`crossmodal_har.models.smoothing`) is
 :mod:`crossmodal_har.models.bundle`'s; ``infer`` imports ``models`` and never ``train`` or
 ``evaluate``.
 See docs/inference.md.

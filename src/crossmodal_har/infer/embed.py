@@ -1,4 +1,5 @@
-"""Per-window embeddings of a long recording, streamed: the windows ``predict`` classifies.
+"""Per-window embeddings of a long recording, streamed: the windows ``predict`` classifies
+(``crossmodal-har embed``: :class:`EmbedConfig` -> :func:`run_embed` -> ``.parquet`` / ``.npy``).
 
 The recording is read through the same :class:`crossmodal_har.infer.source.InferenceSource` as
 ``predict`` (reader, channel rule, autocalibration with the same default ``auto``) and windowed by the
@@ -12,26 +13,33 @@ Output formats:
 * ``.npy``: one float64 array [N, 2 + D]: column 0 = start (s), 1 = end (s), then the embedding.
 
 The embedder is any module mapping physical windows to embeddings, normally a
-:class:`crossmodal_har.models.classifier.NormalizedEncoder`.
+:class:`crossmodal_har.models.classifier.NormalizedEncoder`: :func:`run_embed` takes the encoder of
+a classifier bundle or of a saved encoder/run directory, with its preprocessing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
-from crossmodal_har.errors import UserError
+from crossmodal_har.errors import ConfigError, UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.runtime import BatchedRunner, TorchRunner
-from crossmodal_har.infer.source import MODEL_ADVICE, InferenceSource
+from crossmodal_har.infer.source import MODEL_ADVICE, InferenceSource, with_stride
 from crossmodal_har.infer.stream import SignalOps, WindowBatch
-from crossmodal_har.io import atomic_write, commit_temp, make_temp
+from crossmodal_har.io import atomic_write, commit_temp, guard_outputs, make_temp
+from crossmodal_har.models.bundle import BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, load_bundle
+from crossmodal_har.models.classifier import NormalizedEncoder
+from crossmodal_har.models.encoder_file import ENCODER_META, ENCODER_WEIGHTS, encoder_preprocess, load_encoder
+from crossmodal_har.models.run_file import RUN_META, RUN_WEIGHTS
+from crossmodal_har.signals.recording import declared_units
 from crossmodal_har.signals.types import PreprocessConfig
-from crossmodal_har.signals.units import Units
+from crossmodal_har.signals.units import UnitSettings, Units
 
 log = logging.getLogger(__name__)
 
@@ -185,4 +193,98 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     return {"windows": written, "skipped": skipped, "embed_dim": embed_dim, "channels": source.channels,
             "device": device.to_dict() if device is not None else None,
             "calibration": source.calibration_summary()}
+
+
+# --------------------------------------------------------------------------------- the command's job
+
+@dataclass
+class EmbedConfig:
+    """What ``embed`` does (built by ``config.build_config`` from the command's flags; unknown keys are
+    errors).
+
+    Attributes:
+        model: a classifier bundle directory (its encoder is used); or
+        encoder: an encoder/run directory with ``encoder.json`` (exactly one of the two).
+        input: the recording (table or device file); ``format``: its format when the suffix does not say.
+        out: ``FILE.parquet`` or ``FILE.npy`` (see the module's docstring).
+        tz: IANA time zone of a device clock that stores local time without a zone.
+        units: a table's declared units.
+        calibration: autocalibration as in ``predict`` (default ``auto``: the windows predict classifies).
+        stride_s: seconds between window starts (None: the model's).
+        chunk_rows: input rows read at once (memory; results do not depend on it).
+        batch_size: windows per model call.
+        force: replace an existing ``out`` (never an input).
+    """
+
+    model: Optional[str] = None
+    encoder: Optional[str] = None
+    input: str = ""
+    out: str = ""
+    format: Optional[str] = None
+    tz: str = "UTC"
+    units: UnitSettings = field(default_factory=UnitSettings)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    stride_s: Optional[float] = None
+    chunk_rows: int = 500_000
+    batch_size: int = 256
+    force: bool = False
+
+    def validate(self) -> None:
+        if bool(self.model) == bool(self.encoder) or not (self.input and self.out):
+            raise ConfigError("embed: input, out and one of model or encoder are required")
+        if self.chunk_rows < 1 or self.batch_size < 1:
+            raise UserError("--chunk-rows and --batch-size must be >= 1")
+        if Path(self.out).suffix.lower() not in (".parquet", ".npy"):
+            raise UserError(f"--out {self.out}: expected a .parquet or .npy file name")
+
+
+@dataclass
+class EmbedResult:
+    """What :func:`run_embed` wrote: ``windows`` embeddings of ``embed_dim`` numbers into ``out``, and
+    the count of windows without one by reason (``skipped``); the rest as :func:`embed_file` returns it."""
+
+    out: str
+    windows: int
+    embed_dim: int
+    skipped: Dict[str, int]
+    info: Dict[str, Any]
+
+    def text(self) -> str:
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
+        return f"wrote {self.out}: {self.windows} windows x {self.embed_dim} dims (without embedding: {skipped})"
+
+
+def run_embed(config: EmbedConfig) -> EmbedResult:
+    """Embed every ok window of ``config.input`` with the encoder of ``config.model`` (a bundle) or
+    ``config.encoder`` (a saved encoder) into ``config.out``; the output is checked first (never an
+    input, replaced only with ``force``).
+
+    Raises:
+        UserError: a refused output, a bad setting, an accelerometer-only recording for a 6-channel model.
+        DataError: an unreadable recording or model, naming the file (and line).
+    """
+    if config.model:
+        model_files = [("--model", Path(config.model) / n) for n in (BUNDLE_META, BUNDLE_WEIGHTS, BUNDLE_ONNX)]
+    else:
+        model_files = [("--encoder", Path(config.encoder) / n)
+                       for n in (ENCODER_META, ENCODER_WEIGHTS, RUN_META, RUN_WEIGHTS, "config.json")]
+    guard_outputs([("--out", config.out)], [("--input", config.input), *model_files, ("--meta", config.units.meta)],
+                  force=config.force)
+    try:
+        config.calibration.validate()
+    except (ValueError, ConfigError) as e:
+        raise UserError(str(e)) from None
+    units = declared_units(config.units, config.input, config.format)
+    if config.model:
+        bundle = load_bundle(config.model)
+        encoder, pre = bundle.model.encoder, bundle.preprocess
+    else:
+        encoder, meta = load_encoder(config.encoder)
+        pre = encoder_preprocess(meta, config.encoder)
+    pre = with_stride(pre, config.stride_s)
+    dim = int(getattr(encoder, "embed_dim"))
+    res = embed_file(config.input, config.out, NormalizedEncoder(encoder, pre.normalization).eval(), pre, units, dim,
+                     chunk_rows=config.chunk_rows, batch_size=config.batch_size, fmt=config.format, tz=config.tz,
+                     calibration=config.calibration)
+    return EmbedResult(config.out, res["windows"], dim, res["skipped"], res)
 

@@ -1,9 +1,12 @@
-"""Predict activities over a long recording, streaming: bounded memory whatever its length.
+"""Predict activities over a long recording, streaming: bounded memory whatever its length
+(``crossmodal-har predict``: :class:`PredictConfig` -> :func:`run_predict` -> the CSV, its summary,
+optionally a timeline and the clinician's report).
 
-Pipeline: :class:`crossmodal_har.infer.source.InferenceSource` (chunks in canonical units, checks
-with global line numbers, the model's channels, autocalibration) →
+Pipeline (:func:`predict_file`): :class:`crossmodal_har.infer.source.InferenceSource` (chunks in
+canonical units, checks with global line numbers, the model's channels, autocalibration) →
 :class:`crossmodal_har.infer.stream.StreamingWindower` (resample, median filter, windows, quality,
-gaps) → model in fixed batches → optional smoothing → CSV rows.
+gaps) → model in fixed batches → non-wear → the bundle's smoother → CSV rows
+(:mod:`crossmodal_har.infer.rows`).
 
 Model batches are formed from the sequence of ok windows (batch ``j`` = ok windows
 ``[j*B, (j+1)*B)``), never from chunk contents, so the output is identical whatever ``chunk_rows``.
@@ -30,38 +33,45 @@ still flag them, then a window (``ok`` or ``flat_line``) whose midpoint lies in 
 becomes ``nonwear``: no label, no probabilities, and it ends a smoothing run like any window that is
 not ok.
 
+Settings (:func:`run_predict`): the dataclass defaults < the bundle's saved settings where it has
+them (its ``nonwear`` section, its stride, its ``hmm`` for ``smooth="hmm"``) < the command's flags.
 The runtimes (torch, ONNX Runtime, fixed batching) are :mod:`crossmodal_har.infer.runtime`'s; the
 summary of a run is :mod:`crossmodal_har.infer.summary`'s.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
 
-from crossmodal_har.errors import UserError
+from crossmodal_har.config import from_dict
+from crossmodal_har.errors import ConfigError, UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
-from crossmodal_har.infer.clinical_report import DayAggregator
-from crossmodal_har.infer.csvsafe import csv_cell
-from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector
-from crossmodal_har.infer.runtime import BatchedRunner, Runner
-from crossmodal_har.infer.smoothing import StreamingSmoother, StreamingViterbi
-from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource
-from crossmodal_har.infer.stream import Marker, SignalOps, WindowBatch
-from crossmodal_har.infer.summary import Summary
-from crossmodal_har.io import atomic_write
-from crossmodal_har.signals.clock import TimeBase, resolve_timebase
-from crossmodal_har.signals.status import NONWEAR_REPLACES, STATUS_NONWEAR, STATUS_OK, has_window
+from crossmodal_har.infer.clinical_report import DayAggregator, report_paths, write_report
+from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector, nonwear_settings
+from crossmodal_har.infer.rows import CsvWriter, NonwearGate, RowPipeline, SmoothedWriter
+from crossmodal_har.infer.runtime import BatchedRunner, OnnxRunner, Runner, TorchRunner
+from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource, with_stride
+from crossmodal_har.infer.stream import SignalOps
+from crossmodal_har.infer.summary import Summary, format_summary
+from crossmodal_har.infer.timeline import plot_timeline
+from crossmodal_har.io import atomic_write, atomic_write_json, guard_outputs
+from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, Bundle, bundle_nonwear,
+                                          read_bundle, weights_digest)
+from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
+from crossmodal_har.signals.clock import parse_start, resolve_timebase, zone
+from crossmodal_har.signals.recording import declared_units
+from crossmodal_har.signals.status import STATUS_NONWEAR
 from crossmodal_har.signals.types import PreprocessConfig
-from crossmodal_har.signals.units import Units
+from crossmodal_har.signals.units import UnitSettings, Units
 
 log = logging.getLogger(__name__)
 
@@ -75,199 +85,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-# --------------------------------------------------------------------------------- rows
-
-@dataclass
-class Rows:
-    """A block of output rows (in time order)."""
-
-    start: np.ndarray
-    end: np.ndarray
-    status: np.ndarray  # object
-    ok_index: np.ndarray  # global index among ok windows, -1 for other rows
-
-
-class _Pipeline:
-    """Windows/markers in, finished rows (with model outputs) out, in order."""
-
-    def __init__(self, model: BatchedRunner):
-        self.model = model
-        self.pending: List[Rows] = []
-        self.next_ok = 0
-
-    def add(self, item: Any) -> None:
-        if isinstance(item, Marker):
-            self.pending.append(Rows(np.array([item.start]), np.array([item.end]),
-                                     np.array([item.status], dtype=object), np.array([-1])))
-            return
-        assert isinstance(item, WindowBatch)
-        ok = item.reason == ""
-        idx = np.full(len(ok), -1, np.int64)
-        n_ok = int(ok.sum())
-        idx[ok] = np.arange(self.next_ok, self.next_ok + n_ok)
-        self.next_ok += n_ok
-        status = np.where(ok, STATUS_OK, item.reason).astype(object)
-        self.pending.append(Rows(item.start, item.end, status, idx))
-        self.model.add(item.x[ok] if n_ok < len(ok) else item.x)
-
-    def ready(self, final: bool = False):
-        """Yield (Rows, outputs for their ok rows) for every pending row whose results exist."""
-        if final:
-            self.model.flush()
-        done = self.model.done
-        out = []
-        while self.pending:
-            r = self.pending[0]
-            okr = r.ok_index >= 0
-            cut = len(r.ok_index)
-            if okr.any() and r.ok_index[okr].max() >= done:
-                blocked = np.flatnonzero(okr & (r.ok_index >= done))
-                cut = int(blocked[0])
-            if cut == 0:
-                break
-            head = Rows(r.start[:cut], r.end[:cut], r.status[:cut], r.ok_index[:cut])
-            hok = head.ok_index[head.ok_index >= 0]
-            res = self.model.take(int(hok.max()) + 1) if len(hok) else None
-            out.append((head, res))
-            if cut == len(r.ok_index):
-                self.pending.pop(0)
-            else:
-                self.pending[0] = Rows(r.start[cut:], r.end[cut:], r.status[cut:], r.ok_index[cut:])
-                break
-        return out
-
-
-# --------------------------------------------------------------------------------- writer
-
-class _CsvWriter:
-    def __init__(self, fh, class_names: List[str], smoothing: bool, timebase: Optional[TimeBase] = None):
-        self.fh = fh
-        self.names = class_names
-        self.smoothing = smoothing
-        self.timebase = timebase if timebase is not None and timebase.absolute else None
-        cols = ["start", "end"] + (["timestamp"] if self.timebase else []) + ["status", "label"] + \
-            (["label_raw"] if smoothing else []) + [f"p_{c}" for c in class_names]
-        fh.write(",".join(_csv_cell(c) for c in cols) + "\n")
-
-    def write(self, rows: Rows, labels: np.ndarray, raw: np.ndarray, probs: np.ndarray) -> None:
-        names = np.array([_csv_cell(c) for c in self.names] + [""], dtype=object)
-        n = len(rows.start)
-        parts = [np.char.mod("%.6f", rows.start), np.char.mod("%.6f", rows.end)]
-        if self.timebase is not None:
-            parts.append(self.timebase.iso(rows.start))
-        parts += [rows.status.astype(str), names[labels].astype(str)]
-        if self.smoothing:
-            parts.append(names[raw].astype(str))
-        pstr = np.where(np.isnan(probs), "", np.char.mod("%.6f", np.nan_to_num(probs)))
-        cols = parts + [pstr[:, j] for j in range(probs.shape[1])]
-        buf = io.StringIO()
-        for i in range(n):
-            buf.write(",".join(c[i] for c in cols))
-            buf.write("\n")
-        self.fh.write(buf.getvalue())
-
-
-def _csv_cell(s: str) -> str:
-    return csv_cell(s)  # formula-safe and quoted: the rule of infer/csvsafe.py
-
-
-class _SmoothedWriter:
-    """Feeds rows through the smoother (which lags) and writes those whose label is final."""
-
-    def __init__(self, writer: _CsvWriter, smoother: Any, summary: Summary,
-                 days: Optional[DayAggregator] = None):
-        self.writer, self.smoother, self.summary = writer, smoother, summary
-        self.days = days
-        self.queue: List[Any] = []
-        self.labels = np.empty(0, np.int64)
-
-    def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
-        self.queue.append((rows, probs, raw))
-        ok = rows.ok_index >= 0
-        if getattr(self.smoother, "uses_probs", False):  # HMM: Viterbi over the class probabilities
-            new = self.smoother.push(raw, ok, np.nan_to_num(probs))
-        else:
-            new = self.smoother.push(raw, ok)
-        self.labels = np.concatenate([self.labels, new])
-        self._write()
-
-    def finish(self) -> None:
-        self.labels = np.concatenate([self.labels, self.smoother.finish()])
-        self._write()
-        if self.queue:
-            raise RuntimeError("smoother left rows behind")
-
-    def _write(self) -> None:
-        while self.queue and len(self.labels):
-            rows, probs, raw = self.queue[0]
-            n = len(rows.start)
-            k = min(n, len(self.labels))
-            lab, self.labels = self.labels[:k], self.labels[k:]
-            head = Rows(rows.start[:k], rows.end[:k], rows.status[:k], rows.ok_index[:k])
-            self.writer.write(head, lab, raw[:k], probs[:k])
-            self.summary.add(head.status, head.start, head.end, lab)
-            if self.days is not None:
-                self.days.add(head.start, head.status, lab)
-            if k == n:
-                self.queue.pop(0)
-            else:
-                self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
-                                 probs[k:], raw[k:])
-
-
-class _NonwearGate:
-    """Holds rows until the non-wear detector has decided their time, then marks non-wear windows.
-
-    Rows leave in order; a row is final once its midpoint (its start, for a stretch without windows)
-    lies below :meth:`NonwearDetector.final_until` — about one hour behind the input.
-    """
-
-    def __init__(self, detector: Optional[NonwearDetector], origin_s: float, out: "_SmoothedWriter"):
-        """``origin_s``: added to recording times to get the detector's times."""
-        self.det, self.origin, self.out = detector, origin_s, out
-        self.queue: List[Any] = []
-        self.released = -np.inf  # largest key released: later rows never lie before it
-
-    def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
-        if self.det is None:
-            self.out.push(rows, probs, raw)
-            return
-        self.queue.append((rows, probs, raw))
-        self.release()
-
-    def release(self) -> None:
-        if self.det is None:
-            return
-        until = self.det.final_until() - self.origin
-        while self.queue:
-            rows, probs, raw = self.queue[0]
-            is_win = has_window(rows.status)
-            key = np.where(is_win, 0.5 * (rows.start + rows.end), rows.start)
-            # rows are in start order: release the prefix whose (running maximum of) key is decided
-            k = int(np.searchsorted(np.maximum.accumulate(key), until, side="left"))
-            if k == 0:
-                return
-            head = Rows(rows.start[:k], rows.end[:k], rows.status[:k].copy(), rows.ok_index[:k].copy())
-            hp, hr = probs[:k].copy(), raw[:k].copy()
-            nw = self.det.is_nonwear(key[:k] + self.origin) & is_win[:k] & np.isin(
-                head.status.astype(str), NONWEAR_REPLACES)
-            if nw.any():
-                head.status[nw] = STATUS_NONWEAR
-                head.ok_index[nw] = -1
-                hp[nw] = np.nan
-                hr[nw] = -1
-            self.out.push(head, hp, hr)
-            self.released = max(self.released, float(key[:k].max()))
-            self.det.forget_before(self.released + self.origin)
-            if k == len(rows.start):
-                self.queue.pop(0)
-            else:
-                self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
-                                 probs[k:], raw[k:])
-                return
-
-
-# --------------------------------------------------------------------------------- main entry
+# --------------------------------------------------------------------------------- the pipeline
 
 def predict_file(
     input_path: PathLike,
@@ -277,12 +95,11 @@ def predict_file(
     class_names: List[str],
     units: Units,
     *,
-    smooth: int = 0,
+    smoother: Optional[Smoother] = None,
     chunk_rows: int = 500_000,
     batch_size: int = 256,
     ops: Optional[SignalOps] = None,
     progress: Optional[bool] = None,
-    hmm: Optional[Any] = None,
     nonwear: Optional[NonwearConfig] = None,
     start_s: Optional[float] = None,
     tz: str = "UTC",
@@ -296,9 +113,9 @@ def predict_file(
         runner: windows [B, W, 6] float32 in g and rad/s -> logits [B, C].
         preprocess: the bundle's config (possibly with ``stride_s`` overridden).
         units: declared units of the input file.
-        smooth: majority-filter length in windows (0/1 = off), see :mod:`crossmodal_har.infer.smoothing`.
-        hmm: ``(transitions [C, C], prior [C])`` to smooth with Viterbi instead (``--smooth hmm``; the
-            bundle's ``hmm`` section); labels are then final at the end of each chain of ok windows.
+        smoother: the bundle's smoother of the labels (:meth:`~crossmodal_har.models.bundle.Bundle.smoother`:
+            a majority filter, or Viterbi whose labels are final at the end of each chain of ok
+            windows); default none. With one that changes labels the CSV gets a ``label_raw`` column.
         chunk_rows: input rows read at once (memory knob; the output does not depend on it).
         batch_size: windows per model call.
         nonwear: non-wear detector settings (default: on, GGIR's thresholds); ``enabled=False`` = off.
@@ -317,11 +134,10 @@ def predict_file(
     """
     input_path = Path(input_path)
     C = len(class_names)
-    smoothing = smooth > 1 or hmm is not None
+    smoother = smoother if smoother is not None else StreamingSmoother(1, C)
     model = BatchedRunner(runner, batch_size, softmax)
-    pipe = _Pipeline(model)
+    pipe = RowPipeline(model)
     summary = Summary(class_names=list(class_names), hop_s=min(preprocess.stride_s, preprocess.window_s))
-    smoother = StreamingViterbi(*hmm) if hmm is not None else StreamingSmoother(smooth if smoothing else 1, C)
     nonwear = nonwear if nonwear is not None else NonwearConfig()
     calibration = calibration if calibration is not None else CalibrationConfig()
     calibration.validate()
@@ -348,8 +164,8 @@ def predict_file(
             state["detector"] = det
             # non-wear's 15-min grid starts at the first sample, as GGIR's blocks do
             origin = -first_t if first_t is not None else 0.0
-            out = _SmoothedWriter(_CsvWriter(fh, class_names, smoothing, tb), smoother, summary, days)
-            gate = _NonwearGate(det, origin, out)
+            out = SmoothedWriter(CsvWriter(fh, class_names, smoother.changes_labels, tb), smoother, summary, days)
+            gate = NonwearGate(det, origin, out)
 
             def emit(final: bool) -> None:
                 for rows, res in pipe.ready(final):
@@ -405,3 +221,195 @@ def predict_file(
                     "windows": nw.get("rows", 0), "seconds": nw.get("rows", 0) * summary.hop_s,
                     "seconds_note": "non-wear windows x hop (stride), as the time per activity"}
     return d
+
+
+# --------------------------------------------------------------------------------- the command's job
+
+def parse_smooth(value: Union[int, str]) -> Union[int, str]:
+    """``--smooth``: ``N`` / ``majority:N`` (majority filter, int N >= 0), ``majority`` (N = 5), ``hmm``."""
+    v = str(value).strip().lower()
+    if v == "hmm":
+        return "hmm"
+    if v == "majority":
+        return 5
+    if v.startswith("majority:"):
+        v = v[len("majority:"):]
+    try:
+        n = int(v)
+    except ValueError:
+        raise UserError(f"--smooth: expected N, majority[:N] or hmm, got {value!r}") from None
+    if n < 0:
+        raise UserError("--smooth must be >= 0")
+    return n
+
+
+@dataclass
+class NonwearOverrides:
+    """Non-wear detection on or off, and settings over the bundle's ``nonwear`` section (None = not
+    given: the bundle's, else :class:`~crossmodal_har.infer.nonwear.NonwearConfig`'s)."""
+
+    enabled: bool = True
+    std_g: Optional[float] = None
+    range_g: Optional[float] = None
+    approach: Optional[Literal["2013", "2023"]] = None
+
+    def given(self) -> Dict[str, Any]:
+        """``enabled`` and the settings that were given."""
+        return {"enabled": self.enabled, **{k: getattr(self, k) for k in ("std_g", "range_g", "approach")
+                                            if getattr(self, k) is not None}}
+
+
+@dataclass
+class PredictConfig:
+    """What ``predict`` does (built by ``config.build_config`` from the command's flags; unknown keys are
+    errors). The bundle's saved settings lie between the defaults here and what is given.
+
+    Attributes:
+        model: the classifier bundle directory.
+        input: the recording (table or device file); ``format``: its format when the suffix does not say.
+        out: the predictions CSV; its summary is written beside it as ``<out>.summary.json``.
+        units: a table's declared units.
+        stride_s: seconds between window starts (None: the bundle's).
+        smooth: ``N``, ``majority[:N]`` or ``hmm`` (:func:`parse_smooth`; the bundle's smoother).
+        timeline: also draw activity over time into this PNG.
+        runtime: ``torch``, or ``onnx`` (ONNX Runtime with ``onnx``, else the bundle's ``model.onnx``).
+        chunk_rows: input rows read at once (memory; results do not depend on it).
+        batch_size: windows per model call.
+        threads: CPU threads of the model (None: the runtime's).
+        force: replace existing outputs (never an input).
+        start: ISO 8601 wall-clock time of the first sample of a file with relative times.
+        tz: IANA time zone of the timestamps and calendar days.
+        calibration: autocalibration (van Hees et al. 2014).
+        nonwear: non-wear detection (van Hees et al. 2013) over the bundle's settings.
+        report: directory of ``daily_summary.csv``, ``hourly_summary.csv`` and ``report.html``.
+    """
+
+    model: str = ""
+    input: str = ""
+    out: str = ""
+    format: Optional[str] = None
+    units: UnitSettings = field(default_factory=UnitSettings)
+    stride_s: Optional[float] = None
+    smooth: Union[int, str] = 0
+    timeline: Optional[str] = None
+    runtime: Literal["torch", "onnx"] = "torch"
+    onnx: Optional[str] = None
+    chunk_rows: int = 500_000
+    batch_size: int = 256
+    threads: Optional[int] = None
+    force: bool = False
+    start: Optional[str] = None
+    tz: str = "UTC"
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    nonwear: NonwearOverrides = field(default_factory=NonwearOverrides)
+    report: Optional[str] = None
+
+    def validate(self) -> None:
+        if not (self.model and self.input and self.out):
+            raise ConfigError("predict: model, input and out are required")
+        if self.chunk_rows < 1 or self.batch_size < 1 or (self.threads is not None and self.threads < 1):
+            raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
+        parse_smooth(self.smooth)
+        try:
+            self.calibration.validate()
+        except (ValueError, ConfigError) as e:
+            raise UserError(str(e)) from None
+        self.start_s()
+        zone(self.tz)
+
+    def start_s(self) -> Optional[float]:
+        """``start`` as Unix epoch seconds (read in ``tz`` when it has no offset), None when not given."""
+        try:
+            return parse_start(self.start, self.tz) if self.start else None
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+
+@dataclass
+class PredictResult:
+    """What :func:`run_predict` wrote: ``summary`` (as in ``summary_path``) and the files."""
+
+    summary: Dict[str, Any]
+    out: str
+    summary_path: Path
+    timeline: Optional[str] = None
+    report: Optional[str] = None
+
+    def text(self) -> str:
+        """The summary for the terminal and the files written."""
+        return format_summary(self.summary) + "\n" + (
+            f"wrote {self.out} and {self.summary_path}" + (f" and {self.timeline}" if self.timeline else "")
+            + (f" and {self.report}/" if self.report else ""))
+
+
+def _nonwear(config: PredictConfig, bundle: Bundle) -> Tuple[NonwearConfig, str]:
+    """The non-wear settings: the defaults, then the bundle's ``nonwear`` section, then the flags; and
+    where they came from (for the summary)."""
+    section, given = bundle_nonwear(bundle), config.nonwear.given()
+    try:
+        nonwear = from_dict(NonwearConfig, nonwear_settings(section, given),
+                            where=f"{Path(config.model) / BUNDLE_META}: nonwear" if section else "non-wear")
+        nonwear.validate()
+    except (ValueError, ConfigError) as e:
+        raise UserError(str(e)) from None
+    return nonwear, ", ".join(["defaults"] + (["the bundle's nonwear section"] if section else [])
+                              + (["--nonwear-* flags"] if len(given) > 1 else []))
+
+
+def _runner(config: PredictConfig, bundle: Bundle) -> Runner:
+    """The runtime: torch (the bundle's model), or ONNX Runtime with an export of the bundle's weights."""
+    if config.runtime == "onnx":
+        onnx_path = Path(config.onnx) if config.onnx else bundle.onnx_path
+        if onnx_path is None or not onnx_path.is_file():
+            raise UserError(f"--runtime onnx: no {config.onnx or Path(config.model) / 'model.onnx'}; run "
+                            f"`crossmodal-har export --model {config.model} --format onnx --out "
+                            f"{Path(config.model) / 'model.onnx'}` first or pass --onnx FILE")
+        return OnnxRunner(onnx_path, threads=config.threads, weights_sha256=weights_digest(bundle.path))
+    return TorchRunner(bundle.model, threads=config.threads)
+
+
+def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> PredictResult:
+    """Classify every window of ``config.input`` with the bundle ``config.model``: write the CSV, its
+    ``.summary.json``, and the timeline and report when asked for. Outputs are checked first (never an
+    input, replaced only with ``force``); the ONNX runtime never imports torch.
+
+    Raises:
+        UserError: a refused output, a bad setting, a bundle without what was asked of it
+            (``model.onnx``, an ``hmm`` section), an accelerometer-only recording for a 6-channel bundle.
+        DataError: an unreadable recording or bundle, naming the file (and line).
+    """
+    smooth = parse_smooth(config.smooth)
+    start_s = config.start_s()
+    out = Path(config.out)
+    summary_path = out.with_name(out.stem + ".summary.json")
+    report_files = list(report_paths(Path(config.report)).values()) if config.report else []
+    model_files = [("--model", Path(config.model) / n) for n in (BUNDLE_META, BUNDLE_WEIGHTS, BUNDLE_ONNX)]
+    guard_outputs([("--out", out), ("--out's summary", summary_path), ("--timeline", config.timeline),
+                   *[(f"--report's {p.name}", p) for p in report_files]],
+                  [("--input", config.input), *model_files, ("--onnx", config.onnx), ("--meta", config.units.meta)],
+                  force=config.force)
+    units = declared_units(config.units, config.input, config.format)
+    # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
+    bundle = read_bundle(config.model, with_model=config.runtime == "torch")
+    nonwear, nonwear_from = _nonwear(config, bundle)
+    pre = with_stride(bundle.preprocess, config.stride_s)
+    runner = _runner(config, bundle)
+    days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s)) if config.report else None
+    summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
+                           chunk_rows=config.chunk_rows, batch_size=config.batch_size, progress=progress,
+                           nonwear=nonwear, start_s=start_s, tz=config.tz, days=days, fmt=config.format,
+                           calibration=config.calibration)
+    summary["nonwear"]["settings_from"] = nonwear_from
+    summary.update({"input": str(config.input), "output": str(out), "model": str(config.model),
+                    "runtime": config.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,
+                    "rate_hz": pre.rate_hz, "smooth": smooth, "units": units.to_dict()})
+    atomic_write_json(summary_path, summary)
+    if config.report:
+        write_report(Path(config.report), days, summary, bundle.meta)
+    if config.timeline:
+        plot_timeline(out, config.timeline, bundle.class_names)
+    if summary["windows_ok"] == 0:
+        log.warning("%s: no window could be classified (see the stretches and skipped windows below)",
+                    config.input)
+    log.debug("summary: %s", json.dumps(summary))
+    return PredictResult(summary, str(out), summary_path, config.timeline, config.report)

@@ -27,9 +27,14 @@ DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the 
 
 
 class TorchRunner:
-    """Runs a torch module (eval mode, inference mode) on numpy windows."""
+    """Runs a torch module (eval mode, inference mode) on numpy windows. ``threads``: torch's CPU
+    threads for the whole process (``predict --threads``: the program's choice, asked for by the user)."""
 
-    def __init__(self, model: Any, method: str = "forward"):
+    def __init__(self, model: Any, method: str = "forward", threads: Optional[int] = None):
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
         self.model = model.eval()
         self.fn = getattr(model, method) if method != "forward" else model
 

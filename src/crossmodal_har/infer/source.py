@@ -48,6 +48,15 @@ BUNDLE_ADVICE = "this bundle reads {model} — train one with `train-classifier 
 MODEL_ADVICE = "this model reads {model} — use a model trained with --channels acc"
 
 
+def with_stride(preprocess: PreprocessConfig, stride_s: Optional[float]) -> PreprocessConfig:
+    """The model's preprocessing with windows every ``stride_s`` seconds (``--stride``; None: its own)."""
+    if stride_s is None:
+        return preprocess
+    if not stride_s > 0:
+        raise UserError("--stride must be > 0 seconds")
+    return dataclasses.replace(preprocess, stride_s=float(stride_s))
+
+
 class InferenceSource:
     """One recording for one model: open it (reads the first chunk and checks the channels), then
     optionally :meth:`calibrate`, then iterate: chunks whose ``data`` is what the model reads.

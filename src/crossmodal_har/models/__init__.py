@@ -1,5 +1,6 @@
-"""crossmodal_har.models: encoder registry, heads, losses, the window classifier, and the
-persisted model formats (:mod:`~crossmodal_har.models.encoder_file`, :mod:`~crossmodal_har.models.run_file`,
+"""crossmodal_har.models: encoder registry, heads, losses, the window classifier, the smoothing of its
+labels over time (:mod:`~crossmodal_har.models.smoothing`), and the persisted model formats
+(:mod:`~crossmodal_har.models.encoder_file`, :mod:`~crossmodal_har.models.run_file`,
 :mod:`~crossmodal_har.models.bundle`, with :mod:`~crossmodal_har.models.weights` under all three).
 
 Importing this package does no work; the names below are loaded on first use.

@@ -23,13 +23,14 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 from crossmodal_har.config import to_dict
 from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.io import PathLike, read_json
+from crossmodal_har.models.smoothing import Smoother, StreamingSmoother, StreamingViterbi
 from crossmodal_har.models.weights import (arch_embed_dim, arch_params, check_architecture, check_weights_size,
                                            cpu_state_dict, load_state_strict, read_weights, write_weights)
 from crossmodal_har.saved import SavedFile, build_saved, errors_naming, json_type, parse_saved, write_saved
@@ -248,6 +249,19 @@ class Bundle:
             return None
         p = self.path / BUNDLE_ONNX
         return p if p.is_file() else None
+
+    def smoother(self, smooth: Union[int, str] = 0) -> Smoother:
+        """The smoother of this bundle's window labels (``predict --smooth``): ``"hmm"`` = Viterbi with
+        the transitions and prior the bundle saved (a UserError when it saved none), an int N = the
+        majority filter over N windows (0 or 1: none)."""
+        if smooth == "hmm":
+            hmm = bundle_hmm(self)
+            if hmm is None:
+                raise UserError(f"--smooth hmm: bundle {self.path} has no hmm section (transition matrix); "
+                                "retrain it with this version's `crossmodal-har train-classifier`, or use "
+                                "--smooth majority")
+            return StreamingViterbi(*hmm)
+        return StreamingSmoother(max(int(smooth), 1), len(self.meta.class_names))
 
 
 def save_bundle(out_dir: PathLike, model, *, encoder_name: str, encoder_config: Mapping[str, Any],

@@ -47,7 +47,8 @@ from crossmodal_har.signals import devices
 from crossmodal_har.signals.devices import DeviceInfo
 from crossmodal_har.signals.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, Block, iter_csv, iter_parquet
 from crossmodal_har.signals.types import ImuRecording
-from crossmodal_har.signals.units import Units, to_canonical
+from crossmodal_har.io import read_json
+from crossmodal_har.signals.units import UnitSettings, Units, to_canonical
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,32 @@ def check_device_units(path: Path, fmt: str, units: Units) -> None:
     if units != Units():
         raise UserError(f"{path}: a {fmt} device file carries its own units; drop --acc-unit/--gyro-unit/"
                         "--time-unit/--meta (they apply to CSV/Parquet tables only)")
+
+
+def declared_units(settings: UnitSettings, path: PathLike, fmt: Optional[str] = None) -> Units:
+    """The declared units of the recording ``path`` as ``predict`` and ``embed`` are given them: from
+    ``settings`` (``meta``: a ``dataset.json``; missing units default to g, rad/s, s, with a warning
+    when none was given), or canonical for a device file given none (it carries its own; the reader
+    refuses others: the one units rule above).
+
+    Raises:
+        UserError: both ``meta`` and units given; ``meta`` is not a JSON object.
+        DataError: ``meta`` cannot be read, or names an unknown unit.
+    """
+    if not settings.given() and devices.device_format(path, fmt) is not None:
+        return Units()
+    flags = {k: getattr(settings, k) for k in ("acc_unit", "gyro_unit", "time_unit")}
+    if settings.meta:
+        if any(v is not None for v in flags.values()):
+            raise UserError("give either --meta or --acc-unit/--gyro-unit/--time-unit, not both")
+        data = read_json(settings.meta)
+        if not isinstance(data, dict):
+            raise UserError(f"{settings.meta}: expected a JSON object with acc_unit, gyro_unit, time_unit")
+        return Units.from_mapping(data, path=settings.meta)
+    if all(v is None for v in flags.values()):
+        log.warning("no units given: assuming acc in g, gyro in rad/s, time in s "
+                    "(pass --acc-unit/--gyro-unit/--time-unit or --meta)")
+    return Units(**{k: v for k, v in flags.items() if v is not None})
 
 
 def units_for(path: PathLike, units: Units, *, fmt: Optional[str] = None) -> Units:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -84,6 +84,22 @@ class Units:
 
     def to_dict(self) -> dict:
         return {"acc_unit": self.acc_unit, "gyro_unit": self.gyro_unit, "time_unit": self.time_unit}
+
+
+@dataclass
+class UnitSettings:
+    """A table's units as a command is given them (``--acc-unit``, ``--gyro-unit``, ``--time-unit``, or
+    ``--meta``: a ``dataset.json`` naming all three; not both). None = not given: g, rad/s, s.
+    :func:`crossmodal_har.signals.recording.declared_units` turns them into :class:`Units`."""
+
+    acc_unit: Optional[Literal["g", "m/s^2"]] = None
+    gyro_unit: Optional[Literal["rad/s", "deg/s"]] = None
+    time_unit: Optional[Literal["s", "ms"]] = None
+    meta: Optional[str] = None
+
+    def given(self) -> bool:
+        """Whether any unit (or ``meta``) was given."""
+        return self.meta is not None or any(getattr(self, k) is not None for k in _KINDS)
 
 
 def _line_of(text: Optional[str], key: str) -> Optional[int]:

@@ -1,5 +1,8 @@
 """Temporal smoothing of predicted labels: a centred majority vote over consecutive ok windows, or
-an HMM (Viterbi) over the model's per-window class probabilities.
+an HMM (Viterbi) over the model's per-window class probabilities. A classifier bundle owns its
+smoother (:meth:`crossmodal_har.models.bundle.Bundle.smoother`: none, majority, or Viterbi with the
+transitions it saved); both smoothers are fed the same way, ``push(labels, ok, probs)`` then
+``finish()``.
 
 ``--smooth N`` replaces each ok window's label by the most frequent label among the N windows
 centred on it (N odd; an even N is rounded up), counting only windows of the same *run* of
@@ -21,7 +24,7 @@ that is not ok ends the chain: Viterbi restarts after it, and it is never relabe
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -48,6 +51,7 @@ def majority_smooth(labels: np.ndarray, ok: np.ndarray, n: int, n_classes: int) 
 
 class StreamingSmoother:
     """Centred majority filter over runs of ok windows, fed in pieces; output lags by ``n // 2``.
+    ``n`` of 0 or 1 is no smoothing (every ok window keeps its label, at once).
 
     :meth:`push` returns smoothed labels for a prefix of everything pushed so far (in order);
     :meth:`finish` returns the rest. Concatenated outputs equal a one-shot run exactly.
@@ -56,11 +60,15 @@ class StreamingSmoother:
     def __init__(self, n: int, n_classes: int):
         self.h = max(0, int(n) // 2)
         self.C = int(n_classes)
+        #: whether a label can differ from the window's own (the raw label is then worth keeping)
+        self.changes_labels = int(n) > 1
         self.ctx = np.empty(0, np.int64)  # last <= h labels already emitted of the run still open
         self.buf_labels = np.empty(0, np.int64)
         self.buf_ok = np.empty(0, bool)
 
-    def push(self, labels: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    def push(self, labels: np.ndarray, ok: np.ndarray, probs: Optional[np.ndarray] = None) -> np.ndarray:
+        """Add rows (``probs``, the class probabilities, is unused: the same call as
+        :class:`StreamingViterbi`); returns the smoothed labels of a prefix of the rows pushed so far."""
         self.buf_labels = np.concatenate([self.buf_labels, np.asarray(labels, np.int64)])
         self.buf_ok = np.concatenate([self.buf_ok, np.asarray(ok, bool)])
         return self._emit(final=False)
@@ -220,7 +228,7 @@ class StreamingViterbi:
     gap and non-wear stretch); concatenated outputs equal a one-shot run exactly, whatever the pieces.
     """
 
-    uses_probs = True
+    changes_labels = True
 
     def __init__(self, trans: np.ndarray, prior: np.ndarray, *, log_input: bool = False):
         if log_input:
@@ -240,8 +248,8 @@ class StreamingViterbi:
         return self._close()
 
     def push(self, labels: Optional[np.ndarray], ok: np.ndarray, probs: np.ndarray) -> np.ndarray:
-        """Add rows (``labels`` is unused: the same call as :class:`StreamingSmoother` plus the class
-        probabilities [n, C]); returns the labels of every row up to the last chain that ended."""
+        """Add rows (``labels`` is unused: the same call as :class:`StreamingSmoother`; ``probs``: the
+        class probabilities [n, C]); returns the labels of every row up to the last chain that ended."""
         ok = np.asarray(ok, bool)
         probs = np.asarray(probs, np.float64)
         out: List[np.ndarray] = []
@@ -293,3 +301,7 @@ class StreamingViterbi:
             s = int(bp[t, s])
         self.bps, self.n_open, self.delta = [], 0, np.empty(0)
         return path
+
+
+#: what :meth:`crossmodal_har.models.bundle.Bundle.smoother` returns
+Smoother = Union[StreamingSmoother, StreamingViterbi]

@@ -1,0 +1,215 @@
+"""The rows of ``predict``'s output, from model results to the CSV, in time order.
+
+:class:`RowPipeline` turns windows and markers into rows with the model's outputs (batches are
+formed from the sequence of ok windows, never from chunk contents); :class:`NonwearGate` holds rows
+until the non-wear detector has decided their time and marks non-wear windows;
+:class:`SmoothedWriter` feeds them through the bundle's smoother (which lags) into the summary, the
+day aggregator and :class:`CsvWriter`, which writes the CSV columns (see
+:mod:`crossmodal_har.infer.predict`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import numpy as np
+
+from crossmodal_har.infer.clinical_report import DayAggregator
+from crossmodal_har.infer.csvsafe import csv_cell
+from crossmodal_har.infer.nonwear import NonwearDetector
+from crossmodal_har.infer.runtime import BatchedRunner
+from crossmodal_har.infer.stream import Marker, WindowBatch
+from crossmodal_har.infer.summary import Summary
+from crossmodal_har.models.smoothing import Smoother
+from crossmodal_har.signals.clock import TimeBase
+from crossmodal_har.signals.status import NONWEAR_REPLACES, STATUS_NONWEAR, STATUS_OK, has_window
+
+
+# --------------------------------------------------------------------------------- rows
+
+@dataclass
+class Rows:
+    """A block of output rows (in time order)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    status: np.ndarray  # object
+    ok_index: np.ndarray  # global index among ok windows, -1 for other rows
+
+
+class RowPipeline:
+    """Windows/markers in, finished rows (with model outputs) out, in order."""
+
+    def __init__(self, model: BatchedRunner):
+        self.model = model
+        self.pending: List[Rows] = []
+        self.next_ok = 0
+
+    def add(self, item: Any) -> None:
+        if isinstance(item, Marker):
+            self.pending.append(Rows(np.array([item.start]), np.array([item.end]),
+                                     np.array([item.status], dtype=object), np.array([-1])))
+            return
+        assert isinstance(item, WindowBatch)
+        ok = item.reason == ""
+        idx = np.full(len(ok), -1, np.int64)
+        n_ok = int(ok.sum())
+        idx[ok] = np.arange(self.next_ok, self.next_ok + n_ok)
+        self.next_ok += n_ok
+        status = np.where(ok, STATUS_OK, item.reason).astype(object)
+        self.pending.append(Rows(item.start, item.end, status, idx))
+        self.model.add(item.x[ok] if n_ok < len(ok) else item.x)
+
+    def ready(self, final: bool = False):
+        """Yield (Rows, outputs for their ok rows) for every pending row whose results exist."""
+        if final:
+            self.model.flush()
+        done = self.model.done
+        out = []
+        while self.pending:
+            r = self.pending[0]
+            okr = r.ok_index >= 0
+            cut = len(r.ok_index)
+            if okr.any() and r.ok_index[okr].max() >= done:
+                blocked = np.flatnonzero(okr & (r.ok_index >= done))
+                cut = int(blocked[0])
+            if cut == 0:
+                break
+            head = Rows(r.start[:cut], r.end[:cut], r.status[:cut], r.ok_index[:cut])
+            hok = head.ok_index[head.ok_index >= 0]
+            res = self.model.take(int(hok.max()) + 1) if len(hok) else None
+            out.append((head, res))
+            if cut == len(r.ok_index):
+                self.pending.pop(0)
+            else:
+                self.pending[0] = Rows(r.start[cut:], r.end[cut:], r.status[cut:], r.ok_index[cut:])
+                break
+        return out
+
+
+# --------------------------------------------------------------------------------- writer
+
+class CsvWriter:
+    """Writes the header, then blocks of rows: times as ``%.6f`` s, ISO timestamps when the timebase
+    is absolute, names formula-safe (:func:`crossmodal_har.infer.csvsafe.csv_cell`)."""
+
+    def __init__(self, fh, class_names: List[str], smoothing: bool, timebase: Optional[TimeBase] = None):
+        self.fh = fh
+        self.names = class_names
+        self.smoothing = smoothing
+        self.timebase = timebase if timebase is not None and timebase.absolute else None
+        cols = ["start", "end"] + (["timestamp"] if self.timebase else []) + ["status", "label"] + \
+            (["label_raw"] if smoothing else []) + [f"p_{c}" for c in class_names]
+        fh.write(",".join(csv_cell(c) for c in cols) + "\n")
+
+    def write(self, rows: Rows, labels: np.ndarray, raw: np.ndarray, probs: np.ndarray) -> None:
+        names = np.array([csv_cell(c) for c in self.names] + [""], dtype=object)
+        n = len(rows.start)
+        parts = [np.char.mod("%.6f", rows.start), np.char.mod("%.6f", rows.end)]
+        if self.timebase is not None:
+            parts.append(self.timebase.iso(rows.start))
+        parts += [rows.status.astype(str), names[labels].astype(str)]
+        if self.smoothing:
+            parts.append(names[raw].astype(str))
+        pstr = np.where(np.isnan(probs), "", np.char.mod("%.6f", np.nan_to_num(probs)))
+        cols = parts + [pstr[:, j] for j in range(probs.shape[1])]
+        buf = io.StringIO()
+        for i in range(n):
+            buf.write(",".join(c[i] for c in cols))
+            buf.write("\n")
+        self.fh.write(buf.getvalue())
+
+
+class SmoothedWriter:
+    """Feeds rows through the smoother (which lags) and writes those whose label is final."""
+
+    def __init__(self, writer: CsvWriter, smoother: Smoother, summary: Summary,
+                 days: Optional[DayAggregator] = None):
+        self.writer, self.smoother, self.summary = writer, smoother, summary
+        self.days = days
+        self.queue: List[Any] = []
+        self.labels = np.empty(0, np.int64)
+
+    def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
+        self.queue.append((rows, probs, raw))
+        ok = rows.ok_index >= 0
+        new = self.smoother.push(raw, ok, np.nan_to_num(probs))  # the HMM reads the probabilities
+        self.labels = np.concatenate([self.labels, new])
+        self._write()
+
+    def finish(self) -> None:
+        self.labels = np.concatenate([self.labels, self.smoother.finish()])
+        self._write()
+        if self.queue:
+            raise RuntimeError("smoother left rows behind")
+
+    def _write(self) -> None:
+        while self.queue and len(self.labels):
+            rows, probs, raw = self.queue[0]
+            n = len(rows.start)
+            k = min(n, len(self.labels))
+            lab, self.labels = self.labels[:k], self.labels[k:]
+            head = Rows(rows.start[:k], rows.end[:k], rows.status[:k], rows.ok_index[:k])
+            self.writer.write(head, lab, raw[:k], probs[:k])
+            self.summary.add(head.status, head.start, head.end, lab)
+            if self.days is not None:
+                self.days.add(head.start, head.status, lab)
+            if k == n:
+                self.queue.pop(0)
+            else:
+                self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
+                                 probs[k:], raw[k:])
+
+
+class NonwearGate:
+    """Holds rows until the non-wear detector has decided their time, then marks non-wear windows.
+
+    Rows leave in order; a row is final once its midpoint (its start, for a stretch without windows)
+    lies below :meth:`NonwearDetector.final_until` — about one hour behind the input.
+    """
+
+    def __init__(self, detector: Optional[NonwearDetector], origin_s: float, out: "SmoothedWriter"):
+        """``origin_s``: added to recording times to get the detector's times."""
+        self.det, self.origin, self.out = detector, origin_s, out
+        self.queue: List[Any] = []
+        self.released = -np.inf  # largest key released: later rows never lie before it
+
+    def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
+        if self.det is None:
+            self.out.push(rows, probs, raw)
+            return
+        self.queue.append((rows, probs, raw))
+        self.release()
+
+    def release(self) -> None:
+        if self.det is None:
+            return
+        until = self.det.final_until() - self.origin
+        while self.queue:
+            rows, probs, raw = self.queue[0]
+            is_win = has_window(rows.status)
+            key = np.where(is_win, 0.5 * (rows.start + rows.end), rows.start)
+            # rows are in start order: release the prefix whose (running maximum of) key is decided
+            k = int(np.searchsorted(np.maximum.accumulate(key), until, side="left"))
+            if k == 0:
+                return
+            head = Rows(rows.start[:k], rows.end[:k], rows.status[:k].copy(), rows.ok_index[:k].copy())
+            hp, hr = probs[:k].copy(), raw[:k].copy()
+            nw = self.det.is_nonwear(key[:k] + self.origin) & is_win[:k] & np.isin(
+                head.status.astype(str), NONWEAR_REPLACES)
+            if nw.any():
+                head.status[nw] = STATUS_NONWEAR
+                head.ok_index[nw] = -1
+                hp[nw] = np.nan
+                hr[nw] = -1
+            self.out.push(head, hp, hr)
+            self.released = max(self.released, float(key[:k].max()))
+            self.det.forget_before(self.released + self.origin)
+            if k == len(rows.start):
+                self.queue.pop(0)
+            else:
+                self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
+                                 probs[k:], raw[k:])
+                return
