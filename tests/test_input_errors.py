@@ -457,11 +457,16 @@ def test_ego4d_video_uid_cannot_leave_its_directory(tmp_path, capsys, uid):
     ("walk", "walk"), ("-1", "-1"), ("+2.5e3", "+2.5e3"), ("a,b", "\"a,b\""), ("", ""),
 ])
 def test_csv_cell_cannot_start_a_formula(name, expected):
-    from crossmodal_har.infer import predict
     from crossmodal_har.infer.csvsafe import csv_cell
+    from crossmodal_har.infer.rows import CsvWriter, Rows
 
     assert csv_cell(name) == expected
-    assert predict._csv_cell(name) == expected
+    # predict's CSV writes the class name as its label cell through the same rule
+    buf = io.StringIO()
+    CsvWriter(buf, [name], smoothing=False).write(Rows(np.zeros(1), np.ones(1), np.array(["ok"], dtype=object),
+                                                       np.zeros(1, np.int64)), np.zeros(1, np.int64),
+                                                  np.zeros(1, np.int64), np.ones((1, 1)))
+    assert buf.getvalue().split("\n", 1)[1] == f"0.000000,1.000000,ok,{expected},1.000000\n"
 
 
 def test_an_imu_offset_beyond_float_precision_is_refused(tmp_path):
