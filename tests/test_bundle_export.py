@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.cli import main
-from helpers.bundles import UNITS, make_bundle, make_recording, train_bundle
+from helpers.bundles import UNIT_KEYS, UNITS, make_bundle, make_recording, predict_recording, train_bundle
 
 
 def test_bundle_round_trip_is_exact(tmp_path):
@@ -61,8 +61,7 @@ def test_onnx_export_parity_and_runtime_agreement(tmp_path, capsys):
     rec = make_recording(tmp_path / "rec.csv", seconds=120)
     res = {}
     for rt in ("torch", "onnx"):
-        assert main(["predict", "--model", str(d), "--input", str(rec), "--out", str(tmp_path / f"{rt}.csv"),
-                     *UNITS, "--runtime", rt]) == 0
+        assert predict_recording(d, rec, tmp_path / f"{rt}.csv", **UNIT_KEYS, runtime=rt).summary["runtime"] == rt
         res[rt] = pd.read_csv(tmp_path / f"{rt}.csv", keep_default_na=False)
     a, b = res["torch"], res["onnx"]
     assert a["status"].tolist() == b["status"].tolist() and a["label"].tolist() == b["label"].tolist()
@@ -134,7 +133,7 @@ def test_train_classifier_writes_a_bundle_that_predicts(tmp_path, capsys):
     rec = tmp_path / "new.csv"
     df = pd.read_csv(ds / "recordings" / "r0.csv")
     df.to_csv(rec, index=False)
-    assert main(["predict", "--model", str(out), "--input", str(rec), "--out", str(tmp_path / "p.csv")]) == 0
+    assert predict_recording(out, rec, tmp_path / "p.csv").summary["windows_ok"] > 0
     p = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     ok = p[p["status"] == "ok"]
     truth = np.array(["upright", "lying", "side"])[np.minimum((ok["start"].to_numpy() // 30).astype(int), 2)]

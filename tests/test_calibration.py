@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossmodal_har.cli import main
 from crossmodal_har.infer.calibration import (CalibrationConfig, StillPointAccumulator, apply_calibration,
                                               calibration_error, fit_sphere)
-from helpers.bundles import COLS, make_bundle
+from helpers.bundles import COLS, make_bundle, predict_recording
 
-G_UNITS = ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"]
+G_UNIT_KEYS = {"units.acc_unit": "g", "units.gyro_unit": "rad/s", "units.time_unit": "s"}
 
 
 def orientations(k, rng):
@@ -111,11 +110,11 @@ def write(path, t, x):
     return path
 
 
-def run_predict(bundle, rec, out, *extra):
-    assert main(["predict", "--model", str(bundle), "--input", str(rec), "--out", str(out), *G_UNITS,
-                 "--nonwear", "off", *extra]) == 0
+def predict(bundle, rec, out, **keys):
+    res = predict_recording(bundle, rec, out, **G_UNIT_KEYS, **{"nonwear.enabled": False}, **keys)
+    assert res.summary_path == out.with_name(out.stem + ".summary.json")
     probs = pd.read_csv(out, keep_default_na=False)
-    return probs, json.loads(out.with_name(out.stem + ".summary.json").read_text())
+    return probs, json.loads(res.summary_path.read_text())
 
 
 def p_cols(df):
@@ -128,9 +127,9 @@ def test_predict_calibrates_before_windowing(bundle, tmp_path):
     gain, bias = np.array([1.04, 0.96, 1.03]), np.array([0.05, -0.04, 0.03])
     clean = write(tmp_path / "clean.parquet", t, x)
     raw = write(tmp_path / "raw.parquet", t, distort(x, gain, bias))
-    ref, s_ref = run_predict(bundle, clean, tmp_path / "ref.csv", "--calibrate", "off")
-    cal, s_cal = run_predict(bundle, raw, tmp_path / "cal.csv", "--report", str(tmp_path / "rep"))
-    off, s_off = run_predict(bundle, raw, tmp_path / "off.csv", "--calibrate", "off")
+    ref, s_ref = predict(bundle, clean, tmp_path / "ref.csv", **{"calibration.mode": "off"})
+    cal, s_cal = predict(bundle, raw, tmp_path / "cal.csv", report=tmp_path / "rep")
+    off, s_off = predict(bundle, raw, tmp_path / "off.csv", **{"calibration.mode": "off"})
     c = s_cal["calibration"]
     assert c["applied"] and c["mode"] == "auto" and c["n_points"] > 50
     np.testing.assert_allclose(c["offset"], -bias, atol=5e-3)
@@ -158,12 +157,13 @@ def test_predict_calibrates_before_windowing(bundle, tmp_path):
     assert d_cal < 0.2 * d_off, (d_cal, d_off)
 
 
-def test_skipped_calibration_is_identical_to_off(bundle, tmp_path, capsys):
+def test_skipped_calibration_is_identical_to_off(bundle, tmp_path):
     rng = np.random.default_rng()
     t, x = recording(rng, minutes=20, rate=50.0, lying_z_only=True)
     raw = write(tmp_path / "raw.parquet", t, distort(x, np.array([1.03, 1.0, 1.0]), np.array([0.0, 0.0, 0.02])))
-    auto, s_auto = run_predict(bundle, raw, tmp_path / "auto.csv")
-    off, _ = run_predict(bundle, raw, tmp_path / "off.csv", "--calibrate", "off")
+    res = predict_recording(bundle, raw, tmp_path / "auto.csv", **G_UNIT_KEYS, **{"nonwear.enabled": False})
+    s_auto = json.loads(res.summary_path.read_text())
+    off, _ = predict(bundle, raw, tmp_path / "off.csv", **{"calibration.mode": "off"})
     assert not s_auto["calibration"]["applied"] and "sphere not covered" in s_auto["calibration"]["reason"]
-    assert "calibration: not applied (sphere not covered" in capsys.readouterr().out
+    assert "calibration: not applied (sphere not covered" in res.text()  # what the command prints
     assert (tmp_path / "auto.csv").read_bytes() == (tmp_path / "off.csv").read_bytes()

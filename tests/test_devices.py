@@ -122,11 +122,11 @@ def test_corrupt_device_file_is_one_line_through_the_cli(tmp_path, ax6, capsys):
 def test_embed_device_files_and_the_channel_rule(tmp_path, ax3, ax6, capsys):
     from crossmodal_har.evaluate.protocols import EncoderSource
     from crossmodal_har.models.encoder_file import save_encoder
-    from helpers.bundles import make_bundle
+    from helpers.bundles import embed_recording, make_bundle
 
     bundle = make_bundle(tmp_path / "bundle")  # reads acc+gyro
     out = tmp_path / "e6.npy"
-    assert main(["embed", "--model", str(bundle), "--input", str(ax6[0]), "--out", str(out)]) == 0
+    assert embed_recording(ax6[0], out, model=bundle).info["device"]["format"] == "cwa"
     emb = np.load(out)
     assert len(emb) > 10 and emb[0, 0] == pytest.approx(WALL, abs=0.1)  # window starts on the device's clock
     capsys.readouterr()
@@ -141,9 +141,8 @@ def test_embed_device_files_and_the_channel_rule(tmp_path, ax3, ax6, capsys):
     enc = EncoderSource.random("convgru-tiny", pre).build(pretrained=False)
     save_encoder(enc, tmp_path / "acc_enc", pre)
     out3 = tmp_path / "e3.parquet"
-    rc = main(["embed", "--encoder", str(tmp_path / "acc_enc"), "--input", str(ax3[0]), "--out", str(out3),
-               "--format", "cwa"])
-    assert rc == 0, capsys.readouterr().err
+    res = embed_recording(ax3[0], out3, encoder=tmp_path / "acc_enc", format="cwa")
+    assert res.info["channels"] == "acc" and res.windows > 5
     df = pd.read_parquet(out3)
     assert len(df) > 5 and np.isfinite(df.filter(like="e").to_numpy()).all()
     # unit flags contradict a device file

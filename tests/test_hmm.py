@@ -12,7 +12,7 @@ from crossmodal_har.cli import main
 from crossmodal_har.errors import DataError
 from crossmodal_har.models.smoothing import (StreamingViterbi, estimate_prior, estimate_transitions,
                                             majority_smooth, viterbi)
-from helpers.bundles import CLASSES, UNITS, make_bundle, make_recording
+from helpers.bundles import CLASSES, UNIT_KEYS, UNITS, make_bundle, make_recording, predict_recording
 
 
 def brute_force(E, logA, logpi):
@@ -141,17 +141,34 @@ def test_bundle_hmm_section_is_validated(env):
                 raise
 
 
-def run_predict(env, bundle, out, *extra):
-    rc = main(["predict", "--model", str(bundle), "--input", str(env["csv"]), "--out", str(out), *UNITS, *extra])
-    assert rc == 0
-    return pd.read_csv(out, keep_default_na=False), json.loads(out.with_name(out.stem + ".summary.json").read_text())
+def predict(env, bundle, out, **keys):
+    res = predict_recording(bundle, env["csv"], out, **UNIT_KEYS, **keys)
+    assert res.summary_path == out.with_name(out.stem + ".summary.json")
+    return pd.read_csv(out, keep_default_na=False), json.loads(res.summary_path.read_text())
+
+
+def test_the_bundle_owns_its_smoother(env):
+    from crossmodal_har.errors import UserError
+    from crossmodal_har.models.bundle import read_bundle
+    from crossmodal_har.models.smoothing import StreamingSmoother
+
+    b = read_bundle(env["bundle"], with_model=False)
+    hmm = b.smoother("hmm")
+    assert isinstance(hmm, StreamingViterbi) and hmm.changes_labels
+    assert np.allclose(np.exp(hmm.logA), json.loads((env["bundle"] / "bundle.json").read_text())["hmm"]["transitions"])
+    for n, h, changes in ((0, 0, False), (1, 0, False), (5, 2, True)):
+        m = b.smoother(n)
+        assert isinstance(m, StreamingSmoother) and m.h == h and m.changes_labels == changes and m.C == len(CLASSES)
+    with pytest.raises(UserError, match="no hmm section") as e:
+        read_bundle(env["plain"], with_model=False).smoother("hmm")
+    assert "train-classifier" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_predict_smooth_hmm(env):
     d = env["dir"]
-    raw, _ = run_predict(env, env["bundle"], d / "raw.csv")
-    hmm, s = run_predict(env, env["bundle"], d / "hmm.csv", "--smooth", "hmm", "--chunk-rows", "997")
-    hmm2, _ = run_predict(env, env["bundle"], d / "hmm2.csv", "--smooth", "hmm", "--chunk-rows", "1000000")
+    raw, _ = predict(env, env["bundle"], d / "raw.csv")
+    hmm, s = predict(env, env["bundle"], d / "hmm.csv", smooth="hmm", chunk_rows=997)
+    hmm2, _ = predict(env, env["bundle"], d / "hmm2.csv", smooth="hmm", chunk_rows=1000000)
     assert (d / "hmm.csv").read_bytes() == (d / "hmm2.csv").read_bytes()
     assert s["smooth"] == "hmm"
     assert hmm["status"].tolist() == raw["status"].tolist()
@@ -167,8 +184,8 @@ def test_predict_smooth_hmm(env):
     names = np.array(CLASSES + [""])
     assert hmm["label"].tolist() == names[expect].tolist()
     # majority stays as it was, by number and by name
-    m3, _ = run_predict(env, env["bundle"], d / "m3.csv", "--smooth", "3")
-    mj, _ = run_predict(env, env["bundle"], d / "mj.csv", "--smooth", "majority:3")
+    m3, _ = predict(env, env["bundle"], d / "m3.csv", smooth="3")
+    mj, _ = predict(env, env["bundle"], d / "mj.csv", smooth="majority:3")
     assert m3["label"].tolist() == mj["label"].tolist()
 
 
@@ -200,8 +217,7 @@ def test_train_classifier_stores_the_hmm_and_predict_uses_it(tmp_path):
     assert (np.diag(A) > 0.8).all()
     rec = tmp_path / "new.csv"
     pd.read_csv(ds / "recordings" / "r0.csv").to_csv(rec, index=False)
-    assert main(["-q", "predict", "--model", str(out), "--input", str(rec), "--out", str(tmp_path / "p.csv"),
-                 "--smooth", "hmm"]) == 0
+    assert predict_recording(out, rec, tmp_path / "p.csv", smooth="hmm").summary["smooth"] == "hmm"
     p = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert "label_raw" in p.columns and (p.loc[p["status"] == "ok", "label"] != "").all()
 

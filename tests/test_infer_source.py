@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.cli import main
-from helpers.bundles import COLS, make_bundle
+from helpers.bundles import COLS, embed_recording, make_bundle
 
 G_UNITS = ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"]
+G_UNIT_KEYS = {"units.acc_unit": "g", "units.gyro_unit": "rad/s", "units.time_unit": "s"}
 
 
 def miscalibrated(path, minutes=30.0, rate=50.0, n_orient=20, seed=0):
@@ -86,8 +87,8 @@ def test_embed_calibrate_off_matches_predict_calibrate_off(case):
     windows, ok, summary, bundle = predicted_windows(case, "off")
     assert not summary["calibration"]["applied"]
     out = case["dir"] / "emb_off.npy"
-    assert main(["embed", "--model", str(case["bundle"]), "--input", str(case["rec"]), "--out", str(out),
-                 *G_UNITS, "--calibrate", "off"]) == 0
+    res = embed_recording(case["rec"], out, model=case["bundle"], **G_UNIT_KEYS, **{"calibration.mode": "off"})
+    assert res.info["calibration"] == summary["calibration"]
     emb = np.load(out)
     np.testing.assert_allclose(emb[:, 0], ok["start"].to_numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(emb[:, 2:], encoder_embeddings(bundle, windows), rtol=0, atol=1e-6)

@@ -10,9 +10,10 @@ import pytest
 
 from crossmodal_har.cli import main
 from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector
-from helpers.bundles import CLASSES, COLS, make_bundle
+from helpers.bundles import CLASSES, COLS, make_bundle, predict_recording
 
 G_UNITS = ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"]
+G_UNIT_KEYS = {"units.acc_unit": "g", "units.gyro_unit": "rad/s", "units.time_unit": "s"}
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,10 @@ def write(path, t, x):
     return path
 
 
-def run_predict(bundle, rec, out, *extra):
-    rc = main(["predict", "--model", str(bundle), "--input", str(rec), "--out", str(out), *G_UNITS,
-               "--stride", "5", *extra])  # stride = window: windows tile the time
-    assert rc == 0
-    return (pd.read_csv(out, keep_default_na=False),
-            json.loads(out.with_name(out.stem + ".summary.json").read_text()))
+def predict(bundle, rec, out, **keys):
+    res = predict_recording(bundle, rec, out, **G_UNIT_KEYS, stride_s=5, **keys)  # stride = window: windows tile the time
+    assert res.summary_path == out.with_name(out.stem + ".summary.json")
+    return pd.read_csv(out, keep_default_na=False), json.loads(res.summary_path.read_text())
 
 
 # --------------------------------------------------------------------------------- detector
@@ -133,15 +132,15 @@ def test_bundle_nonwear_section_sets_the_defaults(tmp_path, capsys):
     m = (t >= 3600) & (t < 2.5 * 3600)
     x[m, :3] = np.random.default_rng(1).normal(0, 0.02, (int(m.sum()), 3)) + [0, 0, 1]  # 20 mg: wear for GGIR
     rec = write(tmp_path / "r.parquet", t, x)
-    df, s = run_predict(b, rec, tmp_path / "default.csv")
+    df, s = predict(b, rec, tmp_path / "default.csv")
     assert not (df["status"] == "nonwear").any() and s["nonwear"]["settings_from"] == "defaults"
     meta = json.loads((b / "bundle.json").read_text())
     meta["nonwear"] = {**NonwearConfig(std_g=0.03, range_g=0.2).to_dict()}  # as to_dict writes it
     (b / "bundle.json").write_text(json.dumps(meta))
-    df, s = run_predict(b, rec, tmp_path / "bundle.csv")
+    df, s = predict(b, rec, tmp_path / "bundle.csv")
     assert (df["status"] == "nonwear").sum() > 0.9 * 1.5 * 3600 / 5
     assert s["nonwear"]["std_g"] == 0.03 and "bundle" in s["nonwear"]["settings_from"]
-    df, s = run_predict(b, rec, tmp_path / "flag.csv", "--nonwear-std", "0.013", "--nonwear-range", "0.05")
+    df, s = predict(b, rec, tmp_path / "flag.csv", **{"nonwear.std_g": 0.013, "nonwear.range_g": 0.05})
     assert not (df["status"] == "nonwear").any() and "flags" in s["nonwear"]["settings_from"]
     for bad, words in (([1, 2], "nonwear: expected a JSON object"), ({"std_gg": 1.0}, "std_gg")):
         meta["nonwear"] = bad
@@ -157,8 +156,7 @@ def test_start_and_tz_give_iso_timestamps_across_dst(bundle, tmp_path, capsys):
     # Europe/London switches to BST at 2026-03-29 01:00 UTC
     t, x = simulate(0.5, [], rate=10.0)
     rec = write(tmp_path / "rel.parquet", t + 5.0, x)
-    df, s = run_predict(bundle, rec, tmp_path / "p.csv", "--start", "2026-03-29T00:50:00", "--tz",
-                        "Europe/London")
+    df, s = predict(bundle, rec, tmp_path / "p.csv", start="2026-03-29T00:50:00", tz="Europe/London")
     assert list(df.columns[:4]) == ["start", "end", "timestamp", "status"]
     first = df.iloc[0]
     assert first["timestamp"].startswith("2026-03-29T00:50:0") and first["timestamp"].endswith("+00:00")
@@ -167,7 +165,7 @@ def test_start_and_tz_give_iso_timestamps_across_dst(bundle, tmp_path, capsys):
     assert s["time"]["tz"] == "Europe/London" and s["start_time"].startswith("2026-03-29T00:50:00")
     # epoch times in the file: detected, no --start needed; --start then refused
     ep = write(tmp_path / "epoch.parquet", t + 1_780_000_000.0, x)
-    df2, s2 = run_predict(bundle, ep, tmp_path / "e.csv")
+    df2, s2 = predict(bundle, ep, tmp_path / "e.csv")
     assert df2["timestamp"].iloc[0].startswith("2026-05-28T") and df2["timestamp"].iloc[0].endswith("+00:00")
     assert "epoch" in s2["time"]["start_source"]
     rc = main(["predict", "--model", str(bundle), "--input", str(ep), "--out", str(tmp_path / "x.csv"),
@@ -203,8 +201,9 @@ def test_nonwear_marks_windows_and_report_is_written(bundle, tmp_path, capsys):
     t, x = simulate(3, [(1, 2.5)])
     rec = write(tmp_path / "r.parquet", t, x)
     rep = tmp_path / "report"
-    df, s = run_predict(bundle, rec, tmp_path / "p.csv", "--start", "2026-03-01T23:00:00+01:00",
-                        "--tz", "Europe/Berlin", "--report", str(rep), "--smooth", "3")
+    res = predict_recording(bundle, rec, tmp_path / "p.csv", **G_UNIT_KEYS, stride_s=5,
+                            start="2026-03-01T23:00:00+01:00", tz="Europe/Berlin", report=rep, smooth="3")
+    df, s = pd.read_csv(tmp_path / "p.csv", keep_default_na=False), json.loads(res.summary_path.read_text())
     nw = df["status"] == "nonwear"
     mid = (df["start"] + df["end"]) / 2
     inside = (mid >= 3600) & (mid < 2.5 * 3600)
@@ -212,7 +211,7 @@ def test_nonwear_marks_windows_and_report_is_written(bundle, tmp_path, capsys):
     assert (df.loc[nw, "label"] == "").all() and (df.loc[nw, "p_rest"] == "").all()
     assert s["nonwear"]["std_g"] == 0.013 and s["nonwear"]["range_g"] == 0.05
     assert s["nonwear"]["seconds"] == pytest.approx(5400, abs=20)
-    printed = capsys.readouterr().out
+    printed = res.text()  # what the command prints
     assert "non-wear: 1h30m" in printed and "std < 0.013 g and range < 0.05 g" in printed
     daily = pd.read_csv(rep / "daily_summary.csv")
     assert list(daily.columns) == ["day", "wear_min", "nonwear_min"] + [f"{c}_min" for c in CLASSES]
@@ -228,25 +227,24 @@ def test_nonwear_marks_windows_and_report_is_written(bundle, tmp_path, capsys):
         assert words in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     # streaming: the output does not depend on the chunking (rows wait ~1 h for the detector)
-    run_predict(bundle, rec, tmp_path / "p2.csv", "--start", "2026-03-01T23:00:00+01:00", "--tz",
-                "Europe/Berlin", "--smooth", "3", "--chunk-rows", "7000")
+    predict(bundle, rec, tmp_path / "p2.csv", start="2026-03-01T23:00:00+01:00", tz="Europe/Berlin", smooth="3",
+            chunk_rows=7000)
     assert (tmp_path / "p2.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
     # the report's files are outputs: replaced only with --force
     rc = main(["predict", "--model", str(bundle), "--input", str(rec), "--out", str(tmp_path / "p3.csv"),
                *G_UNITS, "--report", str(rep)])
     assert rc == 2 and "daily_summary.csv" in capsys.readouterr().err
-    run_predict(bundle, rec, tmp_path / "p3.csv", "--report", str(rep), "--force")
+    predict(bundle, rec, tmp_path / "p3.csv", report=rep, force=True)
     assert pd.read_csv(rep / "daily_summary.csv")["day"].tolist() == ["day 1"]  # no start: own clock
     # off: no non-wear rows
-    df_off, _ = run_predict(bundle, rec, tmp_path / "off.csv", "--nonwear", "off")
+    df_off, _ = predict(bundle, rec, tmp_path / "off.csv", **{"nonwear.enabled": False})
     assert not (df_off["status"] == "nonwear").any()
 
 
 def test_report_renders_in_headless_chromium(bundle, tmp_path):
     t, x = simulate(2, [(0.5, 1.5)], rate=5.0)
     rec = write(tmp_path / "r.parquet", t, x)
-    run_predict(bundle, rec, tmp_path / "p.csv", "--start", "2026-03-01T08:00:00Z", "--report",
-                str(tmp_path / "rep"))
+    predict(bundle, rec, tmp_path / "p.csv", start="2026-03-01T08:00:00Z", report=tmp_path / "rep")
     check_rendering(tmp_path / "rep" / "report.html", tmp_path)
 
 
@@ -257,8 +255,7 @@ def test_acceptance_24h_with_4h_still(bundle, tmp_path):
     t, x = simulate(24, [(13.1, 17.1)], rate=10.0, seed=3)  # 6 min off the 15-min grid
     rec = write(tmp_path / "day.parquet", t, x)
     rep = tmp_path / "rep"
-    df, s = run_predict(bundle, rec, tmp_path / "p.csv", "--start", "2026-03-01T07:07:00", "--tz",
-                        "Europe/London", "--report", str(rep))
+    df, s = predict(bundle, rec, tmp_path / "p.csv", start="2026-03-01T07:07:00", tz="Europe/London", report=rep)
     win = ~df["status"].isin(["gap", "non_finite", "short"])
     mid = (df["start"] + df["end"]) / 2
     inside = win & (mid >= 13.1 * 3600) & (mid < 17.1 * 3600)

@@ -1,4 +1,5 @@
-"""predict / embed / export commands end to end on a tiny random bundle and simulated recordings."""
+"""predict / embed end to end (through the library; the CLI for its one-line errors) on a tiny random
+bundle and simulated recordings."""
 
 import json
 
@@ -7,7 +8,8 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.cli import main
-from helpers.bundles import CLASSES, COLS, UNITS, make_bundle, make_recording
+from helpers.bundles import (CLASSES, COLS, UNIT_KEYS, embed_recording, make_bundle, make_recording,
+                             predict_recording)
 
 
 @pytest.fixture(scope="module")
@@ -16,20 +18,19 @@ def env(tmp_path_factory):
     return {"bundle": make_bundle(d / "bundle"), "csv": make_recording(d / "rec.csv"), "dir": d}
 
 
-def predict(env, out, *extra):
-    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(env["csv"]), "--out", str(out),
-               *UNITS, *extra])
-    assert rc == 0
-    return pd.read_csv(out, keep_default_na=False), json.loads(out.with_name(out.stem + ".summary.json").read_text())
+def predict(env, out, **keys):
+    res = predict_recording(env["bundle"], env["csv"], out, **UNIT_KEYS, **keys)
+    assert res.summary_path == out.with_name(out.stem + ".summary.json")
+    return pd.read_csv(out, keep_default_na=False), json.loads(res.summary_path.read_text())
 
 
 def test_chunked_prediction_is_identical_and_marks_bad_stretches(env):
     d = env["dir"]
-    one, s1 = predict(env, d / "one.csv", "--chunk-rows", "1000000", "--batch-size", "16", "--smooth", "3")
-    many, s2 = predict(env, d / "many.csv", "--chunk-rows", "97", "--batch-size", "16", "--smooth", "3")
+    one, s1 = predict(env, d / "one.csv", chunk_rows=1000000, batch_size=16, smooth="3")
+    many, s2 = predict(env, d / "many.csv", chunk_rows=97, batch_size=16, smooth="3")
     # chunking never changes a byte; the batch size may only move float rounding
     assert len(one) > 50 and (d / "one.csv").read_bytes() == (d / "many.csv").read_bytes()
-    b256, _ = predict(env, d / "b256.csv", "--chunk-rows", "1000", "--smooth", "3")
+    b256, _ = predict(env, d / "b256.csv", chunk_rows=1000, smooth="3")
     assert b256["label"].tolist() == one["label"].tolist()
     for k in ("rows_read", "windows", "windows_ok", "windows_skipped", "seconds_per_activity"):
         assert s1[k] == s2[k]
@@ -57,9 +58,8 @@ def test_parquet_input_and_timeline(env):
     d = env["dir"]
     pq = make_recording(d / "rec.parquet")
     csv_out, _ = predict(env, d / "p_csv.csv")
-    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(pq), "--out", str(d / "p_pq.csv"),
-               *UNITS, "--chunk-rows", "5000", "--timeline", str(d / "tl.png")])
-    assert rc == 0
+    res = predict_recording(env["bundle"], pq, d / "p_pq.csv", **UNIT_KEYS, chunk_rows=5000, timeline=d / "tl.png")
+    assert res.timeline == str(d / "tl.png")
     pq_out = pd.read_csv(d / "p_pq.csv", keep_default_na=False)
     assert pq_out["status"].tolist() == csv_out["status"].tolist()
     assert (d / "tl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -68,9 +68,8 @@ def test_parquet_input_and_timeline(env):
 def test_stride_override_and_meta_units(env, tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"acc_unit": "m/s^2", "gyro_unit": "rad/s", "time_unit": "ms"}))
     out = tmp_path / "s.csv"
-    rc = main(["predict", "--model", str(env["bundle"]), "--input", str(env["csv"]), "--out", str(out),
-               "--meta", str(tmp_path / "dataset.json"), "--stride", "5"])
-    assert rc == 0
+    res = predict_recording(env["bundle"], env["csv"], out, **{"units.meta": tmp_path / "dataset.json"}, stride_s=5)
+    assert res.summary["stride_s"] == 5.0 and res.summary["units"]["acc_unit"] == "m/s^2"
     df = pd.read_csv(out, keep_default_na=False)
     ok = df[df["status"] == "ok"]
     assert np.allclose(np.diff(ok["start"].to_numpy()[:5]), 5.0)
@@ -108,8 +107,8 @@ def test_missing_column_and_missing_onnx(env, tmp_path, capsys):
 def test_embed_npy_and_parquet_agree(env):
     d = env["dir"]
     for ext in ("npy", "parquet"):
-        assert main(["embed", "--model", str(env["bundle"]), "--input", str(env["csv"]), "--out",
-                     str(d / f"emb.{ext}"), *UNITS, "--chunk-rows", "777"]) == 0
+        res = embed_recording(env["csv"], d / f"emb.{ext}", model=env["bundle"], **UNIT_KEYS, chunk_rows=777)
+        assert res.out == str(d / f"emb.{ext}") and res.windows > 50
     a = np.load(d / "emb.npy")
     b = pd.read_parquet(d / "emb.parquet")
     pred, _ = predict(env, d / "for_embed.csv")
@@ -129,8 +128,8 @@ def test_embed_from_a_saved_encoder(env, tmp_path):
     b = load_bundle(env["bundle"])
     save_encoder(b.model.encoder, tmp_path / "run", b.preprocess)
     out = tmp_path / "e.npy"
-    assert main(["embed", "--encoder", str(tmp_path / "run"), "--input", str(env["csv"]), "--out", str(out),
-                 *UNITS]) == 0
+    res = embed_recording(env["csv"], out, encoder=tmp_path / "run", **UNIT_KEYS)
+    assert res.embed_dim == b.model.encoder.embed_dim
     a = np.load(out)
     ref = np.load(env["dir"] / "emb.npy") if (env["dir"] / "emb.npy").exists() else None
     assert a.shape[1] == 2 + b.model.encoder.embed_dim and len(a) > 50

@@ -22,7 +22,7 @@ from crossmodal_har.infer.predict import predict_file
 from crossmodal_har.signals.devices import READERS, DeviceInfo
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
-from helpers.bundles import make_bundle
+from helpers.bundles import make_bundle, predict_recording
 
 START = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
@@ -137,8 +137,9 @@ def test_real_cwa_files_end_to_end(tmp_path, capsys):
     sig = make_signal(n, 100.0)
     ax6 = write_cwa(tmp_path / "ax6.cwa", sig[:, :3], START, 100.0, gyro_dps=np.degrees(sig[:, 3:]))
     out = tmp_path / "p.csv"
-    assert main(["predict", "--model", str(bundle), "--input", str(ax6), "--out", str(out), "--nonwear", "off"]) == 0
+    res = predict_recording(bundle, ax6, out, **{"nonwear.enabled": False})
     s = json.loads((tmp_path / "p.summary.json").read_text())
+    assert res.summary == s
     assert s["device"]["format"] == "cwa" and s["device"]["device"]["model"] == "AX6"
     assert s["channels"]["recording"] == "acc+gyro" and s["windows_ok"] > 10
     assert "device file header" in s["time"]["start_source"] and s["start_time"].startswith("2026-05-28T20:26:4")
@@ -151,7 +152,7 @@ def test_real_cwa_files_end_to_end(tmp_path, capsys):
 
 def test_acc_bundle_predicts_on_an_ax3_file(tmp_path):
     """An accelerometer-only bundle (preprocess.channels = acc) predicts on an AX3 .cwa file (no
-    gyroscope), through the CLI and with the ONNX export too."""
+    gyroscope), with torch and with the ONNX export too."""
     import torch
 
     from devicefiles import make_signal, write_cwa
@@ -175,9 +176,9 @@ def test_acc_bundle_predicts_on_an_ax3_file(tmp_path):
     outs = {}
     for rt in ("torch", "onnx"):
         out = tmp_path / f"p_{rt}.csv"
-        assert main(["predict", "--model", str(b), "--input", str(ax3), "--out", str(out), "--runtime", rt,
-                     "--nonwear", "off"]) == 0
+        res = predict_recording(b, ax3, out, runtime=rt, **{"nonwear.enabled": False})
         s = json.loads((tmp_path / f"p_{rt}.summary.json").read_text())
+        assert res.summary == s and s["runtime"] == rt
         assert s["channels"] == {"recording": "acc", "model": "acc"} and s["device"]["device"]["model"] == "AX3"
         outs[rt] = pd.read_csv(out, keep_default_na=False)
         assert s["windows_ok"] == len(outs[rt]) > 10 and (outs[rt]["status"] == "ok").all()

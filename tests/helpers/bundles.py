@@ -1,5 +1,6 @@
 """A tiny random classifier bundle and a simulated long recording, for the predict / embed / export
-tests (tests/test_predict.py, tests/test_bundle_export.py), and a bundle trained by the library."""
+tests (tests/test_predict.py, tests/test_bundle_export.py), a bundle trained by the library, and predict /
+embed run through the library."""
 
 from pathlib import Path
 
@@ -66,3 +67,31 @@ def train_bundle(dataset: Path, out: Path, **flags):
 
     cfg = build_config(TrainClassifierConfig, flags={"dataset": str(dataset), **flags}, where="test")
     return train_classifier(cfg, out, progress=False)
+
+
+# UNITS as PredictConfig / EmbedConfig keys
+UNIT_KEYS = {"units.acc_unit": "m/s^2", "units.gyro_unit": "rad/s", "units.time_unit": "ms"}
+
+
+def _keys(keys):
+    return {k: str(v) if isinstance(v, Path) else v for k, v in keys.items()}
+
+
+def predict_recording(model: Path, rec: Path, out: Path, **keys):
+    """``predict`` through the library as the command runs it (no progress bar); ``keys`` are
+    PredictConfig keys, dotted for nesting (``nonwear.enabled``; paths may be Paths). Returns the
+    :class:`~crossmodal_har.infer.predict.PredictResult`."""
+    from crossmodal_har.config import build_config
+    from crossmodal_har.infer.predict import PredictConfig, run_predict
+
+    cfg = build_config(PredictConfig, flags=_keys({"model": model, "input": rec, "out": out, **keys}), where="test")
+    return run_predict(cfg, progress=False)
+
+
+def embed_recording(rec: Path, out: Path, **keys):
+    """``embed`` through the library as the command runs it; ``keys`` are EmbedConfig keys (``model`` or
+    ``encoder``, dotted for nesting). Returns the :class:`~crossmodal_har.infer.embed.EmbedResult`."""
+    from crossmodal_har.config import build_config
+    from crossmodal_har.infer.embed import EmbedConfig, run_embed
+
+    return run_embed(build_config(EmbedConfig, flags=_keys({"input": rec, "out": out, **keys}), where="test"))
