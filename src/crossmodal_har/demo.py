@@ -66,7 +66,7 @@ class DemoPlan:
     seeds: int
     eval_epochs: int
     eval_model: str = "patchtst-tiny"  # random/supervised rows: the same architecture as siglip's IMU tower
-    # Per-window z-scoring (the paper's) removes the gravity direction that separates sitting,
+    # Per-window z-scoring (zscore) removes the gravity direction that separates sitting,
     # standing and lying: on HAPT, supervised patchtst-tiny at 100 shots scored 0.31 balanced
     # accuracy with zscore vs 0.79 without. The demo keeps physical units for every method alike.
     normalization: str = "none"
@@ -425,7 +425,7 @@ def demo_report_text(plan_path: PathLike) -> ReportText:
     caveats = [
         *_control_steps_note(out, dp),
         f"Preprocessing: 50 Hz, 5 s windows, median filter 5, normalisation `{plan.get('normalization', 'none')}` for "
-        "every method. The paper z-scores each window; here that removes the gravity direction that separates "
+        "every method. Per-window z-scoring (`zscore`) would remove the gravity direction that separates "
         "sitting, standing and lying on HAPT (supervised patchtst-tiny at 100 shots: 0.31 balanced accuracy with "
         "z-scoring vs 0.79 without, one seed), which would hide every difference between methods.",
         "The pretraining video is simulated (flat-shaded textured arenas rendered in numpy), not Ego4D: it "

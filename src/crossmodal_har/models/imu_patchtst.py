@@ -7,7 +7,7 @@ flattened: 6 × d_model (768 with the paper's d_model = 128).
 
 Deviation from transformers' default, on purpose: ``scaling`` is ``None`` (no internal per-window
 standardisation). The caller applies ``normalize_windows`` with the run's ``normalization`` mode; with
-``zscore`` (the paper's) PatchTST's ``std`` scaler would be a no-op anyway, and with ``none`` it would
+``zscore`` (per window) PatchTST's ``std`` scaler would be a no-op anyway, and with ``none`` it would
 silently throw away gravity (posture) information the user asked to keep.
 """
 
