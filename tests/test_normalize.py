@@ -113,3 +113,8 @@ def test_predict_source_windows_equal_training_windows(tmp_path):
     np.testing.assert_allclose(got, whole, atol=1e-4)
     mean, std = recording_stats(np.concatenate([whole.reshape(-1, 6)]))
     assert np.abs(mean).max() < 0.2 and np.abs(std - 1).max() < 0.2  # roughly unit scale overall
+
+
+def test_empty_stream_has_neutral_statistics():
+    mean, std = recording_stats_stream([], PreprocessConfig(normalization="recording"))
+    assert mean.tolist() == [0.0] * 6 and std.tolist() == [1.0] * 6
