@@ -20,6 +20,7 @@ from typing import Dict, List, Literal, Optional
 import numpy as np
 
 from crossmodal_har.errors import ConfigError
+from crossmodal_har.signals.normalize import MODES as NORMALIZATION_MODES
 
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
 ACC_CHANNELS = CHANNELS[:3]
@@ -81,7 +82,7 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.window_s too short: {self.window_s}")
         if not self.stride_s > 0:
             raise ConfigError(f"preprocess.stride_s must be > 0, got {self.stride_s}")
-        if self.normalization not in ("zscore", "recording", "none"):
+        if self.normalization not in NORMALIZATION_MODES:
             raise ConfigError(f"preprocess.normalization must be zscore|recording|none, got {self.normalization!r}")
         if self.median_kernel < 0 or (self.median_kernel > 1 and self.median_kernel % 2 == 0):
             raise ConfigError(f"preprocess.median_kernel must be 0, 1 or odd, got {self.median_kernel}")
