@@ -124,7 +124,8 @@ class PretrainConfig:
             (its CLS token is never in the reconstruction loss).
         augment_rotation: apply a random 3-D rotation jointly to acc and gyro of training windows.
         batch_size: windows per device per step (paper: 32).
-        epochs: passes over the training windows (paper: 25).
+        epochs: passes over the training windows (25, the official README's; the paper says 50:
+            ``paper/siglip-paper-recipe``).
         max_steps: if set, the run (and the lr schedule) lasts this many optimiser steps instead.
         time_budget_s: stop cleanly (checkpoint + export) after this many seconds of training;
             the schedule is not shortened, so a stopped run is resumable where it left off.
