@@ -21,6 +21,7 @@ def test_paper_recipe_loads_and_validates():
                                                                          "trainable")
     assert (cfg.epochs, cfg.batch_size, cfg.optim.lr, cfg.optim.final_lr) == (50, 32, 1e-4, 1e-7)
     assert cfg.allow_download is False  # never on by a config: the user passes --allow-download
+    assert cfg.imu_encoder_overrides == {"scaling": "std"}  # transformers' default, as the official PatchTST
     text = resolve_config_path(NAME).read_text()
     assert "25" in text and "README" in text  # the official README's 25 epochs is said
     repo_cfg = Path(__file__).resolve().parents[1] / "configs" / "paper" / "siglip-paper-recipe.yaml"
@@ -32,7 +33,7 @@ def test_paper_recipe_loads_and_validates():
 
 def test_paper_recipe_imu_tower_needs_download_permission_or_a_local_dir(tmp_path):
     cfg = load_pretrain_config(NAME)
-    shape = {"context_length": 250}
+    shape = {"context_length": 250, **cfg.imu_encoder_overrides}
     with pytest.raises(UserError, match="allow-download"):
         build_encoder(cfg.imu_encoder, shape, cfg.imu_pretrained, cfg.allow_download, None)
     # a local directory holding the checkpoint (safetensors) loads offline: same weights, same output

@@ -13,6 +13,11 @@ Three modes (``PreprocessConfig.normalization``):
   windower takes them from a first pass (:class:`RecordingStats`), and :func:`normalize_windows`
   leaves such windows unchanged.
 * ``none``: physical units (g, rad/s, gravity kept).
+
+What the paper's model then sees: the official PatchTST keeps transformers' default ``scaling="std"``,
+which standardises every window inside the model, so its effective input is per-window standardised
+(``recording`` followed by a per-window z-score equals ``zscore`` up to the epsilon). Our PatchTST has
+no internal scaler unless its config sets ``scaling: std`` (``configs/paper/siglip-paper-recipe`` does).
 """
 
 from __future__ import annotations
