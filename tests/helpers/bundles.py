@@ -11,23 +11,27 @@ CLASSES = ["rest", "walk", "turn"]
 COLS = ["time", "acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 
 
-def make_bundle(out: Path, model: str = "patchtst-tiny", normalization: str = "none", seed: int = 0) -> Path:
+def make_bundle(out: Path, model: str = "patchtst-tiny", normalization: str = "none", seed: int = 0,
+                channels: str = "acc+gyro") -> Path:
+    """A random classifier bundle of ``model``; ``channels="acc"`` for accelerometer-only recordings."""
     import torch
 
     from crossmodal_har.models.bundle import save_bundle
     from crossmodal_har.models.classifier import WindowClassifier, build_head
-    from crossmodal_har.models.registry import create_model
+    from crossmodal_har.models.registry import create_model, with_input_channels
     from crossmodal_har.signals.types import PreprocessConfig
 
     torch.manual_seed(seed)
-    enc = create_model(model)
+    pre = PreprocessConfig(normalization=normalization, channels=channels)
+    enc = create_model(model, **with_input_channels(model, {}, pre.n_channels)) if channels == "acc" else \
+        create_model(model)
     spec = {"type": "linear", "in_features": enc.embed_dim, "num_classes": len(CLASSES)}
     head = build_head(spec)
     with torch.no_grad():  # make logits differ clearly so labels are not decided by rounding
         head.weight.mul_(20.0)
     m = WindowClassifier(enc, head, normalization)
     save_bundle(out, m, encoder_name=model, encoder_config=enc.model_cfg, head_spec=spec,
-                preprocess=PreprocessConfig(normalization=normalization), class_names=CLASSES,
+                preprocess=pre, class_names=CLASSES,
                 metrics={"balanced_accuracy": 0.5}, provenance={"made_by": "test"})
     return out
 

@@ -20,7 +20,7 @@ DESCRIPTION = __doc__
 # flag -> PredictConfig key
 CONFIG_KEYS = {"stride": "stride_s", **UNIT_KEYS, **CLINICAL_KEYS, **{k: k for k in (
     "model", "input", "format", "out", "smooth", "timeline", "runtime", "onnx", "chunk_rows", "batch_size", "threads",
-    "force")}}
+    "force", "strict")}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace existing outputs (--out, its .summary.json, --timeline, --report's "
                         "files); never an input")
+    p.add_argument("--strict", action="store_true", help="refuse a device file with damaged parts (default: read "
+                   "the rest, list what was left out in the summary and report, exit status 3)")
     add_clinical_arguments(p)
 
 
@@ -60,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.infer.predict import PredictConfig, run_predict
 
     flags = {**config_flags(args, CONFIG_KEYS), "nonwear.enabled": args.nonwear == "on"}
-    print(run_predict(build_config(PredictConfig, flags=flags, where="predict")).text())
+    result = run_predict(build_config(PredictConfig, flags=flags, where="predict"))
+    print(result.text())
+    result.check_complete()  # damaged parts left out: PartialRunError, exit status 3
     return 0

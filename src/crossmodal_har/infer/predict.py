@@ -53,7 +53,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crossmodal_har.config import from_dict
-from crossmodal_har.errors import ConfigError, UserError
+from crossmodal_har.errors import ConfigError, PartialRunError, UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.clinical_report import DayAggregator, report_paths, write_report
 from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector, nonwear_settings
@@ -67,9 +67,9 @@ from crossmodal_har.io import atomic_write, atomic_write_json, guard_outputs
 from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, Bundle, bundle_nonwear,
                                           read_bundle, weights_digest)
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
-from crossmodal_har.signals.clock import parse_start, resolve_timebase, zone
+from crossmodal_har.signals.clock import TimeBase, parse_start, resolve_timebase, zone
 from crossmodal_har.signals.recording import declared_units
-from crossmodal_har.signals.status import STATUS_NONWEAR
+from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import UnitSettings, Units
 
@@ -106,6 +106,7 @@ def predict_file(
     days: Optional[DayAggregator] = None,
     fmt: Optional[str] = None,
     calibration: Optional[CalibrationConfig] = None,
+    damaged: str = "skip",
 ) -> Dict[str, Any]:
     """Classify every window of a recording; write ``out_csv`` and return the summary dict.
 
@@ -127,6 +128,8 @@ def predict_file(
             over the file fits per-axis offsets and scales on still epochs; they are applied to the
             accelerometer before non-wear detection and windowing when the fit succeeds and reduces
             the error. ``mode="off"``: the recording is used as read.
+        damaged: a device file's damaged parts (a corrupt sector, a cut last page): ``skip`` them
+            (read the rest; listed in the summary's ``skipped_parts``) or ``refuse`` the file.
 
     Accelerometer-only recordings (``chunk.channels == "acc"``): refused (:class:`UserError`) unless
     the bundle reads ``acc``; for such a bundle the gyroscope columns are set to 0.0 (the model never
@@ -149,7 +152,7 @@ def predict_file(
                 tqdm(unit=" rows", unit_scale=True, desc="predict", disable=None if progress is None
                      else not progress, leave=False) as bar:
             source = InferenceSource(input_path, units, preprocess.channels, chunk_rows=chunk_rows, fmt=fmt, tz=tz,
-                                     calibration=calibration, advice=BUNDLE_ADVICE)
+                                     calibration=calibration, advice=BUNDLE_ADVICE, damaged=damaged)
             device = source.device
             state["device"], state["channels"] = device, source.channels
             first_t = source.first_time
@@ -165,7 +168,7 @@ def predict_file(
             # non-wear's 15-min grid starts at the first sample, as GGIR's blocks do
             origin = -first_t if first_t is not None else 0.0
             out = SmoothedWriter(CsvWriter(fh, class_names, smoother.changes_labels, tb), smoother, summary, days)
-            gate = NonwearGate(det, origin, out)
+            gate = NonwearGate(det, origin, out, idle=device.idle_sleep if device is not None else None)
 
             def emit(final: bool) -> None:
                 for rows, res in pipe.ready(final):
@@ -216,11 +219,26 @@ def predict_file(
     d["channels"] = {"recording": state.get("channels", "acc+gyro"), "model": preprocess.channels}
     d["calibration"] = state["source"].calibration_summary()
     det = state["detector"]
-    nw = summary.skipped.get(STATUS_NONWEAR, {})
+    nw, idle = summary.nonwear_windows(), summary.skipped.get(STATUS_IDLE_SLEEP, {}).get("rows", 0)
     d["nonwear"] = {**nonwear.to_dict(), **(det.stats() if det is not None else {}),
-                    "windows": nw.get("rows", 0), "seconds": nw.get("rows", 0) * summary.hop_s,
-                    "seconds_note": "non-wear windows x hop (stride), as the time per activity"}
+                    "windows": nw, "seconds": nw * summary.hop_s, "idle_sleep_windows": idle,
+                    "seconds_note": "non-wear windows (detected, and the device's idle sleep) x hop (stride), "
+                                    "as the time per activity"}
+    d["skipped_parts"] = skipped_parts(device, tb)
     return d
+
+
+def skipped_parts(device: Any, tb: TimeBase) -> List[Dict[str, Any]]:
+    """A device file's damaged parts left out (``DeviceInfo.skipped``), for the summary and report:
+    each with its one-line description and the times either side (ISO 8601 when absolute)."""
+    out = []
+    for s in getattr(device, "skipped", None) or []:
+        part = {"line": s.line(), **s.to_dict()}
+        if tb.absolute:
+            for k in ("after_s", "before_s"):
+                part[k.replace("_s", "_time")] = None if part[k] is None else str(tb.iso(np.array([part[k]]))[0])
+        out.append(part)
+    return out
 
 
 # --------------------------------------------------------------------------------- the command's job
@@ -282,6 +300,8 @@ class PredictConfig:
         calibration: autocalibration (van Hees et al. 2014).
         nonwear: non-wear detection (van Hees et al. 2013) over the bundle's settings.
         report: directory of ``daily_summary.csv``, ``hourly_summary.csv`` and ``report.html``.
+        strict: refuse a device file with damaged parts (a corrupt sector, a cut last page) instead of
+            reading the rest and listing what was left out (then the run is partial: exit status 3).
     """
 
     model: str = ""
@@ -303,6 +323,7 @@ class PredictConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     nonwear: NonwearOverrides = field(default_factory=NonwearOverrides)
     report: Optional[str] = None
+    strict: bool = False
 
     def validate(self) -> None:
         if not (self.model and self.input and self.out):
@@ -334,6 +355,20 @@ class PredictResult:
     summary_path: Path
     timeline: Optional[str] = None
     report: Optional[str] = None
+
+    @property
+    def partial(self) -> Optional[str]:
+        """One line when damaged parts of the recording were left out (the run is partial), else None."""
+        parts = self.summary.get("skipped_parts") or []
+        if not parts:
+            return None
+        return (f"{self.summary.get('input')}: {len(parts)} damaged part(s) left out ({parts[0]['line']}"
+                f"{'; ...' if len(parts) > 1 else ''}); listed in {self.summary_path} (--strict refuses such files)")
+
+    def check_complete(self) -> None:
+        """Raises PartialRunError (exit status 3) with :attr:`partial` when the run is partial."""
+        if self.partial:
+            raise PartialRunError(self.partial)
 
     def text(self) -> str:
         """The summary for the terminal and the files written."""
@@ -398,7 +433,7 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
                            chunk_rows=config.chunk_rows, batch_size=config.batch_size, progress=progress,
                            nonwear=nonwear, start_s=start_s, tz=config.tz, days=days, fmt=config.format,
-                           calibration=config.calibration)
+                           calibration=config.calibration, damaged="refuse" if config.strict else "skip")
     summary["nonwear"]["settings_from"] = nonwear_from
     summary.update({"input": str(config.input), "output": str(out), "model": str(config.model),
                     "runtime": config.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,

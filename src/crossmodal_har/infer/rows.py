@@ -2,7 +2,8 @@
 
 :class:`RowPipeline` turns windows and markers into rows with the model's outputs (batches are
 formed from the sequence of ok windows, never from chunk contents); :class:`NonwearGate` holds rows
-until the non-wear detector has decided their time and marks non-wear windows;
+until the non-wear detector has decided their time and marks non-wear (and the device's idle-sleep)
+windows;
 :class:`SmoothedWriter` feeds them through the bundle's smoother (which lags) into the summary, the
 day aggregator and :class:`CsvWriter`, which writes the CSV columns (see
 :mod:`crossmodal_har.infer.predict`).
@@ -12,19 +13,19 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
 from crossmodal_har.infer.clinical_report import DayAggregator
 from crossmodal_har.infer.csvsafe import csv_cell
-from crossmodal_har.infer.nonwear import NonwearDetector
+from crossmodal_har.infer.nonwear import NonwearDetector, in_stretches
 from crossmodal_har.infer.runtime import BatchedRunner
 from crossmodal_har.infer.stream import Marker, WindowBatch
 from crossmodal_har.infer.summary import Summary
 from crossmodal_har.models.smoothing import Smoother
 from crossmodal_har.signals.clock import TimeBase
-from crossmodal_har.signals.status import NONWEAR_REPLACES, STATUS_NONWEAR, STATUS_OK, has_window
+from crossmodal_har.signals.status import NONWEAR_REPLACES, STATUS_IDLE_SLEEP, STATUS_NONWEAR, STATUS_OK, has_window
 
 
 # --------------------------------------------------------------------------------- rows
@@ -164,21 +165,27 @@ class SmoothedWriter:
 
 
 class NonwearGate:
-    """Holds rows until the non-wear detector has decided their time, then marks non-wear windows.
+    """Holds rows until the non-wear detector has decided their time, then marks non-wear windows:
+    ``idle_sleep`` where the device says it slept (``idle``: the reader's ``DeviceInfo.idle_sleep``,
+    listed before its samples come), else ``nonwear`` where the detector flagged the time.
 
     Rows leave in order; a row is final once its midpoint (its start, for a stretch without windows)
-    lies below :meth:`NonwearDetector.final_until` — about one hour behind the input.
+    lies below :meth:`NonwearDetector.final_until` — about one hour behind the input (at once
+    without a detector).
     """
 
-    def __init__(self, detector: Optional[NonwearDetector], origin_s: float, out: "SmoothedWriter"):
-        """``origin_s``: added to recording times to get the detector's times."""
+    def __init__(self, detector: Optional[NonwearDetector], origin_s: float, out: "SmoothedWriter",
+                 idle: Optional[List[Tuple[float, float]]] = None):
+        """``origin_s``: added to recording times to get the detector's times; ``idle``: the
+        device's idle-sleep stretches in recording times (a list the reader fills as it reads)."""
         self.det, self.origin, self.out = detector, origin_s, out
+        self.idle = idle if idle is not None else []
         self.queue: List[Any] = []
         self.released = -np.inf  # largest key released: later rows never lie before it
 
     def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
         if self.det is None:
-            self.out.push(rows, probs, raw)
+            self._release(rows, probs, raw, len(rows.start))
             return
         self.queue.append((rows, probs, raw))
         self.release()
@@ -189,22 +196,12 @@ class NonwearGate:
         until = self.det.final_until() - self.origin
         while self.queue:
             rows, probs, raw = self.queue[0]
-            is_win = has_window(rows.status)
-            key = np.where(is_win, 0.5 * (rows.start + rows.end), rows.start)
+            key = _key(rows)
             # rows are in start order: release the prefix whose (running maximum of) key is decided
             k = int(np.searchsorted(np.maximum.accumulate(key), until, side="left"))
             if k == 0:
                 return
-            head = Rows(rows.start[:k], rows.end[:k], rows.status[:k].copy(), rows.ok_index[:k].copy())
-            hp, hr = probs[:k].copy(), raw[:k].copy()
-            nw = self.det.is_nonwear(key[:k] + self.origin) & is_win[:k] & np.isin(
-                head.status.astype(str), NONWEAR_REPLACES)
-            if nw.any():
-                head.status[nw] = STATUS_NONWEAR
-                head.ok_index[nw] = -1
-                hp[nw] = np.nan
-                hr[nw] = -1
-            self.out.push(head, hp, hr)
+            self._release(rows, probs, raw, k)
             self.released = max(self.released, float(key[:k].max()))
             self.det.forget_before(self.released + self.origin)
             if k == len(rows.start):
@@ -213,3 +210,28 @@ class NonwearGate:
                 self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
                                  probs[k:], raw[k:])
                 return
+
+    def _release(self, rows: Rows, probs: np.ndarray, raw: np.ndarray, k: int) -> None:
+        """Mark the first ``k`` rows and pass them on."""
+        head = Rows(rows.start[:k], rows.end[:k], rows.status[:k].copy(), rows.ok_index[:k].copy())
+        hp, hr = probs[:k].copy(), raw[:k].copy()
+        key = _key(head)
+        replaceable = has_window(head.status) & np.isin(head.status.astype(str), NONWEAR_REPLACES)
+        idle = replaceable & in_stretches(key, self.idle)
+        nw = replaceable & ~idle
+        if self.det is not None and nw.any():
+            nw &= self.det.is_nonwear(key + self.origin)
+        else:
+            nw[:] = False
+        for mask, status in ((idle, STATUS_IDLE_SLEEP), (nw, STATUS_NONWEAR)):
+            if mask.any():
+                head.status[mask] = status
+                head.ok_index[mask] = -1
+                hp[mask] = np.nan
+                hr[mask] = -1
+        self.out.push(head, hp, hr)
+
+
+def _key(rows: Rows) -> np.ndarray:
+    """A row's time for the non-wear decision: a window's midpoint, else the stretch's start."""
+    return np.where(has_window(rows.status), 0.5 * (rows.start + rows.end), rows.start)

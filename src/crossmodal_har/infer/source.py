@@ -69,6 +69,8 @@ class InferenceSource:
         calibration: autocalibration settings (default: ``auto``).
         advice: the end of the refusal of an accelerometer-only recording (:data:`BUNDLE_ADVICE`,
             :data:`MODEL_ADVICE`).
+        damaged: a device file's damaged parts: ``skip`` them (listed in ``device.skipped``) or
+            ``refuse`` the file (:mod:`crossmodal_har.signals.devices.base`).
 
     Raises:
         UserError: an accelerometer-only recording for an ``acc+gyro`` model.
@@ -77,14 +79,15 @@ class InferenceSource:
 
     def __init__(self, path: PathLike, units: Units, model_channels: str, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  fmt: Optional[str] = None, tz: str = "UTC", calibration: Optional[CalibrationConfig] = None,
-                 advice: str = BUNDLE_ADVICE):
+                 advice: str = BUNDLE_ADVICE, damaged: str = "skip"):
         self.path = Path(path)
+        self.damaged = damaged
         self.units, self.model_channels, self.chunk_rows, self.fmt, self.tz = units, model_channels, chunk_rows, fmt, tz
         self.calibration = calibration if calibration is not None else CalibrationConfig()
         self.calibration.validate()
         self.fit: Optional[CalibrationResult] = None
         self._iterated = False
-        self._chunks = iter_chunks(self.path, units, chunk_rows, fmt=fmt, tz=tz)
+        self._chunks = self._read()
         self.first: Optional[RawChunk] = next(self._chunks, None)
         #: what a device file says about the recording (None for tables)
         self.device = self.first.device if self.first is not None else None
@@ -113,7 +116,7 @@ class InferenceSource:
         t0 = time.perf_counter()
         tried_at = None
         res: Optional[CalibrationResult] = None
-        for chunk in iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz):
+        for chunk in self._read():
             acc.push(chunk.t, chunk.data[:, :3])
             if cfg.scan_hours > 0 and tried_at is None and acc.seconds >= cfg.scan_hours * 3600.0:
                 tried_at = acc.seconds
@@ -142,6 +145,10 @@ class InferenceSource:
         return {"mode": self.calibration.mode, "applied": False,
                 "reason": "off (--calibrate off)" if self.calibration.mode == "off" else "empty recording"}
 
+    def _read(self) -> Iterator[RawChunk]:
+        """One pass over the recording as read (lenient; damaged parts as ``damaged`` says)."""
+        return iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz, damaged=self.damaged)
+
     def windower(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None) -> StreamingWindower:
         """The windower for this recording (call after :meth:`calibrate`). With
         ``cfg.normalization == "recording"``: a first pass over the file, through the same reader,
@@ -150,7 +157,7 @@ class InferenceSource:
         if cfg.normalization == "recording":
             t0 = time.perf_counter()
             chunks = (dataclasses.replace(c, data=self.model_data(c.data))
-                      for c in iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz))
+                      for c in self._read())
             stats = recording_stats_stream(chunks, cfg, ops)
             log.info("%s: recording statistics in %.1f s: mean %s, std %s", self.path, time.perf_counter() - t0,
                      np.round(stats[0], 4).tolist(), np.round(stats[1], 4).tolist())
@@ -175,3 +182,5 @@ class InferenceSource:
             yield dataclasses.replace(self.first, data=self.model_data(self.first.data))
         for chunk in self._chunks:
             yield dataclasses.replace(chunk, data=self.model_data(chunk.data))
+        for part in getattr(self.device, "skipped", None) or []:
+            log.warning("%s: damaged part left out: %s", self.path, part.line())

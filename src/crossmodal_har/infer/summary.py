@@ -88,6 +88,8 @@ def format_summary(d: Dict[str, Any]) -> str:
         lines.append(f"  {c:<24} {hms(s):>12}  {100 * d['fraction_per_activity'][c]:5.1f} %")
     if d["windows_skipped"]:
         lines.append("windows skipped: " + ", ".join(f"{k} {v}" for k, v in d["windows_skipped"].items()))
+    for part in d.get("skipped_parts") or []:
+        lines.append(f"damaged part left out: {part['line']}")
     idle = d["windows_skipped"].get(STATUS_IDLE_SLEEP, 0)
     if idle:
         lines.append(f"device idle sleep: {hms(idle * d.get('hop_s', 0.0))} ({idle} windows; counted as non-wear)")
