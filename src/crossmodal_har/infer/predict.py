@@ -61,13 +61,13 @@ from crossmodal_har.infer.rows import CsvWriter, NonwearGate, RowPipeline, Smoot
 from crossmodal_har.infer.runtime import BatchedRunner, OnnxRunner, Runner, TorchRunner
 from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource, with_stride
 from crossmodal_har.infer.stream import SignalOps
-from crossmodal_har.infer.summary import Summary, format_summary
+from crossmodal_har.infer.summary import Summary, format_summary, skipped_parts
 from crossmodal_har.infer.timeline import plot_timeline
 from crossmodal_har.io import atomic_write, atomic_write_json, guard_outputs
 from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, Bundle, bundle_nonwear,
                                           read_bundle, weights_digest)
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
-from crossmodal_har.signals.clock import TimeBase, parse_start, resolve_timebase, zone
+from crossmodal_har.signals.clock import parse_start, resolve_timebase, zone
 from crossmodal_har.signals.recording import declared_units
 from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
 from crossmodal_har.signals.types import PreprocessConfig
@@ -227,18 +227,6 @@ def predict_file(
     d["skipped_parts"] = skipped_parts(device, tb)
     return d
 
-
-def skipped_parts(device: Any, tb: TimeBase) -> List[Dict[str, Any]]:
-    """A device file's damaged parts left out (``DeviceInfo.skipped``), for the summary and report:
-    each with its one-line description and the times either side (ISO 8601 when absolute)."""
-    out = []
-    for s in getattr(device, "skipped", None) or []:
-        part = {"line": s.line(), **s.to_dict()}
-        if tb.absolute:
-            for k in ("after_s", "before_s"):
-                part[k.replace("_s", "_time")] = None if part[k] is None else str(tb.iso(np.array([part[k]]))[0])
-        out.append(part)
-    return out
 
 
 # --------------------------------------------------------------------------------- the command's job

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from crossmodal_har.signals.clock import TimeBase
 from crossmodal_har.signals.status import NO_WINDOW_STATUSES, NONWEAR_STATUSES, STATUS_IDLE_SLEEP, STATUS_OK
 
 
@@ -73,6 +74,19 @@ class Summary:
     def nonwear_windows(self) -> int:
         """Windows counted as non-wear: the detector's and the device's idle sleep."""
         return sum(int(self.skipped.get(s, {}).get("rows", 0)) for s in NONWEAR_STATUSES)
+
+
+def skipped_parts(device: Any, tb: TimeBase) -> List[Dict[str, Any]]:
+    """A device file's damaged parts left out (``DeviceInfo.skipped``), for the summary and report:
+    each with its one-line description and the times either side (ISO 8601 when absolute)."""
+    out = []
+    for s in getattr(device, "skipped", None) or []:
+        part = {"line": s.line(), **s.to_dict()}
+        if tb.absolute:
+            for k in ("after_s", "before_s"):
+                part[k.replace("_s", "_time")] = None if part[k] is None else str(tb.iso(np.array([part[k]]))[0])
+        out.append(part)
+    return out
 
 
 def format_summary(d: Dict[str, Any]) -> str:
