@@ -139,3 +139,10 @@ def test_protocol_gap_is_welch_over_seeds():
     assert (g["n_a"], g["n_b"], g["reference"]) == (2, 3, "siglip")
     (row,) = table_rows("\n".join(render_protocol_gaps([g])))
     assert "optimistic" in row and "+0.350" in row
+
+
+def test_paper_split_small_class_keeps_half_for_training(caplog):
+    y = np.array([0] * 30 + [1] * 50)
+    sp = paper_split(y, np.array(["a"] * 80), 2, seed=0)
+    assert np.bincount(y[sp.test]).tolist() == [15, 20] and np.bincount(y[sp.train]).tolist() == [15, 30]
+    assert "15 test windows instead of 20" in caplog.text

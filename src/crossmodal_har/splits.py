@@ -273,8 +273,8 @@ PAPER_TEST_PER_CLASS = 20
 def paper_split(y: np.ndarray, subject: Sequence[str], n_classes: int, seed: int,
                 test_per_class: int = PAPER_TEST_PER_CLASS) -> SubjectSplit:
     """The paper's split (Cheshmi et al. 2025, official ``downstream.py``): per class, the windows are
-    shuffled with ``seed`` and the first ``test_per_class`` are the test windows; the rest are the
-    training pool (the few-shot draw takes k of them). Windows, not people, are split: one person's
+    shuffled with ``seed`` and the first ``test_per_class`` are the test windows (half of a class with
+    fewer than twice that many, logged); the rest are the training pool (the few-shot draw takes k of them). Windows, not people, are split: one person's
     windows (even overlapping windows of one recording) can be in both. There is no validation part:
     the paper picks the best epoch on the test windows, so ``val`` is ``test`` here. Optimistic by
     construction; ``subjects["shared"]`` lists the people in both parts.
@@ -286,11 +286,13 @@ def paper_split(y: np.ndarray, subject: Sequence[str], n_classes: int, seed: int
     for c in range(n_classes):
         idx = np.flatnonzero(y == c)
         idx = idx[rng.permutation(len(idx))]
-        if len(idx) <= test_per_class:
-            log.warning("class %d has only %d windows (<= %d test windows): none left to train on", c, len(idx),
-                        test_per_class)
-        test.append(idx[:test_per_class])
-        train.append(idx[test_per_class:])
+        k = test_per_class
+        if 2 * k > len(idx):  # keep half of a small class for training rather than none
+            k = len(idx) // 2
+            log.warning("class %d has only %d windows: %d test windows instead of %d, %d left to train on", c,
+                        len(idx), k, test_per_class, len(idx) - k)
+        test.append(idx[:k])
+        train.append(idx[k:])
     te, tr = np.sort(np.concatenate(test)), np.sort(np.concatenate(train))
     s_tr, s_te = sorted(set(subject[tr])), sorted(set(subject[te]))
     return SubjectSplit(train=tr, val=te, test=te, subjects={"train": s_tr, "val": s_te, "test": s_te,
