@@ -7,7 +7,7 @@
 
 **Week scale (issue 14).** For each length and format it writes a simulated 100 Hz 6-channel wrist
 recording with absolute (epoch) time — Parquet, CSV, or an Axivity AX6 ``.cwa`` file made with the
-specification writer of ``tests/devicefiles.py`` (block by block) — and runs, each in its own
+specification writer of ``tests/helpers/files_axivity_geneactiv.py`` (block by block) — and runs, each in its own
 subprocess so that peak memory is that command's alone:
 
 * ``reader``: :func:`crossmodal_har.signals.recording.iter_chunks` over the whole file (the chunks
@@ -284,11 +284,11 @@ def write_week(path: Path, days: float, fmt: str, block_s: float = 3600.0, seed:
 
 
 def _write_cwa_blocks(path: Path, n_total: int, block: int, rng) -> int:
-    """AX6 .cwa through the specification writer of tests/devicefiles.py, one block at a time (it
+    """AX6 .cwa through the specification writer of tests/helpers/files_axivity_geneactiv.py, one block at a time (it
     holds a whole file in memory): each block's sectors get the file's running sequence ids and
     their checksums are recomputed."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from devicefiles import write_cwa
+    from helpers.files_axivity_geneactiv import write_cwa
 
     with open(path, "wb") as out, tempfile.TemporaryDirectory() as td:
         seq = 0

@@ -27,6 +27,7 @@ from crossmodal_har.signals.types import ImuRecording, PreprocessConfig
 from crossmodal_har.signals.units import Units
 from crossmodal_har.signals.windows import recording_windows
 from helpers.bundles import train_bundle
+from helpers.files_actigraph_apdm_empatica import smooth_signal
 
 CLASSES = ("still", "walk")
 RATE = 50.0
@@ -311,3 +312,22 @@ def test_accelerometer_only_csv_dataset_end_to_end(tmp_path, capsys):
     assert bundle.preprocess.channels == "acc" and bundle.model.encoder.input_channels == 3
     report = json.loads((tmp_path / "acc" / "bundle.json").read_text())["provenance"]["dataset_report"]
     assert not report["windows_excluded"]
+
+
+def test_embed_zeroes_gyroscope_dropouts_for_an_acc_model(tmp_path):
+    from crossmodal_har.infer.embed import embed_file
+
+    t = np.arange(0, 60, 0.02)
+    acc, gyro = smooth_signal(len(t), 50, 3), smooth_signal(len(t), 50, 4)
+    gyro[500:1500, 0] = np.nan  # a gyroscope dropout in a 6-channel recording
+    pd.DataFrame({"time": t, "acc_x": acc[:, 0], "acc_y": acc[:, 1], "acc_z": acc[:, 2] + 1.0,
+                  "gyro_x": gyro[:, 0], "gyro_y": gyro[:, 1], "gyro_z": gyro[:, 2]}).to_csv(tmp_path / "r.csv",
+                                                                                          index=False)
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :, :3].mean(dim=1)
+
+    a = embed_file(tmp_path / "r.csv", tmp_path / "a.npy", Probe(), PreprocessConfig(channels="acc"), Units(), 3)
+    six = embed_file(tmp_path / "r.csv", tmp_path / "b.npy", Probe(), PreprocessConfig(), Units(), 3)
+    assert a["windows"] > six["windows"]  # the acc model never reads the gyroscope: nothing lost

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from devicefiles import make_signal, write_cwa
+from helpers.files_axivity_geneactiv import make_signal, write_cwa
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.pairs.sources import read_session_json

@@ -11,6 +11,7 @@ from crossmodal_har.signals.datasets import load_labelled
 from crossmodal_har.signals.generic import LabelSegment, assign_labels, sort_classes, write_generic_dataset
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
+from crossmodal_har.signals.generic import read_meta
 
 CFG = PreprocessConfig(rate_hz=10.0, window_s=1.0, stride_s=0.5, median_kernel=0)
 
@@ -143,3 +144,13 @@ def test_missing_dataset_is_config_error(tmp_path):
         load_labelled(tmp_path / "nope", CFG, progress=False)
     with pytest.raises(DataError, match="dataset.json not found"):
         load_labelled(tmp_path, CFG, progress=False)
+
+
+def test_dataset_tz_is_validated_and_read(tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"acc_unit": "g", "gyro_unit": "rad/s", "time_unit": "s",
+                                                       "tz": "Europe/London"}))
+    assert read_meta(tmp_path).tz == "Europe/London"
+    (tmp_path / "dataset.json").write_text(json.dumps({"acc_unit": "g", "gyro_unit": "rad/s", "time_unit": "s",
+                                                       "tz": "Mars/Olympus"}))
+    with pytest.raises(DataError, match="IANA"):
+        read_meta(tmp_path)

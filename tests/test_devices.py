@@ -21,7 +21,9 @@ from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
 
 sys.path.insert(0, str(Path(__file__).parent))
-from devicefiles import make_signal, write_cwa, write_geneactiv  # noqa: E402
+from helpers.files_axivity_geneactiv import make_signal, write_cwa, write_geneactiv  # noqa: E402
+import struct
+from helpers.files_actigraph_apdm_empatica import smooth_signal, write_e4_zip, write_gt3x
 
 WALL = (dt.datetime(2024, 7, 1, 12, 0, 0) - dt.datetime(1970, 1, 1)).total_seconds()
 RATE = 50.0
@@ -252,3 +254,30 @@ def test_some_gyro_columns_is_still_an_error(tmp_path, suffix):
     for read in (lambda: read_recording(path, Units()), lambda: list(iter_chunks(path, Units(), 100))):
         with pytest.raises(DataError, match=r"missing column\(s\) gyro_y, gyro_z"):
             read()
+
+
+def _unsupported_compression(path: Path) -> None:
+    """Rewrite every entry's compression method to 99 (AES; zipfile cannot decompress it)."""
+    raw = bytearray(path.read_bytes())
+    for sig, off in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        i = raw.find(sig)
+        while i >= 0:
+            struct.pack_into("<H", raw, i + off, 99)
+            i = raw.find(sig, i + 4)
+    path.write_bytes(bytes(raw))
+
+
+def test_unsupported_zip_compression_is_a_one_line_error(tmp_path):
+    from crossmodal_har.signals.devices import open_device
+
+    gt3x = tmp_path / "a.gt3x"
+    write_gt3x(gt3x, smooth_signal(30 * 30, 30, 1)[:, :3], 30, 1_700_000_000)
+    e4 = tmp_path / "b.zip"
+    write_e4_zip(e4, np.round(smooth_signal(32 * 20, 32, 2)[:, :3] * 64), 1_700_000_000.0)
+    for path in (gt3x, e4):
+        _unsupported_compression(path)
+        with pytest.raises(DataError) as exc:
+            reader = open_device(path)
+            for _ in reader.iter_chunks(1000):
+                pass
+        assert str(path) in str(exc.value) and "\n" not in str(exc.value)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devicefiles_b import STANDARD_GRAVITY, apdm_sensor, write_apdm_legacy, write_apdm_v5
+from helpers.files_actigraph_apdm_empatica import STANDARD_GRAVITY, apdm_sensor, write_apdm_legacy, write_apdm_v5
 
 from crossmodal_har.errors import DataError
 from crossmodal_har.signals.devices.apdm import ApdmReader

@@ -14,7 +14,7 @@ from crossmodal_har.signals.devices import open_device
 from crossmodal_har.signals.devices.cwa import CwaReader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from devicefiles import cwa_packed_quantised, make_signal, write_cwa  # noqa: E402
+from helpers.files_axivity_geneactiv import cwa_packed_quantised, make_signal, write_cwa  # noqa: E402
 
 # 2024-07-01 12:00:00.37 on the device's wall clock (summer time in Berlin: UTC+02:00)
 WALL = (dt.datetime(2024, 7, 1, 12, 0, 0) - dt.datetime(1970, 1, 1)).total_seconds() + 0.37

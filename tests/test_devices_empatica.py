@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devicefiles_b import avro_bytes, e4_acc_csv, embraceplus_record, smooth_signal, write_e4_zip
+from helpers.files_actigraph_apdm_empatica import avro_bytes, e4_acc_csv, embraceplus_record, smooth_signal, write_e4_zip
 
 from crossmodal_har.errors import DataError
 from crossmodal_har.signals.devices.empatica import EmpaticaReader

@@ -15,7 +15,7 @@ from crossmodal_har.signals.devices import open_device
 from crossmodal_har.signals.devices.geneactiv import GeneactivReader
 
 sys.path.insert(0, str(Path(__file__).parent))
-from devicefiles import geneactiv_quantised, make_signal, write_geneactiv  # noqa: E402
+from helpers.files_axivity_geneactiv import geneactiv_quantised, make_signal, write_geneactiv  # noqa: E402
 
 WALL = (dt.datetime(2024, 3, 5, 9, 30, 0) - dt.datetime(1970, 1, 1)).total_seconds() + 0.5
 

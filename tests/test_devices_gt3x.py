@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devicefiles_b import smooth_signal, write_gt3x
+from helpers.files_actigraph_apdm_empatica import smooth_signal, write_gt3x
 
 from crossmodal_har.errors import DataError
 from crossmodal_har.signals.devices.actigraph import Gt3xReader

@@ -1,7 +1,7 @@
 """`predict` on device files and accelerometer-only recordings, through a fake chunk source.
 
 The readers themselves are tested with files written per each format's specification
-(tests/devicefiles.py); here ``iter_chunks`` is replaced by a source of device-like chunks so that
+(tests/helpers/files_axivity_geneactiv.py); here ``iter_chunks`` is replaced by a source of device-like chunks so that
 what predict does with ``chunk.device`` and ``chunk.channels`` is tested alone.
 """
 
@@ -128,9 +128,9 @@ def test_device_without_start_time_uses_start_flag(monkeypatch, tmp_path):
 
 
 def test_real_cwa_files_end_to_end(tmp_path, capsys):
-    """Axivity files written per the format's description (tests/devicefiles.py): an AX6 file is
+    """Axivity files written per the format's description (tests/helpers/files_axivity_geneactiv.py): an AX6 file is
     predicted with its header's start time; an AX3 file (no gyroscope) is refused by a 6-channel bundle."""
-    from devicefiles import make_signal, write_cwa
+    from helpers.files_axivity_geneactiv import make_signal, write_cwa
 
     bundle = make_bundle(tmp_path / "bundle")
     n = 40 * 150  # 60 s at 100 Hz, whole AX6 sectors
@@ -155,7 +155,7 @@ def test_acc_bundle_predicts_on_an_ax3_file(tmp_path):
     gyroscope), with torch and with the ONNX export too."""
     import torch
 
-    from devicefiles import make_signal, write_cwa
+    from helpers.files_axivity_geneactiv import make_signal, write_cwa
 
     from crossmodal_har.evaluate.protocols import EncoderSource
     from crossmodal_har.infer.export import export_bundle

@@ -15,7 +15,7 @@ from crossmodal_har.signals.recording import iter_chunks, read_recording, units_
 from crossmodal_har.signals.units import Units
 
 sys.path.insert(0, str(Path(__file__).parent))
-from devicefiles import make_signal, write_cwa  # noqa: E402
+from helpers.files_axivity_geneactiv import make_signal, write_cwa  # noqa: E402
 
 HEADER = "time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"
 

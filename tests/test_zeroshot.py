@@ -1,8 +1,12 @@
 """Zero-shot metrics on hand-made embeddings: perfect, random, collapsed, and the class prototypes."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
+from crossmodal_har.cli import main
 from crossmodal_har.evaluate.metrics import classification_metrics
 from crossmodal_har.evaluate.zeroshot import zeroshot_classify, zeroshot_metrics
 from crossmodal_har.train.retrieval import retrieval_metrics, true_match_ranks
@@ -121,3 +125,24 @@ def test_per_class_retrieval_in_results_file_and_tables(tmp_path):
     assert "| siglip | 2 | 5 | 0.600 ± 0.071 (0.550 – 0.650) |" in text
     with pytest.raises(ValueError, match="class_retrieval"):
         ZeroshotResult(retrieval={"imu_to_video": win}, class_retrieval={"R@1": "x"}).validate()
+
+
+@pytest.mark.slow
+def test_zeroshot_refuses_a_six_channel_run_on_an_acc_only_store(tmp_path, capsys):
+    from crossmodal_har.train.job import PretrainJob, run_job
+    from crossmodal_har.train.synthetic import SyntheticSource, write_synthetic_store
+
+    store = write_synthetic_store(str(tmp_path / "store"), SyntheticSource(subjects=3, windows_per_subject=16))
+    run = tmp_path / "run"
+    run_job(PretrainJob(config="siglip-tiny", store=store, max_steps=2, overrides=["batch_size=8"]), run,
+            show_progress=False)
+    acc = tmp_path / "acc-store"
+    shutil.copytree(store, acc)
+    meta = json.loads((acc / "store.json").read_text())
+    meta["preprocess"]["channels"] = "acc"
+    (acc / "store.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["-q", "zeroshot", "--run", str(run), "--store", str(acc), "--out", str(tmp_path / "zs"),
+                 "--split", "all"]) == 2
+    err = capsys.readouterr().err
+    assert "accelerometer-only store" in err and "Traceback" not in err
