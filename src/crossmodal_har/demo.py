@@ -1,5 +1,8 @@
 """The paper's whole experiment at small scale, as resumable stages.
 
+One job (over 450 lines because the experiment has many stages): the demo's plan of stages and its
+report text; every stage's work is a library function or command elsewhere.
+
 Stages (each one a ``crossmodal-har`` command a user can run alone; the demo prints them):
 
 1. ``simulate``  paired IMU+video for several simulated people (egomotion simulator);

@@ -1,5 +1,8 @@
 """Activity motion models and the camera/IMU trajectory.
 
+One job (over 450 lines because each activity has its own motion model): turning a plan of bouts into
+one trajectory that the camera and the IMU both sample.
+
 World frame: x, y horizontal, z up (m); gravity (0, 0, -9.80665) m/s^2. Body (= camera) frame:
 x forward, y left, z up. Orientation is ZYX Euler (yaw about z, then pitch about y — positive
 pitch looks down —, then roll about x): ``R = Rz(yaw) Ry(pitch) Rx(roll)`` maps body to world.
