@@ -103,3 +103,14 @@ def test_idle_sleep_windows_are_their_own_status_and_counted_as_nonwear(bundles,
     assert daily["wear_min"].sum() == pytest.approx((windows & ~idle).sum() * hop / 60, abs=0.01)
     assert "of which device idle sleep" in (tmp_path / "r" / "report.html").read_text()
 
+
+
+@requires_files
+def test_a_file_no_reader_reads_is_refused_in_one_line(bundles, tmp_path, capsys):
+    """GGIRread's genea_testfile.bin is the older GENEA format (skdh crashes on it): exit status 2."""
+    path = DEVICES / "geneactiv" / "ggirread_genea_testfile.bin"
+    args = ["predict", "--model", str(bundles["acc"]), "--input", str(path), "--out", str(tmp_path / "p.csv")]
+    assert main(args) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and str(path) in err[0] and "not a GENEActiv .bin file" in err[0]
+    assert not (tmp_path / "p.csv").exists()
