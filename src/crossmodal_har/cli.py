@@ -32,28 +32,52 @@ from crossmodal_har.errors import UserError
 log = logging.getLogger(__name__)
 
 
+# ``--help`` lists the commands in the order a project uses them; one not named here comes last
+PIPELINE_ORDER = ("simulate", "gopro-extract", "ingest", "pretrain", "zeroshot", "evaluate", "report",
+                  "train-classifier", "export", "predict", "collate", "embed", "formats", "demo")
+
+
 def _command_modules() -> List[ModuleType]:
     pkg = commands_pkg
-    mods = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        mods.append(importlib.import_module(f"{pkg.__name__}.{info.name}"))
-    return mods
+    mods = [importlib.import_module(f"{pkg.__name__}.{info.name}")
+            for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_")]
+    rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+    return sorted(mods, key=lambda m: (rank.get(m.NAME, len(rank)), m.NAME))
+
+
+class _OneLineCommands(argparse.HelpFormatter):
+    """Room for the longest command name (train-classifier) so that every command is one line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=26)
+        self._action_max_length = 24
+
+
+def _global_flags(defaults: bool) -> argparse.ArgumentParser:
+    """-v/-q, accepted before the command (``defaults``) and after it (no defaults there, so that a flag
+    given before is not reset by the command's parser)."""
+    p = argparse.ArgumentParser(add_help=False)
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    p.add_argument("-v", "--verbose", action="count", help="more logging (-vv for debug)",
+                   **({"default": 0} if defaults else keep))
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors",
+                   **({"default": False} if defaults else keep))
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="crossmodal-har",
+        prog="crossmodal-har", parents=[_global_flags(True)],
+        formatter_class=_OneLineCommands,
         description="Out-of-distribution wearable HAR via IMU-video cross-modal pretraining "
-        "(Cheshmi et al., MLHC 2025).",
+        "(Cheshmi et al., MLHC 2025). Commands in pipeline order; 'crossmodal-har COMMAND --help' for each.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    after = _global_flags(False)
     for mod in _command_modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           parents=[after])
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -87,6 +111,23 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def apply_threads(args: argparse.Namespace) -> None:
+    """``--threads`` (commands that compute): None -> $OMP_NUM_THREADS when set, else 1. Set in the environment
+    before the command imports torch (and inherited by its worker processes), and in torch when it is already
+    imported (``main`` called in-process)."""
+    if not hasattr(args, "threads"):
+        return
+    if args.threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        args.threads = int(env) if env.isdigit() and int(env) >= 1 else 1
+    if args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads} (see crossmodal-har {args.command} --help)")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(args.threads)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; callable from tests as ``main([...])``. Returns the exit status."""
     parser = build_parser()
@@ -103,6 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     previous = _stop_on_sigterm()
     try:
+        apply_threads(args)
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 # the end-to-end training flags (--epochs, --batch-size, --lr, --patience) set supervised and finetune alike
@@ -18,8 +19,10 @@ def add_dataset_flags(p: argparse.ArgumentParser, *, dataset_required: bool, ski
     p.add_argument("--dataset", required=dataset_required,
                    help="generic dataset directory, 'hapt', 'uestc:<dir>' (32 classes) or 'uestc5:<dir>' (the paper's 5)")
     p.add_argument("--encoder", help="'random' (default) or an encoder/run directory with encoder.json")
-    p.add_argument("--model", help="architecture for --encoder random (default convgru: 3x cheaper than patchtst-small "
-                   "on CPU; give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched baseline)")
+    p.add_argument("--arch", dest="model", metavar="ARCH", help="architecture for --encoder random (default convgru: 3x cheaper than "
+                   "patchtst-small on CPU; give the pretrained encoder's architecture, e.g. patchtst-tiny, for a matched "
+                   "baseline)")
+    p.add_argument("--model", dest="model", action=DeprecatedAlias, new="--arch", help=argparse.SUPPRESS)
     p.add_argument("--channels", choices=["acc", "acc+gyro"], help="what the model reads: acc+gyro (default, 6 "
                    "channels) or acc (accelerometer only: 3 channels; needed for recordings without a gyroscope). A "
                    "saved encoder brings its own channels (a contradicting --channels is refused)")
@@ -34,12 +37,50 @@ def add_fit_flags(p: argparse.ArgumentParser, *, lr_help: str) -> None:
     p.add_argument("--batch-size", type=int, help="batch size for supervised and finetune")
     p.add_argument("--lr", type=float, help=lr_help)
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (supervised, finetune)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="compute device (default cpu)")
+    add_device_flag(p, default=None)
     add_progress_flag(p)
 
 
 def add_progress_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress: neither bars (terminal) nor progress lines in the log")
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling kept for one release: stores like ``new`` and warns once on stderr (``--model`` where it
+    named an architecture is now ``--arch``; ``--model`` means a saved bundle in every command)."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated here and will be removed in the next release; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def device_word(text: str) -> str:
+    """``cpu``, ``cuda``, ``auto`` (or ``cuda:N``), lower-cased (an argparse ``type``)."""
+    word = str(text).strip().lower()
+    if word in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:[0-9]+", word):
+        return word
+    raise argparse.ArgumentTypeError(f"must be cpu, cuda or auto (or cuda:N), got {text!r}")
+
+
+def add_device_flag(p: argparse.ArgumentParser, *, default: Optional[str] = "cpu", dest: str = "device") -> None:
+    """The one ``--device cpu|cuda|auto`` of every command that runs a model."""
+    shown = default or "cpu"
+    p.add_argument("--device", dest=dest, type=device_word, default=default, metavar="cpu|cuda|auto",
+                   help=f"where the model runs (default {shown}; auto: cuda when available)")
+
+
+def add_threads_flag(p: argparse.ArgumentParser) -> None:
+    """``--threads N`` of every command that computes: CPU threads per process (default 1, or the environment's
+    OMP_NUM_THREADS when set; applied by ``cli.main`` before the command imports torch)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads per process (default 1, or $OMP_NUM_THREADS: the small models gain little from "
+                        "more and lose several-fold on a busy machine)")
 
 
 def add_overrides_flag(p: argparse.ArgumentParser, example: str, what: str = "any setting") -> None:

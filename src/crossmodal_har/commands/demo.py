@@ -1,8 +1,7 @@
 """crossmodal-har demo: the paper's experiment end to end at small scale."""
 
 NAME = "demo"
-HELP = ("run the paper's whole experiment at small scale (simulate, ingest, pretrain 3 seeds with a "
-        "shuffled-pairs control, zero-shot on two corpora, HAPT few-shot, report)")
+HELP = "the paper's experiment end to end, at small scale"
 DESCRIPTION = (
     "Runs the whole experiment of Cheshmi et al. (MLHC 2025) at CPU scale: simulate paired IMU+video, ingest "
     "it, pretrain siglip (the paper's method), clip, imu2clip and imu-mae with tiny models plus the control "
@@ -17,6 +16,9 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
+    from crossmodal_har.commands._flags import add_threads_flag
+
+    add_threads_flag(p)
     p.add_argument("--out", default="demo-out", help="output directory (default: ./demo-out)")
     p.add_argument("--budget-minutes", type=float, default=15.0,
                    help="wall-clock budget on a 2-core CPU; scales data and training steps (default 15)")

@@ -1,4 +1,4 @@
-"""Streams FILE through the same preprocessing and windows as `predict` and writes the encoder's embedding of every
+"""Streams FILE through the same preprocessing and windows as 'predict' and writes the encoder's embedding of every
 window that passes the quality checks. --out FILE.parquet (columns start, end, e0..) or FILE.npy (float64 [N, 2 + D]:
 start, end, embedding). An --out that is the recording or a model file (also through a symlink or hard link) is
 refused; an existing --out is replaced only with --force.
@@ -11,14 +11,15 @@ import argparse
 from crossmodal_har.commands._recording import UNIT_KEYS, add_unit_arguments
 
 NAME = "embed"
-HELP = "write per-window embeddings (start, end, e0..eD-1) of a recording for your own analyses"
+HELP = "per-window embeddings of a recording"
 DESCRIPTION = __doc__
 # flag -> EmbedConfig key
 CONFIG_KEYS = {"fmt": "format", "stride": "stride_s", "calibrate": "calibration.mode", **UNIT_KEYS, **{k: k for k in (
-    "model", "encoder", "input", "out", "tz", "chunk_rows", "batch_size", "force")}}
+    "model", "encoder", "input", "out", "tz", "chunk_rows", "batch_size", "device", "force")}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from crossmodal_har.commands._flags import add_device_flag, add_threads_flag
     from crossmodal_har.signals.devices import READERS, TABLE_FORMATS  # light: the registry of device readers
 
     src = p.add_mutually_exclusive_group(required=True)
@@ -35,11 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(Axivity .cwa; default UTC)")
     add_unit_arguments(p)
     p.add_argument("--calibrate", choices=("auto", "off"), default="auto",
-                   help="autocalibration against gravity, as in `predict` (default auto: the windows predict "
+                   help="autocalibration against gravity, as in 'predict' (default auto: the windows predict "
                         "classifies); off")
     p.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between window starts")
     p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N")
     p.add_argument("--batch-size", type=int, default=256, metavar="N")
+    add_device_flag(p)
+    add_threads_flag(p)
     p.add_argument("--force", action="store_true", help="replace an existing --out (never an input)")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "evaluate"
-HELP = "few-shot evaluation of an IMU encoder (linear probe, kNN, finetune, supervised) on held-out subjects"
+HELP = "few-shot evaluation of an encoder, held-out subjects"
 DESCRIPTION = __doc__
 OUTPUT_FILES = ("results.json", "config.json", "report.md", "shots_curve.png", "confusion_matrix.png", "comparisons.png")
 # flag -> config key (the training flags: _flags.FIT_KEYS; --protocol and --shots are parsed first)
@@ -21,7 +21,7 @@ CONFIG_KEYS = {"backbone_lr": "fit.finetune.backbone_lr", "device": "fit.device"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags, add_overrides_flag
+    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags, add_overrides_flag, add_threads_flag
 
     add_dataset_flags(p, dataset_required=False,
                       skip_bad_help="skip bad recordings (listed in the report; exit status 3) instead of failing")
@@ -47,8 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_overrides_flag(p, "fit.supervised.patience=3")
     add_fit_flags(p, lr_help="learning rate for supervised, and the head of finetune")
     p.add_argument("--backbone-lr", type=float, help="encoder learning rate for finetune (default lr/10)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: the small CPU models "
-                   "gain little from more threads and lose several-fold on a busy machine)")
+    add_threads_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:

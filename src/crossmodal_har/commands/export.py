@@ -8,22 +8,25 @@ import logging
 log = logging.getLogger(__name__)
 
 NAME = "export"
-HELP = "export a classifier bundle to ONNX (dynamic batch, normalisation inside) and check parity"
+HELP = "export a classifier bundle to ONNX, parity-checked"
 DESCRIPTION = (
     "Writes an ONNX graph mapping windows [batch, W, 6] in g and rad/s to logits [batch, C]. After "
     "export, one random batch goes through PyTorch and ONNX Runtime; the max absolute difference is "
     "printed and must be <= 1e-4 (else the file is removed and the command fails). Save it as "
-    "MODEL_DIR/model.onnx for `predict --runtime onnx` to find it. Re-exporting replaces "
+    "MODEL_DIR/model.onnx for 'predict --runtime onnx' to find it. Re-exporting replaces "
     "MODEL_DIR/model.onnx; any other existing --out is replaced only with --force, and an --out that "
     "is a bundle file (bundle.json, the weights; also through a symlink or hard link) is refused."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from crossmodal_har.commands._flags import add_threads_flag
+
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="classifier bundle directory")
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--out", default=None, metavar="FILE.onnx", help="default: MODEL_DIR/model.onnx")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    add_threads_flag(p)
     p.add_argument("--force", action="store_true",
                    help="replace an existing --out other than MODEL_DIR/model.onnx (never a bundle file)")
 

@@ -1,9 +1,9 @@
-"""``crossmodal-har gopro-extract FILE.mp4 --out DIR``: a GoPro MP4 as a paired-folder session.
+"""crossmodal-har gopro-extract FILE.mp4 --out DIR: a GoPro MP4 as a paired-folder session.
 
-Writes ``DIR/video.mp4`` (a relative symlink to FILE, or a copy with ``--copy``), ``DIR/imu.csv``
-(``time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z``: s on the video clock, acc in ``--acc-unit``,
-gyro in rad/s) and ``DIR/session.json`` (units, subject, camera and telemetry details), so that
-``crossmodal-har ingest --layout paired`` reads it like any user session.
+Writes DIR/video.mp4 (a relative symlink to FILE, or a copy with --copy), DIR/imu.csv
+(time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z: s on the video clock, acc in --acc-unit,
+gyro in rad/s) and DIR/session.json (units, subject, camera and telemetry details), so that
+crossmodal-har ingest --layout paired reads it like any user session.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 NAME = "gopro-extract"
-HELP = "write a GoPro MP4's IMU (GPMF) as a paired-folder session: video.mp4 + imu.csv + session.json"
+HELP = "a GoPro MP4's IMU as a paired session folder"
 DESCRIPTION = __doc__
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "ingest"
-HELP = "ingest paired IMU + video (paired folders, Ego4D, GoPro) into a window store"
+HELP = "cut paired IMU + video into a window store"
 DESCRIPTION = __doc__
 # flag -> IngestConfig key (--frames/--size: None = the video encoder's, or 10 frames of 64 px)
 CONFIG_KEYS = {**{k: f"source.{k}" for k in ("ego4d_json", "imu_dir", "video_dir", "imu_offset_s")}, **{k: k for k in (
@@ -18,7 +18,7 @@ CONFIG_KEYS = {**{k: f"source.{k}" for k in ("ego4d_json", "imu_dir", "video_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_ego4d_flags, add_overrides_flag, add_progress_flag
+    from crossmodal_har.commands._flags import add_ego4d_flags, add_overrides_flag, add_progress_flag, add_threads_flag
 
     p.add_argument("--layout", choices=("paired", "ego4d", "gopro"), default="paired", help="source layout (default: paired)")
     p.add_argument("--src", help="source directory")
@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, help="frame side in pixels after resize + centre crop (default 64; embeddings: "
                    "the encoder's)")
     p.add_argument("--workers", type=int, default=1, help="worker processes, one video each at a time (default 1)")
+    add_threads_flag(p)
     p.add_argument("--num-shards", type=int, default=1, help="split sessions across this many machines")
     p.add_argument("--shard-index", type=int, default=0, help="this machine's part, 0..num-shards-1")
     p.add_argument("--shard-size", type=int, default=0, help="most windows per store shard (default 0: ~256 MiB of frames)")

@@ -15,15 +15,16 @@ import argparse
 from crossmodal_har.commands._recording import CLINICAL_KEYS, UNIT_KEYS, add_clinical_arguments, add_unit_arguments
 
 NAME = "predict"
-HELP = "classify a (days-long) IMU recording window by window with a classifier bundle"
+HELP = "classify a (days-long) recording with a bundle"
 DESCRIPTION = __doc__
 # flag -> PredictConfig key
 CONFIG_KEYS = {"stride": "stride_s", **UNIT_KEYS, **CLINICAL_KEYS, **{k: k for k in (
     "model", "input", "format", "out", "smooth", "timeline", "runtime", "onnx", "chunk_rows", "batch_size", "threads",
-    "force", "strict")}}
+    "device", "force", "strict")}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from crossmodal_har.commands._flags import add_device_flag, add_threads_flag
     from crossmodal_har.signals.devices import READERS, TABLE_FORMATS  # light: the registry of device readers
 
     formats = sorted(READERS) + list(TABLE_FORMATS)
@@ -41,13 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "0 = off); hmm: Viterbi with the bundle's transition matrix (train-classifier)")
     p.add_argument("--timeline", default=None, metavar="PNG", help="also draw activity over time")
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="torch, or ONNX Runtime with MODEL_DIR/model.onnx (see `export`) or --onnx")
+                   help="torch, or ONNX Runtime with MODEL_DIR/model.onnx (see 'export') or --onnx")
     p.add_argument("--onnx", default=None, metavar="FILE.onnx", help="exported model for --runtime onnx")
     p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N",
                    help="input rows read at once (memory; results do not depend on it)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="windows per model call")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the model (default: the runtime's; 1 can be faster on a busy machine)")
+    add_device_flag(p)
+    add_threads_flag(p)
     p.add_argument("--force", action="store_true",
                    help="replace existing outputs (--out, its .summary.json, --timeline, --report's "
                         "files); never an input")

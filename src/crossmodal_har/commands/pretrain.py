@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from crossmodal_har.commands._flags import add_overrides_flag, add_progress_flag, parse_duration
+from crossmodal_har.commands._flags import (DeprecatedAlias, add_device_flag, add_overrides_flag, add_progress_flag,
+                                            add_threads_flag, config_flags, parse_duration)
 
 NAME = "pretrain"
-HELP = "pretrain an IMU encoder against video (siglip, clip, imu2clip) or alone (imu-mae)"
+HELP = "pretrain an IMU encoder (with video, or IMU alone)"
 DESCRIPTION = (
     "Pretrain on a window store (crossmodal-har ingest). Writes RUN/config.yaml, metrics.csv, "
     "tensorboard/, checkpoint.pt (for --resume), the IMU encoder (encoder.safetensors + encoder.json, "
-    "for `crossmodal-har evaluate --encoder RUN`) and the whole model (model.safetensors + model.json, "
-    "for `crossmodal-har zeroshot --run RUN`). --config takes a file or a named config "
+    "for 'crossmodal-har evaluate --encoder RUN') and the whole model (model.safetensors + model.json, "
+    "for 'crossmodal-har zeroshot --run RUN'). --config takes a file or a named config "
     "(siglip, siglip-tiny, clip, clip-tiny, imu2clip, imu2clip-tiny, imu-mae, imu-mae-tiny, paper/...)."
 )
 # flag -> PretrainJob field
@@ -37,8 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--devices", type=int, default=1,
                    help="processes (GPUs, or CPU processes with gloo) per node (default 1)")
-    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"],
-                   help="device type (default auto: GPU when available)")
+    add_device_flag(p, default="auto", dest="accelerator")
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu", "cuda"], action=DeprecatedAlias, new="--device",
+                   help=argparse.SUPPRESS)
+    add_threads_flag(p)
     p.add_argument("--num-nodes", type=int, default=1,
                    help="nodes (under torchrun --nnodes or SLURM srun; checked against the launcher)")
     p.add_argument("--max-steps", type=int, help="optimiser steps for the run (overrides epochs)")
@@ -53,9 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from crossmodal_har.commands._flags import config_flags
     from crossmodal_har.config import build_config
     from crossmodal_har.train.job import PretrainJob, run_job
 

@@ -3,13 +3,13 @@
 import argparse
 
 NAME = "report"
-HELP = "merge results of evaluate/zeroshot runs into one report (tables, plots, results.json)"
+HELP = "merge evaluate/zeroshot results into one report"
 DESCRIPTION = (
-    "Merge any set of `crossmodal-har evaluate` and `crossmodal-har zeroshot` output directories (or their "
+    "Merge any set of 'crossmodal-har evaluate' and 'crossmodal-har zeroshot' output directories (or their "
     "results.json files) into the same tables and plots: a few-shot table (balanced accuracy, macro-F1, "
     "accuracy as mean ± std over seeds, per method × protocol × shots), a zero-shot table (retrieval R@k/MRR "
-    "with chance, nearest-video-class accuracy), shots curves with 95%% CI bands, retrieval bars, confusion "
-    "matrices, and paired differences of every method against a reference (--reference; mean, 95%% t-interval, "
+    "with chance, nearest-video-class accuracy), shots curves with 95% CI bands, retrieval bars, confusion "
+    "matrices, and paired differences of every method against a reference (--reference; mean, 95% t-interval, "
     "sign-flip permutation p-value). Evaluations with one --name whose encoders are different pretraining seeds "
     "of one method (the seed in the run's config.json) are pooled, with the spread across pretraining seeds "
     "beside the means. A run given twice, or an evaluation whose dataset, split scheme, "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
+
+from crossmodal_har.commands._flags import add_threads_flag
 
 NAME = "simulate"
-HELP = "simulate paired head-camera video + IMU sessions (paired-folder layout)"
+HELP = "simulate people wearing a head camera and an IMU"
 DESCRIPTION = (
     "Simulate people doing activities (walk, run, stand, sit down/up, turn, stairs, fall) in a "
     "textured 3-D arena, with a head-mounted camera and a rigidly attached IMU moving on one "
@@ -14,7 +15,6 @@ DESCRIPTION = (
     "<out>/simulation.json. Optional faults (sync offset, IMU dropouts, corrupt video) exercise ingestion."
 )
 
-log = logging.getLogger(__name__)
 SIM_KEYS = ("subjects", "minutes", "seed", "size", "fps", "hfov_deg", "session_minutes", "mounting", "workers", "crf",
             "sync_offset_s", "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames",
             "fault_fraction", "resume", "looks", "look_every_s")
@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--look-every", type=float, default=60.0, dest="look_every_s",
                         help="mean seconds between look changes within a session, at bout boundaries (default 60)")
     parser.add_argument("--workers", type=int, default=1, help="processes across sessions (default 1)")
+    add_threads_flag(parser)
     parser.add_argument("--crf", type=int, default=23, help="x264 quality, lower = better (default 23)")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="redo every session (default: reuse sessions an identical earlier run finished)")
@@ -62,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     guard_output_dir(("--out", args.out))  # an existing file, or a directory that cannot be made: one line
     summary = simulate(args.out, **{k: getattr(args, k) for k in SIM_KEYS})  # SimConfig fields
     tot = summary["totals"]
-    cpu_min = tot["cpu_s"] / 60.0
     print(f"wrote {tot['sessions']} sessions ({tot['minutes']:.1f} min, {tot['frames']} frames, "
           f"{tot['imu_samples']} IMU samples) to {args.out} in {tot['wall_s']:.1f} s "
-          f"({tot['minutes'] / max(cpu_min, 1e-9):.1f} simulated min per CPU min)")
+          f"({tot['minutes'] / max(tot['cpu_s'] / 60.0, 1e-9):.1f} simulated min per CPU min)")
     return 0

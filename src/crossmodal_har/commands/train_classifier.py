@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 NAME = "train-classifier"
-HELP = "train a classifier on all labelled training subjects and write a self-contained bundle"
+HELP = "train a classifier bundle (default: supervised)"
 DESCRIPTION = (
-    "Splits the dataset's subjects into training and validation (subject-disjoint); trains with the "
+    "Default protocol: supervised (the whole model trained end to end; --protocol linear-probe, finetune or knn "
+    "train a head on --encoder). Splits the dataset's subjects into training and validation (subject-disjoint); trains with the "
     "evaluation harness's protocol code on every training subject (the validation subjects only "
     "choose the epoch / stop early) and writes MODEL_DIR/model.safetensors + bundle.json. "
     "There is no test split here: the validation metrics in the bundle were used for model selection "
-    "and are optimistic; use `crossmodal-har evaluate` for an unbiased estimate. An existing non-empty "
+    "and are optimistic; use 'crossmodal-har evaluate' for an unbiased estimate. An existing non-empty "
     "--out is written into only with --force, and never when it is the dataset or encoder directory."
 )
 # flag -> config key(s) (the training flags: _flags.FIT_KEYS); --seed seeds the split too
@@ -22,7 +23,7 @@ CONFIG_KEYS = {"lr": ("fit.supervised.lr", "fit.finetune.lr", "fit.linear_probe.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags
+    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags, add_threads_flag
 
     add_dataset_flags(p, dataset_required=True, skip_bad_help="skip unreadable recordings (listed in bundle.json)")
     p.add_argument("--protocol", default="supervised", choices=("linear-probe", "finetune", "supervised", "knn"),
@@ -36,11 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batch order")
     p.add_argument("--force", action="store_true",
                    help="write into an existing non-empty --out (its bundle files are replaced); never an input")
+    add_threads_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from crossmodal_har.commands._flags import FIT_KEYS, config_flags, guard_training_out
     from crossmodal_har.config import build_config
+    from crossmodal_har.device import set_cpu_threads
     from crossmodal_har.errors import PartialRunError
     from crossmodal_har.evaluate.train_classifier import TrainClassifierConfig, train_classifier
 
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                        force=args.force)
     cfg = build_config(TrainClassifierConfig, flags=config_flags(args, {**FIT_KEYS, **CONFIG_KEYS}),
                        where="train-classifier")
+    set_cpu_threads(cfg.fit.device, args.threads)
     res = train_classifier(cfg, args.out, progress=False if args.no_progress else None)
     print(res.summary_line())
     if res.skipped_recordings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "zeroshot"
-HELP = "zero-shot retrieval (IMU<->video R@k, MRR) and nearest-video-class classification of a run"
+HELP = "zero-shot retrieval and classification of a run"
 DESCRIPTION = (
     "Embed the windows of a paired store with a pretraining run's IMU and video towers. Retrieval "
     "among all evaluated windows (R@1, R@3, R@10, MRR with chance levels); zero-shot classification: "
@@ -15,6 +15,8 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from crossmodal_har.commands._flags import add_device_flag, add_threads_flag
+
     parser.add_argument("--run", required=True, help="pretraining run directory (crossmodal-har pretrain)")
     parser.add_argument("--store", required=True, help="paired window store with labels")
     parser.add_argument("--out", required=True, help="output directory for results.json")
@@ -23,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None,
                         help="label of this run in report tables (default: the run's method), e.g. a control run")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    add_device_flag(parser)
+    add_threads_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -120,7 +120,7 @@ class _ParquetRows:
 def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preprocess: PreprocessConfig,
                units: Units, embed_dim: int, *, chunk_rows: int = 500_000, batch_size: int = 256,
                ops: Optional[SignalOps] = None, fmt: Optional[str] = None, tz: str = "UTC",
-               calibration: Optional[CalibrationConfig] = None) -> Dict[str, Any]:
+               calibration: Optional[CalibrationConfig] = None, device: str = "cpu") -> Dict[str, Any]:
     """Write embeddings of every ok window of ``input_path`` to ``out_path`` (.parquet or .npy).
 
     ``input_path`` is a table or a device file (``fmt``/``tz``: see
@@ -128,7 +128,8 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     encoder that reads ``preprocess.channels == "acc"``; its NaN gyroscope columns are then set to
     0.0 before windowing (the model never reads them). A 6-channel encoder refuses it (UserError).
     ``calibration``: autocalibration as in ``predict`` (default ``auto``; see
-    :mod:`crossmodal_har.infer.source`), so that the windows are ``predict``'s.
+    :mod:`crossmodal_har.infer.source`), so that the windows are ``predict``'s. ``device``: where the
+    encoder runs (``cpu``, ``cuda``, ``auto``).
 
     Returns:
         ``{"windows": N embedded, "skipped": {reason: count}, "embed_dim": D, "channels": the
@@ -140,7 +141,7 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     if suffix not in (".parquet", ".npy"):
         raise UserError(f"--out {out_path}: expected a .parquet or .npy file name")
     sink = _ParquetRows(out_path) if suffix == ".parquet" else _NpyRows(out_path)
-    model = BatchedRunner(TorchRunner(embedder), batch_size, lambda z: np.asarray(z, np.float32))
+    model = BatchedRunner(TorchRunner(embedder, device=device), batch_size, lambda z: np.asarray(z, np.float32))
     times: List[np.ndarray] = []  # [k, 2] start/end of queued ok windows
     written = 0
     skipped: Dict[str, int] = {}
@@ -213,6 +214,7 @@ class EmbedConfig:
         stride_s: seconds between window starts (None: the model's).
         chunk_rows: input rows read at once (memory; results do not depend on it).
         batch_size: windows per model call.
+        device: where the encoder runs (``cpu``, ``cuda``, ``auto``).
         force: replace an existing ``out`` (never an input).
     """
 
@@ -227,6 +229,7 @@ class EmbedConfig:
     stride_s: Optional[float] = None
     chunk_rows: int = 500_000
     batch_size: int = 256
+    device: str = "cpu"
     force: bool = False
 
     def validate(self) -> None:
@@ -285,6 +288,6 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     dim = int(getattr(encoder, "embed_dim"))
     res = embed_file(config.input, config.out, NormalizedEncoder(encoder, pre.normalization).eval(), pre, units, dim,
                      chunk_rows=config.chunk_rows, batch_size=config.batch_size, fmt=config.format, tz=config.tz,
-                     calibration=config.calibration)
+                     calibration=config.calibration, device=config.device)
     return EmbedResult(config.out, res["windows"], dim, res["skipped"], res)
 

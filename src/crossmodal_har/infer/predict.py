@@ -281,7 +281,8 @@ class PredictConfig:
         runtime: ``torch``, or ``onnx`` (ONNX Runtime with ``onnx``, else the bundle's ``model.onnx``).
         chunk_rows: input rows read at once (memory; results do not depend on it).
         batch_size: windows per model call.
-        threads: CPU threads of the model (None: the runtime's).
+        threads: CPU threads of the model (None: the runtime's; the command gives 1 unless set).
+        device: where the torch model runs (``cpu``, ``cuda``, ``auto``; ONNX Runtime runs on the CPU).
         force: replace existing outputs (never an input).
         start: ISO 8601 wall-clock time of the first sample of a file with relative times.
         tz: IANA time zone of the timestamps and calendar days.
@@ -305,6 +306,7 @@ class PredictConfig:
     chunk_rows: int = 500_000
     batch_size: int = 256
     threads: Optional[int] = None
+    device: str = "cpu"
     force: bool = False
     start: Optional[str] = None
     tz: str = "UTC"
@@ -318,6 +320,8 @@ class PredictConfig:
             raise ConfigError("predict: model, input and out are required")
         if self.chunk_rows < 1 or self.batch_size < 1 or (self.threads is not None and self.threads < 1):
             raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
+        if self.runtime == "onnx" and self.device not in ("cpu", "auto"):
+            raise UserError(f"--device {self.device} needs --runtime torch (ONNX Runtime runs on the CPU here)")
         parse_smooth(self.smooth)
         try:
             self.calibration.validate()
@@ -388,7 +392,7 @@ def _runner(config: PredictConfig, bundle: Bundle) -> Runner:
                             f"`crossmodal-har export --model {config.model} --format onnx --out "
                             f"{Path(config.model) / 'model.onnx'}` first or pass --onnx FILE")
         return OnnxRunner(onnx_path, threads=config.threads, weights_sha256=weights_digest(bundle.path))
-    return TorchRunner(bundle.model, threads=config.threads)
+    return TorchRunner(bundle.model, threads=config.threads, device=config.device)
 
 
 def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> PredictResult:

@@ -28,21 +28,26 @@ DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the 
 
 class TorchRunner:
     """Runs a torch module (eval mode, inference mode) on numpy windows. ``threads``: torch's CPU
-    threads for the whole process (``predict --threads``: the program's choice, asked for by the user)."""
+    threads for the whole process (``predict --threads``: the program's choice, asked for by the user);
+    ``device``: ``cpu``, ``cuda``, ``auto`` or ``cuda:N`` (``--device``; results come back as numpy)."""
 
-    def __init__(self, model: Any, method: str = "forward", threads: Optional[int] = None):
+    def __init__(self, model: Any, method: str = "forward", threads: Optional[int] = None, device: str = "cpu"):
+        import torch
+
+        from crossmodal_har.device import resolve_device
+
         if threads:
-            import torch
-
             torch.set_num_threads(int(threads))
-        self.model = model.eval()
-        self.fn = getattr(model, method) if method != "forward" else model
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.fn = getattr(self.model, method) if method != "forward" else self.model
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            return self.fn(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).float().numpy()
+            batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            return self.fn(batch).float().cpu().numpy()
 
 
 class OnnxRunner:

@@ -77,7 +77,7 @@ def read_meta(root: PathLike) -> DatasetMeta:
     """Read and validate ``<root>/dataset.json``."""
     path = Path(root) / "dataset.json"
     if not path.is_file():
-        raise DataError(root, "not a dataset directory: dataset.json not found (see docs/data-formats.md)")
+        raise DataError(root, "not a dataset directory: dataset.json not found (the format: crossmodal-har formats)")
     data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(path, "dataset.json must be a JSON object with acc_unit, gyro_unit, time_unit")
