@@ -133,7 +133,8 @@ def test_formats_command_prints_the_page_shipped_in_the_package(capsys):
     assert main(["formats"]) == 0
     out = capsys.readouterr().out
     page = (ROOT / "docs" / "data-formats.md").read_text(encoding="utf-8")
-    assert out.strip() == page.strip()  # the packaged copy is the docs page, word for word
+    # the packaged copy is the docs page, word for word (after editing docs/data-formats.md, copy it there)
+    assert out.strip() == page.strip(), "cp docs/data-formats.md src/crossmodal_har/data-formats.md"
     assert "data-formats.md" in (ROOT / "pyproject.toml").read_text()
 
 
