@@ -13,7 +13,8 @@ UNIT_KEYS = {k: f"units.{k}" for k in ("acc_unit", "gyro_unit", "time_unit", "me
 # flag -> PredictConfig key of predict's group below (and --nonwear on|off -> nonwear.enabled)
 CLINICAL_KEYS = {"start": "start", "tz": "tz", "calibrate": "calibration.mode", "report": "report",
                  "nonwear_std": "nonwear.std_g", "nonwear_range": "nonwear.range_g",
-                 "nonwear_approach": "nonwear.approach"}
+                 "nonwear_approach": "nonwear.approach", "min_wear_hours": "min_wear_hours",
+                 "exclude_first_last": "exclude_first_last"}
 
 
 def add_unit_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,5 +51,10 @@ def add_clinical_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nonwear-approach", choices=("2023", "2013"), default=None,
                    help="2023 (default): flag the whole 60-min window, edges refined to the minute; 2013: only "
                         "its central 15 min")
+    g.add_argument("--min-wear-hours", type=float, default=None, metavar="H",
+                   help="a calendar day is valid with at least H hours of wear (default 16, GGIR's includedaycrit; "
+                        "skdh uses 10)")
+    g.add_argument("--exclude-first-last", action="store_true", default=None,
+                   help="the first and last calendar days are never valid (the days the device goes on and off)")
     g.add_argument("--report", default=None, metavar="DIR",
                    help="write DIR/daily_summary.csv, DIR/hourly_summary.csv and DIR/report.html")

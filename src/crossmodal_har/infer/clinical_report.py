@@ -5,8 +5,9 @@ calendar days / hours of the summaries. :class:`DayAggregator` is fed every outp
 predictions stream out (memory: one cell per 5 minutes of recording, a week is ~2,000 cells) and
 :func:`write_report` writes
 
-* ``daily_summary.csv``: ``day, wear_min, nonwear_min, <label>_min`` per class, one row per local
-  calendar day with data. ``wear_min`` is the time of windows that are not non-wear (classified ones
+* ``daily_summary.csv``: ``day, valid, wear_hours, wear_min, nonwear_min, <label>_min`` per class,
+  one row per local calendar day with data; ``valid`` by :class:`DayRules` (at least
+  ``min_wear_hours`` of wear, GGIR's 16 h by default; optionally not the first or last day). ``wear_min`` is the time of windows that are not non-wear (classified ones
   and those failing a quality check); ``<label>_min`` counts classified windows only. Each window
   accounts for one hop (stride) of time, as in the run's summary; gaps count nowhere. Non-wear is
   the detector's and the device's own idle sleep (ActiGraph), both.
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from crossmodal_har.errors import UserError
 from crossmodal_har.infer.csvsafe import csv_cell
 from crossmodal_har.io import atomic_write
 from crossmodal_har.signals.clock import TimeBase
@@ -85,15 +88,54 @@ def _count_pairs(key: np.ndarray, cat: np.ndarray):
 
 # --------------------------------------------------------------------------------- tables
 
-def daily_rows(agg: DayAggregator) -> List[Dict[str, Any]]:
+@dataclass
+class DayRules:
+    """Which calendar days are valid (``--min-wear-hours``, ``--exclude-first-last``).
+
+    Attributes:
+        min_wear_hours: a day is valid with at least this much wear (hours): 16 is GGIR's
+            ``includedaycrit``; skdh uses 10, stepcount ``--min-wear-per-day`` (in minutes).
+        exclude_first_last: the first and last calendar days of the recording are never valid (the
+            days of putting the device on and taking it off; GGIR's ``excludefirstlast``).
+    """
+
+    min_wear_hours: float = 16.0
+    exclude_first_last: bool = False
+
+    def validate(self) -> None:
+        if not 0.0 <= self.min_wear_hours <= 24.0:
+            raise UserError(f"--min-wear-hours must be within 0..24, got {self.min_wear_hours:g}")
+
+
+def daily_rows(agg: DayAggregator, rules: Optional[DayRules] = None) -> List[Dict[str, Any]]:
+    """One row per local calendar day with data: wear hours, ``valid`` by ``rules`` (default
+    :class:`DayRules`), minutes of wear, non-wear and each activity."""
+    rules = rules if rules is not None else DayRules()
     C = len(agg.names)
     rows = []
-    for d, m in agg.days().items():
+    days = agg.days()
+    for i, (d, m) in enumerate(days.items()):
         tot = m.sum(axis=0) / 60.0
-        row = {"day": agg.timebase.day_label(d), "wear_min": tot[:C].sum() + tot[C + 1], "nonwear_min": tot[C]}
+        wear = tot[:C].sum() + tot[C + 1]
+        edge = rules.exclude_first_last and i in (0, len(days) - 1)
+        row = {"day": agg.timebase.day_label(d), "valid": bool(wear / 60.0 >= rules.min_wear_hours - 1e-9 and not edge),
+               "wear_hours": wear / 60.0, "wear_min": wear, "nonwear_min": tot[C]}
         row.update({f"{c}_min": tot[j] for j, c in enumerate(agg.names)})
         rows.append(row)
     return rows
+
+
+def valid_day_summary(daily: List[Dict[str, Any]], names: List[str], rules: DayRules) -> Dict[str, Any]:
+    """The summary's ``days``: the rules, days with data, valid days, wear hours (all days and valid
+    days), and the mean minutes per valid day of wear, non-wear and every activity (None without a
+    valid day)."""
+    valid = [r for r in daily if r["valid"]]
+    keys = ["wear_min", "nonwear_min"] + [f"{c}_min" for c in names]
+    return {"min_wear_hours": rules.min_wear_hours, "exclude_first_last": rules.exclude_first_last,
+            "days": len(daily), "valid_days": len(valid),
+            "wear_hours": float(sum(r["wear_hours"] for r in daily)),
+            "valid_wear_hours": float(sum(r["wear_hours"] for r in valid)),
+            "per_valid_day": {k: (float(np.mean([r[k] for r in valid])) if valid else None) for k in keys}}
 
 
 def hourly_rows(agg: DayAggregator) -> List[Dict[str, Any]]:
@@ -129,14 +171,15 @@ def report_paths(out_dir: Path) -> Dict[str, Path]:
 
 
 def write_report(out_dir: Path, agg: DayAggregator, summary: Mapping[str, Any],
-                 bundle_meta: Mapping[str, Any]) -> Dict[str, Path]:
-    """Write the three report files into ``out_dir`` (created); returns their paths."""
+                 bundle_meta: Mapping[str, Any], rules: Optional[DayRules] = None) -> Dict[str, Path]:
+    """Write the three report files into ``out_dir`` (created); returns their paths. ``rules``: which
+    days are valid (default :class:`DayRules`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = report_paths(out_dir)
     labels = [f"{c}_min" for c in agg.names]
-    daily = daily_rows(agg)
-    _write_csv(paths["daily"], daily, ["day", "wear_min", "nonwear_min"] + labels)
+    daily = daily_rows(agg, rules)
+    _write_csv(paths["daily"], daily, ["day", "valid", "wear_hours", "wear_min", "nonwear_min"] + labels)
     _write_csv(paths["hourly"], hourly_rows(agg), ["day", "hour", "wear_min", "nonwear_min"] + labels)
     page = render_html(agg, daily, summary, bundle_meta)
     atomic_write(paths["html"], lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))

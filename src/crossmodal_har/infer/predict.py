@@ -53,25 +53,26 @@ import numpy as np
 from tqdm import tqdm
 
 from crossmodal_har.config import from_dict
-from crossmodal_har.errors import ConfigError, PartialRunError, UserError
+from crossmodal_har.errors import ConfigError, DataError, PartialRunError, UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
-from crossmodal_har.infer.clinical_report import DayAggregator, report_paths, write_report
+from crossmodal_har.infer.clinical_report import (DayAggregator, DayRules, daily_rows, report_paths, valid_day_summary,
+                                                  write_report)
 from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector, nonwear_settings
 from crossmodal_har.infer.rows import CsvWriter, NonwearGate, RowPipeline, SmoothedWriter
 from crossmodal_har.infer.runtime import BatchedRunner, OnnxRunner, Runner, TorchRunner
 from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource, with_stride
 from crossmodal_har.infer.stream import SignalOps
-from crossmodal_har.infer.summary import Summary, format_summary, skipped_parts
+from crossmodal_har.infer.summary import Summary, format_summary, no_window_cause, skipped_parts
 from crossmodal_har.infer.timeline import plot_timeline
 from crossmodal_har.io import atomic_write, atomic_write_json, guard_outputs
 from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, Bundle, bundle_nonwear,
                                           read_bundle, weights_digest)
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
 from crossmodal_har.signals.clock import parse_start, resolve_timebase, zone
-from crossmodal_har.signals.recording import declared_units
+from crossmodal_har.signals.recording import declared_units, time_unit_hint
 from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
 from crossmodal_har.signals.types import PreprocessConfig
-from crossmodal_har.signals.units import UnitSettings, Units
+from crossmodal_har.signals.units import TIME_UNITS, UnitSettings, Units
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def predict_file(
             device = source.device
             state["device"], state["channels"] = device, source.channels
             first_t = source.first_time
+            state["median_step_s"] = source.median_step()
             tb = resolve_timebase(first_t, start_s, tz, input_path, device)
             source.calibrate()
             windower = source.windower(preprocess, ops)
@@ -217,6 +219,7 @@ def predict_file(
         d["time"]["device_start_time_source"] = getattr(device, "start_time_source", None)
         d["device"] = device.to_dict() if hasattr(device, "to_dict") else dict(vars(device))
     d["channels"] = {"recording": state.get("channels", "acc+gyro"), "model": preprocess.channels}
+    d["median_step_s"] = state.get("median_step_s")
     d["calibration"] = state["source"].calibration_summary()
     det = state["detector"]
     nw, idle = summary.nonwear_windows(), summary.skipped.get(STATUS_IDLE_SLEEP, {}).get("rows", 0)
@@ -291,6 +294,8 @@ class PredictConfig:
         report: directory of ``daily_summary.csv``, ``hourly_summary.csv`` and ``report.html``.
         strict: refuse a device file with damaged parts (a corrupt sector, a cut last page) instead of
             reading the rest and listing what was left out (then the run is partial: exit status 3).
+        min_wear_hours, exclude_first_last: which calendar days are valid
+            (:class:`~crossmodal_har.infer.clinical_report.DayRules`; the summary's ``days``).
     """
 
     model: str = ""
@@ -314,6 +319,11 @@ class PredictConfig:
     nonwear: NonwearOverrides = field(default_factory=NonwearOverrides)
     report: Optional[str] = None
     strict: bool = False
+    min_wear_hours: float = 16.0
+    exclude_first_last: bool = False
+
+    def day_rules(self) -> DayRules:
+        return DayRules(self.min_wear_hours, self.exclude_first_last)
 
     def validate(self) -> None:
         if not (self.model and self.input and self.out):
@@ -329,6 +339,7 @@ class PredictConfig:
             raise UserError(str(e)) from None
         self.start_s()
         zone(self.tz)
+        self.day_rules().validate()
 
     def start_s(self) -> Optional[float]:
         """``start`` as Unix epoch seconds (read in ``tz`` when it has no offset), None when not given."""
@@ -403,7 +414,9 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     Raises:
         UserError: a refused output, a bad setting, a bundle without what was asked of it
             (``model.onnx``, an ``hmm`` section), an accelerometer-only recording for a 6-channel bundle.
-        DataError: an unreadable recording or bundle, naming the file (and line).
+        DataError: an unreadable recording or bundle, naming the file (and line); a recording in
+            which no window could be classified (after writing the outputs), with the cause in one
+            line (:func:`~crossmodal_har.infer.summary.no_window_cause`).
     """
     smooth = parse_smooth(config.smooth)
     start_s = config.start_s()
@@ -421,7 +434,7 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     nonwear, nonwear_from = _nonwear(config, bundle)
     pre = with_stride(bundle.preprocess, config.stride_s)
     runner = _runner(config, bundle)
-    days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s)) if config.report else None
+    days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s))  # small: a cell per 5 min
     summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
                            chunk_rows=config.chunk_rows, batch_size=config.batch_size, progress=progress,
                            nonwear=nonwear, start_s=start_s, tz=config.tz, days=days, fmt=config.format,
@@ -430,13 +443,16 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     summary.update({"input": str(config.input), "output": str(out), "model": str(config.model),
                     "runtime": config.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,
                     "rate_hz": pre.rate_hz, "smooth": smooth, "units": units.to_dict()})
+    summary["days"] = valid_day_summary(daily_rows(days, config.day_rules()), bundle.class_names, config.day_rules())
     atomic_write_json(summary_path, summary)
     if config.report:
-        write_report(Path(config.report), days, summary, bundle.meta)
+        write_report(Path(config.report), days, summary, bundle.meta, config.day_rules())
     if config.timeline:
         plot_timeline(out, config.timeline, bundle.class_names)
-    if summary["windows_ok"] == 0:
-        log.warning("%s: no window could be classified (see the stretches and skipped windows below)",
-                    config.input)
     log.debug("summary: %s", json.dumps(summary))
+    if summary["windows_ok"] == 0:  # written for a look, but never a result
+        step = summary.get("median_step_s")
+        hint = (time_unit_hint(step / TIME_UNITS[units.time_unit], units.time_unit)
+                if step is not None and summary.get("device") is None else None)
+        raise DataError(config.input, no_window_cause(summary, hint) + f" (outputs kept: {summary_path})")
     return PredictResult(summary, str(out), summary_path, config.timeline, config.report)

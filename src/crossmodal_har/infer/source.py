@@ -105,6 +105,13 @@ class InferenceSource:
         ft = self.first.t[np.isfinite(self.first.t)]
         return float(ft[0]) if len(ft) else None
 
+    def median_step(self) -> Optional[float]:
+        """The median step between the first chunk's finite times (s), None with fewer than two."""
+        if self.first is None:
+            return None
+        ft = self.first.t[np.isfinite(self.first.t)]
+        return float(np.median(np.diff(ft))) if len(ft) > 1 else None
+
     def calibrate(self) -> Optional[CalibrationResult]:
         """With ``calibration.mode == "auto"`` and a non-empty recording: a first pass over the file
         (still 10-s epochs -> sphere fit), whose result the chunks then get when it was applied. Stops

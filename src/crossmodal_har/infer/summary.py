@@ -89,6 +89,20 @@ def skipped_parts(device: Any, tb: TimeBase) -> List[Dict[str, Any]]:
     return out
 
 
+def no_window_cause(d: Dict[str, Any], hint: Optional[str] = None) -> str:
+    """One line saying why no window of a run (summary dict ``d``) could be classified: ``hint`` (a
+    time-unit mismatch) when given, else what the windows and stretches were."""
+    if hint:
+        return f"no window could be classified: {hint}"
+    if not d.get("rows_read"):
+        return "no window could be classified: no rows with a time"
+    parts = [f"{k} {v}" for k, v in d.get("windows_skipped", {}).items()]
+    parts += [f"{k} {v['rows']} stretch(es) {v['seconds']:.0f} s" for k, v in d.get("stretches_without_windows",
+                                                                                      {}).items()]
+    return (f"no window could be classified: {d.get('windows', 0)} window(s) in {d.get('duration_s', 0.0):.0f} s"
+            + (f" ({', '.join(parts)})" if parts else ""))
+
+
 def format_summary(d: Dict[str, Any]) -> str:
     """Human-readable summary for the terminal."""
     def hms(s: float) -> str:
@@ -122,6 +136,11 @@ def format_summary(d: Dict[str, Any]) -> str:
                          f"{cal['error_after_g']:.4f} g on {cal['n_points']} still epochs)")
         else:
             lines.append(f"calibration: not applied ({cal.get('reason', '')})")
+    days = d.get("days")
+    if days:
+        lines.append(f"days: {days['days']} ({days['valid_days']} valid: >= {days['min_wear_hours']:g} h wear"
+                     + (", not the first or last" if days["exclude_first_last"] else "") + f"); wear "
+                     f"{days['wear_hours']:.1f} h")
     if d.get("start_time"):
         lines.append(f"time: {d['start_time']} .. {d.get('end_time')} ({d['time']['tz']}; "
                      f"from {d['time']['start_source']})")

@@ -306,11 +306,28 @@ def units_for(path: PathLike, units: Units, *, fmt: Optional[str] = None) -> Uni
     return Units()
 
 
+def time_unit_hint(step: float, time_unit: str) -> Optional[str]:
+    """Why a table's median time step (in its declared ``time_unit``) looks like the other unit, or None.
+
+    Body-worn IMUs sample at 1 Hz .. 10 kHz: a step of 1 or more "seconds" (20 s at 50 Hz in ms) is a
+    millisecond clock declared as seconds; a step under 0.1 "ms" (0.02 ms) is seconds declared as ms.
+    """
+    if not np.isfinite(step) or step <= 0:
+        return None
+    if time_unit == "s" and step >= 1.0:
+        return f"median step {step:.3g} s at --time-unit s: is the time unit ms?"
+    if time_unit == "ms" and step < 0.1:
+        return f"median step {step:.3g} ms at --time-unit ms: is the time unit s?"
+    return None
+
+
 def _warn_implausible_units(path: Path, arr: np.ndarray, units: Units) -> bool:
-    """Warn when the accelerometer's typical magnitude contradicts the declared unit.
+    """Warn (once per file) when the accelerometer's typical magnitude or the time's typical step
+    contradicts the declared unit.
 
     A worn sensor's median |acc| is about 1 g with gravity (and below ~2 g without). Declared
-    ``g`` with a median of 4 or more looks like m/s^2. Returns True once enough rows were seen.
+    ``g`` with a median of 4 or more looks like m/s^2. The time step: :func:`time_unit_hint`.
+    Returns True once enough rows were seen.
     """
     acc = arr[:, 1:4]
     acc = acc[np.isfinite(acc).all(axis=1)]
@@ -318,6 +335,22 @@ def _warn_implausible_units(path: Path, arr: np.ndarray, units: Units) -> bool:
         return False
     med = float(np.median(np.linalg.norm(acc[:5000], axis=1)))
     if units.acc_unit == "g" and med >= 4.0:
-        log.warning("%s: median |acc| is %.1f, implausible in g: is the accelerometer in m/s^2? "
-                    "(pass --acc-unit m/s^2, or acc_unit in dataset.json)", path, med)
+        _warn_once(f"{path}: median |acc| is {med:.1f}, implausible in g: is the accelerometer in m/s^2? "
+                   "(pass --acc-unit m/s^2, or acc_unit in dataset.json)")
+    t = arr[:5001, 0]
+    t = t[np.isfinite(t)]
+    hint = time_unit_hint(float(np.median(np.diff(t))) if len(t) > 1 else float("nan"), units.time_unit)
+    if hint:
+        _warn_once(f"{path}: {hint} (pass --time-unit, or time_unit in dataset.json)")
     return True
+
+
+_WARNED: "set[str]" = set()
+
+
+def _warn_once(message: str) -> None:
+    """Log a units warning once per process, however many passes read the file (calibration,
+    statistics, prediction)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning("%s", message)
