@@ -214,7 +214,11 @@ def test_nonwear_marks_windows_and_report_is_written(bundle, tmp_path, capsys):
     printed = res.text()  # what the command prints
     assert "non-wear: 1h30m" in printed and "std < 0.013 g and range < 0.05 g" in printed
     daily = pd.read_csv(rep / "daily_summary.csv")
-    assert list(daily.columns) == ["day", "wear_min", "nonwear_min"] + [f"{c}_min" for c in CLASSES]
+    assert list(daily.columns) == ["day", "valid", "wear_hours", "wear_min", "nonwear_min"] + [
+        f"{c}_min" for c in CLASSES]
+    assert daily["valid"].tolist() == [False, False]  # a few hours each: under GGIR's 16 h
+    assert daily["wear_hours"].tolist() == pytest.approx((daily["wear_min"] / 60).tolist(), abs=0.01)
+    assert s["days"]["days"] == 2 and s["days"]["valid_days"] == 0 and s["days"]["min_wear_hours"] == 16.0
     assert daily["day"].tolist() == ["2026-03-01", "2026-03-02"]
     assert daily["nonwear_min"].sum() == pytest.approx(90, abs=0.5)
     assert daily["nonwear_min"].iloc[0] == pytest.approx(0, abs=0.5)  # 23:00-00:00 is worn
