@@ -69,10 +69,10 @@ from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGH
                                           read_bundle, weights_digest)
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
 from crossmodal_har.signals.clock import parse_start, resolve_timebase, zone
-from crossmodal_har.signals.recording import declared_units, time_unit_hint
+from crossmodal_har.signals.recording import declared_units
 from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
 from crossmodal_har.signals.types import PreprocessConfig
-from crossmodal_har.signals.units import TIME_UNITS, UnitSettings, Units
+from crossmodal_har.signals.units import UnitSettings, Units
 
 log = logging.getLogger(__name__)
 
@@ -322,9 +322,6 @@ class PredictConfig:
     min_wear_hours: float = 16.0
     exclude_first_last: bool = False
 
-    def day_rules(self) -> DayRules:
-        return DayRules(self.min_wear_hours, self.exclude_first_last)
-
     def validate(self) -> None:
         if not (self.model and self.input and self.out):
             raise ConfigError("predict: model, input and out are required")
@@ -339,7 +336,7 @@ class PredictConfig:
             raise UserError(str(e)) from None
         self.start_s()
         zone(self.tz)
-        self.day_rules().validate()
+        DayRules(self.min_wear_hours, self.exclude_first_last).validate()
 
     def start_s(self) -> Optional[float]:
         """``start`` as Unix epoch seconds (read in ``tz`` when it has no offset), None when not given."""
@@ -434,7 +431,7 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     nonwear, nonwear_from = _nonwear(config, bundle)
     pre = with_stride(bundle.preprocess, config.stride_s)
     runner = _runner(config, bundle)
-    days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s))  # small: a cell per 5 min
+    days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s))  # always (the summary's days)
     summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
                            chunk_rows=config.chunk_rows, batch_size=config.batch_size, progress=progress,
                            nonwear=nonwear, start_s=start_s, tz=config.tz, days=days, fmt=config.format,
@@ -443,16 +440,14 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     summary.update({"input": str(config.input), "output": str(out), "model": str(config.model),
                     "runtime": config.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,
                     "rate_hz": pre.rate_hz, "smooth": smooth, "units": units.to_dict()})
-    summary["days"] = valid_day_summary(daily_rows(days, config.day_rules()), bundle.class_names, config.day_rules())
+    rules = DayRules(config.min_wear_hours, config.exclude_first_last)
+    summary["days"] = valid_day_summary(daily_rows(days, rules), bundle.class_names, rules)
     atomic_write_json(summary_path, summary)
     if config.report:
-        write_report(Path(config.report), days, summary, bundle.meta, config.day_rules())
+        write_report(Path(config.report), days, summary, bundle.meta, rules)
     if config.timeline:
         plot_timeline(out, config.timeline, bundle.class_names)
     log.debug("summary: %s", json.dumps(summary))
     if summary["windows_ok"] == 0:  # written for a look, but never a result
-        step = summary.get("median_step_s")
-        hint = (time_unit_hint(step / TIME_UNITS[units.time_unit], units.time_unit)
-                if step is not None and summary.get("device") is None else None)
-        raise DataError(config.input, no_window_cause(summary, hint) + f" (outputs kept: {summary_path})")
+        raise DataError(config.input, no_window_cause(summary, units.time_unit) + f" (outputs kept: {summary_path})")
     return PredictResult(summary, str(out), summary_path, config.timeline, config.report)

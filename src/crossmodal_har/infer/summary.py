@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from crossmodal_har.signals.clock import TimeBase
+from crossmodal_har.signals.recording import time_unit_hint
 from crossmodal_har.signals.status import NO_WINDOW_STATUSES, NONWEAR_STATUSES, STATUS_IDLE_SLEEP, STATUS_OK
+from crossmodal_har.signals.units import TIME_UNITS
 
 
 @dataclass
@@ -89,9 +91,13 @@ def skipped_parts(device: Any, tb: TimeBase) -> List[Dict[str, Any]]:
     return out
 
 
-def no_window_cause(d: Dict[str, Any], hint: Optional[str] = None) -> str:
-    """One line saying why no window of a run (summary dict ``d``) could be classified: ``hint`` (a
-    time-unit mismatch) when given, else what the windows and stretches were."""
+def no_window_cause(d: Dict[str, Any], time_unit: str = "s") -> str:
+    """One line saying why no window of a run (summary dict ``d``) could be classified: a table's time
+    unit contradicted by its median step (:func:`~crossmodal_har.signals.recording.time_unit_hint`;
+    ``time_unit``: the declared one), else what the windows and stretches were."""
+    step = d.get("median_step_s")
+    hint = (time_unit_hint(step / TIME_UNITS[time_unit], time_unit)
+            if step is not None and d.get("device") is None else None)
     if hint:
         return f"no window could be classified: {hint}"
     if not d.get("rows_read"):
