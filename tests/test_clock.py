@@ -16,7 +16,7 @@ from helpers.files_axivity_geneactiv import make_signal, write_cwa
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.pairs.sources import read_session_json
-from crossmodal_har.signals.clock import (EPOCH_THRESHOLD_S, TimeBase, TimeZoneError, format_offset,
+from crossmodal_har.signals.clock import (TimeBase, TimeZoneError, format_offset,
                                           local_to_utc_offset_s, parse_start, resolve_timebase, zone)
 from crossmodal_har.signals.devices import open_device
 from crossmodal_har.signals.generic import read_meta
@@ -82,10 +82,10 @@ def test_resolve_timebase_rules():
     assert resolve_timebase(1.7e9, None, "UTC", path, device).origin_s == 0.0  # epoch times already
     with pytest.raises(UserError, match="rec.csv: the device file has its own start time .*drop --start"):
         resolve_timebase(0.0, 1.7e9, "UTC", path, device)
-    tb = resolve_timebase(EPOCH_THRESHOLD_S + 1, None, "Europe/London", path)
+    tb = resolve_timebase(1.7e9, None, "Europe/London", path)  # (1e9 + 1 is 2001: an unset clock now)
     assert tb.origin_s == 0.0 and tb.tz == "Europe/London" and "epoch" in tb.source
     with pytest.raises(UserError, match="already absolute .*drop --start"):
-        resolve_timebase(EPOCH_THRESHOLD_S + 1, 1.7e9, "UTC", path)
+        resolve_timebase(1.7e9 + 1, 1.7e9, "UTC", path)
     assert resolve_timebase(5.0, 1.7e9, "UTC", path).origin_s == 1.7e9 - 5.0
     tb = resolve_timebase(5.0, None, "UTC", path)
     assert not tb.absolute and tb.day_label(0) == "day 1"

@@ -99,3 +99,23 @@ def embed_recording(rec: Path, out: Path, **keys):
     from crossmodal_har.infer.embed import EmbedConfig, run_embed
 
     return run_embed(build_config(EmbedConfig, flags=_keys({"input": rec, "out": out, **keys}), where="test"))
+
+
+def make_acc_bundle(out: Path, model: str = "patchtst-tiny", seed: int = 0) -> Path:
+    """A random accelerometer-only bundle (``preprocess.channels = acc``): reads AX3 / GENEActiv files."""
+    import torch
+
+    from crossmodal_har.evaluate.protocols import EncoderSource
+    from crossmodal_har.models.bundle import save_bundle
+    from crossmodal_har.models.classifier import WindowClassifier
+    from crossmodal_har.signals.types import PreprocessConfig
+
+    torch.manual_seed(seed)
+    pre = PreprocessConfig(channels="acc", normalization="none")
+    src = EncoderSource.random(model, pre)
+    enc = src.build(pretrained=False)
+    head = torch.nn.Linear(enc.embed_dim, 2)
+    save_bundle(out, WindowClassifier(enc, head, "none"), encoder_name=src.model_name, encoder_config=enc.model_cfg,
+                head_spec={"type": "linear", "in_features": enc.embed_dim, "num_classes": 2}, preprocess=pre,
+                class_names=["still", "move"])
+    return out

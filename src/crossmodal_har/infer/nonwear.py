@@ -176,6 +176,15 @@ class NonwearDetector:
                 break
             if s1 > self.cur and not final:  # its last sub-block may still grow
                 break
+            if not self.prev_flagged and self.blocks:
+                # no data before the next sub-block (a gap, a jump of years): its windows are all
+                # undecided and flag nothing, so skip to the first one that holds it (bounded by the
+                # number of sub-blocks with data, not by the span of time)
+                first = min(self.blocks)
+                k_data = -(-(first - self.off_sub - self.per_win + 1) // self.per_step)
+                if k_data > k:
+                    self.next_k = k_data
+                    continue
             still = self._window(s0)
             flagged = bool(still)
             if still is not None:

@@ -12,6 +12,24 @@ readers (a device clock stored in local time), the dataset and session files (th
   recording gets (device header, epoch seconds in the file, ``--start``, or none) is
   :func:`resolve_timebase`'s rule.
 
+The rule for what a recording's time can be (one place, here):
+
+* **Epochs or offsets.** A table's times at or above :data:`EPOCH_THRESHOLD_S` (1e9 s, 2001-09-09) are
+  Unix epoch seconds; below it they are offsets from an unknown start (``--start`` gives it). A device
+  file's times are epoch seconds when they agree (within :data:`MAX_JUMP_S`) with the start time in
+  its header, whatever their size; otherwise they are offsets from that start. Decided once, from
+  the first sample, by :func:`resolve_timebase`.
+* **Plausible.** An absolute time must lie in [:data:`EARLIEST_S`, :data:`LATEST_S`) (2005-01-01 to
+  2100-01-01): earlier is a device clock that was never set (an Axivity reset to 2000-01-01, a
+  GENEActiv to 1970-01-02), later is usually milliseconds read as seconds. Such a clock is refused
+  (:class:`ClockError`, naming the file and the clock it read) unless ``--start`` gives the real
+  time of the first sample, which then replaces it.
+* **Local times** given without an offset must exist and be unique in the zone: a time skipped by a
+  daylight-saving change, or one that occurs twice, is refused with both candidates named
+  (:func:`parse_start`).
+* **Jumps.** A step forward larger than :data:`MAX_JUMP_S` splits the recording (a gap, logged as a
+  warning); every per-step loop downstream is bounded by the number of samples, not by the span.
+
 A leaf module: it imports nothing of the package but :mod:`crossmodal_har.errors` and
 :mod:`crossmodal_har.signals.text`.
 """
@@ -34,6 +52,12 @@ log = logging.getLogger(__name__)
 
 #: times above this (2001-09-09 onwards) are taken as Unix epoch seconds
 EPOCH_THRESHOLD_S = 1e9
+#: absolute times must lie in [EARLIEST_S, LATEST_S): 2005-01-01 (before it: an unset device clock)
+#: to 2100-01-01 (after it: usually milliseconds read as seconds)
+EARLIEST_S = 1104537600.0
+LATEST_S = 4102444800.0
+#: a forward step in time larger than this (s) splits the recording, with a warning
+MAX_JUMP_S = 86400.0
 #: the UTC offset is looked up once per bucket of this many seconds (every zone changes offset on
 #: a quarter hour)
 OFFSET_BUCKET_S = 900.0
@@ -48,6 +72,42 @@ class TimeZoneError(DataError):
 
     def __str__(self) -> str:
         return self.message if self.path is None else super().__str__()
+
+
+class ClockError(DataError):
+    """An implausible absolute time (:data:`EARLIEST_S`, :data:`LATEST_S`): ``path`` is the file
+    whose clock it is (None: a command-line flag, then the message is printed alone)."""
+
+    def __str__(self) -> str:
+        return self.message if self.path is None else super().__str__()
+
+
+def utc_text(epoch_s: float) -> str:
+    """``2000-01-01T00:00:00Z`` for any finite epoch second count (numpy's calendar: no year limit)."""
+    if not np.isfinite(epoch_s) or abs(epoch_s) > 1e15:
+        return f"{epoch_s!r} s"
+    return str(np.datetime64(int(np.floor(epoch_s)), "s")) + "Z"
+
+
+def plausible(epoch_s: float) -> bool:
+    """Whether ``epoch_s`` lies in [:data:`EARLIEST_S`, :data:`LATEST_S`)."""
+    return bool(np.isfinite(epoch_s) and EARLIEST_S <= epoch_s < LATEST_S)
+
+
+def check_plausible(epoch_s: float, path: Optional[PathLike], clock: str) -> float:
+    """``epoch_s`` if plausible, else a :class:`ClockError` naming ``path`` and ``clock`` (what was
+    read: "the device clock in the file header", "--start")."""
+    if plausible(epoch_s):
+        return float(epoch_s)
+    span = f"{utc_text(EARLIEST_S)[:10]} .. {utc_text(LATEST_S)[:10]}"
+    if np.isfinite(epoch_s) and epoch_s < EARLIEST_S:
+        why = "was never set: pass --start with the real time of the first sample" if path is not None else \
+            "is outside"
+    else:
+        why = "is implausible: are the times milliseconds or microseconds (--time-unit ms|us)?" \
+            if path is not None else "is outside"
+    raise ClockError(path, f"{clock} reads {utc_text(epoch_s)}, outside {span}: it {why}"
+                     if path is not None else f"{clock} is {utc_text(epoch_s)}, outside {span}")
 
 
 def zone(name: Any, path: Optional[PathLike] = None) -> zoneinfo.ZoneInfo:
@@ -90,8 +150,29 @@ def parse_start(text: str, tz_name: str) -> float:
     except ValueError as e:
         raise ValueError(f"cannot parse start time {text!r} as ISO 8601 (e.g. 2026-03-01T08:30:00+01:00)") from e
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=zone(tz_name))
-    return dt.timestamp()
+        dt = _unique_local(dt, zone(tz_name), text)
+    try:
+        epoch = dt.timestamp()
+    except (OverflowError, ValueError, OSError):
+        epoch = float("nan")
+    return check_plausible(epoch, None, f"--start {text.strip()}")
+
+
+def _unique_local(naive: _dt.datetime, tz: zoneinfo.ZoneInfo, text: str) -> _dt.datetime:
+    """``naive`` in ``tz``, refused (ValueError naming both readings) when a daylight-saving change
+    skips it (it does not exist) or repeats it (it is ambiguous)."""
+    a, b = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    try:
+        oa, ob = a.utcoffset(), b.utcoffset()
+    except (OverflowError, ValueError):
+        return a
+    if oa == ob:
+        return a
+    cands = [f"{naive.isoformat()}{format_offset(o.total_seconds())}" for o in sorted({oa, ob}, reverse=True)]
+    back = a.astimezone(_dt.timezone.utc).astimezone(tz).replace(tzinfo=None)
+    what = "is ambiguous" if back == naive else "does not exist"
+    raise ValueError(f"--start {text.strip()} {what} in {tz.key} (a daylight-saving change): give the "
+                     f"offset, {cands[0]} or {cands[1]}")
 
 
 @dataclass
@@ -156,17 +237,32 @@ class TimeBase:
 
 def resolve_timebase(first_t: Optional[float], start_s: Optional[float], tz: str, path: Path,
                      device: Optional[Any] = None) -> TimeBase:
-    """The recording's absolute time: a device file's header start time, ``--start`` (the first
-    sample's time) for relative times, or epoch seconds detected in the file (first time > 1e9 s);
-    else none."""
+    """The recording's absolute time (the rule of the module docstring): a device file's header
+    start time, ``--start`` (the first sample's time) for relative times, or epoch seconds detected
+    in the file (first time >= 1e9 s); else none.
+
+    Raises:
+        ClockError: the clock read (device header, epoch times in the file) is implausible and no
+            ``--start`` replaces it.
+        UserError: ``--start`` given for a file whose plausible clock already says.
+    """
     dev_start = getattr(device, "start_time_s", None) if device is not None else None
+    t0 = float(first_t) if first_t is not None else 0.0
     if dev_start is not None:
+        src = getattr(device, "start_time_source", "start time")
+        # epoch times when they agree with the header's start, else offsets from it
+        origin = 0.0 if first_t is not None and abs(t0 - float(dev_start)) <= MAX_JUMP_S else float(dev_start) - t0
         if start_s is not None:
-            raise UserError(f"{path}: the device file has its own start time "
-                            f"({getattr(device, 'start_time_source', 'file header')}); drop --start")
-        origin = 0.0 if first_t is not None and first_t > EPOCH_THRESHOLD_S else float(dev_start)
-        return TimeBase(origin, tz, f"device file header: {getattr(device, 'start_time_source', 'start time')}")
-    if first_t is not None and first_t > EPOCH_THRESHOLD_S:
+            if plausible(origin + t0):
+                raise UserError(f"{path}: the device file has its own start time ({src}); drop --start")
+            log.warning("%s: device clock reads %s (never set): --start replaces it", path, utc_text(origin + t0))
+            return TimeBase(start_s - t0, tz, f"--start (the device clock read {utc_text(origin + t0)}: never set)")
+        check_plausible(origin + t0, path, f"the device clock ({src})")
+        return TimeBase(origin, tz, f"device file header: {src}")
+    if first_t is not None and first_t >= EPOCH_THRESHOLD_S:
+        if start_s is not None and not plausible(t0):
+            return TimeBase(start_s - t0, tz, f"--start (the file's epoch times read {utc_text(t0)})")
+        check_plausible(t0, path, "its first time, as Unix epoch seconds,")
         if start_s is not None:
             raise UserError(f"{path}: its times are already absolute (epoch seconds, first "
                             f"{first_t:.3f} > 1e9); drop --start")

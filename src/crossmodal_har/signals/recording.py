@@ -44,6 +44,7 @@ import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals import devices
+from crossmodal_har.signals.clock import MAX_JUMP_S
 from crossmodal_har.signals.devices import DeviceInfo
 from crossmodal_har.signals.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, Block, iter_csv, iter_parquet
 from crossmodal_har.signals.types import ImuRecording
@@ -51,6 +52,8 @@ from crossmodal_har.io import read_json
 from crossmodal_har.signals.units import UnitSettings, Units, to_canonical
 
 log = logging.getLogger(__name__)
+
+MAX_JUMP_WARNINGS = 5  # per file: the first few jumps are named
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_CHUNK_ROWS = 500_000
@@ -215,7 +218,9 @@ def _time_skipped(skipped: "list[devices.Skipped]", t: np.ndarray, first_row: in
 
 
 class _TimeCheck:
-    """Time must increase strictly, across chunks; rows without a (finite) time are skipped.
+    """Time must increase strictly, across chunks; rows without a (finite) time are skipped. A step
+    forward larger than :data:`~crossmodal_har.signals.clock.MAX_JUMP_S` is logged (the windows
+    treat it as a gap: the recording is split there).
 
     Errors locate the offending row by CSV line (``line_offset``), else by 1-based ``unit`` number
     (``row`` for Parquet, ``sample`` for device files)."""
@@ -226,6 +231,7 @@ class _TimeCheck:
         self.last_row = -1
         #: ``last_t`` before the latest push
         self.last_before: Optional[float] = None
+        self.jumps = 0
 
     def push(self, time: np.ndarray, first_row: int, line_offset: Optional[int]) -> None:
         self.last_before = self.last_t
@@ -242,6 +248,12 @@ class _TimeCheck:
         if len(bad):
             k = int(bad[0])
             self._fail(float(tt[k + 1]), float(tt[k]), int(rows[k + 1]), int(rows[k]), line_offset)
+        for k in np.flatnonzero(dt > MAX_JUMP_S)[:MAX_JUMP_WARNINGS - self.jumps]:
+            r = int(rows[k + 1])
+            log.warning("%s: %s: time jumps forward by %.4g days (%r -> %r): the recording is split there",
+                        self.path, f"line {r + line_offset}" if line_offset is not None else f"{self.unit} {r + 1}",
+                        dt[k] / 86400.0, float(tt[k]), float(tt[k + 1]))
+        self.jumps = min(MAX_JUMP_WARNINGS, self.jumps + int(np.count_nonzero(dt > MAX_JUMP_S)))
         self.last_t = float(tt[-1])
         self.last_row = int(rows[-1])
 

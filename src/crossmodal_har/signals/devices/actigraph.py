@@ -55,7 +55,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
-from crossmodal_har.signals.clock import format_offset, local_to_utc_offset_s
+from crossmodal_har.signals.clock import MAX_JUMP_S, format_offset, local_to_utc_offset_s
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, Skipped
 from crossmodal_har.signals.text import exception_line
 
@@ -385,7 +385,13 @@ class Gt3xReader(DeviceReader):
 
     def _fill(self, start: int, stop: int, value: np.ndarray, n_samples: List[int]) -> Iterator[Tuple[int, np.ndarray]]:
         """Idle-sleep fill: seconds ``start .. stop-1``, each ``rate`` copies of ``value``; the
-        stretch is listed in ``info.idle_sleep`` first."""
+        stretch is listed in ``info.idle_sleep`` first. A span longer than the clock's
+        :data:`MAX_JUMP_S` is not filled (nor listed): it is a jump that splits the recording."""
+        if stop - start > MAX_JUMP_S:
+            log.warning("%s: idle sleep of %.4g days (local second %d to %d) is longer than %g days: not "
+                        "filled, the recording is split there", self.path, (stop - start) / 86400.0, start, stop,
+                        MAX_JUMP_S / 86400.0)
+            return
         if stop > start:
             self.info.idle_sleep.append((float(start - self.utc_offset_s), float(stop - self.utc_offset_s)))
         block = np.broadcast_to(value, (self.rate, 3))
