@@ -34,6 +34,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from crossmodal_har.errors import ConfigError, DataError, UserError
+from crossmodal_har.signals.containers import check_zip
 from crossmodal_har.signals.generic import write_generic_dataset
 from crossmodal_har.signals.legacy_pickle import UnsafePickleError, frame_columns, load_legacy
 from crossmodal_har.signals.text import one_line, short_number
@@ -387,6 +388,7 @@ def download_hapt(dest: PathLike, *, url: str = HAPT_URL, expected_sha256: Optio
 def _extract_rawdata(archive: Path, out: Path) -> None:
     """Extract ``RawData/*`` members (also from a zip nested one level inside), refusing odd paths."""
     with zipfile.ZipFile(archive) as zf:
+        check_zip(zf, archive)
         names = zf.namelist()
         if not any("RawData/" in n for n in names):
             inner = [n for n in names if n.lower().endswith(".zip")]

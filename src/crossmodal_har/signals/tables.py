@@ -17,12 +17,14 @@ except blank lines at the end of a file; otherwise they pass as NaN rows for the
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from crossmodal_har.errors import DataError
+from crossmodal_har.signals.containers import MAX_LINE_BYTES, BoundedReader
 from crossmodal_har.signals.text import quote, strip_bom, visible
 from crossmodal_har.signals.types import ACC_CHANNELS, CHANNELS
 
@@ -80,7 +82,9 @@ def read_csv_header(path: Path) -> List[str]:
     """
     _sniff_text(path)
     with open(path, "r", encoding="utf-8", errors="replace", newline="") as fh:
-        first = fh.readline()
+        first = fh.readline(MAX_LINE_BYTES + 1)
+    if len(first) > MAX_LINE_BYTES:
+        raise DataError(path, f"the header line is longer than {MAX_LINE_BYTES} characters", line=1)
     if not first.strip():
         raise DataError(path, "empty header line (expected " + ",".join(COLUMNS) + ")", line=1)
     header = header_names(next(csv.reader([strip_bom(first)])))
@@ -128,20 +132,27 @@ def iter_csv(path: Path, chunk_rows: int, strict: bool) -> Iterator[Block]:
     header = read_csv_header(path)
     cols = table_columns(path, header, line=1)
     errors = (ValueError, pd.errors.ParserError, UnicodeDecodeError)
+    # through a stream that refuses a line longer than MAX_LINE_BYTES (a file with no newline would
+    # otherwise be read whole by the parser)
+    stream = io.BufferedReader(BoundedReader(open(path, "rb"), path, what="CSV", max_line=MAX_LINE_BYTES))
     try:
-        reader = pd.read_csv(path, header=0, names=_unique_names(header), usecols=list(cols),
+        reader = pd.read_csv(stream, header=0, names=_unique_names(header), usecols=list(cols),
                              dtype={c: np.float64 for c in cols}, engine="c", skip_blank_lines=False,
                              skipinitialspace=True, encoding="utf-8", chunksize=chunk_rows)
     except errors as exc:
+        stream.close()
         diagnose_csv(path, header, from_line=None if strict else CSV_LINE_OFFSET, allow_missing=not strict,
                      columns=cols)
         raise DataError(path, f"cannot parse CSV: {exc}") from None
+    except BaseException:
+        stream.close()
+        raise
     rows = _StrictCsvRows(path, header, cols) if strict else None
     # strict: a block is passed on once the next one is checked (or the file ended), so that a file of
     # one block fails on its missing values before any time check, as a whole-file read would
     pending: Optional[Block] = None
     first_row = 0
-    with reader:
+    with stream, reader:
         while True:
             try:
                 df = next(reader)

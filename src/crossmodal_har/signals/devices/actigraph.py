@@ -56,6 +56,7 @@ import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.clock import MAX_JUMP_S, format_offset, local_to_utc_offset_s
+from crossmodal_har.signals.containers import check_zip, open_member
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, Skipped
 from crossmodal_har.signals.text import exception_line
 
@@ -173,6 +174,7 @@ class Gt3xReader(DeviceReader):
         self._payload, calibration_mod, components = _pygt3x()
         try:
             with zipfile.ZipFile(self.path) as zf:
+                check_zip(zf, self.path)
                 names = set(zf.namelist())
                 self.nhanes = "log.bin" not in names and "activity.bin" in names
                 if "log.bin" not in names and not self.nhanes:
@@ -323,7 +325,7 @@ class Gt3xReader(DeviceReader):
         skipped = short = 0
         n_samples = [0]  # samples yielded so far
         try:
-            with zipfile.ZipFile(self.path) as zf, zf.open("log.bin") as f:
+            with zipfile.ZipFile(self.path) as zf, open_member(zf, "log.bin", self.path) as f:
                 stream = _LogStream(self.path, f)
                 stream.on_bad = lambda index, at: self._listed(index, at, n_samples)
                 for rtype, ts, payload in stream.records():
@@ -371,7 +373,7 @@ class Gt3xReader(DeviceReader):
         block_bytes = 9 * self.rate * _NHANES_BLOCK_S  # 2 samples per 9 bytes: whole samples, whole seconds
         second = first
         try:
-            with zipfile.ZipFile(self.path) as zf, zf.open("activity.bin") as f:
+            with zipfile.ZipFile(self.path) as zf, open_member(zf, "activity.bin", self.path) as f:
                 while True:
                     raw = f.read(block_bytes)
                     n = len(raw) * 2 // 9

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.signals.containers import (MAX_AVRO_FILE_BYTES, MAX_LINE_BYTES, BoundedReader, check_avro,
+                                               check_zip, open_member, read_line)
 from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
 from crossmodal_har.signals.text import exception_line
 
@@ -56,12 +58,12 @@ _AVRO_START = re.compile(r"_(\d{10,17})$")  # <participant>_<utc start>
 _CSV_ROWS = 200_000
 
 
-def _backend() -> Tuple[str, Callable[[bytes], List[Dict[str, Any]]]]:
+def _backend() -> Tuple[str, Callable[[bytes], Iterator[Dict[str, Any]]]]:
     """The Avro decoder: ``fastavro`` (C, ~12x faster) when installed, else Apache's ``avro``."""
     try:
         import fastavro
 
-        return "fastavro", lambda data: list(fastavro.reader(io.BytesIO(data)))
+        return "fastavro", lambda data: fastavro.reader(io.BytesIO(data))
     except ImportError:
         pass
     try:
@@ -71,10 +73,10 @@ def _backend() -> Tuple[str, Callable[[bytes], List[Dict[str, Any]]]]:
         raise UserError("reading Empatica .avro files needs the fastavro (or avro) package: "
                         "pip install fastavro") from e
 
-    def decode(data: bytes) -> List[Dict[str, Any]]:
+    def decode(data: bytes) -> Iterator[Dict[str, Any]]:
         reader = DataFileReader(io.BytesIO(data), DatumReader())
         try:
-            return list(reader)
+            yield from reader
         finally:
             reader.close()
 
@@ -121,6 +123,7 @@ class EmpaticaReader(DeviceReader):
             return "avro", [_Member(p.name, disk=p)]
         try:
             with zipfile.ZipFile(p) as zf:
+                check_zip(zf, p)
                 names = [n for n in zf.namelist() if not n.endswith("/")]
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
             raise DataError(p, f"not a readable zip archive ({exception_line(e)})") from None
@@ -146,10 +149,13 @@ class EmpaticaReader(DeviceReader):
         return sorted(members, key=lambda m: m.name)
 
     def _open(self, member: _Member, zf: Optional[zipfile.ZipFile]) -> io.BufferedIOBase:
+        """The member as a bounded stream (:mod:`..containers`); E4's text with bounded lines."""
+        max_line = MAX_LINE_BYTES if self._kind == "e4" else None
         if member.disk is not None:
-            return open(member.disk, "rb")
+            return io.BufferedReader(BoundedReader(open(member.disk, "rb"), self.path, what=member.name,
+                                                   max_line=max_line))
         assert zf is not None and member.zip_name is not None
-        return zf.open(member.zip_name)
+        return open_member(zf, member.zip_name, self.path, max_line=max_line)
 
     def _where(self, member: _Member) -> str:
         """Prefix naming a file inside the input ("" when the input is that file)."""
@@ -158,7 +164,11 @@ class EmpaticaReader(DeviceReader):
         return f"{member.zip_name or member.name}: "
 
     def _zip(self) -> Optional[zipfile.ZipFile]:
-        return zipfile.ZipFile(self.path) if self.path.is_file() and self.path.suffix.lower() != ".avro" else None
+        if not (self.path.is_file() and self.path.suffix.lower() != ".avro"):
+            return None
+        zf = zipfile.ZipFile(self.path)
+        check_zip(zf, self.path)
+        return zf
 
     # -- E4 ---------------------------------------------------------------------------------------
 
@@ -168,7 +178,7 @@ class EmpaticaReader(DeviceReader):
             zf = self._zip()
             try:
                 with self._open(member, zf) as f:
-                    head = [f.readline() for _ in range(2)]
+                    head = [read_line(f, self.path, "ACC.csv") for _ in range(2)]
             finally:
                 if zf is not None:
                     zf.close()
@@ -270,11 +280,20 @@ class EmpaticaReader(DeviceReader):
                 where = self._where(member)
                 try:
                     with self._open(member, zf) as raw:
-                        data = raw.read()  # one ~30-min file (a few MB)
-                    records = decode(data)
+                        data = raw.read(MAX_AVRO_FILE_BYTES + 1)  # one ~30-min file (a few MB)
+                    check_avro(data, self.path, where)
+                    records = iter(decode(data))
+                except DataError:
+                    raise
                 except Exception as e:  # Avro decoders raise many kinds (ValueError, EOFError, struct.error, ...)
                     raise DataError(self.path, f"{where}not a readable Avro file ({exception_line(e)})") from None
-                for rec in records:
+                while True:
+                    try:
+                        rec = next(records)
+                    except StopIteration:
+                        break
+                    except Exception as e:  # as above, raised while decoding a later block
+                        raise DataError(self.path, f"{where}not a readable Avro file ({exception_line(e)})") from None
                     yield member, rec
         finally:
             if zf is not None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import io
 import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -36,6 +37,7 @@ import numpy as np
 
 from crossmodal_har.errors import DataError
 from crossmodal_har.signals.clock import format_offset, local_to_utc_offset_s
+from crossmodal_har.signals.containers import MAX_LINE_BYTES, BoundedReader
 from crossmodal_har.signals.devices.base import (DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, check_chunk_samples,
                                                  split_rows)
 
@@ -187,8 +189,9 @@ class GeneactivReader(DeviceReader):
         t0 = self.t_local0 - self.utc_offset_s
         drift = 0.0
         page = 0
-        try:
-            fh = open(self.path, "rb")
+        try:  # lines bounded (a file with no newline is refused, not read whole)
+            fh = io.BufferedReader(BoundedReader(open(self.path, "rb"), self.path, what="GENEActiv .bin",
+                                                 max_line=MAX_LINE_BYTES))
         except OSError as exc:
             raise DataError(self.path, f"cannot read file: {exc.strerror or exc}") from None
         with fh:
