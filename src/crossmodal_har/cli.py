@@ -136,6 +136,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is shown, never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace" if stream is sys.stdout else "backslashreplace")
     # No network unless the user explicitly asks for a hub id with --allow-download (commands that
     # load pretrained weights have it). Set before any command imports transformers, which reads it.
     if getattr(args, "allow_download", False):

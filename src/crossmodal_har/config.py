@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import re
 import types
@@ -210,7 +211,41 @@ def build_config(cls: Type[T], data: Optional[Mapping[str, Any]] = None, *, flag
     for key, value in (flags or {}).items():
         if value is not None:
             _set_path(out, key.split("."), value, f"flag for {key}")
-    return from_dict(cls, apply_overrides(out, overrides), where=where)
+    cfg = from_dict(cls, apply_overrides(out, overrides), where=where)
+    check_numbers(cfg, where)
+    return cfg
+
+
+#: largest magnitude of an integer setting (beyond it numpy and C code overflow)
+MAX_CONFIG_INT = 2 ** 53
+
+
+def check_numbers(cfg: Any, where: str = "config") -> None:
+    """Every number of a config built from the command line is finite, and every integer within
+    +-:data:`MAX_CONFIG_INT` (``--stride inf``, ``nan`` or ``1e400`` is one line naming its key,
+    never an overflow deep inside). Ranges of single settings are their dataclass's ``validate``.
+
+    Raises:
+        ConfigError: naming the key path.
+    """
+    def walk(v: Any, path: str) -> None:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            for f in dataclasses.fields(v):
+                walk(getattr(v, f.name), f"{path}.{f.name}")
+        elif isinstance(v, bool):
+            return
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{path}: {v!r} is not a finite number")
+        elif isinstance(v, int) and abs(v) > MAX_CONFIG_INT:
+            raise ConfigError(f"{path}: {v} is out of range (at most {MAX_CONFIG_INT:.3g} in magnitude)")
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(x, f"{path}[{i}]")
+        elif isinstance(v, Mapping):
+            for k, x in v.items():
+                walk(x, f"{path}.{k}")
+
+    walk(cfg, where)
 
 
 def load_config_file(path: Union[str, os.PathLike]) -> Dict[str, Any]:

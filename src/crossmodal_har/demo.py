@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shlex
 import time
@@ -41,10 +42,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
-from crossmodal_har.errors import UserError
+from crossmodal_har.config import from_dict
+from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.evaluate.report import ReportText
 from crossmodal_har.evaluate.summaries import CONTROL_SUFFIX
-from crossmodal_har.io import atomic_write_json
+from crossmodal_har.io import atomic_write_json, guard_output_dir, read_json
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class DemoPlan:
 
 
 VIDEO_SIDES = ("diff", "imagenet")
+MAX_BUDGET_MINUTES = 1440.0  # the plan scales data and steps with the budget: a day at most
+MAX_WORKERS = 256
 
 
 def plan_for_budget(minutes: float = 15.0, workers: Optional[int] = None, video: str = "diff") -> DemoPlan:
@@ -107,8 +111,10 @@ def plan_for_budget(minutes: float = 15.0, workers: Optional[int] = None, video:
     paper's Table 3 setting and do not scale; budgets under 10 min use 2 pretraining seeds, under 4
     min one.
     """
-    if minutes <= 0:
-        raise UserError("--budget-minutes must be > 0")
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and 0 < minutes <= MAX_BUDGET_MINUTES):
+        raise UserError(f"--budget-minutes must be > 0 and at most {MAX_BUDGET_MINUTES} (a day), got {minutes!r}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UserError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers!r}")
     if video not in VIDEO_SIDES:
         raise UserError(f"--video must be one of {', '.join(VIDEO_SIDES)}, got {video!r}")
     scale = minutes / 15.0
@@ -262,11 +268,17 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[L
             passes the CLI's own ``main`` (the library does not import the CLI).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     plan_file = out / "plan.json"
     plan = plan_for_budget(budget_minutes, workers, video)
+    guard_output_dir(("--out", out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
     if plan_file.exists() and not restart:
-        saved = json.loads(plan_file.read_text())
+        saved = read_json(plan_file)
+        if not isinstance(saved, dict):
+            raise DataError(plan_file, "not a demo plan (expected a JSON object); re-run with --restart")
         if saved.get("budget_minutes") != plan.budget_minutes:
             raise UserError(f"{out} holds a demo planned for {saved.get('budget_minutes')} minutes; "
                             f"use the same --budget-minutes to resume, or --restart")
@@ -305,10 +317,15 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[L
 
 def _load_plan(plan_path: PathLike) -> DemoPlan:
     """The saved plan (a plan.json of a demo before pretraining seeds gets their defaults: one seed)."""
-    saved = json.loads(Path(plan_path).read_text())
+    saved = read_json(plan_path)
+    if not isinstance(saved, dict):
+        raise DataError(plan_path, "not a demo plan (expected a JSON object)")
     known = {k: v for k, v in saved.items() if k in DemoPlan.__dataclass_fields__}
     known.setdefault("pretrain_seeds", [0])
-    return DemoPlan(**known)
+    try:
+        return from_dict(DemoPlan, known, where=str(plan_path))
+    except ConfigError as exc:
+        raise DataError(plan_path, f"not a demo plan of this version ({exc})") from None
 
 
 def _summary(out: Path, d: str) -> Optional[dict]:
@@ -375,7 +392,7 @@ def _seeds_text(plan: DemoPlan) -> List[str]:
 
 def demo_zeroshot_titles(plan_path: PathLike) -> Dict[str, str]:
     """Titles of the demo's two zero-shot tables, keyed by the store path the zero-shot results name."""
-    plan = json.loads(Path(plan_path).read_text())
+    plan = asdict(_load_plan(plan_path))
     data = Path(plan_path).parent / "data"
     seed = int(plan.get("seed", 0))
     return {
@@ -389,13 +406,13 @@ def demo_zeroshot_titles(plan_path: PathLike) -> Dict[str, str]:
 
 def demo_report_text(plan_path: PathLike) -> ReportText:
     """Preamble (what was run, at which size), caveats and zero-shot table titles of the demo's report."""
-    plan = json.loads(Path(plan_path).read_text())
     dp = _load_plan(plan_path)
+    plan = asdict(dp)
     out = Path(plan_path).parent
     stage_lines = []
     for f in sorted((out / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
-        info = json.loads(f.read_text())
-        for cmd in info.get("commands", []):
+        info = read_json(f)
+        for cmd in info.get("commands", []) if isinstance(info, dict) else []:
             stage_lines.append(f"    {' '.join(shlex.quote(c) for c in cmd)}   # {info['seconds']:.0f} s")
     preamble = [
         "This is the experiment of Cheshmi et al., *Improving Out-of-distribution Human Activity Recognition via "

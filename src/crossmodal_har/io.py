@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.signals.text import shown
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -273,7 +274,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    """Write ``text`` as UTF-8; bytes of non-UTF-8 file names in it are shown as U+FFFD."""
+    return atomic_write(path, lambda p: p.write_text(shown(text), encoding="utf-8"))
 
 
 def _json_default(obj: Any) -> Any:

@@ -17,6 +17,7 @@ from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.evaluate.results import RETRIEVAL_KEYS, ZeroshotResult
 from crossmodal_har.evaluate.summaries import zeroshot_summary
 from crossmodal_har.io import atomic_write
+from crossmodal_har.signals.text import shown
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -25,6 +26,7 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    matplotlib.rcParams["text.parse_math"] = False  # names are data: "$" in a class name is text
     import matplotlib.pyplot as plt
 
     return plt
@@ -102,8 +104,8 @@ def plot_confusion(summary: Sequence[Dict[str, Any]], class_names: Sequence[str]
         k = len(class_names)
         ax.set_xticks(range(k))
         ax.set_yticks(range(k))
-        ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=7)
-        ax.set_yticklabels(class_names, fontsize=7)
+        ax.set_xticklabels([shown(c) for c in class_names], rotation=60, ha="right", fontsize=7)
+        ax.set_yticklabels([shown(c) for c in class_names], fontsize=7)
         if k <= 15:
             for i in range(k):
                 for j in range(k):

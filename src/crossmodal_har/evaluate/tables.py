@@ -17,6 +17,7 @@ from crossmodal_har.evaluate.comparisons import EXACT_MAX_PAIRS, MC_RESAMPLES
 from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.evaluate.results import CLASS_RETRIEVAL_KEYS, RETRIEVAL_KEYS, ZeroshotResult
 from crossmodal_har.evaluate.summaries import method_order_key, zeroshot_groups, zeroshot_summary
+from crossmodal_har.signals.text import md_cell
 
 TABLE3_METRICS = (("balanced_accuracy", "Balanced accuracy"), ("macro_f1", "Macro-F1"), ("accuracy", "Accuracy"))
 
@@ -44,7 +45,7 @@ def render_results_table(summary: Sequence[Dict[str, Any]]) -> List[str]:
         flag = " †" if r.get("mismatch") else ""
         labels = "–" if r.get("n_labels_mean") is None else f"{r['n_labels_mean']:.0f}"
         lines.append(
-            f"| {r.get('method', '')}{flag} | {r['protocol']} | {r['shots']} | {r['n_seeds']} | "
+            f"| {md_cell(r.get('method', ''))}{flag} | {md_cell(r['protocol'])} | {r['shots']} | {r['n_seeds']} | "
             f"{mean_std(r['balanced_accuracy_mean'], r['balanced_accuracy_std'])} | "
             f"{mean_std(r['macro_f1_mean'], r.get('macro_f1_std'))} | "
             f"{mean_std(r['accuracy_mean'], r.get('accuracy_std'))} | "
@@ -83,7 +84,7 @@ def render_shots_table(summary: Sequence[Dict[str, Any]]) -> List[str]:
         cells.setdefault((r.get("method", ""), r["protocol"]), {})[r["shots"]] = mean_std(
             r["balanced_accuracy_mean"], r["balanced_accuracy_std"])
     for (m, p), c in cells.items():
-        lines.append(f"| {m} | {p} | " + " | ".join(c.get(s, "–") for s in shots_all) + " |")
+        lines.append(f"| {md_cell(m)} | {md_cell(p)} | " + " | ".join(c.get(s, "–") for s in shots_all) + " |")
     lines.append("")
     return lines
 
@@ -94,11 +95,12 @@ def render_recall_table(summary: Sequence[Dict[str, Any]], class_names: Sequence
     if not (class_names and rec_rows):
         return []
     lines = ["## Per-class recall (mean over seeds)", "",
-             "| Method | Protocol | Shots | " + " | ".join(class_names) + " |",
+             "| Method | Protocol | Shots | " + " | ".join(md_cell(c) for c in class_names) + " |",
              "|---|---|---|" + "---|" * len(class_names)]
     for r in rec_rows:
         vals = ["–" if v is None else f"{v:.2f}" for v in r["per_class_recall_mean"]]
-        lines.append(f"| {r.get('method', '')} | {r['protocol']} | {r['shots']} | " + " | ".join(vals) + " |")
+        lines.append(f"| {md_cell(r.get('method', ''))} | {md_cell(r['protocol'])} | {r['shots']} | "
+                     + " | ".join(vals) + " |")
     lines.append("")
     return lines
 
@@ -130,7 +132,7 @@ def render_table3(summary: Sequence[Dict[str, Any]]) -> List[str]:
                   "| Method | Protocol | " + " | ".join(f"{s} shots" for s in shots) + " |",
                   "|---|---|" + "---|" * len(shots)]
         for (m, p), c in cells.items():
-            lines.append(f"| {m} | {p} | " + " | ".join(c.get(s, "–") for s in shots) + " |")
+            lines.append(f"| {md_cell(m)} | {md_cell(p)} | " + " | ".join(c.get(s, "–") for s in shots) + " |")
         lines.append("")
     if fewer:
         lines += ["‡ fewer pretraining seeds than the method's other cells (see \"Spread across pretraining "

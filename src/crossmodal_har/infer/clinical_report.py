@@ -29,9 +29,10 @@ import numpy as np
 
 from crossmodal_har.errors import UserError
 from crossmodal_har.infer.csvsafe import csv_cell
-from crossmodal_har.io import atomic_write
+from crossmodal_har.io import atomic_write, atomic_write_text
 from crossmodal_har.signals.clock import TimeBase
 from crossmodal_har.signals.status import STATUS_IDLE_SLEEP, STATUS_OK, has_window, is_nonwear
+from crossmodal_har.signals.text import shown
 
 SLOT_S = 300  # timeline / aggregation cell (5 min)
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -182,7 +183,7 @@ def write_report(out_dir: Path, agg: DayAggregator, summary: Mapping[str, Any],
     _write_csv(paths["daily"], daily, ["day", "valid", "wear_hours", "wear_min", "nonwear_min"] + labels)
     _write_csv(paths["hourly"], hourly_rows(agg), ["day", "hour", "wear_min", "nonwear_min"] + labels)
     page = render_html(agg, daily, summary, bundle_meta)
-    atomic_write(paths["html"], lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    atomic_write_text(paths["html"], page)
     return paths
 
 
@@ -200,7 +201,7 @@ pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto;max-height:320px
 
 
 def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
+    return html.escape(shown(x), quote=True)
 
 
 def _kv_table(items: List[tuple]) -> str:

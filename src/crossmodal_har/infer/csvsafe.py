@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import re
 
+from crossmodal_har.signals.text import shown
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def csv_cell(value: object) -> str:
     """``value`` as one CSV cell: formula-safe (see the module docstring), quoted when needed."""
-    s = str(value)
+    s = shown(value)
     if s.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(s):
         s = "'" + s
     if any(ch in s for ch in ',"\n\r'):

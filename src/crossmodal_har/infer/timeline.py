@@ -16,6 +16,7 @@ import numpy as np
 
 from crossmodal_har.io import atomic_write
 from crossmodal_har.signals.status import STATUS_OK
+from crossmodal_har.signals.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def plot_timeline(pred_csv: PathLike, out_png: PathLike, class_names: List[str],
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # names are data: "$" in a class name is text
     import matplotlib.pyplot as plt
 
     edges, sec = aggregate(pred_csv, class_names, max_bins=max_bins)
@@ -83,13 +85,13 @@ def plot_timeline(pred_csv: PathLike, out_png: PathLike, class_names: List[str],
     bottom = np.zeros(len(x))
     for i, c in enumerate(class_names + ["no label"]):
         color = "0.8" if i == len(class_names) else cmap(i % cmap.N)
-        ax.bar(x, share[:, i], width=width, bottom=bottom, align="edge", color=color, label=c, linewidth=0)
+        ax.bar(x, share[:, i], width=width, bottom=bottom, align="edge", color=color, label=shown(c), linewidth=0)
         bottom += share[:, i]
     ax.set_xlim(0, span / scale if span > 0 else 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of time")
     ax.set_xlabel(f"time since start ({unit})")
-    ax.set_title(title or f"activity over time ({Path(pred_csv).name})")
+    ax.set_title(shown(title or f"activity over time ({Path(pred_csv).name})"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     out_png = Path(out_png)

@@ -14,6 +14,7 @@ natural order), ``description`` (str), ``source`` (str). Any other key is an err
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ from crossmodal_har.io import atomic_write_json, read_json
 from crossmodal_har.signals.clock import zone
 from crossmodal_har.signals.devices import device_suffixes
 from crossmodal_har.signals.tables import COLUMNS, RECORDING_SUFFIXES, header_names
-from crossmodal_har.signals.text import decode_text, quote, short_number, visible
+from crossmodal_har.signals.text import LINE_BREAKS, decode_text, quote, short_number, visible
 from crossmodal_har.signals.types import DatasetReport
 from crossmodal_har.signals.units import Units
 
@@ -94,6 +95,9 @@ def read_meta(root: PathLike) -> DatasetMeta:
         classes = [str(c) for c in classes]
         if len(set(classes)) != len(classes):
             raise DataError(path, "classes contains duplicates")
+        broken = [c for c in classes if any(ch in c for ch in LINE_BREAKS)]
+        if broken:
+            raise DataError(path, f"classes: {quote(broken[0])} holds a line break (a class name is one line)")
     for key in ("name", "description", "source", "tz"):
         if key in data and not isinstance(data[key], str):
             raise DataError(path, f"{key} must be a string")
@@ -168,7 +172,9 @@ def read_labels(path: PathLike, recordings: Sequence[str], units: Units, *,
     if b"\x00" in raw[:8192]:
         raise DataError(path, "binary file, not CSV text")
     text = decode_text(raw, path)
-    reader = csv.reader(text.splitlines())
+    # quoted fields may hold line breaks: read the text as CSV (not line by line), name rows by the
+    # line they start on, and refuse a break inside a label (a class name is one line)
+    reader = csv.reader(io.StringIO(text, newline=""))
     header = header_names(next(reader))
     missing = [c for c in LABEL_COLUMNS if c not in header]
     if missing:
@@ -181,7 +187,9 @@ def read_labels(path: PathLike, recordings: Sequence[str], units: Units, *,
     class_set = set(classes) if classes is not None else None
     scale = units.time_scale
     subject_line: Dict[str, int] = {}
-    for lineno, row in enumerate(reader, start=2):
+    next_line = reader.line_num + 1
+    for row in reader:
+        lineno, next_line = next_line, reader.line_num + 1
         if not row or all(not c.strip() for c in row):
             continue
         try:
@@ -199,6 +207,9 @@ def read_labels(path: PathLike, recordings: Sequence[str], units: Units, *,
             label = cells["label"]
             if not label:
                 raise DataError(path, "empty label", line=lineno)
+            if any(ch in label for ch in LINE_BREAKS):
+                raise DataError(path, f"label {quote(label)} holds a line break (a class name is one line)",
+                                line=lineno)
             if class_set is not None and label not in class_set:
                 raise DataError(path, f"label {quote(label)} is not in dataset.json classes", line=lineno)
             subject = cells.get("subject", "")

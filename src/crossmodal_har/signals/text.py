@@ -111,3 +111,31 @@ def finite_number(value: Any) -> bool:
         return math.isfinite(float(value))
     except OverflowError:
         return False
+
+
+def shown(value: Any) -> str:
+    """``str(value)`` as it can be shown in a UTF-8 file or page: a file name's bytes that are not
+    UTF-8 (Python keeps them as lone surrogates) become U+FFFD replacement characters."""
+    s = str(value)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    try:  # undecodable bytes of a file name (surrogateescape): decode them again, replaced
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # other lone surrogates (e.g. "\udcff" escaped in a JSON file)
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in s)
+
+
+#: what str.splitlines() breaks a line at: none of them may be inside a name that must stay one line
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def md_cell(value: Any) -> str:
+    """``value`` as text in one Markdown table cell: ``|`` escaped (it would split the cell), line
+    breaks shown as ``\\n`` (they would end the row), backslashes kept. Names are data: a label, a
+    class, a method name reaches a report as what it is."""
+    s = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return s.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
+

@@ -57,7 +57,7 @@ import numpy as np
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.clock import MAX_JUMP_S, format_offset, local_to_utc_offset_s
 from crossmodal_har.signals.containers import check_zip, open_member
-from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, Skipped
+from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, Skipped, check_rate
 from crossmodal_har.signals.text import exception_line
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class Gt3xReader(DeviceReader):
         except (ValueError, KeyError, UnicodeDecodeError) as e:
             raise DataError(self.path, f"info.txt is malformed ({exception_line(e)})") from None
 
-        rate = int(info.sample_rate)
+        rate = int(check_rate(self.path, info.sample_rate, "info.txt Sample Rate"))
         if rate <= 0:
             raise DataError(self.path, "info.txt has no valid Sample Rate")
         if first is None:

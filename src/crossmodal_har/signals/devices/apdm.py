@@ -37,7 +37,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
-from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, check_rate
 from crossmodal_har.signals.text import exception_line
 from crossmodal_har.signals.types import STANDARD_GRAVITY
 
@@ -149,6 +149,7 @@ class ApdmReader(DeviceReader):
             if steps.size == 0:
                 raise DataError(self.path, "no sample rate attribute and too few samples to estimate one")
             rate, rate_source = 1e6 / float(np.median(steps)), "estimated from Time"
+        rate = check_rate(self.path, rate, rate_source)
         self.n = n
         self.gyro = gyro_ok
         device: Dict[str, Any] = {

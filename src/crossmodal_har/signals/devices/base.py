@@ -29,6 +29,9 @@ from crossmodal_har.errors import DataError
 
 #: default samples per chunk: ~24 MB of float64 [n, 7] per chunk
 DEFAULT_CHUNK_SAMPLES = 500_000
+#: highest sample rate a header may state (Axivity's maximum is 3200 Hz): loops and fill blocks
+#: are sized by it
+MAX_RATE_HZ = 10_000.0
 #: what a reader does with a damaged part of a file: refuse the file, or skip the part and list it
 DAMAGE_POLICIES = ("refuse", "skip")
 
@@ -166,6 +169,18 @@ def split_rows(t: np.ndarray, data: np.ndarray, chunk_samples: int) -> Iterator[
     """Pieces of at most ``chunk_samples`` rows."""
     for a in range(0, len(t), chunk_samples):
         yield t[a:a + chunk_samples], data[a:a + chunk_samples]
+
+
+def check_rate(path: Path, rate: Any, what: str) -> float:
+    """``rate`` (Hz, from the file's ``what``) as a float, or a DataError naming the file: it must be
+    a finite number in (0, :data:`MAX_RATE_HZ`]."""
+    try:
+        r = float(rate)
+    except (TypeError, ValueError, OverflowError):
+        r = float("nan")
+    if not (np.isfinite(r) and 0 < r <= MAX_RATE_HZ):
+        raise DataError(path, f"{what}: sample rate {rate!r} Hz is not valid (expected 0 < rate <= {MAX_RATE_HZ:g})")
+    return r
 
 
 def check_chunk_samples(chunk_samples: int) -> int:

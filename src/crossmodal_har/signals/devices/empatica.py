@@ -44,7 +44,7 @@ import numpy as np
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.containers import (MAX_AVRO_FILE_BYTES, MAX_LINE_BYTES, BoundedReader, check_avro,
                                                check_zip, open_member, read_line)
-from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader
+from crossmodal_har.signals.devices.base import DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, check_rate
 from crossmodal_har.signals.text import exception_line
 
 if TYPE_CHECKING:
@@ -195,8 +195,7 @@ class EmpaticaReader(DeviceReader):
         start, rate = start_row[0], rate_row[0]
         if not 9.5e8 < start < 4.2e9:
             raise DataError(self.path, f"ACC.csv row 1: start time {start} is not Unix epoch seconds")
-        if not 0 < rate <= 10_000:
-            raise DataError(self.path, f"ACC.csv row 2: sample rate {rate} Hz is not valid")
+        rate = check_rate(self.path, rate, "ACC.csv row 2")
         device: Dict[str, Any] = {"model": "Empatica E4", "units_as_stored": "1/64 g (+-2 g)",
                                   "acc_range_g": 2.0, "file": member.zip_name or member.name}
         m = _E4_NAME.match(self.path.stem)
@@ -317,7 +316,8 @@ class EmpaticaReader(DeviceReader):
             acc_g = xyz * _conversion(acc["imuParams"], version)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
             raise DataError(self.path, f"{where}rawData.accelerometer is incomplete ({exception_line(e)})") from None
-        if not rate > 0 or not 9.5e8 < start < 4.2e9:
+        rate = check_rate(self.path, rate, f"{where}rawData.accelerometer.samplingFrequency")
+        if not 9.5e8 < start < 4.2e9:
             raise DataError(self.path, f"{where}accelerometer start {start} s / rate {rate} Hz not valid")
         gyro = None
         g = raw.get("gyroscope") if isinstance(raw, dict) else None

@@ -39,7 +39,7 @@ from crossmodal_har.errors import DataError
 from crossmodal_har.signals.clock import format_offset, local_to_utc_offset_s
 from crossmodal_har.signals.containers import MAX_LINE_BYTES, BoundedReader
 from crossmodal_har.signals.devices.base import (DEFAULT_CHUNK_SAMPLES, DeviceInfo, DeviceReader, check_chunk_samples,
-                                                 split_rows)
+                                                 check_rate, split_rows)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class GeneactivReader(DeviceReader):
         rate = _number(field("Configuration Info", "Measurement Frequency") or "")
         if rate is None or not rate > 0:
             raise DataError(p, f"bad Measurement Frequency {field('Configuration Info', 'Measurement Frequency')!r}")
+        rate = check_rate(p, rate, "header Measurement Frequency")
         cal = {}
         for key in ("x gain", "x offset", "y gain", "y offset", "z gain", "z offset"):
             v = _number(field("Calibration Data", key) or "")
