@@ -27,7 +27,7 @@ from typing import List, Optional
 
 import crossmodal_har.commands as commands_pkg
 from crossmodal_har import __version__
-from crossmodal_har.errors import UserError
+from crossmodal_har.errors import UserError, single_line
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         apply_threads(args)
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {single_line(str(exc))}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))
     except _Terminated:
         print("terminated", file=sys.stderr)

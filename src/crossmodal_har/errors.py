@@ -8,6 +8,13 @@ from typing import Optional, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def single_line(text: str) -> str:
+    """``text`` on one line: line breaks (and the spaces around them) become one space. Every error
+    the CLI prints is one line, whatever a third-party library's message holds."""
+    lines = [ln.strip() for ln in str(text).splitlines()]
+    return " ".join(ln for ln in lines if ln) if len(lines) > 1 else str(text)
+
+
 class UserError(Exception):
     """A problem the user can fix (bad arguments, bad config). Printed as one line, exit status 2."""
 
@@ -27,7 +34,7 @@ class DataError(UserError):
 
     def __init__(self, path: Optional[PathLike], message: str, line: Optional[int] = None):
         self.path = None if path is None else os.fspath(path)
-        self.message = message
+        self.message = single_line(message)
         self.line = line
         super().__init__(str(self))
 
