@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devicefiles_b import avro_bytes, e4_acc_csv, embraceplus_record, write_e4_zip, write_gt3x
+from helpers.files_actigraph_apdm_empatica import avro_bytes, e4_acc_csv, embraceplus_record, write_e4_zip, write_gt3x
 
 from crossmodal_har.cli import main
 from crossmodal_har.errors import DataError
@@ -97,7 +97,7 @@ def test_text_without_newlines_is_refused_in_bounded_memory(tmp_path, monkeypatc
 
 
 def test_geneactiv_page_without_newline_is_refused(tmp_path, monkeypatch):
-    from devicefiles import make_signal, write_geneactiv
+    from helpers.files_axivity_geneactiv import make_signal, write_geneactiv
 
     monkeypatch.setattr("crossmodal_har.signals.devices.geneactiv.MAX_LINE_BYTES", 64 * 1024)
     f = write_geneactiv(tmp_path / "g.bin", make_signal(300 * 4, 100.0)[:, :3], 1.7e9, 100.0)
@@ -112,7 +112,7 @@ def test_avro_blocks_are_bounded(tmp_path, monkeypatch):
     pytest.importorskip("fastavro")
     import fastavro
 
-    from devicefiles_b import EMBRACEPLUS_SCHEMA
+    from helpers.files_actigraph_apdm_empatica import EMBRACEPLUS_SCHEMA
 
     monkeypatch.setattr(containers, "MAX_AVRO_BLOCK_BYTES", 1 * MiB)
     rec = embraceplus_record(np.zeros((400_000, 3)), 1_700_000_000_000_000, 64.0)

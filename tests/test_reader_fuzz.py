@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from devicefiles import make_signal, write_cwa, write_geneactiv
-from devicefiles_b import apdm_sensor, write_apdm_v5, write_e4_zip, write_gt3x
+from helpers.files_actigraph_apdm_empatica import apdm_sensor, write_apdm_v5, write_e4_zip, write_gt3x
+from helpers.files_axivity_geneactiv import make_signal, write_cwa, write_geneactiv
 
 from crossmodal_har.errors import UserError
 from crossmodal_har.signals.recording import iter_chunks

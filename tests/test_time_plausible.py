@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from devicefiles import make_signal, write_cwa, write_geneactiv
-from devicefiles_b import gt3x_record, write_gt3x
+from helpers.files_actigraph_apdm_empatica import gt3x_record, write_gt3x
+from helpers.files_axivity_geneactiv import make_signal, write_cwa, write_geneactiv
 from helpers.bundles import UNITS, make_acc_bundle, make_bundle, make_recording
 
 from crossmodal_har.cli import main

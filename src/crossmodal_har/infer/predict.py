@@ -234,6 +234,11 @@ def predict_file(
 
 # --------------------------------------------------------------------------------- the command's job
 
+#: longest majority filter (windows; the filter holds them in memory) and most model threads
+MAX_SMOOTH_WINDOWS = 100_000
+MAX_THREADS = 1024
+
+
 def parse_smooth(value: Union[int, str]) -> Union[int, str]:
     """``--smooth``: ``N`` / ``majority:N`` (majority filter, int N >= 0), ``majority`` (N = 5), ``hmm``."""
     v = str(value).strip().lower()
@@ -247,8 +252,8 @@ def parse_smooth(value: Union[int, str]) -> Union[int, str]:
         n = int(v)
     except ValueError:
         raise UserError(f"--smooth: expected N, majority[:N] or hmm, got {value!r}") from None
-    if n < 0:
-        raise UserError("--smooth must be >= 0")
+    if not 0 <= n <= MAX_SMOOTH_WINDOWS:
+        raise UserError(f"--smooth must be between 0 and {MAX_SMOOTH_WINDOWS} windows, got {v}")
     return n
 
 
@@ -329,6 +334,10 @@ class PredictConfig:
             raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
         if self.runtime == "onnx" and self.device not in ("cpu", "auto"):
             raise UserError(f"--device {self.device} needs --runtime torch (ONNX Runtime runs on the CPU here)")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise UserError(f"--threads must be at most {MAX_THREADS}")
+        if self.stride_s is not None and not self.stride_s > 0:
+            raise UserError("--stride must be > 0 seconds")
         parse_smooth(self.smooth)
         try:
             self.calibration.validate()
