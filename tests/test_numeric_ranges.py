@@ -40,7 +40,7 @@ def env(tmp_path_factory):
     (["--stride", "inf"], ["stride_s", "not a finite number"]),
     (["--stride", "nan"], ["stride"]),
     (["--smooth", "majority:100000000000000000000"], ["--smooth", "between 0 and"]),
-    (["--threads", "100000000000"], ["--threads", "at most"]),
+    (["--threads", "100000000000"], ["--threads", "between 1 and"]),
     (["--chunk-rows", "100000000000000000000"], ["chunk_rows", "out of range"]),
     (["--nonwear-range", "inf"], ["range_g", "not a finite number"]),
     (["--nonwear-std", "nan"], ["std_g"]),

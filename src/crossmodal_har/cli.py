@@ -111,6 +111,9 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+MAX_THREADS = 1024  # beyond it torch and OpenMP overflow or stall
+
+
 def apply_threads(args: argparse.Namespace) -> None:
     """``--threads`` (commands that compute): None -> $OMP_NUM_THREADS when set, else 1. Set in the environment
     before the command imports torch (and inherited by its worker processes), and in torch when it is already
@@ -120,8 +123,9 @@ def apply_threads(args: argparse.Namespace) -> None:
     if args.threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         args.threads = int(env) if env.isdigit() and int(env) >= 1 else 1
-    if args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads} (see crossmodal-har {args.command} --help)")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise UserError(f"--threads must be between 1 and {MAX_THREADS}, got {args.threads} (see crossmodal-har "
+                        f"{args.command} --help)")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     if "torch" in sys.modules:

@@ -234,9 +234,8 @@ def predict_file(
 
 # --------------------------------------------------------------------------------- the command's job
 
-#: longest majority filter (windows; the filter holds them in memory) and most model threads
+#: longest majority filter (windows; the filter holds them in memory)
 MAX_SMOOTH_WINDOWS = 100_000
-MAX_THREADS = 1024
 
 
 def parse_smooth(value: Union[int, str]) -> Union[int, str]:
@@ -334,8 +333,6 @@ class PredictConfig:
             raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
         if self.runtime == "onnx" and self.device not in ("cpu", "auto"):
             raise UserError(f"--device {self.device} needs --runtime torch (ONNX Runtime runs on the CPU here)")
-        if self.threads is not None and self.threads > MAX_THREADS:
-            raise UserError(f"--threads must be at most {MAX_THREADS}")
         if self.stride_s is not None and not self.stride_s > 0:
             raise UserError("--stride must be > 0 seconds")
         parse_smooth(self.smooth)
