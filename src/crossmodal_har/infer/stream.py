@@ -5,7 +5,9 @@ The result never depends on how the input was cut into chunks. Three things make
 * **Resampling in fixed blocks on the absolute grid.** Grid sample ``g`` sits at time ``g / rate``
   (the grid of :func:`crossmodal_har.signals.resample.resample_segment`, anchored at absolute time).
   Samples are produced in blocks ``[k*B, (k+1)*B)`` of grid indices, each from exactly the raw samples
-  within ``ANTIALIAS_MARGIN_S`` (plus one) of the block, clipped to the gap-free segment. A block is
+  within ``ANTIALIAS_MARGIN_S`` (plus two) of the block, clipped to the gap-free segment, with the
+  segment's nominal input step (decided from its first ``DECIDE_SAMPLES`` samples, as
+  :func:`crossmodal_har.signals.resample.resample` does for a whole segment). A block is
   computed only once raw data beyond its right margin has arrived (or the segment has ended), so
   every block sees the same input whatever the chunking; only the memory held between chunks
   (about one block plus the margin) depends on it.
@@ -38,39 +40,15 @@ from crossmodal_har.signals import resample, windows
 from crossmodal_har.signals.normalize import RecordingStats, apply_recording_stats
 from crossmodal_har.signals.status import STATUS_GAP, STATUS_NON_FINITE, STATUS_SHORT
 from crossmodal_har.signals.types import PreprocessConfig
+from crossmodal_har.signals.windows import MAX_NETWORK_KERNEL, sorting_network_median  # noqa: F401 (tests)
 
 log = logging.getLogger(__name__)
 
-BLOCK = 8192  # grid samples per resampling block (fixed: the output must not depend on it varying)
+BLOCK = 8192  # grid samples per resampling block (fixed: the output must not depend on it varying;
+# a multiple of polyphase.CHUNK, so the FIR makes the same choices as on a whole recording)
 MAX_WINDOWS_PER_BATCH = 1024
-DECIDE_SAMPLES = 2048  # good samples used to decide once whether the input needs anti-aliasing
+DECIDE_SAMPLES = resample.DECIDE_SAMPLES  # good samples that decide anti-aliasing (once) and a segment's step
 EXTRA = 2  # input samples beyond the margin on each side (Hermite slopes use two)  # windows materialised at once (bounds memory for tiny strides)
-
-
-MAX_NETWORK_KERNEL = 9
-
-
-def sorting_network_median(x: np.ndarray, k: int) -> np.ndarray:
-    """Running median of odd length ``k`` along axis 0, for the ``len(x) - k + 1`` full windows.
-
-    Odd-even transposition sort of the ``k`` shifted views with element-wise min/max: no Python
-    loop over samples, and exact (the result is always one of the inputs).
-    """
-    m = len(x) - k + 1
-    v = [x[i:i + m] for i in range(k)]
-    mn, mx = np.minimum, np.maximum
-    if k == 3:
-        a, b, c = v
-        return mx(mn(a, b), mn(mx(a, b), c))
-    if k == 5:  # median5 = median3(e, max(min(a,b), min(c,d)), min(max(a,b), max(c,d)))
-        a, b, c, d, e = v
-        f, g = mx(mn(a, b), mn(c, d)), mn(mx(a, b), mx(c, d))
-        return mx(mn(f, g), mn(mx(f, g), e))
-    for p in range(k):
-        for i in range(p % 2, k - 1, 2):
-            a, b = v[i], v[i + 1]
-            v[i], v[i + 1] = np.minimum(a, b), np.maximum(a, b)
-    return v[k // 2]
 
 
 @dataclass
@@ -84,6 +62,7 @@ class SignalOps:
     grid_start: Callable  # (t_first, rate_hz) -> first grid index at or after t_first
     grid_stop: Callable  # (t_last, rate_hz) -> last grid index at or before t_last
     needs_antialias: Callable  # (t, rate_hz) -> bool, from the median input step
+    nominal_step: Callable  # t (a segment's first samples) -> its nominal input step (s)
 
 
 def default_ops() -> SignalOps:
@@ -95,6 +74,7 @@ def default_ops() -> SignalOps:
         grid_start=resample.grid_start,
         grid_stop=resample.grid_stop,
         needs_antialias=resample.needs_antialias,
+        nominal_step=resample.nominal_step,
     )
 
 
@@ -180,6 +160,7 @@ class StreamingWindower:
         self.filt = np.empty((0, 6), np.float32)
         self.filt_g0 = 0
         self.win_next = 0
+        self.seg_step: Optional[float] = None  # nominal input step, decided from the first samples
         self.seg_windows = 0
         self.filtered_any = False
 
@@ -329,6 +310,10 @@ class StreamingWindower:
         raw_t = self.raw_t
         if not len(raw_t) or not self._decide(force=closing):
             return False
+        if self.antialias and self.seg_step is None:  # once per segment, from its first samples
+            if len(raw_t) < DECIDE_SAMPLES and not closing:
+                return False
+            self.seg_step = float(self.ops.nominal_step(raw_t[:DECIDE_SAMPLES]))
         g_end = int(self.ops.grid_stop(float(self.last_good_t), rate)) + 1 if closing else None
         produced = []
         while True:
@@ -346,7 +331,7 @@ class StreamingWindower:
             i1 = min(j + EXTRA, len(raw_t))
             i0 = max(int(np.searchsorted(raw_t, t0 - M, side="left")) - EXTRA, 0)
             seg = self.ops.resample_segment(raw_t[i0:i1], self.raw_x[i0:i1], rate, t0=t0, n=g1 - g0,
-                                            antialias=self.antialias)
+                                            antialias=self.antialias, input_step_s=self.seg_step)
             data = np.asarray(seg.data, dtype=np.float32)
             if data.shape != (g1 - g0, 6):
                 raise RuntimeError(f"resample_segment returned {data.shape}, expected {(g1 - g0, 6)}")

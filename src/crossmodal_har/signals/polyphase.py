@@ -1,0 +1,123 @@
+"""Polyphase FIR evaluation of a resampling kernel on regularly sampled input.
+
+:mod:`crossmodal_har.signals.resample` gives every output sample at time ``g`` the convolution of
+its kernel with the linear interpolant of the input. Where the input is regular (consecutive steps
+within ``REGULAR_TOL`` of the segment's nominal step), the weights of the samples around ``g``
+depend only on where ``g`` falls between two samples, its *phase* ``p`` in [0, 1). A table of the
+weights for ``PHASES`` phases (built by the resampler from its exact kernel, once per rate pair)
+turns the convolution into a short FIR: ``y(g) = sum_k W[q, k] * x[j - L + k]`` with ``j`` the
+last sample at or before ``g`` and ``q = round(p * PHASES)``.
+
+The phase is taken from the two samples around each output (its *local* times), so a device clock
+that runs a little fast or slow, or ``.cwa`` timestamps that wiggle by tens of microseconds, stay
+on this path. Each output uses only its own ``2 L + 2`` samples. The sum runs in ``einsum`` over
+chunks of ``CHUNK`` global grid indices (no BLAS, whose matrix product may reorder a sum with the
+matrix shape): an output gets the same bits whether the recording is resampled whole or in a
+stream of blocks aligned to the grid (``infer.stream``: ``BLOCK`` is a multiple of ``CHUNK``),
+tested to the bit in tests/test_resample_fir.py.
+
+Error against the exact convolution, on exactly regular times: the phase is moved by at most
+``step / (2 PHASES)`` seconds (0.5 us at 100 Hz), i.e. at most ``max|x'| * step / (2 PHASES)``,
+plus float64 rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+PHASES = 1024  # phase table resolution (steps of 1 / PHASES of an input step)
+REGULAR_TOL = 0.02  # a step counts as regular within +-2 % of the nominal step
+MAX_TABLE = 1 << 20  # table entries above which the exact path is used (very high ratios)
+CHUNK = 4096  # grid samples per chunk: must divide the streaming windower's BLOCK
+MAX_SHIFT = 4  # samples an output's FIR may move off its chunk's whole-step line on the fast path
+
+
+def taps_half(half_width_s: float, step_s: float) -> int:
+    """``L``: the FIR uses samples ``j - L .. j + L + 1`` around an output (kernel half-width
+    ``half_width_s``), every sample whose linear-interpolation hat can overlap the kernel."""
+    return int(np.floor(half_width_s / step_s)) + 1
+
+
+def phase_offsets(L: int) -> np.ndarray:
+    """Sample times (in steps, relative to the output) for each table row: ``[PHASES, 2L + 2]``."""
+    o = np.arange(-L, L + 2, dtype=np.float64)
+    p = np.arange(PHASES, dtype=np.float64) / PHASES
+    return o[None, :] - p[:, None]
+
+
+def fir_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float, step_s: float,
+             table: Optional[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """Compute the outputs at ``grid`` whose support is regular; write them into ``out``.
+
+    Args:
+        t: [T] strictly increasing times (s); x: [T, C] values.
+        grid: [n] output times (s) at rate ``rate_hz``; step_s: the segment's nominal input step (s).
+        table: [PHASES, 2L + 2] weights (rows sum to 1), or None (nothing on this path).
+        out: [n, C] float64, filled where the returned mask is True.
+
+    Returns:
+        [n] bool: the outputs computed here (the others are left to the exact path).
+    """
+    n, done = len(t), np.zeros(len(grid), dtype=bool)
+    if table is None or n < table.shape[1] + 1 or not len(grid):
+        return done
+    K = table.shape[1]
+    L = (K - 2) // 2
+    bad = np.abs(np.diff(t) - step_s) > REGULAR_TOL * step_s
+    nbad = np.concatenate([[0], np.cumsum(bad)])  # irregular steps before sample i
+    j = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, n - 2)
+    q = np.rint((grid - t[j]) / (t[j + 1] - t[j]) * PHASES).astype(np.int64)
+    inside = (grid >= t[j]) & (q >= 0) & (q <= PHASES)
+    wrap = q == PHASES  # rounds up onto the next sample: phase 0 there
+    j = j + wrap
+    q = np.where(wrap, 0, q)
+    ok = inside & (j - L >= 0) & (j + L + 1 <= n - 1)
+    base = np.where(ok, j - L, 0)
+    ok &= nbad[np.minimum(base + K - 1, n - 1)] == nbad[base]  # every step in the support regular
+    # Chunks of CHUNK global grid indices: a stream cut into blocks of a multiple of CHUNK grid
+    # samples makes the same chunks, so the same choices below (they can change the bits).
+    k = np.rint(grid * rate_hz).astype(np.int64)
+    chunk = k // CHUNK
+    cuts = np.flatnonzero(np.diff(chunk)) + 1
+    xt = None
+    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(grid)]])):
+        sel = np.flatnonzero(ok[a:b]) + a
+        if not len(sel):
+            continue
+        if xt is None:
+            xt = np.ascontiguousarray(x.T)
+        out[sel] = _fir_chunk(xt, x, base[sel], q[sel], k[sel], table)
+        done[sel] = True
+    return done
+
+
+def _fir_chunk(xt: np.ndarray, x: np.ndarray, base: np.ndarray, q: np.ndarray, k: np.ndarray,
+               table: np.ndarray) -> np.ndarray:
+    """``y_i = sum_k table[q_i, k] * x[base_i + k]`` for one chunk of outputs (grid indices ``k``).
+
+    Where the bases follow the grid with a whole step ``d`` (give or take ``MAX_SHIFT`` samples:
+    a clock's wiggle moves an output across a sample), each row's weights are placed at its shift
+    in a row of ``2 L + 2 + shift span`` taps and the chunk is one ``einsum`` over a strided view
+    (no copy); otherwise the taps are gathered one by one."""
+    K, m = table.shape[1], len(base)
+    span_k = int(k[-1] - k[0])
+    d = int(np.rint((base[-1] - base[0]) / span_k)) if span_k > 0 else 0
+    ref = base[0] + d * (k - k[0])
+    shift = base - ref
+    lo, hi = int(shift.min()), int(shift.max())
+    if d <= 0 or hi - lo > MAX_SHIFT:
+        y = table[q, 0][:, None] * x[base]
+        for tap in range(1, K):
+            y += table[q, tap][:, None] * x[base + tap]
+        return y
+    Kw = K + hi - lo
+    w = np.zeros((span_k + 1, Kw))
+    rows = k - k[0]
+    cols = (shift - lo)[:, None] + np.arange(K)[None, :]
+    w[rows[:, None], cols] = table[q]
+    r0 = base[0] + lo
+    view = np.lib.stride_tricks.sliding_window_view(xt[:, r0:r0 + d * span_k + Kw], Kw, axis=1)[:, ::d]
+    y = np.einsum("cmk,mk->mc", view, w)  # [span_k + 1, C]; rows not in this chunk's selection unused
+    return y[rows]
