@@ -122,3 +122,15 @@ def test_fir_table_rows_and_stream_block():
     np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-12)
     assert fir_table(0.01, 50.0) is w  # cached per rate pair
     assert stream.BLOCK % polyphase.CHUNK == 0  # the stream's blocks cut the FIR's chunks nowhere
+
+
+@pytest.mark.parametrize("ppm", [-800.0, 3000.0, 9000.0])
+@pytest.mark.parametrize("t0", [5.0025, 77.77])
+def test_fast_clocks_and_phases_whole_equals_streaming(ppm, t0):
+    """Clocks up to 0.9 % off and start phases where outputs cross samples inside a chunk (the FIR's
+    rows leave the chunk's whole-step line, near the data's edges too): still the same bits."""
+    t = drifting(300.0, ppm=ppm, t0=t0)
+    x = wave(t)
+    whole = recording_windows(ImuRecording("r", t, x), PreprocessConfig())[0]
+    for size in (10 ** 9, 1013):
+        assert np.array_equal(streamed(t, x, PreprocessConfig(), size)[0], whole), size

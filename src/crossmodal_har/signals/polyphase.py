@@ -117,7 +117,11 @@ def _fir_chunk(xt: np.ndarray, x: np.ndarray, base: np.ndarray, q: np.ndarray, k
     rows = k - k[0]
     cols = (shift - lo)[:, None] + np.arange(K)[None, :]
     w[rows[:, None], cols] = table[q]
-    r0 = base[0] + lo
-    view = np.lib.stride_tricks.sliding_window_view(xt[:, r0:r0 + d * span_k + Kw], Kw, axis=1)[:, ::d]
+    r0, r1 = int(base[0] + lo), int(base[0] + lo + d * span_k + Kw)
+    src = xt[:, max(r0, 0):r1]
+    if r0 < 0 or r1 > xt.shape[1]:  # rows off this chunk's line reach past the data: zero weights
+        src = np.concatenate([np.zeros((len(xt), max(-r0, 0))), src,  # there, so zeros change no sum
+                              np.zeros((len(xt), max(r1 - xt.shape[1], 0)))], axis=1)
+    view = np.lib.stride_tricks.sliding_window_view(src, Kw, axis=1)[:, ::d]
     y = np.einsum("cmk,mk->mc", view, w)  # [span_k + 1, C]; rows not in this chunk's selection unused
     return y[rows]

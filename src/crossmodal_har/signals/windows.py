@@ -79,8 +79,10 @@ def check_quality(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         return reasons
     finite = np.isfinite(x).all(axis=(1, 2))
     reasons[~finite] = STATUS_NON_FINITE
-    with np.errstate(invalid="ignore"):
-        flat = (np.nanstd(x[:, :, :3], axis=1) < cfg.flat_std_g).all(axis=1) if finite.any() else finite
+    flat = np.zeros(n, dtype=bool)
+    if finite.any():  # std of the finite windows only (what nanstd gave them, without its NaN passes)
+        acc = x[:, :, :3] if finite.all() else x[finite][:, :, :3]
+        flat[finite] = (acc.std(axis=1) < cfg.flat_std_g).all(axis=1)
     reasons[(reasons == "") & flat] = STATUS_FLAT_LINE
     sat = np.zeros(n, dtype=bool)
     if cfg.acc_saturation_g is not None:
