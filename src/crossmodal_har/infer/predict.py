@@ -139,7 +139,7 @@ def predict_file(
     input_path = Path(input_path)
     C = len(class_names)
     smoother = smoother if smoother is not None else StreamingSmoother(1, C)
-    model = BatchedRunner(runner, batch_size, softmax)
+    model = BatchedRunner(runner, batch_size, softmax, background=True)  # the model on a second core
     pipe = RowPipeline(model)
     summary = Summary(class_names=list(class_names), hop_s=min(preprocess.stride_s, preprocess.window_s))
     nonwear = nonwear if nonwear is not None else NonwearConfig()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, List, Optional, Union
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -90,18 +92,46 @@ class BatchedRunner:
 
     ``done`` counts windows with results; :meth:`take` releases them in order. ``seconds`` is the
     time spent in the runner.
+
+    With ``background`` the batches run on one worker thread (ONNX Runtime and torch release the
+    GIL), overlapping the model with reading and resampling on a second core; at most
+    ``MAX_IN_FLIGHT`` batches wait for it (memory). The batches and their order are the same, so
+    the outputs are too; an error in the runner is raised by the next call that collects it.
     """
 
-    def __init__(self, runner: Runner, batch_size: int, post: Callable[[np.ndarray], np.ndarray]):
+    MAX_IN_FLIGHT = 2
+
+    def __init__(self, runner: Runner, batch_size: int, post: Callable[[np.ndarray], np.ndarray],
+                 background: bool = False):
         self.runner = runner
         self.bs = int(batch_size)
         self.post = post
         self.queue: List[np.ndarray] = []
         self.queued = 0
-        self.done = 0  # windows with results
+        self._done = 0  # windows with results
         self.results: List[np.ndarray] = []  # outputs for windows [results_from, done)
         self.results_from = 0
         self.seconds = 0.0
+        self.background = background
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._flight: Deque[Tuple[int, "Future[np.ndarray]"]] = deque()
+
+    @property
+    def done(self) -> int:
+        self._collect(block=False)
+        return self._done
+
+    def _call(self, batch: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        out = self.post(self.runner(batch))
+        self.seconds += time.perf_counter() - t
+        return out
+
+    def _collect(self, block: bool) -> None:
+        while self._flight and (block or self._flight[0][1].done()):
+            n, fut = self._flight.popleft()
+            self.results.append(fut.result())
+            self._done += n
 
     def add(self, x: np.ndarray) -> None:
         if len(x):
@@ -113,17 +143,26 @@ class BatchedRunner:
     def flush(self) -> None:
         if self.queued:
             self._run(self.queued)
+        self._collect(block=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _run(self, n: int) -> None:
         allx = np.concatenate(self.queue) if len(self.queue) > 1 else self.queue[0]
         batch, rest = allx[:n], allx[n:]
         self.queue = [rest] if len(rest) else []
         self.queued = len(rest)
-        t = time.perf_counter()
-        out = self.post(self.runner(batch))
-        self.seconds += time.perf_counter() - t
-        self.results.append(out)
-        self.done += n
+        if not self.background:
+            self.results.append(self._call(batch))
+            self._done += n
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
+        while len(self._flight) >= self.MAX_IN_FLIGHT:
+            self._flight[0][1].result()  # wait for the oldest (bounded memory)
+            self._collect(block=False)
+        self._flight.append((n, self._pool.submit(self._call, batch)))
 
     def take(self, upto: int) -> np.ndarray:
         """Outputs for windows ``[results_from, upto)``, released from memory."""

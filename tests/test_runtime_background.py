@@ -1,0 +1,49 @@
+"""BatchedRunner on a worker thread: the same batches, the same outputs, errors raised in order."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from crossmodal_har.infer.runtime import BatchedRunner
+
+
+class Recorder:
+    def __init__(self, fail_at=None):
+        self.sizes, self.threads, self.fail_at = [], set(), fail_at
+
+    def __call__(self, x):
+        self.threads.add(threading.get_ident())
+        if self.fail_at is not None and len(self.sizes) == self.fail_at:
+            raise RuntimeError("model failed")
+        self.sizes.append(len(x))
+        return x.reshape(len(x), -1).sum(axis=1, keepdims=True) * np.arange(1, 4)
+
+
+def feed(runner, chunks):
+    got = []
+    for c in chunks:
+        runner.add(c)
+        if runner.done > runner.results_from:
+            got.append(runner.take(runner.done))
+    runner.flush()
+    if runner.done > runner.results_from:
+        got.append(runner.take(runner.done))
+    return np.concatenate(got)
+
+
+def test_background_gives_the_same_batches_and_outputs():
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(size=(int(n), 4, 6)).astype(np.float32) for n in rng.integers(0, 90, 40)]
+    fg, bg = Recorder(), Recorder()
+    a = feed(BatchedRunner(fg, 64, lambda z: z), chunks)
+    b = feed(BatchedRunner(bg, 64, lambda z: z, background=True), chunks)
+    assert np.array_equal(a, b) and len(a) == sum(len(c) for c in chunks)
+    assert fg.sizes == bg.sizes and set(fg.sizes[:-1]) == {64}
+    assert threading.get_ident() in fg.threads and threading.get_ident() not in bg.threads
+
+
+def test_background_error_is_raised_to_the_caller():
+    chunks = [np.ones((50, 4, 6), np.float32)] * 6
+    with pytest.raises(RuntimeError, match="model failed"):
+        feed(BatchedRunner(Recorder(fail_at=2), 64, lambda z: z, background=True), chunks)
