@@ -136,7 +136,9 @@ def test_predict_calibrates_before_windowing(bundle, tmp_path):
     np.testing.assert_allclose(c["scale"], 1 / gain, atol=5e-3)
     assert c["error_after_g"] < 0.3 * c["error_before_g"]
     page = (tmp_path / "rep" / "report.html").read_text()
-    assert "Autocalibration applied" in page and f"{c['offset'][0]}"[:6] in page
+    # the page says it in words and mg: the offset of x and the error before -> after
+    assert "OK: error" in page and f"{1000 * c['offset'][0]:.1f} mg" in page
+    assert f"{1000 * c['error_before_g']:.1f} mg → {1000 * c['error_after_g']:.1f} mg" in page
     assert s_off["calibration"] == {"mode": "off", "applied": False, "reason": "off (--calibrate off)"}
     # the model sees the calibrated signal: a runner whose logits are each window's mean |acc| (g)
     from crossmodal_har.infer.predict import predict_file

@@ -227,7 +227,7 @@ def test_nonwear_marks_windows_and_report_is_written(bundle, tmp_path, capsys):
     assert hourly[(hourly["day"] == "2026-03-02") & (hourly["hour"] == 0)]["nonwear_min"].iloc[0] == \
         pytest.approx(60, abs=0.5)
     page = (rep / "report.html").read_text()
-    for words in ("0.013", "0.05", "Model card", "balanced_accuracy", "<svg", "Europe/Berlin", "rest"):
+    for words in ("0.013", "0.05", "Model card", "balanced accuracy", "<svg", "Europe/Berlin", "rest"):
         assert words in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     # streaming: the output does not depend on the chunking (rows wait ~1 h for the detector)

@@ -107,7 +107,7 @@ def test_cli_format_tz_report_and_start_refused(monkeypatch, tmp_path, capsys):
     s = json.loads((tmp_path / "p.summary.json").read_text())
     assert s["device"]["rate_hz"] == 25.0 and "device file header" in s["time"]["start_source"]
     page = (tmp_path / "rep" / "report.html").read_text()
-    assert "device file header" in page and "AX3" in page and "device: serial" in page
+    assert "device file header" in page and "AX3" in page and ">serial<" in page
     rc = main(["predict", "--model", str(bundle), "--input", str(rec), "--out", str(tmp_path / "q.csv"),
                "--format", "cwa", "--start", "2026-01-01T00:00:00Z"])
     err = capsys.readouterr().err

@@ -12,15 +12,15 @@ predictions stream out (memory: one cell per 5 minutes of recording, a week is ~
   accounts for one hop (stride) of time, as in the run's summary; gaps count nowhere. Non-wear is
   the detector's and the device's own idle sleep (ActiGraph), both.
 * ``hourly_summary.csv``: the same per ``day, hour``.
-* ``report.html``: one self-contained page (inline CSS and SVG, no script, no network) with the
-  recording's metadata, the wear summary and the non-wear thresholds, a 24 h x days activity
-  timeline, minutes per activity per day and the bundle's model card.
+* ``report.html``: one self-contained page (:mod:`crossmodal_har.infer.report_page`: an autoescaped
+  Jinja2 template, inline CSS and SVG, no script, no network).
+
+The aggregator also keeps, per day and class, the sum and count of the top-class probability of the
+classified windows (the report's uncertainty).
 """
 
 from __future__ import annotations
 
-import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
@@ -29,15 +29,12 @@ import numpy as np
 
 from crossmodal_har.errors import UserError
 from crossmodal_har.infer.csvsafe import csv_cell
+from crossmodal_har.infer.report_page import render_html
 from crossmodal_har.io import atomic_write, atomic_write_text
 from crossmodal_har.signals.clock import TimeBase
-from crossmodal_har.signals.status import STATUS_IDLE_SLEEP, STATUS_OK, has_window, is_nonwear
-from crossmodal_har.signals.text import shown
+from crossmodal_har.signals.status import STATUS_OK, has_window, is_nonwear
 
 SLOT_S = 300  # timeline / aggregation cell (5 min)
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-           "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
-NONWEAR_COLOUR, OTHER_COLOUR = "#b0b0b0", "#e8e8e8"
 
 
 class DayAggregator:
@@ -48,12 +45,16 @@ class DayAggregator:
         self.hop = float(hop_s)
         self.timebase = timebase
         self.cells: Dict[int, np.ndarray] = {}  # day * slots + slot -> [C + 2] seconds
+        self.top_p: Dict[int, np.ndarray] = {}  # day -> [C, 2]: sum and count of the top-class probability
 
     @property
     def slots_per_day(self) -> int:
         return 86400 // SLOT_S
 
-    def add(self, start: np.ndarray, status: np.ndarray, labels: np.ndarray) -> None:
+    def add(self, start: np.ndarray, status: np.ndarray, labels: np.ndarray,
+            probs: Optional[np.ndarray] = None) -> None:
+        """One batch of output rows; ``probs`` [n, C] (NaN rows where no class): the top-class probability of
+        each classified window goes to its day and label."""
         if self.timebase is None:
             raise RuntimeError("DayAggregator.add before its timebase is set")
         C = len(self.names)
@@ -70,6 +71,21 @@ class DayAggregator:
             if cell is None:
                 cell = self.cells[int(k)] = np.zeros(C + 2)
             cell[int(c)] += n * self.hop
+        if probs is not None:
+            self._add_top_p(loc, cat, np.asarray(probs, np.float64)[win])
+
+    def _add_top_p(self, loc: np.ndarray, cat: np.ndarray, probs: np.ndarray) -> None:
+        C = len(self.names)
+        ok = (cat < C) & np.isfinite(probs).all(axis=1)
+        if not ok.any():
+            return
+        day = np.floor(loc[ok] / 86400.0).astype(np.int64)
+        top, lab = probs[ok].max(axis=1), cat[ok].astype(np.int64)
+        for d in np.unique(day):
+            acc = self.top_p.setdefault(int(d), np.zeros((C, 2)))
+            sel = day == d
+            np.add.at(acc[:, 0], lab[sel], top[sel])
+            np.add.at(acc[:, 1], lab[sel], 1.0)
 
     def days(self) -> Dict[int, np.ndarray]:
         """day -> [slots_per_day, C + 2] seconds."""
@@ -185,194 +201,3 @@ def write_report(out_dir: Path, agg: DayAggregator, summary: Mapping[str, Any],
     page = render_html(agg, daily, summary, bundle_meta)
     atomic_write_text(paths["html"], page)
     return paths
-
-
-# --------------------------------------------------------------------------------- HTML
-
-CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:13px;margin:4px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}.note{color:#666;font-size:12px}
-.legend span{display:inline-block;margin-right:14px;font-size:13px}
-.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px;border:1px solid #999}
-pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto;max-height:320px}
-"""
-
-
-def _e(x: Any) -> str:
-    return html.escape(shown(x), quote=True)
-
-
-def _kv_table(items: List[tuple]) -> str:
-    return "<table>" + "".join(f"<tr><th class='l'>{_e(k)}</th><td class='l'>{_e(v)}</td></tr>"
-                               for k, v in items) + "</table>"
-
-
-def _hm(minutes: float) -> str:
-    m = int(round(minutes))
-    return f"{m // 60}h{m % 60:02d}"
-
-
-def _pair(d: Any) -> Optional[str]:
-    if not isinstance(d, Mapping):
-        return None
-    return f"{d.get('train', '?')} / {d.get('val', '?')}"
-
-
-def _channels_text(ch: Any) -> str:
-    if not isinstance(ch, Mapping):
-        return ""
-    return f"recording {ch.get('recording', '?')}, model reads {ch.get('model', '?')}"
-
-
-def colours(names: List[str]) -> List[str]:
-    return [PALETTE[i % len(PALETTE)] for i in range(len(names))] + [NONWEAR_COLOUR, OTHER_COLOUR]
-
-
-def timeline_svg(agg: DayAggregator) -> str:
-    """24 h (x) by days (y); each 5-min cell coloured by its dominant category."""
-    days = agg.days()
-    cols = colours(agg.names)
-    left, w, rowh, top = 110, 864, 22, 20
-    S = agg.slots_per_day
-    cw = w / S
-    height = top + rowh * max(1, len(days)) + 10
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + w + 24}' height='{height}' "
-             f"role='img' aria-label='activity timeline'>"]
-    for h in range(0, 25, 3):
-        x = left + h * w / 24
-        parts.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 10}' stroke='#ccc'/>"
-                     f"<text x='{x:.1f}' y='{top - 7}' font-size='10' text-anchor='middle'>{h:02d}:00</text>")
-    for r, (d, m) in enumerate(days.items()):
-        y = top + r * rowh
-        parts.append(f"<text x='{left - 6}' y='{y + rowh * 0.65:.1f}' font-size='11' text-anchor='end'>"
-                     f"{_e(agg.timebase.day_label(d))}</text>")
-        parts.append(f"<rect x='{left}' y='{y + 2}' width='{w}' height='{rowh - 4}' fill='#fafafa' stroke='#ddd'/>")
-        tot = m.sum(axis=1)
-        dom = np.argmax(m, axis=1)
-        s = 0
-        while s < S:  # runs of equal dominant category -> one rect each
-            if tot[s] <= 0:
-                s += 1
-                continue
-            e = s + 1
-            while e < S and tot[e] > 0 and dom[e] == dom[s]:
-                e += 1
-            parts.append(f"<rect x='{left + s * cw:.2f}' y='{y + 2}' width='{(e - s) * cw:.2f}' "
-                         f"height='{rowh - 4}' fill='{cols[dom[s]]}'/>")
-            s = e
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _damage_html(summary: Mapping[str, Any]) -> str:
-    """The damaged parts of a device file that were left out (``skipped_parts``), if any."""
-    parts = summary.get("skipped_parts") or []
-    if not parts:
-        return ""
-    rows = [(p["line"], f"{p.get('after_time') or p.get('after_s') or 'file start'} .. "
-                        f"{p.get('before_time') or p.get('before_s') or 'file end'}") for p in parts]
-    return (f"<h2>Damaged parts left out</h2><p class='note'>{len(parts)} damaged part(s) of the file could not be "
-            "read and were left out (a gap in the recording); the rest was read.</p>" + _kv_table(rows))
-
-
-def render_html(agg: DayAggregator, daily: List[Dict[str, Any]], summary: Mapping[str, Any],
-                meta: Mapping[str, Any]) -> str:
-    names = agg.names
-    cols = colours(names)
-    tb = agg.timebase
-    nw = summary.get("nonwear") or {}
-    first = summary.get("first_time_s")
-    last = summary.get("last_time_s")
-    meta_items = [
-        ("input", summary.get("input", "")),
-        ("start", tb.describe(first)),
-        ("end", tb.describe(last)),
-        ("time zone", tb.tz),
-        ("start time from", tb.source),
-        ("channels", _channels_text(summary.get("channels"))),
-        ("duration", _hm((summary.get("duration_s") or 0.0) / 60.0)),
-        ("rows read", f"{summary.get('rows_read', 0):,}"),
-        ("units (declared)", json.dumps(summary.get("units", {}))),
-        ("windows", f"{summary.get('windows', 0):,} ({summary.get('windows_ok', 0):,} classified)"),
-        ("model", summary.get("model", "")), ("runtime", summary.get("runtime", "")),
-        ("smoothing", summary.get("smooth", 0)),
-    ]
-    dev = summary.get("device")
-    if isinstance(dev, Mapping):
-        meta_items += [("device format", dev.get("format", "")), ("device sample rate", f"{dev.get('rate_hz')} Hz")]
-        meta_items += [(f"device: {k}", v if isinstance(v, str) else json.dumps(v, default=str))
-                       for k, v in (dev.get("device") or {}).items()]
-    tot_wear = sum(r["wear_min"] for r in daily)
-    tot_nw = sum(r["nonwear_min"] for r in daily)
-    wear_items = [("wear time", _hm(tot_wear)), ("non-wear time", _hm(tot_nw)),
-                  ("non-wear fraction", f"{100 * tot_nw / max(tot_wear + tot_nw, 1e-9):.1f} %")]
-    idle = (summary.get("windows_skipped") or {}).get(STATUS_IDLE_SLEEP, 0)
-    if idle:
-        wear_items.append(("of which device idle sleep", f"{_hm(idle * agg.hop / 60.0)} ({idle} windows in "
-                                                         "the device's idle-sleep mode, counted as non-wear)"))
-    if nw:
-        wear_items += [("non-wear method", nw.get("method", "")),
-                       ("thresholds", f"std < {nw.get('std_g')} g and range < {nw.get('range_g')} g on >= "
-                                      f"{nw.get('min_axes')} of 3 axes; {nw.get('window_s', 0) / 60:.0f}-min "
-                                      f"windows every {nw.get('step_s', 0) / 60:.0f} min (approach "
-                                      f"{nw.get('approach')})"),
-                       ("60-min windows judged / non-wear", f"{nw.get('windows_evaluated', 0)} / "
-                                                            f"{nw.get('windows_nonwear', 0)}")]
-        if nw.get("edge_step_s"):
-            wear_items.append(("edge refinement", f"stretch edges refined every {nw['edge_step_s']:g} s "
-                                                  f"(+{nw.get('edge_refinement_min', 0):.0f} min)"))
-        if nw.get("settings_from"):
-            wear_items.append(("settings from", nw["settings_from"]))
-    else:
-        wear_items.append(("non-wear detection", "off"))
-    calib = summary.get("calibration")
-    calib_html = (_kv_table([(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in calib.items()])
-                  if isinstance(calib, Mapping) else "<p class='note'>no autocalibration in this run</p>")
-    if isinstance(calib, Mapping):
-        verdict = ("applied" if calib.get("applied") else "not applied") + (
-            f": {calib['reason']}" if calib.get("reason") else "")
-        calib_html = f"<p>Autocalibration {_e(verdict)}.</p>" + calib_html
-    legend = "".join(f"<span><i style='background:{c}'></i>{_e(n)}</span>"
-                     for n, c in zip(names + ["non-wear", "unlabelled window"], cols))
-    head = "".join(f"<th>{_e(c)}</th>" for c in ["wear", "non-wear"] + names)
-    body = "".join("<tr><td class='l'>" + _e(r["day"]) + "</td>" +
-                   "".join(f"<td>{r[k]:.0f}</td>" for k in ["wear_min", "nonwear_min"] + [f"{c}_min" for c in names])
-                   + "</tr>" for r in daily)
-    minutes_table = f"<table><tr><th class='l'>day</th>{head}</tr>{body}</table>"
-    pre = meta.get("preprocess", {})
-    prov = meta.get("provenance", {})
-    card_items = [("classes", ", ".join(meta.get("class_names", names))),
-                  ("encoder", (meta.get("encoder") or {}).get("name", (meta.get("encoder") or {}).get("model", ""))),
-                  ("head", (meta.get("head") or {}).get("type", "")),
-                  ("training data", prov.get("dataset", "") if isinstance(prov, Mapping) else ""),
-                  ("protocol", prov.get("protocol", "") if isinstance(prov, Mapping) else "")]
-    if isinstance(prov, Mapping):
-        subj = prov.get("subjects") if isinstance(prov.get("subjects"), Mapping) else {}
-        card_items += [(k, v) for k, v in (
-            ("created", prov.get("created")), ("seed", prov.get("seed")),
-            ("training / validation windows", _pair(prov.get("windows"))),
-            ("training / validation subjects", _pair({k: len(v) for k, v in subj.items()
-                                                      if isinstance(v, list)} or None)),
-            ("note", prov.get("note"))) if v not in (None, "")]
-    metrics = meta.get("metrics", {})
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Activity report</title>
-<style>{CSS}</style></head><body>
-<h1>Activity report</h1>
-<p class="note">Generated by crossmodal-har predict. Times are local to {_e(tb.tz)}; each window accounts
-for one hop ({agg.hop:g} s) of time; gaps count nowhere.</p>
-<h2>Recording</h2>{_kv_table(meta_items)}
-{_damage_html(summary)}<h2>Wear</h2>{_kv_table(wear_items)}
-<h2>Calibration</h2>{calib_html}
-<h2>Activity timeline (24 h &times; days)</h2>
-<div class="legend">{legend}</div>{timeline_svg(agg)}
-<h2>Minutes per activity per day</h2>{minutes_table}
-<h2>Model card</h2>{_kv_table(card_items)}
-<h3>Validation metrics</h3><p class="note">From the bundle: used for model selection, optimistic.</p>
-<pre>{_e(json.dumps(metrics, indent=2, default=str))}</pre>
-<h3>Preprocessing</h3><pre>{_e(json.dumps(pre, indent=2, default=str))}</pre>
-<h3>Training data and provenance</h3><pre>{_e(json.dumps(prov, indent=2, default=str))}</pre>
-</body></html>
-"""

@@ -156,7 +156,7 @@ class SmoothedWriter:
             self.writer.write(head, lab, raw[:k], probs[:k])
             self.summary.add(head.status, head.start, head.end, lab)
             if self.days is not None:
-                self.days.add(head.start, head.status, lab)
+                self.days.add(head.start, head.status, lab, probs[:k])
             if k == n:
                 self.queue.pop(0)
             else:
