@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     guard_training_out(args.out, cfg.dataset, encoder=saved_encoder(cfg), match=cfg.match or None,
                        cache_dir=cfg.cache_dir, files=OUTPUT_FILES)
     results = run_evaluation(cfg, args.out, progress=False if args.no_progress else None)
-    print("\n".join(render_console_summary(results.summary)))
+    print("\n".join(render_console_summary(results.summary, results.comparisons or ())))
     print(f"wrote {args.out}/results.json, report.md, shots_curve.png, confusion_matrix.png "
           f"({results.elapsed_s:.0f} s)")
     return 0

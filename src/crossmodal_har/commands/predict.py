@@ -24,7 +24,7 @@ CONFIG_KEYS = {"stride": "stride_s", **UNIT_KEYS, **CLINICAL_KEYS, **{k: k for k
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_device_flag, add_threads_flag
+    from crossmodal_har.commands._flags import add_device_flag, add_progress_flag, add_threads_flag
     from crossmodal_har.signals.devices import READERS, TABLE_FORMATS  # light: the registry of device readers
 
     formats = sorted(READERS) + list(TABLE_FORMATS)
@@ -35,8 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="recording format when the extension does not say (" + ", ".join(formats) + ")")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="predictions CSV to write")
     add_unit_arguments(p)
-    p.add_argument("--stride", type=float, default=None, metavar="S",
-                   help="seconds between window starts (default: the bundle's)")
+    p.add_argument("--stride", type=float, metavar="S", help="seconds between window starts (default: the bundle's)")
     p.add_argument("--smooth", default="0", metavar="N|majority[:N]|hmm",
                    help="N or majority:N: majority filter over N consecutive ok windows (majority = 5; "
                         "0 = off); hmm: Viterbi with the bundle's transition matrix (train-classifier)")
@@ -49,9 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="windows per model call")
     add_device_flag(p)
     add_threads_flag(p)
-    p.add_argument("--force", action="store_true",
-                   help="replace existing outputs (--out, its .summary.json, --timeline, --report's "
-                        "files); never an input")
+    p.add_argument("--force", action="store_true", help="replace existing outputs (--out, its .summary.json, "
+                   "--timeline, --report's files); never an input")
+    add_progress_flag(p)
     p.add_argument("--strict", action="store_true", help="refuse a device file with damaged parts (default: read "
                    "the rest, list what was left out in the summary and report, exit status 3)")
     add_clinical_arguments(p)
@@ -63,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from crossmodal_har.infer.predict import PredictConfig, run_predict
 
     flags = {**config_flags(args, CONFIG_KEYS), "nonwear.enabled": args.nonwear == "on"}
-    result = run_predict(build_config(PredictConfig, flags=flags, where="predict"))
+    result = run_predict(build_config(PredictConfig, flags=flags, where="predict"),
+                         progress=False if args.no_progress else None)
     print(result.text())
     result.check_complete()  # damaged parts left out: PartialRunError, exit status 3
     return 0

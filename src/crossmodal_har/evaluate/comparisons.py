@@ -13,7 +13,9 @@ differences d_i = method_i − reference_i (balanced accuracy by default):
   patterns s ∈ {−1, +1}^n with |mean(s·d)| ≥ |mean(d)| (the observed pattern included). Exact
   enumeration of all 2^n patterns for n ≤ 12 pairs (so the smallest p is 2/2^n: 0.25 with 3 pairs,
   0.0625 with 5); otherwise Monte Carlo with 20 000 random patterns from ``numpy.random.default_rng(0)``
-  and ``p = (1 + hits) / (1 + resamples)``. ``p_method`` says which.
+  and ``p = (1 + hits) / (1 + resamples)``. ``p_method`` says which; ``p_min`` is the smallest p the
+  number of pairs allows (2/2^n exact, 1/(1 + resamples) Monte Carlo): above 0.05 no difference can be
+  significant, whatever the data (:func:`seeds_for_p`: how many pairs would allow it).
 
 Pretraining seeds: runs of a method pretrained with several seeds carry ``pretrain_seed``. Inside a
 unit the method's value is the mean over its pretraining seeds; when the reference has pretraining
@@ -56,9 +58,10 @@ def paired_test(diffs: Sequence[float], *, confidence: float = 0.95, exact_max: 
     d = np.asarray([x for x in diffs if x is not None and not math.isnan(x)], dtype=np.float64)
     n = len(d)
     out: Dict[str, Any] = {"n_pairs": n, "mean_diff": None, "ci_low": None, "ci_high": None, "p_value": None,
-                           "p_method": None}
+                           "p_method": None, "p_min": None}
     if n == 0:
         return out
+    out["p_min"] = smallest_p(n, exact_max=exact_max, n_resamples=n_resamples)
     mean = float(d.mean())
     out["mean_diff"] = mean
     if n > 1:
@@ -80,6 +83,19 @@ def paired_test(diffs: Sequence[float], *, confidence: float = 0.95, exact_max: 
             done += b
         out["p_value"], out["p_method"] = (1 + hits) / (1 + n_resamples), "monte-carlo"
     return out
+
+
+def smallest_p(n_pairs: int, *, exact_max: int = EXACT_MAX_PAIRS, n_resamples: int = MC_RESAMPLES) -> float:
+    """The smallest p-value :func:`paired_test` can give with ``n_pairs`` pairs (all differences one sign)."""
+    return 2.0 / 2 ** n_pairs if n_pairs <= exact_max else 1.0 / (1 + n_resamples)
+
+
+def seeds_for_p(alpha: float = 0.05) -> int:
+    """The fewest pairs (seeds or folds) whose smallest possible p is at most ``alpha`` (6 for 0.05)."""
+    n = 1
+    while smallest_p(n) > alpha:
+        n += 1
+    return n
 
 
 def choose_reference(methods: Sequence[str], requested: Optional[str] = None) -> Optional[str]:
@@ -170,8 +186,11 @@ def _compare(method: str, runs: Sequence[Dict[str, Any]], reference: str, ref_ru
 
 
 def compute_comparisons(runs: Sequence[Dict[str, Any]], reference: Optional[str] = None,
-                        metric: str = "balanced_accuracy") -> Tuple[List[Dict[str, Any]], Optional[str]]:
-    """All paired comparisons of ``runs`` (several methods, or one with several protocols).
+                        metric: str = "balanced_accuracy", *,
+                        within_method: bool = True) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """All paired comparisons of ``runs`` (several methods, or one with several protocols; ``within_method``
+    False: not the latter — a random encoder's protocols against each other compare a method with itself).
+    A comparison of a method and protocol with that same method and protocol is never made.
 
     Returns (entries, reference name). Entries: ``method, reference, protocol, shots, n_pairs,
     mean_diff, ci_low, ci_high, p_value`` plus ``reference_protocol, metric, unit, p_method,
@@ -192,6 +211,8 @@ def compute_comparisons(runs: Sequence[Dict[str, Any]], reference: Optional[str]
     def order(k: tuple) -> tuple:
         return (methods.index(k[0]), k[1], shots_key(k[2]))
 
+    if len(methods) == 1 and not within_method:
+        return out, ref
     if len(methods) == 1:  # one evaluation: its protocols against its own supervised training
         for (m, p, k) in sorted(groups, key=order):
             if p != "supervised" and (m, "supervised", k) in groups:

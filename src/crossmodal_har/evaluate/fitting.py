@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from crossmodal_har.evaluate.metrics import classification_metrics
 from crossmodal_har.evaluate.protocol_config import FinetuneConfig, FitConfig
 from crossmodal_har.models.classifier import (KnnHead, StandardizedLinear, WindowClassifier, embed_windows,
                                               freeze, predict_windows)
+from crossmodal_har.progress import progress as progress_bar
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet
 
 
@@ -210,9 +210,9 @@ def fit_end_to_end(protocol: str, encoder: nn.Module, train: WindowSet, val: Win
     history: List[Dict[str, float]] = []
     val_metrics: Dict[str, Any] = {}
     step = 0
-    bar = tqdm(range(1, tcfg.epochs + 1), desc=desc or protocol, unit="epoch", leave=False,
-               disable=None if progress is None else not progress)
-    for epoch in bar:
+    # steps, not epochs: a log (output not a terminal) hears from a long epoch at least every 30 s
+    bar = progress_bar(total=total, desc=desc or protocol, unit="step", enabled=progress, leave=False)
+    for epoch in range(1, tcfg.epochs + 1):
         module.train()
         run_loss = 0.0
         for _ in range(steps_per_epoch):
@@ -234,6 +234,7 @@ def fit_end_to_end(protocol: str, encoder: nn.Module, train: WindowSet, val: Win
             opt.step()
             run_loss += float(loss.item())
             step += 1
+            bar.update(1)
         if len(val):
             scores = predict_windows(module, val.x, cfg.eval_batch_size, device)
             vloss = float(F.cross_entropy(torch.as_tensor(scores), y_va).item())
@@ -242,7 +243,8 @@ def fit_end_to_end(protocol: str, encoder: nn.Module, train: WindowSet, val: Win
             vloss, m = 0.0, {"balanced_accuracy": float(epoch)}
         history.append({"epoch": epoch, "train_loss": run_loss / steps_per_epoch, "val_loss": vloss,
                         "val_balanced_accuracy": m["balanced_accuracy"]})
-        bar.set_postfix(loss=f"{run_loss / steps_per_epoch:.3f}", val_bacc=f"{m['balanced_accuracy']:.3f}")
+        bar.set_postfix(epoch=f"{epoch}/{tcfg.epochs}", loss=f"{run_loss / steps_per_epoch:.3f}",
+                        val_bacc=f"{m['balanced_accuracy']:.3f}")
         key = _score_key(m, vloss)
         if best_key is None or key > best_key:
             best_key, best_epoch, bad = key, epoch, 0

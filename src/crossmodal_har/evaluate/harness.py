@@ -22,7 +22,6 @@ from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from crossmodal_har.config import build_config, load_config_file, to_dict
 from crossmodal_har.device import resolve_device
@@ -38,6 +37,7 @@ from crossmodal_har.evaluate.summaries import PAPER_LABEL, summarize_runs
 from crossmodal_har.io import read_json
 from crossmodal_har.models.encoder_file import encoder_preprocess, find_encoder_dir
 from crossmodal_har.models.classifier import embed_windows
+from crossmodal_har.progress import progress as progress_bar
 from crossmodal_har.signals.datasets import load_labelled
 from crossmodal_har.signals.types import PreprocessConfig, WindowSet
 from crossmodal_har.splits import (PAPER_TEST_PER_CLASS, SplitConfig, SubjectSplit, derive_seed, fold_splits,
@@ -217,10 +217,20 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     Raises:
         PartialRunError: after writing all outputs, when recordings were skipped (``skip_bad``).
     """
-    t_start = time.perf_counter()
     resolve_device(cfg.fit.device)  # fail before loading data if the device is missing
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _evaluate(cfg, out_dir, progress, windows)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed run leaves no empty --out behind
+        raise
+
+
+def _evaluate(cfg: EvaluateConfig, out_dir: Path, progress: Optional[bool], windows: Optional[WindowSet]) -> RunResult:
+    t_start = time.perf_counter()
     if cfg.encoder == "random" and cfg.match:
         source = _matched_random(cfg.match)
         label = cfg.name or "random"
@@ -261,6 +271,13 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     first = next(iter(splits.values()))[0]
     log.info("%s subject splits (%s); first: %d train, %d val, %d test subjects", len(splits), scheme,
              len(first.subjects["train"]), len(first.subjects["val"]), len(first.subjects["test"]))
+    n_test = min(len(sp.subjects["test"]) for sp, _ in splits.values())
+    if not cfg.folds and not paper and n_test < 3:
+        log.warning("a split tests on only %d of %d subjects: every number rests on so few people; --folds loso "
+                    "tests each subject once (one fold per subject)", n_test, len(set(ws.subject.tolist())))
+    if source.is_random and len(set(cfg.protocols)) > 1:
+        log.warning("no paired comparison: the protocols of one random encoder would be compared with each other "
+                    "(a method with itself); evaluate a pretrained --encoder too and merge with crossmodal-har report")
     split_info: Dict[str, Any] = {
         "scheme": scheme, "seed": cfg.split.seed, "val_fraction": cfg.split.val_fraction,
         "test_fraction": cfg.split.test_fraction, "folds": cfg.folds, "val": cfg.val,
@@ -292,7 +309,7 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
     write_outputs(results, out_dir, plots=False)
     # A pretrained encoder is the same in every frozen run: embed every window once.
     frozen_z, frozen_encoder = None, None
-    bar = tqdm(plan, desc="evaluate", unit="run", disable=None if progress is None else not progress)
+    bar = progress_bar(plan, desc="evaluate", unit="run", enabled=progress)
     for protocol, shots, (fold, seed) in bar:
         split, split_seed = splits[(fold, seed)]
         bar.set_postfix_str(f"{protocol} shots={shots} seed={seed}" + ("" if fold is None else f" fold={fold}"))
@@ -339,7 +356,7 @@ def run_evaluation(cfg: EvaluateConfig, out_dir: Union[str, os.PathLike], *, pro
                  seed, test["balanced_accuracy"], val.get("balanced_accuracy", float("nan")), len(idx))
         results.summary = summarize_runs(results.runs)
         # several protocols with supervised among them: each against supervised, paired by split and draw
-        results.comparisons, results.reference = compute_comparisons(results.runs)
+        results.comparisons, results.reference = compute_comparisons(results.runs, within_method=not source.is_random)
         write_outputs(results, out_dir, plots=False)  # partial results survive an interruption
     bar.close()
     results.complete = True

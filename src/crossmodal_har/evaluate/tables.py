@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from crossmodal_har.evaluate.comparisons import EXACT_MAX_PAIRS, MC_RESAMPLES
+from crossmodal_har.evaluate.comparisons import EXACT_MAX_PAIRS, MC_RESAMPLES, seeds_for_p
 from crossmodal_har.evaluate.fewshot import shots_key
 from crossmodal_har.evaluate.results import CLASS_RETRIEVAL_KEYS, RETRIEVAL_KEYS, ZeroshotResult
 from crossmodal_har.evaluate.summaries import method_order_key, zeroshot_groups, zeroshot_summary
@@ -59,16 +59,17 @@ def render_results_table(summary: Sequence[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def render_console_summary(summary: Sequence[Dict[str, Any]]) -> List[str]:
+def render_console_summary(summary: Sequence[Dict[str, Any]],
+                           comparisons: Sequence[Dict[str, Any]] = ()) -> List[str]:
     """Plain-text lines for the terminal: per method x protocol x shots, balanced accuracy (mean ±
-    std over seeds), macro-F1 and accuracy."""
+    std over seeds), macro-F1 and accuracy; then the paired tests (:func:`render_console_comparisons`)."""
     lines = [f"{'method':<14} {'protocol':<13} {'shots':>5} {'seeds':>5}  balanced acc.      macro-F1   accuracy"]
     for r in summary:
         name = r["method"] if r.get("optimistic") else r["method"][:14]  # the flag is never cut off
         lines.append(f"{name:<14} {r['protocol']:<13} {str(r['shots']):>5} {r['n_seeds']:>5}  "
                      f"{r['balanced_accuracy_mean']:.3f} ± {r['balanced_accuracy_std']:.3f}    "
                      f"{r['macro_f1_mean']:.3f}      {r['accuracy_mean']:.3f}")
-    return lines
+    return lines + render_console_comparisons(comparisons)
 
 
 def render_shots_table(summary: Sequence[Dict[str, Any]]) -> List[str]:
@@ -336,18 +337,43 @@ def render_comparisons(comparisons: Sequence[Dict[str, Any]], reference: Optiona
              "same test subjects. 95 % CI: Student t over pairs. p: two-sided paired sign-flip permutation test "
              f"(exact over all 2^n sign patterns for n ≤ {EXACT_MAX_PAIRS} pairs, so never below 2/2^n; Monte Carlo "
              f"with {MC_RESAMPLES} patterns beyond). No correction for multiple comparisons.", "", *pre,
-             "| Method | Reference | Protocol | Shots | Pairs | Mean difference | 95% CI | p |"
+             "| Method | Reference | Protocol | Shots | Pairs | Mean difference | 95% CI | p | smallest possible p |"
              + (" Pretraining seeds: mean difference of each |" if spread else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|" if spread else "")]
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if spread else "")]
     for c in comparisons:
         ref = c["reference"] if c.get("reference_protocol") in (None, c["protocol"]) else \
             f"{c['reference']} ({c['reference_protocol']})"
         ci = "–" if c["ci_low"] is None else f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
         lines.append(f"| {c['method']} | {ref} | {c['protocol']} | {c['shots']} | {c['n_pairs']} | "
-                     f"{f(c['mean_diff'])} | {ci} | {f(c['p_value'], '.3g')} |"
+                     f"{f(c['mean_diff'])} | {ci} | {f(c['p_value'], '.3g')} | {f(c.get('p_min'), '.3g')} |"
                      + (f" {pretrain_diffs_text(c)} |" if spread else ""))
-    lines.append("")
+    lines += ["", *seeds_advice(comparisons)]
     return lines
+
+
+def seeds_advice(comparisons: Sequence[Dict[str, Any]], alpha: float = 0.05) -> List[str]:
+    """A sentence when some test cannot reach p <= ``alpha`` with its pairs, whatever the data."""
+    low = [c for c in comparisons if (c.get("p_min") or 0.0) > alpha]
+    if not low:
+        return []
+    n = max(c["n_pairs"] for c in low)
+    unit = low[0].get("unit", "seed")
+    flag = "--folds" if unit == "fold" else "--seeds"
+    return [f"With {n} {unit}(s) per comparison the smallest possible p is {low[0]['p_min']:.3g} > {alpha}: no "
+            f"difference can be significant. Run {flag} {seeds_for_p(alpha)} or more (smallest p "
+            f"{2.0 / 2 ** seeds_for_p(alpha):.3g}).", ""]
+
+
+def render_console_comparisons(comparisons: Sequence[Dict[str, Any]]) -> List[str]:
+    """One line per paired test for the terminal, with the smallest p its pairs allow, then the seeds advice."""
+    lines = []
+    for c in comparisons:
+        ci = "" if c["ci_low"] is None else f" [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+        p = "–" if c["p_value"] is None else f"{c['p_value']:.3g}"
+        lines.append(f"{c['method']} {c['protocol']} vs {c['reference']} ({c.get('reference_protocol')}), shots "
+                     f"{c['shots']}: {c['mean_diff']:+.3f}{ci}, p = {p} (smallest possible "
+                     f"{c.get('p_min') or 0:.3g} with {c['n_pairs']} pairs)")
+    return lines + [ln for ln in seeds_advice(comparisons) if ln]
 
 
 def pretrain_diffs_text(c: Dict[str, Any]) -> str:

@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import numpy as np
-from tqdm import tqdm
 
 from crossmodal_har.config import from_dict
 from crossmodal_har.errors import ConfigError, DataError, PartialRunError, UserError
@@ -68,6 +67,7 @@ from crossmodal_har.io import atomic_write, atomic_write_json, guard_outputs
 from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, Bundle, bundle_nonwear,
                                           read_bundle, weights_digest)
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
+from crossmodal_har.progress import progress as progress_bar
 from crossmodal_har.signals.clock import parse_start, resolve_timebase, zone
 from crossmodal_har.signals.recording import declared_units
 from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
@@ -150,8 +150,7 @@ def predict_file(
 
     def body(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as fh, \
-                tqdm(unit=" rows", unit_scale=True, desc="predict", disable=None if progress is None
-                     else not progress, leave=False) as bar:
+                progress_bar(unit="rows", desc="predict", enabled=progress, leave=False) as bar:
             source = InferenceSource(input_path, units, preprocess.channels, chunk_rows=chunk_rows, fmt=fmt, tz=tz,
                                      calibration=calibration, advice=BUNDLE_ADVICE, damaged=damaged)
             device = source.device
@@ -196,6 +195,8 @@ def predict_file(
                     pipe.add(item)
                 emit(False)
                 bar.update(len(chunk.t))
+                if summary.first_time_s is not None:
+                    bar.set_postfix_str(f"{(summary.last_time_s - summary.first_time_s) / 3600:.1f} h of recording")
             for item in windower.finish():
                 pipe.add(item)
             if det is not None:
