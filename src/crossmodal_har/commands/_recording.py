@@ -15,6 +15,8 @@ CLINICAL_KEYS = {"start": "start", "tz": "tz", "calibrate": "calibration.mode", 
                  "nonwear_std": "nonwear.std_g", "nonwear_range": "nonwear.range_g",
                  "nonwear_approach": "nonwear.approach", "min_wear_hours": "min_wear_hours",
                  "exclude_first_last": "exclude_first_last"}
+# flag -> StudyConfig key (predict over many recordings)
+STUDY_KEYS = {k: k for k in ("workers", "shard", "participants")}
 
 
 def add_unit_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,3 +60,20 @@ def add_clinical_arguments(p: argparse.ArgumentParser) -> None:
                    help="the first and last calendar days are never valid (the days the device goes on and off)")
     g.add_argument("--report", default=None, metavar="DIR",
                    help="write DIR/daily_summary.csv, DIR/hourly_summary.csv and DIR/report.html")
+
+
+def add_study_arguments(p: argparse.ArgumentParser) -> None:
+    """``predict``'s ``--force`` and ``--strict``, and the flags of a study (``--input`` naming many
+    recordings), as one group."""
+    p.add_argument("--force", action="store_true",
+                   help="replace existing outputs (--out, its .summary.json, --timeline, --report's "
+                        "files); never an input")
+    p.add_argument("--strict", action="store_true", help="refuse a device file with damaged parts (default: read "
+                   "the rest, list what was left out in the summary and report, exit status 3)")
+    g = p.add_argument_group("a study: --input names many recordings, --out is a folder (docs/scale.md)")
+    g.add_argument("--workers", type=int, default=None, metavar="N", help="recordings run at once (processes)")
+    g.add_argument("--shard", default=None, metavar="i/K",
+                   help="only shard i (0-based) of K, e.g. $SLURM_ARRAY_TASK_ID/K; then run `collate OUT_DIR`")
+    g.add_argument("--participants", default=None, metavar="CSV",
+                   help="participant ids: columns file (name or stem), participant (default: participants.csv "
+                        "in the input folder, else the file name)")

@@ -5,14 +5,16 @@ and windows failing quality checks are rows marked with their status and no labe
 beside the output as <out>.summary.json. Outputs are never inputs: an output that is the recording or a bundle file
 (also through a symlink or hard link) is refused, and existing outputs are replaced only with --force. With --start
 (or epoch times in the file) rows get an ISO 8601 timestamp in --tz; windows while the device is not worn (van Hees et
-al. 2013) get status nonwear; --report DIR adds daily/hourly summaries and a self-contained report.html.
+al. 2013) get status nonwear; --report DIR adds daily/hourly summaries and a self-contained report.html. Many
+recordings (--input a folder, a glob or a list file; --out a folder) are a study: --workers, resumable, --shard i/K.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from crossmodal_har.commands._recording import CLINICAL_KEYS, UNIT_KEYS, add_clinical_arguments, add_unit_arguments
+from crossmodal_har.commands._recording import (CLINICAL_KEYS, STUDY_KEYS, UNIT_KEYS, add_clinical_arguments,
+                                                add_study_arguments, add_unit_arguments)
 
 NAME = "predict"
 HELP = "classify a (days-long) recording with a bundle"
@@ -29,11 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     formats = sorted(READERS) + list(TABLE_FORMATS)
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="classifier bundle directory")
-    p.add_argument("--input", required=True, metavar="FILE", help="recording: .csv, .parquet or a device file (" +
-                   ", ".join(f"{n} {'/'.join(r.suffixes)}" for n, r in READERS.items()) + ")")
+    p.add_argument("--input", required=True, metavar="FILE|DIR|GLOB|LIST", help="recording: .csv, .parquet or a device "
+                   "file (" + ", ".join(f"{n} {'/'.join(r.suffixes)}" for n, r in READERS.items()) + "); or a study: "
+                   "a folder, a quoted glob or a list file (.txt) of them")
     p.add_argument("--format", default=None, choices=formats, metavar="NAME",
                    help="recording format when the extension does not say (" + ", ".join(formats) + ")")
-    p.add_argument("--out", required=True, metavar="FILE.csv", help="predictions CSV to write")
+    p.add_argument("--out", required=True, metavar="FILE.csv|DIR", help="predictions CSV to write (a study: a folder)")
     add_unit_arguments(p)
     p.add_argument("--stride", type=float, metavar="S", help="seconds between window starts (default: the bundle's)")
     p.add_argument("--smooth", default="0", metavar="N|majority[:N]|hmm",
@@ -48,22 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="windows per model call")
     add_device_flag(p)
     add_threads_flag(p)
-    p.add_argument("--force", action="store_true", help="replace existing outputs (--out, its .summary.json, "
-                   "--timeline, --report's files); never an input")
     add_progress_flag(p)
-    p.add_argument("--strict", action="store_true", help="refuse a device file with damaged parts (default: read "
-                   "the rest, list what was left out in the summary and report, exit status 3)")
     add_clinical_arguments(p)
+    add_study_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from crossmodal_har.commands._flags import config_flags
-    from crossmodal_har.config import build_config
-    from crossmodal_har.infer.predict import PredictConfig, run_predict
+    from crossmodal_har.infer.study import predict_any
 
     flags = {**config_flags(args, CONFIG_KEYS), "nonwear.enabled": args.nonwear == "on"}
-    result = run_predict(build_config(PredictConfig, flags=flags, where="predict"),
+    result = predict_any(flags, config_flags(args, STUDY_KEYS),  # one recording, or a study
                          progress=False if args.no_progress else None)
     print(result.text())
-    result.check_complete()  # damaged parts left out: PartialRunError, exit status 3
+    result.check_complete()  # damaged parts left out, a recording of a study failed: exit status 3
     return 0

@@ -21,11 +21,16 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+def formula_safe(value: object) -> str:
+    """``value`` as text a spreadsheet shows as text (a leading apostrophe before a formula); for
+    writers that quote cells themselves (pandas)."""
+    s = shown(value)
+    return "'" + s if s.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(s) else s
+
+
 def csv_cell(value: object) -> str:
     """``value`` as one CSV cell: formula-safe (see the module docstring), quoted when needed."""
-    s = shown(value)
-    if s.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(s):
-        s = "'" + s
+    s = formula_safe(value)
     if any(ch in s for ch in ',"\n\r'):
         s = '"' + s.replace('"', '""') + '"'
     return s
