@@ -10,6 +10,7 @@ import argparse
 
 # flag -> config key of the input units (a UnitSettings section named units)
 UNIT_KEYS = {k: f"units.{k}" for k in ("acc_unit", "gyro_unit", "time_unit", "meta")}
+UNIT_KEYS["sensor"] = "sensor"  # and which sensor of a file that holds several (a top-level key)
 # flag -> PredictConfig key of predict's group below (and --nonwear on|off -> nonwear.enabled)
 CLINICAL_KEYS = {"start": "start", "tz": "tz", "calibrate": "calibration.mode", "report": "report",
                  "nonwear_std": "nonwear.std_g", "nonwear_range": "nonwear.range_g",
@@ -20,13 +21,16 @@ STUDY_KEYS = {k: k for k in ("workers", "shard", "participants")}
 
 
 def add_unit_arguments(p: argparse.ArgumentParser) -> None:
-    """The four unit flags, as one argument group."""
+    """The four unit flags and ``--sensor``, as one argument group."""
     g = p.add_argument_group("input units (default: g, rad/s, s)")
     g.add_argument("--acc-unit", choices=("g", "m/s^2"), default=None)
     g.add_argument("--gyro-unit", choices=("rad/s", "deg/s"), default=None)
     g.add_argument("--time-unit", choices=("s", "ms"), default=None)
     g.add_argument("--meta", default=None, metavar="dataset.json",
                    help="read the three units from a dataset.json instead")
+    g.add_argument("--sensor", default=None, metavar="LABEL",
+                   help="which sensor of a file that holds several (APDM .h5 with several Opals: a label such as "
+                        "Lumbar or Right Wrist, or an id; default: the one sensor, or the lumbar one)")
 
 
 def add_clinical_arguments(p: argparse.ArgumentParser) -> None:

@@ -120,7 +120,8 @@ class _ParquetRows:
 def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preprocess: PreprocessConfig,
                units: Units, embed_dim: int, *, chunk_rows: int = 500_000, batch_size: int = 256,
                ops: Optional[SignalOps] = None, fmt: Optional[str] = None, tz: str = "UTC",
-               calibration: Optional[CalibrationConfig] = None, device: str = "cpu") -> Dict[str, Any]:
+               calibration: Optional[CalibrationConfig] = None, device: str = "cpu",
+               sensor: Optional[str] = None) -> Dict[str, Any]:
     """Write embeddings of every ok window of ``input_path`` to ``out_path`` (.parquet or .npy).
 
     ``input_path`` is a table or a device file (``fmt``/``tz``: see
@@ -129,7 +130,7 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
     0.0 before windowing (the model never reads them). A 6-channel encoder refuses it (UserError).
     ``calibration``: autocalibration as in ``predict`` (default ``auto``; see
     :mod:`crossmodal_har.infer.source`), so that the windows are ``predict``'s. ``device``: where the
-    encoder runs (``cpu``, ``cuda``, ``auto``).
+    encoder runs (``cpu``, ``cuda``, ``auto``). ``sensor``: which sensor of a file that holds several (APDM).
 
     Returns:
         ``{"windows": N embedded, "skipped": {reason: count}, "embed_dim": D, "channels": the
@@ -171,7 +172,7 @@ def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preproce
 
     try:
         source = InferenceSource(input_path, units, preprocess.channels, chunk_rows=chunk_rows, fmt=fmt, tz=tz,
-                                 calibration=calibration, advice=MODEL_ADVICE)
+                                 calibration=calibration, advice=MODEL_ADVICE, sensor=sensor)
         source.calibrate()
         windower = source.windower(preprocess, ops)
         for chunk in source:  # the model's channels, calibrated: predict's samples
@@ -216,6 +217,7 @@ class EmbedConfig:
         batch_size: windows per model call.
         device: where the encoder runs (``cpu``, ``cuda``, ``auto``).
         force: replace an existing ``out`` (never an input).
+        sensor: which sensor of a file that holds several (APDM ``.h5``: a label such as ``Lumbar``, or an id).
     """
 
     model: Optional[str] = None
@@ -231,6 +233,7 @@ class EmbedConfig:
     batch_size: int = 256
     device: str = "cpu"
     force: bool = False
+    sensor: Optional[str] = None
 
     def validate(self) -> None:
         if bool(self.model) == bool(self.encoder) or not (self.input and self.out):
@@ -288,6 +291,6 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     dim = int(getattr(encoder, "embed_dim"))
     res = embed_file(config.input, config.out, NormalizedEncoder(encoder, pre.normalization).eval(), pre, units, dim,
                      chunk_rows=config.chunk_rows, batch_size=config.batch_size, fmt=config.format, tz=config.tz,
-                     calibration=config.calibration, device=config.device)
+                     calibration=config.calibration, device=config.device, sensor=config.sensor)
     return EmbedResult(config.out, res["windows"], dim, res["skipped"], res)
 

@@ -108,6 +108,7 @@ def predict_file(
     fmt: Optional[str] = None,
     calibration: Optional[CalibrationConfig] = None,
     damaged: str = "skip",
+    sensor: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Classify every window of a recording; write ``out_csv`` and return the summary dict.
 
@@ -131,6 +132,7 @@ def predict_file(
             the error. ``mode="off"``: the recording is used as read.
         damaged: a device file's damaged parts (a corrupt sector, a cut last page): ``skip`` them
             (read the rest; listed in the summary's ``skipped_parts``) or ``refuse`` the file.
+        sensor: which sensor of a device file that holds several (APDM ``.h5``: a label or id).
 
     Accelerometer-only recordings (``chunk.channels == "acc"``): refused (:class:`UserError`) unless
     the bundle reads ``acc``; for such a bundle the gyroscope columns are set to 0.0 (the model never
@@ -152,7 +154,7 @@ def predict_file(
         with open(tmp, "w", encoding="utf-8", newline="") as fh, \
                 progress_bar(unit="rows", desc="predict", enabled=progress, leave=False) as bar:
             source = InferenceSource(input_path, units, preprocess.channels, chunk_rows=chunk_rows, fmt=fmt, tz=tz,
-                                     calibration=calibration, advice=BUNDLE_ADVICE, damaged=damaged)
+                                     calibration=calibration, advice=BUNDLE_ADVICE, damaged=damaged, sensor=sensor)
             device = source.device
             state["device"], state["channels"] = device, source.channels
             first_t = source.first_time
@@ -297,6 +299,7 @@ class PredictConfig:
         calibration: autocalibration (van Hees et al. 2014).
         nonwear: non-wear detection (van Hees et al. 2013) over the bundle's settings.
         report: directory of ``daily_summary.csv``, ``hourly_summary.csv`` and ``report.html``.
+        sensor: which sensor of a file that holds several (APDM ``.h5``: a label such as ``Lumbar``, or an id).
         strict: refuse a device file with damaged parts (a corrupt sector, a cut last page) instead of
             reading the rest and listing what was left out (then the run is partial: exit status 3).
         min_wear_hours, exclude_first_last: which calendar days are valid
@@ -324,6 +327,7 @@ class PredictConfig:
     nonwear: NonwearOverrides = field(default_factory=NonwearOverrides)
     report: Optional[str] = None
     strict: bool = False
+    sensor: Optional[str] = None
     min_wear_hours: float = 16.0
     exclude_first_last: bool = False
 
@@ -442,7 +446,8 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
                            chunk_rows=config.chunk_rows, batch_size=config.batch_size, progress=progress,
                            nonwear=nonwear, start_s=start_s, tz=config.tz, days=days, fmt=config.format,
-                           calibration=config.calibration, damaged="refuse" if config.strict else "skip")
+                           calibration=config.calibration, damaged="refuse" if config.strict else "skip",
+                           sensor=config.sensor)
     summary["nonwear"]["settings_from"] = nonwear_from
     summary.update({"input": str(config.input), "output": str(out), "model": str(config.model),
                     "runtime": config.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,

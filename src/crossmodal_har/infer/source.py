@@ -69,6 +69,7 @@ class InferenceSource:
         calibration: autocalibration settings (default: ``auto``).
         advice: the end of the refusal of an accelerometer-only recording (:data:`BUNDLE_ADVICE`,
             :data:`MODEL_ADVICE`).
+        sensor: which sensor of a device file that holds several (APDM ``.h5``: a label or id).
         damaged: a device file's damaged parts: ``skip`` them (listed in ``device.skipped``) or
             ``refuse`` the file (:mod:`crossmodal_har.signals.devices.base`).
 
@@ -79,9 +80,9 @@ class InferenceSource:
 
     def __init__(self, path: PathLike, units: Units, model_channels: str, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  fmt: Optional[str] = None, tz: str = "UTC", calibration: Optional[CalibrationConfig] = None,
-                 advice: str = BUNDLE_ADVICE, damaged: str = "skip"):
+                 advice: str = BUNDLE_ADVICE, damaged: str = "skip", sensor: Optional[str] = None):
         self.path = Path(path)
-        self.damaged = damaged
+        self.damaged, self.sensor = damaged, sensor
         self.units, self.model_channels, self.chunk_rows, self.fmt, self.tz = units, model_channels, chunk_rows, fmt, tz
         self.calibration = calibration if calibration is not None else CalibrationConfig()
         self.calibration.validate()
@@ -154,7 +155,8 @@ class InferenceSource:
 
     def _read(self) -> Iterator[RawChunk]:
         """One pass over the recording as read (lenient; damaged parts as ``damaged`` says)."""
-        return iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz, damaged=self.damaged)
+        return iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz, damaged=self.damaged,
+                           sensor=self.sensor)
 
     def windower(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None) -> StreamingWindower:
         """The windower for this recording (call after :meth:`calibrate`). With

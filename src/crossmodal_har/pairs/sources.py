@@ -61,6 +61,7 @@ SESSION_KEYS: Dict[str, Any] = {
     "time_unit": "s",
     "subject": None,
     "tz": "UTC",  # time zone of a device IMU file's clock when the file has none (Axivity)
+    "sensor": None,  # which sensor of an IMU file that holds several (APDM .h5: a label or id)
 }
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
@@ -140,6 +141,9 @@ def read_session_json(path: Path) -> Dict[str, Any]:
             if value is not None and not isinstance(value, (str, int)):
                 raise DataError(path, f"subject must be a string, got {quote(value)}")
             value = None if value is None else str(value)
+        elif key == "sensor":
+            if value is not None and not isinstance(value, str):
+                raise DataError(path, f"sensor must be a sensor's label or id (a string), got {quote(value)}")
         elif key == "tz":
             if not isinstance(value, str):
                 raise DataError(path, f"tz must be a time zone name such as UTC or Europe/London, got {quote(value)}")
@@ -157,11 +161,12 @@ def _raise(exc: Exception) -> ImuRecording:
 
 
 def _load_paired_imu(imu_path: Path, units: Dict[str, str], offset_s: float, name: str,
-                     subject: str, tz: str = "UTC") -> ImuRecording:
+                     subject: str, tz: str = "UTC", sensor: Optional[str] = None) -> ImuRecording:
     if not imu_path.is_file():
         raise DataError(imu_path, "missing IMU file (expected imu.csv, imu.parquet or a device file "
                                   f"{', '.join('imu' + s for s in device_suffixes())})")
-    rec = read_recording(imu_path, units_for(imu_path, Units(**units)), subject=subject, name=name, tz=tz)
+    rec = read_recording(imu_path, units_for(imu_path, Units(**units)), subject=subject, name=name, tz=tz,
+                         sensor=sensor)
     if offset_s:
         t = rec.t + offset_s
         # float64 keeps ~16 digits: an offset far larger than the recording's times rounds distinct
@@ -188,8 +193,10 @@ def _paired_session(d: Path, labels: List[Label], label_subject: Optional[str]) 
     subject = sj["subject"] or label_subject or name
     units = {k: sj[k] for k in ("acc_unit", "gyro_unit", "time_unit")}
     meta = {"layout": "paired", "dir": str(d), "imu_offset_s": sj["imu_offset_s"], "units": units}
+    if sj["sensor"] is not None:  # a part of the session's fingerprint (ingest redoes it when it changes)
+        meta["sensor"] = sj["sensor"]
     if sj["extra"]:
         meta["session_json"] = sj["extra"]
-    load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject, sj["tz"])
+    load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject, sj["tz"], sj["sensor"])
     return SessionSpec(name=name, subject=subject, video_path=video, load_imu=load, labels=labels, meta=meta,
                        inputs=inputs)

@@ -154,7 +154,8 @@ def load_generic(root: PathLike, cfg: PreprocessConfig, *, skip_bad: bool = Fals
                                disable=None if progress else True):
         subject = labels.subjects.get(rec_name, rec_name)
         try:
-            rec = read_recording(path, units_for(path, meta.units), subject=subject, name=rec_name, tz=meta.tz)
+            rec = read_recording(path, units_for(path, meta.units), subject=subject, name=rec_name, tz=meta.tz,
+                                 sensor=meta.sensor)
         except DataError as exc:
             if not skip_bad:
                 raise

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 LABEL_COLUMNS = ("recording", "start", "end", "label")
 OPTIONAL_LABEL_COLUMNS = ("subject",)
-META_OPTIONAL_KEYS = ("name", "classes", "description", "source", "tz")
+META_OPTIONAL_KEYS = ("name", "classes", "description", "source", "tz", "sensor")
 # Written by converters (e.g. UESTC with skip_bad): source files left out, merged into the report.
 SKIPPED_FILE = "skipped.json"
 
@@ -55,6 +55,7 @@ class DatasetMeta:
     description: str = ""
     source: str = ""
     tz: str = "UTC"  # IANA zone of device-file clocks that carry none (Axivity; GENEActiv/ActiGraph without one)
+    sensor: Optional[str] = None  # which sensor of device files that hold several (APDM .h5: a label or id)
 
 
 @dataclass
@@ -98,13 +99,14 @@ def read_meta(root: PathLike) -> DatasetMeta:
         broken = [c for c in classes if any(ch in c for ch in LINE_BREAKS)]
         if broken:
             raise DataError(path, f"classes: {quote(broken[0])} holds a line break (a class name is one line)")
-    for key in ("name", "description", "source", "tz"):
+    for key in ("name", "description", "source", "tz", "sensor"):
         if key in data and not isinstance(data[key], str):
             raise DataError(path, f"{key} must be a string")
     tz = str(data.get("tz", "UTC"))
     zone(tz, path)
     return DatasetMeta(units=units, name=str(data.get("name", "")), classes=classes,
-                       description=str(data.get("description", "")), source=str(data.get("source", "")), tz=tz)
+                       description=str(data.get("description", "")), source=str(data.get("source", "")), tz=tz,
+                       sensor=data.get("sensor"))
 
 
 def read_skipped(root: PathLike) -> List[Dict[str, str]]:

@@ -85,7 +85,8 @@ class RawChunk:
 
 
 def read_recording(path: PathLike, units: Units, *, subject: Optional[str] = None, name: Optional[str] = None,
-                   fmt: Optional[str] = None, tz: str = "UTC", chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ImuRecording:
+                   fmt: Optional[str] = None, tz: str = "UTC", chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                   sensor: Optional[str] = None) -> ImuRecording:
     """Read a whole recording, strictly, as the concatenation of its chunks (:func:`iter_chunks`).
 
     Args:
@@ -98,6 +99,7 @@ def read_recording(path: PathLike, units: Units, *, subject: Optional[str] = Non
         fmt: ``csv``, ``parquet`` or a device format name; None = by suffix.
         tz: time zone in which a device clock without zone is read (device files only).
         chunk_rows: rows read at once (the result does not depend on it).
+        sensor: which sensor of a device file that holds several (APDM); see :func:`iter_chunks`.
 
     Returns:
         ImuRecording with ``t`` in seconds (Unix epoch seconds for device files with a start time)
@@ -112,7 +114,7 @@ def read_recording(path: PathLike, units: Units, *, subject: Optional[str] = Non
     name = name or path.stem
     ts, xs = [], []
     channels = "acc+gyro"
-    for chunk in iter_chunks(path, units, chunk_rows, fmt=fmt, tz=tz, policy=STRICT):
+    for chunk in iter_chunks(path, units, chunk_rows, fmt=fmt, tz=tz, policy=STRICT, sensor=sensor):
         ts.append(chunk.t)
         xs.append(chunk.data)
         channels = chunk.channels
@@ -127,7 +129,8 @@ def read_recording(path: PathLike, units: Units, *, subject: Optional[str] = Non
 
 
 def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, fmt: Optional[str] = None,
-                tz: str = "UTC", policy: str = LENIENT, damaged: Optional[str] = None) -> Iterator[RawChunk]:
+                tz: str = "UTC", policy: str = LENIENT, damaged: Optional[str] = None,
+                sensor: Optional[str] = None) -> Iterator[RawChunk]:
     """Yield the recording at ``path`` as :class:`RawChunk` s of at most ``chunk_rows`` rows.
 
     Args:
@@ -139,6 +142,9 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
         damaged: a device file's damaged parts: ``refuse`` or ``skip`` (listed in
             ``chunk.device.skipped`` with their times); None = ``refuse`` under ``strict``, ``skip``
             under ``lenient``.
+        sensor: which sensor of a device file that holds several (APDM ``.h5``: a label or id;
+            :func:`crossmodal_har.signals.devices.open_device`); None = the reader's default. A table,
+            which holds one, refuses it (UserError).
 
     Problems raise :class:`DataError` with the global line (CSV) or row (Parquet) or sample (device).
     """
@@ -150,11 +156,13 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
     dev = devices.device_format(path, fmt)
     if not (path.exists() if dev is not None else path.is_file()):
         raise DataError(path, "file not found")
+    if sensor is not None and dev is None:
+        raise UserError(f"{path}: sensor {sensor!r} chosen, but a table holds one sensor")
     if dev is not None:
         check_device_units(path, dev, units)
         if damaged is None:
             damaged = "refuse" if policy == STRICT else "skip"
-        yield from _iter_device(path, dev, tz, chunk_rows, damaged)
+        yield from _iter_device(path, dev, tz, chunk_rows, damaged, sensor)
         return
     check = _TimeCheck(path)
     checked_units = False
@@ -189,8 +197,9 @@ def _table_blocks(path: Path, fmt: Optional[str], chunk_rows: int, strict: bool)
         raise DataError(path, f"cannot read file: {exc.strerror or exc}") from None
 
 
-def _iter_device(path: Path, fmt: str, tz: str, chunk_rows: int, damaged: str) -> Iterator[RawChunk]:
-    reader = devices.open_device(path, fmt, tz=tz, damaged=damaged)
+def _iter_device(path: Path, fmt: str, tz: str, chunk_rows: int, damaged: str,
+                 sensor: Optional[str] = None) -> Iterator[RawChunk]:
+    reader = devices.open_device(path, fmt, tz=tz, damaged=damaged, sensor=sensor)
     info = reader.info
     check = _TimeCheck(path, unit="sample")
     first_row = 0

@@ -54,12 +54,14 @@ def device_format(path: Union[str, Path], fmt: Optional[str] = None) -> Optional
 
 
 def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UTC",
-                damaged: str = "refuse") -> DeviceReader:
+                damaged: str = "refuse", sensor: Optional[str] = None) -> DeviceReader:
     """Open a device file with the reader for ``fmt`` (a registry name) or for its suffix.
 
     The reader checks the header at once (``reader.info``); samples come from ``reader.iter_chunks``.
     ``damaged``: ``refuse`` a file with a damaged part, or ``skip`` the part and list it in
-    ``reader.info.skipped`` (:mod:`.base`).
+    ``reader.info.skipped`` (:mod:`.base`). ``sensor``: which sensor of a file that holds several
+    (APDM ``.h5``: a label such as ``Lumbar`` or an id; an unknown one is refused with the file's
+    labels); a UserError for a format with one sensor.
 
     Raises:
         DataError: unknown suffix (the message lists the supported formats), or a bad file.
@@ -73,7 +75,12 @@ def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UT
                               f"device formats: {sufs} (or pass --format NAME)")
     if not path.exists():  # a folder is a valid input for some formats (Empatica exports)
         raise DataError(path, "file not found")
-    return READERS[name](path, tz=tz, damaged=damaged)
+    if sensor is None:
+        return READERS[name](path, tz=tz, damaged=damaged)
+    if not READERS[name].multi_sensor:
+        raise UserError(f"{path}: sensor {sensor!r} chosen, but a {name} file holds one sensor (several: "
+                        f"{', '.join(n for n, r in READERS.items() if r.multi_sensor)})")
+    return READERS[name](path, tz=tz, damaged=damaged, sensor=sensor)
 
 
 __all__ = ["READERS", "DAMAGE_POLICIES", "DEFAULT_CHUNK_SAMPLES", "DeviceInfo", "DeviceReader", "Skipped",

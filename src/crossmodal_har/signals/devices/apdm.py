@@ -105,6 +105,7 @@ class ApdmReader(DeviceReader):
 
     format = "apdm"
     suffixes = (".h5",)
+    multi_sensor = True
 
     def __init__(self, path: Path, *, tz: str = "UTC", sensor: Optional[str] = None, damaged: str = "refuse"):
         super().__init__(path, tz=tz, damaged=damaged)
@@ -223,7 +224,8 @@ class ApdmReader(DeviceReader):
             log.info("%s: %d sensors; reading %s (%s)", self.path, len(streams), preferred[0].label,
                      preferred[0].sensor_id)
             return preferred[0]
-        raise DataError(self.path, f"the file holds {len(streams)} sensors ({names}); choose one by label")
+        raise DataError(self.path, f"the file holds {len(streams)} sensors ({names}); choose one by label "
+                                   "(--sensor LABEL, or sensor in dataset.json / session.json)")
 
     def _unit(self, ds: Any, table: Dict[str, float], default: str, name: str) -> float:
         raw = ds.attrs.get("Units", ds.attrs.get("units"))

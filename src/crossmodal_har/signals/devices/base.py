@@ -122,6 +122,8 @@ class DeviceReader:
     #: registry name and file-name suffixes (lower case, with the dot) that select this reader
     format: str = ""
     suffixes: Tuple[str, ...] = ()
+    #: whether a file may hold several sensors, chosen by ``sensor=`` (a label or id)
+    multi_sensor: bool = False
 
     def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
         if damaged not in DAMAGE_POLICIES:
