@@ -103,8 +103,8 @@ def test_headline_first_and_its_numbers_are_summary_json(run):
     when = [f"{dt.datetime.fromisoformat(s[k]):%a %Y-%m-%d %H:%M}" for k in ("start_time", "end_time")]
     assert when == ["Fri 2026-03-06 18:00", "Sat 2026-03-07 23:59"]
     assert head["Period"].startswith(f"{when[0]} → {when[1]} (Europe/Berlin; {hhmm(s['duration_s'] / 60)} h:mm)")
-    n, ok = s["windows"], s["windows_ok"]
-    assert head["Data quality"].startswith(f"{100 * ok / n:.1f} % of {n:,} windows classified")
+    n, ok = s["windows"] - s["windows_skipped"].get("nonwear", 0), s["windows_ok"]  # worn windows
+    assert head["Data quality"].startswith(f"{100 * ok / n:.1f} % of {n:,} worn windows classified")
     assert f"{hhmm(s['nonwear']['seconds'] / 60)} not worn" in head["Wear"]
     assert s["nonwear"]["seconds"] == pytest.approx(3 * 3600, abs=1800)  # the 3 h on the table
     worn = sum(s["seconds_per_activity"].values()) / 60  # every worn window was classified here

@@ -115,7 +115,8 @@ def write_outputs(result: RunResult, out_dir: PathLike, *, plots: bool = True) -
 
 def _write_plots(result: RunResult, class_names: Sequence[str], out_dir: Path) -> List[str]:
     images = []
-    plot_shots_curve(result.summary, out_dir / "shots_curve.png")
+    name = (result.dataset or {}).get("name") or (result.dataset or {}).get("spec") or ""
+    plot_shots_curve(result.summary, out_dir / "shots_curve.png", title=f"Few-shot evaluation on {name}" if name else "")
     images.append("shots_curve.png")
     if class_names and any("confusion_matrix" in r for r in result.summary):
         plot_confusion(result.summary, class_names, out_dir / "confusion_matrix.png")
@@ -277,7 +278,8 @@ def _combined_plots(merged: RunResult, zeroshot: Sequence[ZeroshotResult], title
             rows = [r for r in summary if r["protocol"] == proto]
             if len({r["shots"] for r in rows}) > 1 or len(protocols) == 1:
                 name = f"shots_curve_{proto}.png"
-                plot_shots_curve(rows, out / name)
+                ds = (merged.dataset or {}).get("name") or ""
+                plot_shots_curve(rows, out / name, title=f"{proto} on {ds}" if ds else proto)
                 images.append(name)
         if class_names:
             plot_confusion(summary, class_names, out / "confusion_matrices.png")

@@ -458,7 +458,7 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     if config.report:
         write_report(Path(config.report), days, summary, bundle.meta, rules)
     if config.timeline:
-        plot_timeline(out, config.timeline, bundle.class_names)
+        plot_timeline(out, config.timeline, bundle.class_names, recording=config.input, timebase=days.timebase)
     log.debug("summary: %s", json.dumps(summary))
     if summary["windows_ok"] == 0:  # written for a look, but never a result
         raise DataError(config.input, no_window_cause(summary, units.time_unit) + f" (outputs kept: {summary_path})")

@@ -24,7 +24,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
+from crossmodal_har.signals.status import NONWEAR_STATUSES, STATUS_IDLE_SLEEP
 from crossmodal_har.signals.text import shown
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -198,10 +198,13 @@ def _headline(summary: Mapping[str, Any], daily: List[Dict[str, Any]], agg: Any)
         cal_warn = False
     else:
         cal_text, cal_warn = f"not applied: {cal.get('reason') or 'no reason given'}", True
-    n, ok = int(summary.get("windows") or 0), int(summary.get("windows_ok") or 0)
-    skipped = {k: v for k, v in (summary.get("windows_skipped") or {}).items() if v}
+    skipped_all = summary.get("windows_skipped") or {}
+    # non-wear is not a quality problem: the share of the worn windows that were classified
+    n = int(summary.get("windows") or 0) - sum(int(skipped_all.get(k) or 0) for k in NONWEAR_STATUSES)
+    ok = int(summary.get("windows_ok") or 0)
+    skipped = {k: v for k, v in skipped_all.items() if v and k not in NONWEAR_STATUSES}
     parts = summary.get("skipped_parts") or []
-    quality = f"{pct(ok / n if n else None, 1)} of {n:,} windows classified"
+    quality = f"{pct(ok / n if n else None, 1)} of {n:,} worn windows classified"
     if skipped:
         quality += " (" + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(skipped.items())) + ")"
     if parts:
