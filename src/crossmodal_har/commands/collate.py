@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "collate"
-HELP = "collate a predict study's recordings into one cohort table (CSV and Parquet)"
+HELP = "one cohort table (CSV, Parquet) of a predict study"
 DESCRIPTION = __doc__
 
 
