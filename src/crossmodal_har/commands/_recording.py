@@ -74,10 +74,10 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
                         "files); never an input")
     p.add_argument("--strict", action="store_true", help="refuse a device file with damaged parts (default: read "
                    "the rest, list what was left out in the summary and report, exit status 3)")
-    g = p.add_argument_group("a study: --input names many recordings, --out is a folder (docs/scale.md)")
+    g = p.add_argument_group("a study: --input names many recordings, --out is a folder")
     g.add_argument("--workers", type=int, default=None, metavar="N", help="recordings run at once (processes)")
     g.add_argument("--shard", default=None, metavar="i/K",
-                   help="only shard i (0-based) of K, e.g. $SLURM_ARRAY_TASK_ID/K; then run `collate OUT_DIR`")
+                   help="only shard i (0-based) of K, e.g. $SLURM_ARRAY_TASK_ID/K; then run crossmodal-har collate OUT_DIR")
     g.add_argument("--participants", default=None, metavar="CSV",
                    help="participant ids: columns file (name or stem), participant (default: participants.csv "
                         "in the input folder, else the file name)")

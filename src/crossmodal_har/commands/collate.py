@@ -1,7 +1,7 @@
 """crossmodal-har collate OUT_DIR: the cohort table of a predict study (one row per recording: participant, device,
 days, valid days, wear hours, calibration before/after, minutes per activity per valid day, exit status and error),
 written as OUT_DIR/cohort.csv and OUT_DIR/cohort.parquet. A study run without --shard writes it at its end; after a
-SLURM job array (predict --shard i/K), run it once all shards are done (docs/scale.md)."""
+SLURM job array (predict --shard i/K), run it once all shards are done."""
 
 from __future__ import annotations
 
