@@ -123,6 +123,8 @@ def test_list_file_glob_and_refusals(env, tmp_path):
         study(env, busy)
     with pytest.raises(UserError, match="--workers: only for a study"):
         study(env, tmp_path / "one.csv", {"workers": 2}, input=str(env["recs"] / "p0.csv"))
+    with pytest.raises(UserError, match="--report/--timeline: a study writes"):
+        study(env, tmp_path / "z", report=str(tmp_path / "rep"))
     with pytest.raises(UserError, match="--shard 3/3"):
         study(env, tmp_path / "y", {"shard": "3/3"})
 

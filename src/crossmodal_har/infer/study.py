@@ -282,6 +282,9 @@ def run_study(config: PredictConfig, study: StudyConfig) -> StudyResult:
     """Predict every recording ``config.input`` names into ``config.out/<stem>/`` (see the module
     docstring); then, without a shard, collate the cohort table."""
     study.validate()
+    if config.report or config.timeline:
+        raise UserError("--report/--timeline: a study writes each recording's report into OUT_DIR/<stem>/ "
+                        "(no timeline); leave them out")
     recs = plan(config, study)
     shard = parse_shard(study.shard)
     if shard is not None:
