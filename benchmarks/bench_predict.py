@@ -4,6 +4,8 @@
     python benchmarks/bench_predict.py --days 1,2 --formats parquet,cwa --threads 1
     python benchmarks/bench_predict.py --quick                # 0.05 and 0.1 days (smoke run)
     python benchmarks/bench_predict.py --hours 6,24 --model patchtst-small   # issue 5's 50 Hz CSV case
+    python benchmarks/bench_predict.py --side-by-side --days 7 --hours 24    # issue 20: reader, skdh,
+                                                     # predict, the model alone: wall, CPU, ratios
 
 **Week scale (issue 14).** For each length and format it writes a simulated 100 Hz 6-channel wrist
 recording with absolute (epoch) time — Parquet, CSV, or an Axivity AX6 ``.cwa`` file made with the
@@ -389,6 +391,108 @@ def week_main(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------- side by side (issue 20)
+
+SKDH_READ = """
+import sys, json
+from skdh.io import ReadCwa
+r = ReadCwa().predict(file=sys.argv[1])
+print(json.dumps({"rows": int(len(r["time"]))}))
+"""
+
+# The model alone on as many windows as predict classified (random windows of the bundle's shape:
+# the cost of convgru/ONNX does not depend on the values), in predict's batches and threads.
+MODEL_ONLY = """
+import sys, json, time, numpy as np
+from crossmodal_har.models.bundle import read_bundle
+from crossmodal_har.infer.runtime import OnnxRunner
+b = read_bundle(sys.argv[1], with_model=False)  # no torch: predict's ONNX path does not import it
+n, bs = int(sys.argv[2]), int(sys.argv[3])
+threads = int(sys.argv[4]) or None
+run = OnnxRunner(b.path / "model.onnx", threads=threads)
+x = np.random.default_rng(0).normal(size=(bs, b.preprocess.window_samples, 6)).astype(np.float32)
+t0 = time.perf_counter()
+for a in range(0, n, bs):
+    run(x[:min(bs, n - a)])
+print(json.dumps({"windows": n, "seconds": time.perf_counter() - t0}))
+"""
+
+
+def run_timed(cmd, env=None):
+    """Wall, CPU (user + system) seconds and peak RSS (MB) of one command in a fresh process."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        t0 = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", tf.name, *map(str, cmd)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-800:]}")
+        u, s_, m = open(tf.name).read().strip().splitlines()[-1].split()
+    return wall, float(u) + float(s_), float(m) / 1024.0, proc.stdout
+
+
+def side_by_side(args) -> int:
+    """Issue 20: per file, our reader, skdh's ReadCwa (.cwa) or pandas' parse (CSV), predict with
+    the default settings, and the model alone on as many windows: wall, CPU, peak RSS, ratios."""
+    days = [float(d) for d in (args.days or "7").split(",")]
+    hours = [float(h) for h in (args.hours or "24").split(",")]
+    load = os.getloadavg()
+    print(f"side by side (issue 20): {days} d of 100 Hz AX6 .cwa, {hours} h of 50 Hz CSV; bundle {args.model} "
+          f"(random init, ONNX Runtime); predict --threads {args.threads or 'default'}, default settings")
+    print(f"machine: {platform.node()} {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+          f"load average {load[0]:.1f} at the start (shared machine: every figure is slowed alike; the "
+          "ratios are measured side by side, one command after the other)")
+    env = dict(os.environ)
+    tmp = tempfile.TemporaryDirectory(prefix="bench_predict_") if args.keep is None else None
+    root = Path(args.keep or tmp.name)
+    root.mkdir(parents=True, exist_ok=True)
+    bundle = make_bundle(root / "bundle", args.model)
+    from crossmodal_har.infer.predict import PredictConfig
+
+    bs = PredictConfig.batch_size if hasattr(PredictConfig, "batch_size") else 256
+    table = []
+    cases = [("cwa", d, f"{d:g} d .cwa 100 Hz") for d in days] + [("csv", h, f"{h:g} h CSV 50 Hz") for h in hours]
+    for fmt, size, name in cases:
+        f = root / (f"rec_{size:g}d.cwa" if fmt == "cwa" else f"rec_{size:g}h.csv")
+        n = write_week(f, size, "cwa") if fmt == "cwa" else write_csv(f, size)
+        print(f"\n{name}: {n:,} samples, {f.stat().st_size / 1e6:,.0f} MB")
+        res = {}
+        res["reader"] = run_timed([sys.executable, "-c", READER_ONLY, f], env)
+        if fmt == "cwa":
+            res["skdh ReadCwa"] = run_timed([sys.executable, "-c", SKDH_READ, f], env)
+        else:
+            res["pandas parse"] = run_timed([sys.executable, "-c", PARSE_PANDAS, f], env)
+        out = root / "pred.csv"
+        units = [] if fmt == "cwa" else ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"]
+        res["predict"] = run_timed([sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", bundle,
+                                    "--input", f, "--out", out, "--runtime", "onnx", "--force", *units]
+                                   + (["--threads", str(args.threads)] if args.threads else []), env)
+        summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())
+        n_win = int(summ["windows"])
+        res["model alone"] = run_timed([sys.executable, "-c", MODEL_ONLY, bundle, n_win, bs, args.threads or 0], env)
+        ref = res["reader"]
+        for k, (wall, cpu, mb, _) in res.items():
+            print(f"  {k:<13} wall {wall:7.1f} s ({wall / ref[0]:5.2f}x reader)   CPU {cpu:7.1f} s "
+                  f"({cpu / ref[1]:5.2f}x)   peak RSS {mb:6.0f} MB")
+        model_in = json.loads(res["model alone"][3].strip().splitlines()[-1])["seconds"]
+        print(f"  predict: {n_win:,} windows, in-process {summ['elapsed_s']:.1f} s (model {summ['model_seconds']:.1f} s "
+              f"on its worker thread); the model alone in-process {model_in:.1f} s")
+        table.append((name, res))
+        f.unlink()
+    cols = ["reader", "skdh ReadCwa / pandas parse", "predict", "model alone"]
+    print("\n| recording | " + " | ".join(cols) + " | predict / reader (wall, CPU) | peak RSS predict |")
+    print("|---" * (len(cols) + 3) + "|")
+    for name, res in table:
+        peer = res.get("skdh ReadCwa") or res.get("pandas parse")
+        cells = [res["reader"], peer, res["predict"], res["model alone"]]
+        print(f"| {name} | " + " | ".join(f"{w:.1f} s wall, {c:.1f} s CPU" for w, c, _, _ in cells)
+              + f" | {res['predict'][0] / res['reader'][0]:.2f}x, {res['predict'][1] / res['reader'][1]:.2f}x"
+              + f" | {res['predict'][2]:.0f} MB |")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", default=None, help="comma list of recording lengths in days (default 1,2,4,7)")
@@ -401,7 +505,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="passed to predict --threads")
     ap.add_argument("--keep", default=None, help="directory to keep the files in (default: a temp dir)")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="issue 20: reader, skdh/pandas, predict and the model alone per file (--days for the "
+                         ".cwa, default 7; --hours for the 50 Hz CSV, default 24)")
     args = ap.parse_args(argv)
+    if args.side_by_side:
+        return side_by_side(args)
     return legacy_main(args) if args.hours else week_main(args)
 
 

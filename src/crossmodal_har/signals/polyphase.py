@@ -113,10 +113,14 @@ def _fir_chunk(xt: np.ndarray, x: np.ndarray, base: np.ndarray, q: np.ndarray, k
             y += table[q, tap][:, None] * x[base + tap]
         return y
     Kw = K + hi - lo
-    w = np.zeros((span_k + 1, Kw))
     rows = k - k[0]
-    cols = (shift - lo)[:, None] + np.arange(K)[None, :]
-    w[rows[:, None], cols] = table[q]
+    if lo == hi and m == span_k + 1:  # every row on the line, none missing: the table's rows as they are
+        w = table[q]
+    else:
+        w = np.zeros((span_k + 1, Kw))
+        for sh in range(lo, hi + 1):
+            at = shift == sh
+            w[rows[at], sh - lo:sh - lo + K] = table[q[at]]
     r0, r1 = int(base[0] + lo), int(base[0] + lo + d * span_k + Kw)
     src = xt[:, max(r0, 0):r1]
     if r0 < 0 or r1 > xt.shape[1]:  # rows off this chunk's line reach past the data: zero weights
@@ -124,4 +128,4 @@ def _fir_chunk(xt: np.ndarray, x: np.ndarray, base: np.ndarray, q: np.ndarray, k
                               np.zeros((len(xt), max(r1 - xt.shape[1], 0)))], axis=1)
     view = np.lib.stride_tricks.sliding_window_view(src, Kw, axis=1)[:, ::d]
     y = np.einsum("cmk,mk->mc", view, w)  # [span_k + 1, C]; rows not in this chunk's selection unused
-    return y[rows]
+    return y if m == span_k + 1 else y[rows]
