@@ -403,12 +403,12 @@ print(json.dumps({"rows": int(len(r["time"]))}))
 # The model alone on as many windows as predict classified (random windows of the bundle's shape:
 # the cost of convgru/ONNX does not depend on the values), in predict's batches and threads.
 MODEL_ONLY = """
-import sys, json, time, numpy as np
+import os, sys, json, time, numpy as np
 from crossmodal_har.models.bundle import read_bundle
 from crossmodal_har.infer.runtime import OnnxRunner
 b = read_bundle(sys.argv[1], with_model=False)  # no torch: predict's ONNX path does not import it
 n, bs = int(sys.argv[2]), int(sys.argv[3])
-threads = int(sys.argv[4]) or None
+threads = int(sys.argv[4]) or int(os.environ.get("OMP_NUM_THREADS", "1"))  # predict's default: cli.apply_threads
 run = OnnxRunner(b.path / "model.onnx", threads=threads)
 x = np.random.default_rng(0).normal(size=(bs, b.preprocess.window_samples, 6)).astype(np.float32)
 t0 = time.perf_counter()

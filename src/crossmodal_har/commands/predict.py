@@ -19,10 +19,9 @@ from crossmodal_har.commands._recording import (CLINICAL_KEYS, STUDY_KEYS, UNIT_
 NAME = "predict"
 HELP = "classify a (days-long) recording with a bundle"
 DESCRIPTION = __doc__
-# flag -> PredictConfig key
-CONFIG_KEYS = {"stride": "stride_s", **UNIT_KEYS, **CLINICAL_KEYS, **{k: k for k in (
+CONFIG_KEYS = {"stride": "stride_s", **UNIT_KEYS, **CLINICAL_KEYS, **{k: k for k in (  # flag -> PredictConfig key
     "model", "input", "format", "out", "smooth", "timeline", "runtime", "onnx", "chunk_rows", "batch_size", "threads",
-    "device", "force", "strict")}}
+    "device", "precision", "force", "strict")}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input rows read at once (memory; results do not depend on it)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="windows per model call")
     add_device_flag(p)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: torch autocast to "
+                   "bfloat16 where supported (labels agreed with fp32 on 99.9 %% of windows); default fp32")
     add_threads_flag(p)
     add_progress_flag(p)
     add_clinical_arguments(p)

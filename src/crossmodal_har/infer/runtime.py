@@ -31,9 +31,12 @@ DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the 
 class TorchRunner:
     """Runs a torch module (eval mode, inference mode) on numpy windows. ``threads``: torch's CPU
     threads for the whole process (``predict --threads``: the program's choice, asked for by the user);
-    ``device``: ``cpu``, ``cuda``, ``auto`` or ``cuda:N`` (``--device``; results come back as numpy)."""
+    ``device``: ``cpu``, ``cuda``, ``auto`` or ``cuda:N`` (``--device``; results come back as numpy);
+    ``precision``: ``fp32``, or ``bf16`` (``predict --precision``: torch autocast to bfloat16, matrix
+    products and convolutions in bf16, the rest in fp32; refused where the device has no bf16 support)."""
 
-    def __init__(self, model: Any, method: str = "forward", threads: Optional[int] = None, device: str = "cpu"):
+    def __init__(self, model: Any, method: str = "forward", threads: Optional[int] = None, device: str = "cpu",
+                 precision: str = "fp32"):
         import torch
 
         from crossmodal_har.device import resolve_device
@@ -41,15 +44,36 @@ class TorchRunner:
         if threads:
             torch.set_num_threads(int(threads))
         self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "bf16" and not bf16_supported(self.device):
+            raise UserError(f"--precision bf16: {self.device} has no bfloat16 support here; use fp32")
+        self.bf16 = precision == "bf16"
         self.model = model.to(self.device).eval()
         self.fn = getattr(self.model, method) if method != "forward" else self.model
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
             return self.fn(batch).float().cpu().numpy()
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_supported(device: Any) -> bool:
+    """Whether ``device`` (a torch.device) computes in bfloat16 natively (CPU: oneDNN's check for
+    AVX512-BF16/AMX or equivalent; CUDA: the GPU's)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class OnnxRunner:

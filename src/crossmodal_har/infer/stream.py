@@ -110,19 +110,21 @@ class StreamingWindower:
             ``cfg.normalization == "recording"`` (from :func:`recording_stats_stream`); the windows
             then come out z-scored with them (quality is judged before, on physical units).
 
-    Every filtered sample is also fed to ``self.collected`` (a :class:`RecordingStats`).
+    With ``collect`` every filtered sample is also fed to ``self.collected`` (a
+    :class:`RecordingStats`; the first pass of :func:`recording_stats_stream`).
     Call :meth:`push` with consecutive rows (``t`` seconds, ``x`` [n, 6] canonical units; rows
     with any non-finite value are bad rows), then :meth:`finish`. Items come out in time order.
     """
 
     def __init__(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None,
-                 stats: Optional[Tuple[np.ndarray, np.ndarray]] = None):
+                 stats: Optional[Tuple[np.ndarray, np.ndarray]] = None, collect: bool = False):
         self.cfg = cfg
         self.ops = ops or default_ops()
         if cfg.normalization == "recording" and stats is None:
             raise ValueError("recording normalisation needs the recording's statistics (recording_stats_stream)")
         self.stats = stats
         self.collected = RecordingStats()
+        self.collect = collect
         self.rate = float(cfg.rate_hz)
         self.W = cfg.window_samples
         self.S = cfg.stride_samples
@@ -390,7 +392,8 @@ class StreamingWindower:
         return out
 
     def _append_filtered(self, f: np.ndarray) -> None:
-        self.collected.push(f)
+        if self.collect:
+            self.collected.push(f)
         self.filt = np.concatenate([self.filt, f]) if len(self.filt) else f.copy()
 
     def _windows(self, out: List[Item]) -> None:
@@ -424,7 +427,7 @@ def recording_stats_stream(chunks: Iterable, cfg: PreprocessConfig,
                            ops: Optional[SignalOps] = None) -> Tuple[np.ndarray, np.ndarray]:
     """First pass for ``recording`` normalisation: the per-channel ``(mean, std)`` of every
     resampled, filtered sample of a recording fed as chunks (objects with ``t`` and ``data``)."""
-    w = StreamingWindower(dataclasses.replace(cfg, normalization="none"), ops)
+    w = StreamingWindower(dataclasses.replace(cfg, normalization="none"), ops, collect=True)
     for chunk in chunks:
         w.push(chunk.t, chunk.data)
     w.finish()
