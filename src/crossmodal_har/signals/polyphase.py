@@ -17,7 +17,7 @@ stream of blocks aligned to the grid (``infer.stream``: ``BLOCK`` is a multiple 
 tested to the bit in tests/test_resample_fir.py.
 
 Error against the exact convolution, on exactly regular times: the phase is moved by at most
-``step / (2 PHASES)`` seconds (0.5 us at 100 Hz), i.e. at most ``max|x'| * step / (2 PHASES)``,
+``step / (2 PHASES)`` seconds (1.2 us at 100 Hz), i.e. at most ``max|x'| * step / (2 PHASES)``,
 plus float64 rounding.
 """
 
@@ -27,8 +27,8 @@ from typing import Optional
 
 import numpy as np
 
-PHASES = 1024  # phase table resolution (steps of 1 / PHASES of an input step)
-REGULAR_TOL = 0.02  # a step counts as regular within +-2 % of the nominal step
+PHASES = 4096  # phase table resolution (steps of 1 / PHASES of an input step)
+REGULAR_TOL = 0.002  # a step counts as regular within +-0.2 % of the nominal step
 MAX_TABLE = 1 << 20  # table entries above which the exact path is used (very high ratios)
 CHUNK = 4096  # grid samples per chunk: must divide the streaming windower's BLOCK
 MAX_SHIFT = 4  # samples an output's FIR may move off its chunk's whole-step line on the fast path

@@ -19,10 +19,10 @@ long stream processed in chunks gives the same values as processed whole, given 
   frequency), support +/- ``ANTIALIAS_HALF_WIDTH_PERIODS / rate_hz`` seconds (0.24 s at 50 Hz).
   The input is treated as piecewise linear between its samples and the convolution integral is
   computed exactly (tabulated antiderivatives of the kernel), so jittered and irregular timestamps
-  and short tolerated gaps need no special case. Where the input is regular (steps within 2 %
+  and short tolerated gaps need no special case. Where the input is regular (steps within 0.2 %
   of the segment's nominal step, decided once per gap-free segment by :func:`nominal_step`), the
   same kernel runs as a polyphase FIR (:mod:`crossmodal_har.signals.polyphase`, weights from
-  :func:`fir_table`, cached per rate pair): ~50x faster, within ``max|x'| * step / 2048`` of the
+  :func:`fir_table`, cached per rate pair): several times faster, within ``max|x'| * step / 8192`` of the
   exact value on regular times.
 
 For exact chunked processing: output samples at times in ``[a, b]`` depend only on input samples
@@ -63,7 +63,7 @@ def antialias_margin_s(rate_hz: float) -> float:
     return ANTIALIAS_HALF_WIDTH_PERIODS / float(rate_hz) * (1.0 + 3.0 * polyphase.REGULAR_TOL)
 
 
-ANTIALIAS_MARGIN_S = antialias_margin_s(50.0)  # 0.2544 s at the default 50 Hz
+ANTIALIAS_MARGIN_S = antialias_margin_s(50.0)  # 0.2414 s at the default 50 Hz
 
 
 def split_at_gaps(t: np.ndarray, gap_tolerance_s: float) -> List[Tuple[int, int]]:
