@@ -28,6 +28,7 @@ from typing import List, Optional
 import crossmodal_har.commands as commands_pkg
 from crossmodal_har import __version__
 from crossmodal_har.errors import UserError, single_line
+from crossmodal_har.outputs import output_session
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = _stop_on_sigterm()
     try:
         apply_threads(args)
-        return int(args._run(args) or 0)
+        with output_session():  # outputs claimed before the work, committed together at its end
+            return int(args._run(args) or 0)
     except UserError as exc:
         print(f"error: {single_line(str(exc))}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))

@@ -9,6 +9,7 @@ remove it (:func:`clean_stale_temps`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
+from crossmodal_har.outputs import current as current_session
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.text import shown
 
@@ -31,26 +33,45 @@ def atomic_write(path: PathLike, writer: Callable[[Path], None]) -> Path:
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
         raise UserError(f"{path} is a directory; expected a file name")
+    session = current_session()
     tmp_path = make_temp(path)
     try:
-        writer(tmp_path)
-        commit_temp(tmp_path, path)
+        try:
+            writer(tmp_path)
+            if session is not None and session.stages(path):  # a claimed output: committed with its run's set
+                _finish_temp(tmp_path)
+                session.stage(path, tmp_path)
+                return path
+            commit_temp(tmp_path, path)
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS or exc.filename not in (None, os.fspath(tmp_path), os.fspath(path)):
+                raise
+            raise UserError(f"{path}: cannot write it: {exc.strerror or exc}") from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     return path
 
 
-def commit_temp(tmp_path: PathLike, path: PathLike) -> Path:
-    """fsync a finished temporary (from :func:`make_temp`), give it the permissions a plain open()
-    would, and move it onto ``path`` atomically."""
-    tmp_path, path = Path(tmp_path), Path(path)
+#: errors of writing a file that are the output's (its disk, its directory), not a bug
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                errno.ENAMETOOLONG}
+
+
+def _finish_temp(tmp_path: Path) -> None:
     with open(tmp_path, "rb+") as fh:
         os.fsync(fh.fileno())
     # mkstemp creates 0600 files; give the result the permissions a plain open() would.
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
+
+
+def commit_temp(tmp_path: PathLike, path: PathLike) -> Path:
+    """fsync a finished temporary (from :func:`make_temp`), give it the permissions a plain open()
+    would, and move it onto ``path`` atomically."""
+    tmp_path, path = Path(tmp_path), Path(path)
+    _finish_temp(tmp_path)
     if path.is_dir() and not path.is_symlink():
         raise UserError(f"{path} is a directory; expected a file name")
     os.replace(tmp_path, path)
@@ -223,9 +244,14 @@ def guard_outputs(outputs: Sequence[Optional[Named]], inputs: Sequence[Optional[
         for o_label, other in outs[:i]:
             if same_file(out, other):
                 raise UserError(f"{_desc(label, out)} is also {_desc(o_label, other)}; choose distinct outputs")
+        _check_name(label, out)
         if out.is_dir():
             raise UserError(f"{_desc(label, out)} is a directory; expected a file name")
         _check_parent(label, out)
+    session = current_session()
+    for label, out in outs:  # claimed first: a second run on the same output stops here
+        if session is not None:
+            session.claim(label or "output", out, force=force)
     existing = [(label, out) for label, out in outs if out.exists() or out.is_symlink()]
     if existing and not force:
         label, out = existing[0]
@@ -235,6 +261,35 @@ def guard_outputs(outputs: Sequence[Optional[Named]], inputs: Sequence[Optional[
         clean_stale_temps(out)
 
 
+#: characters a temporary adds to an output's name (``.<name>.<pid>.<random>.tmp``)
+TEMP_NAME_EXTRA = 32
+
+
+def _check_name(label: str, out: Path) -> None:
+    """A name the file system can hold, with room for its temporary: no NUL byte, no component
+    longer than the directory's limit (NAME_MAX, usually 255 bytes) less :data:`TEMP_NAME_EXTRA`."""
+    text = os.fspath(out)
+    if "\x00" in text:
+        raise UserError(f"{_desc(label, out)!r}: a file name cannot hold a NUL byte")
+    parent = Path(os.path.abspath(out)).parent
+    while parent != parent.parent:
+        try:
+            if parent.is_dir():
+                break
+        except OSError:  # a component too long to even look up
+            pass
+        parent = parent.parent
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in Path(text).parts:
+        n = len(os.fsencode(part))
+        if n + TEMP_NAME_EXTRA > name_max:
+            raise UserError(f"{_desc(label, out)}: the name {part[:40]!r}... is {n} bytes; this file system allows "
+                            f"{name_max} (less {TEMP_NAME_EXTRA} for the temporary written first)")
+
+
 def guard_output_dir(out: Named, inputs: Sequence[Optional[Named]] = (), *, files: Sequence[str] = (),
                      force: Optional[bool] = None) -> None:
     """Refuse an output directory that is (or is inside the same inode as) an input, that is an
@@ -242,6 +297,10 @@ def guard_output_dir(out: Named, inputs: Sequence[Optional[Named]] = (), *, file
     inputs. With ``force`` given, a non-empty existing directory is refused unless it is true.
     Stale temporaries of ``files`` are removed."""
     (label, d), = _named([out], "--out")
+    _check_name(label, d)
+    session = current_session()
+    if session is not None:
+        session.claim(label, d, force=force, is_dir=True)
     ins = _named(inputs, "input")
     for in_label, src in ins:
         if same_file(d, src):

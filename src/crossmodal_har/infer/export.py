@@ -25,6 +25,7 @@ import torch
 
 from crossmodal_har.infer.runtime import DIGEST_KEY, OnnxRunner
 from crossmodal_har.io import atomic_write_bytes
+from crossmodal_har.outputs import staged
 from crossmodal_har.models.bundle import BUNDLE_ONNX, load_bundle, weights_digest
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def export_bundle(bundle_dir: PathLike, out_path: Optional[PathLike] = None, *, 
     meta = {DIGEST_KEY: weights_digest(bundle.path), "class_names": ",".join(bundle.class_names),
             "window_samples": str(W), "rate_hz": str(bundle.preprocess.rate_hz)}
     export_onnx(bundle.model, out, W, opset=opset, metadata=meta)
-    diff = check_parity(bundle.model, out, W)
+    diff = check_parity(bundle.model, staged(out), W)  # the file just written (staged until the run ends)
     if not diff <= tolerance:
         out.unlink(missing_ok=True)
         raise RuntimeError(f"ONNX export of {bundle_dir}: max |torch - onnx| = {diff:.3g} > {tolerance:g}; "

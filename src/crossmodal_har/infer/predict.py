@@ -64,6 +64,7 @@ from crossmodal_har.infer.stream import SignalOps
 from crossmodal_har.infer.summary import Summary, format_summary, no_window_cause, skipped_parts
 from crossmodal_har.infer.timeline import plot_timeline
 from crossmodal_har.io import atomic_write, atomic_write_json, guard_outputs
+from crossmodal_har.outputs import commit_current, staged
 from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, Bundle, bundle_nonwear,
                                           read_bundle, weights_digest)
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
@@ -237,8 +238,7 @@ def predict_file(
 
 # --------------------------------------------------------------------------------- the command's job
 
-#: longest majority filter (windows; the filter holds them in memory)
-MAX_SMOOTH_WINDOWS = 100_000
+MAX_SMOOTH_WINDOWS = 100_000  # longest majority filter (windows held in memory)
 
 
 def parse_smooth(value: Union[int, str]) -> Union[int, str]:
@@ -463,8 +463,10 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
     if config.report:
         write_report(Path(config.report), days, summary, bundle.meta, rules)
     if config.timeline:
-        plot_timeline(out, config.timeline, bundle.class_names, recording=config.input, timebase=days.timebase)
+        plot_timeline(staged(out), config.timeline, bundle.class_names, recording=config.input,
+                      timebase=days.timebase)
     log.debug("summary: %s", json.dumps(summary))
     if summary["windows_ok"] == 0:  # written for a look, but never a result
+        commit_current()
         raise DataError(config.input, no_window_cause(summary, units.time_unit) + f" (outputs kept: {summary_path})")
     return PredictResult(summary, str(out), summary_path, config.timeline, config.report)
