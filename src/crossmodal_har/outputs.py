@@ -50,6 +50,7 @@ class OutputSession:
         self.locks: Dict[str, Tuple[int, Path]] = {}  # output key -> (fd, lock file)
         self.files: Dict[str, bool] = {}  # claimed file outputs: key -> force
         self.staged: Dict[str, Tuple[Path, Path]] = {}  # key -> (final path, temporary), in order
+        self.made_dirs: List[Path] = []
         self.done = False
 
     # -- claims ------------------------------------------------------------------------------
@@ -61,7 +62,7 @@ class OutputSession:
         lock = lock_path(Path(key))
         while True:
             try:
-                lock.parent.mkdir(parents=True, exist_ok=True)
+                self._make_dirs(lock.parent)
                 fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 raise UserError(f"{label} {path}: cannot claim it ({lock}: {exc.strerror or exc})") from None
@@ -87,6 +88,16 @@ class OutputSession:
         if not is_dir:
             self.files[key] = bool(force)
 
+    def _make_dirs(self, d: Path) -> None:
+        """Create ``d`` (for the claim file); the directories made are removed at release if empty."""
+        missing = []
+        while not d.exists() and d != d.parent:
+            missing.append(d)
+            d = d.parent
+        for m in reversed(missing):
+            m.mkdir(exist_ok=True)
+            self.made_dirs.append(m)
+
     def release(self) -> None:
         for fd, lock in self.locks.values():
             try:
@@ -95,6 +106,12 @@ class OutputSession:
                 pass
             os.close(fd)
         self.locks.clear()
+        for d in reversed(self.made_dirs):  # a refused or failed run leaves no empty directory
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        self.made_dirs.clear()
 
     # -- staging and commit -----------------------------------------------------------------
 

@@ -70,6 +70,7 @@ from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGH
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
 from crossmodal_har.progress import progress as progress_bar
 from crossmodal_har.signals.clock import parse_start, resolve_timebase, zone
+from crossmodal_har.signals.devices import device_format, open_device
 from crossmodal_har.signals.recording import declared_units
 from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
 from crossmodal_har.signals.types import PreprocessConfig
@@ -442,6 +443,8 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
                   [("--input", config.input), *model_files, ("--onnx", config.onnx), ("--meta", config.units.meta)],
                   force=config.force)
     units = declared_units(config.units, config.input, config.format)
+    if device_format(config.input, config.format) is not None:  # a bad device file fails before the model loads
+        open_device(config.input, config.format, tz=config.tz, damaged="refuse" if config.strict else "skip")
     # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
     bundle = read_bundle(config.model, with_model=config.runtime == "torch")
     nonwear, nonwear_from = _nonwear(config, bundle)
