@@ -31,8 +31,21 @@ def test_log_lines_at_most_every_interval_with_rate_and_eta(caplog):
     elapsed = time.monotonic() - t0
     lines = [r.getMessage() for r in caplog.records]
     assert 2 <= len(lines) <= elapsed / 0.05 + 2  # never more often than the interval (+ the closing line)
+    assert len(lines) >= elapsed / 0.05 * 0.5  # and about every interval
     assert re.match(r"work: \d+/40 item \(\d+ %\), [\d.]+ item/s, ETA 0:\d\d, 0:00 elapsed", lines[0])
     assert lines[-1].startswith("work: 40/40 item (100 %)") and lines[-1].endswith("- done")
+
+
+def test_a_stalled_step_is_still_heard_from(caplog):
+    caplog.set_level(logging.INFO, logger="crossmodal_har.progress")
+    bar = LogProgress(total=10, desc="slow", unit="step", interval_s=0.05)
+    bar.update(1)
+    time.sleep(0.3)  # no update for 6 intervals: the timer still reports
+    n = len(caplog.records)
+    bar.close()
+    assert n >= 3 and all(r.getMessage().startswith("slow: 1/10 step") for r in caplog.records)
+    time.sleep(0.15)
+    assert len(caplog.records) == n + 1  # closed: the done line, then silence
 
 
 def test_quiet_step_and_disabled_progress_log_nothing(caplog, monkeypatch):

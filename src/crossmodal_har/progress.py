@@ -1,8 +1,10 @@
 """Progress of a long step, for a person at a terminal and for a log file alike.
 
 :func:`progress` gives a tqdm bar when the output is a terminal, and otherwise a :class:`LogProgress`
-that writes one log line (``done/total unit, rate, ETA``) at most every ``interval_s`` seconds (default
-30; ``$CROSSMODAL_HAR_PROGRESS_S`` sets it, e.g. for a test). ``enabled=False`` (``--no-progress``)
+that writes one log line (``done/total unit, rate, ETA``) every ``interval_s`` seconds (default 30;
+``$CROSSMODAL_HAR_PROGRESS_S`` sets it, e.g. for a test) from a timer thread, so that a step whose
+updates are far apart (or that stalls) is still heard from; the timer stops at ``close`` or after ten
+intervals without an update. ``enabled=False`` (``--no-progress``)
 silences both; ``enabled=True`` forces a bar.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Any, Iterable, Iterator, Optional
 
@@ -41,8 +44,23 @@ class LogProgress:
         self.log = logger or log
         self.n = 0.0
         self.postfix = ""
-        self.t0 = self.last = time.monotonic()
+        self.t0 = self.last = self.last_update = time.monotonic()
         self.lines = 0
+        self._stop = threading.Event()
+        if enabled and self.interval > 0:
+            threading.Thread(target=self._tick, name=f"progress {desc}", daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            if time.monotonic() - self.last_update > 10 * self.interval:
+                return  # nobody updates any more (a step left without close): stop talking
+            self._emit()
+
+    def _emit(self) -> None:
+        now = time.monotonic()
+        self.last = now
+        self.lines += 1
+        self.log.info(self.line(now))
 
     def __iter__(self) -> Iterator[Any]:
         for item in self.iterable or ():
@@ -66,11 +84,9 @@ class LogProgress:
 
     def update(self, n: float = 1) -> None:
         self.n += n
-        now = time.monotonic()
-        if self.enabled and now - self.last >= self.interval:
-            self.last = now
-            self.lines += 1
-            self.log.info(self.line(now))
+        self.last_update = time.monotonic()
+        if self.enabled and self.interval <= 0:  # no timer: a line per update
+            self._emit()
 
     def line(self, now: Optional[float] = None) -> str:
         """``desc: done/total unit (pct), rate unit/s, ETA m:ss (postfix)``."""
@@ -87,6 +103,7 @@ class LogProgress:
         return text + (f" ({self.postfix})" if self.postfix else "")
 
     def close(self) -> None:
+        self._stop.set()
         if self.enabled and self.lines:  # a step long enough to have reported says when it ended
             self.log.info(self.line() + " - done")
         self.enabled = False
