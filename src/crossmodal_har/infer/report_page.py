@@ -183,11 +183,13 @@ def _headline(summary: Mapping[str, Any], daily: List[Dict[str, Any]], agg: Any)
     nonwear = sum(r["nonwear_min"] for r in daily)
     days = summary.get("days") if isinstance(summary.get("days"), Mapping) else None
     if days is not None:
-        days_text = f"{days.get('days', len(daily))} / {days.get('valid_days')} valid (>= {days.get('min_wear_hours')} h wear)"
+        edges = ", first and last excluded" if days.get("exclude_first_last") else ""
+        days_text = (f"{days.get('days', len(daily))} day(s), {days.get('valid_days')} valid "
+                     f"(>= {days.get('min_wear_hours'):g} h wear{edges})")
         days_warn = not days.get("valid_days")
     else:
         valid = [r.get("valid") for r in daily if "valid" in r]
-        days_text = (f"{len(daily)} / {sum(bool(v) for v in valid)} valid" if valid
+        days_text = (f"{len(daily)} day(s), {sum(bool(v) for v in valid)} valid" if valid
                      else f"{len(daily)} calendar day(s); valid-day rules not applied")
         days_warn = bool(valid) and not any(valid)
     cal = summary.get("calibration") if isinstance(summary.get("calibration"), Mapping) else None
@@ -290,7 +292,8 @@ def _model_card(meta: Mapping[str, Any], summary: Mapping[str, Any], names: List
         "n_val": metrics.get("n"),
         "channels": {"acc": "the accelerometer only (3 axes)",
                      "acc+gyro": "accelerometer and gyroscope (6 axes)"}.get(str(channels), str(channels)),
-        "windows": f"{pre.get('window_s', '?')} s windows every {pre.get('stride_s', '?')} s at {pre.get('rate_hz', '?')} Hz",
+        "windows": f"{pre.get('window_s', '?')} s windows every {pre.get('stride_s', '?')} s at "
+                   f"{pre.get('rate_hz', '?')} Hz",
         "placement": prov.get("placement") or PLACEMENT.get(dataset.lower()) or "not recorded in the bundle",
         "recall": [{"name": c, "recall": pct(r)} for c, r in zip(meta.get("class_names", names), recall)],
         "confusion": cm, "created": prov.get("created"), "note": prov.get("note"),
@@ -300,7 +303,8 @@ def _model_card(meta: Mapping[str, Any], summary: Mapping[str, Any], names: List
 def _details(summary: Mapping[str, Any], meta: Mapping[str, Any], agg: Any) -> Dict[str, List[tuple]]:
     dev = summary.get("device") if isinstance(summary.get("device"), Mapping) else {}
     inner = dev.get("device") if isinstance(dev.get("device"), Mapping) else {}
-    device = [("format", dev.get("format")), ("sample rate", f"{dev.get('rate_hz')} Hz" if dev.get("rate_hz") else None),
+    device = [("format", dev.get("format")),
+              ("sample rate", f"{dev.get('rate_hz')} Hz" if dev.get("rate_hz") else None),
               ("channels", dev.get("channels")), ("start time from", summary.get("time", {}).get("start_source")),
               ("file", summary.get("input"))]
     device += [(k, _plain(v)) for k, v in inner.items() if k != "metadata"]
