@@ -50,7 +50,7 @@ def fake_source(monkeypatch, *, channels="acc", minutes=6.0, rate=25.0, start=ST
                       start_time_s=start, start_time_source="file header, local time read in --tz UTC"
                       if start else "none", n_samples=n, device={"model": "AX3", "serial": 42})
 
-    def iter_chunks(path, units, chunk_rows, *, fmt=None, tz="UTC", damaged="skip"):
+    def iter_chunks(path, units, chunk_rows, *, fmt=None, tz="UTC", damaged="skip", sensor=None):
         if calls is not None:
             calls.append({"fmt": fmt, "tz": tz})
         for a in range(0, n, chunk_rows):
