@@ -78,3 +78,16 @@ def test_a_failed_evaluate_leaves_no_empty_out(tmp_path, capsys):
     out.mkdir()  # an --out the user made stays
     assert main(["evaluate", "--dataset", str(tmp_path / "empty"), "--out", str(out), "--no-progress"]) == 2
     assert out.is_dir()
+
+
+def test_report_of_one_random_evaluation_compares_nothing_with_itself(tmp_path, capsys):
+    from test_comparisons import _write
+
+    both = ("supervised", "linear-probe")
+    rnd = _write(tmp_path / "rnd", "random", 0.0, protocols=both)
+    assert main(["report", str(rnd), "--out", str(tmp_path / "r1")]) == 0
+    assert json.loads((tmp_path / "r1" / "results.json").read_text())["comparisons"] == []
+    assert "a method with itself" in capsys.readouterr().err
+    pre = _write(tmp_path / "pre", "siglip", 0.1, protocols=both)  # a pretrained encoder: probe vs supervised
+    assert main(["report", str(pre), "--out", str(tmp_path / "r2")]) == 0
+    assert json.loads((tmp_path / "r2" / "results.json").read_text())["comparisons"]

@@ -187,7 +187,13 @@ def merge_results(paths: Iterable[PathLike], *, reference: Optional[str] = None,
     for row in summary:
         if row.get("method") in flagged:
             row["mismatch"] = flagged[row["method"]]
-    comparisons, ref_used = compute_comparisons(runs, ref_name) if runs else ([], ref_name)
+    # one random encoder's protocols against each other would compare a method with itself
+    pretrained = any((s.result.encoder or {}).get("pretrained", True) for s in sources)
+    if runs and not pretrained and len({s.method for s in sources}) == 1:
+        log.warning("no paired comparison: one random encoder's protocols would be compared with each other (a "
+                    "method with itself); merge a pretrained encoder's evaluation too")
+    comparisons, ref_used = (compute_comparisons(runs, ref_name, within_method=pretrained) if runs
+                             else ([], ref_name))
     for c in comparisons:
         if c["method"] in flagged:
             c["mismatch"] = flagged[c["method"]]

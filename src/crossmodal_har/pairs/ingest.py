@@ -35,7 +35,6 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from crossmodal_har.config import build_config, load_config_file, to_dict
 from crossmodal_har.errors import PartialRunError, UserError
@@ -52,6 +51,7 @@ from crossmodal_har.pairs.sources import iter_sessions
 from crossmodal_har.pairs.store import SHARD_FILES, clean_temporaries, prune_shards, shard_path
 from crossmodal_har.pairs.store_file import STORE_JSON, withdraw_store_json, write_store_json
 from crossmodal_har.pairs.video_encoder import create_video_encoder, encoder_geometry
+from crossmodal_har.progress import progress as progress_bar
 from crossmodal_har.saved import build_saved
 from crossmodal_har.signals.types import PreprocessConfig
 
@@ -326,7 +326,7 @@ def _run_sessions(todo: Sequence[SessionSpec], cfg: IngestConfig, out: Path, led
                   workers: int, allow_download: bool, progress: Optional[bool]) -> None:
     if not todo:
         return
-    bar = tqdm(total=len(todo), desc="ingest", unit="session", disable=None if progress is None else not progress)
+    bar = progress_bar(total=len(todo), desc="ingest", unit="session", enabled=progress)
     try:
         if workers <= 1 or len(todo) == 1:
             for spec in todo:

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Union
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from crossmodal_har.config import from_dict, to_dict
 from crossmodal_har.errors import UserError
 from crossmodal_har.io import atomic_write_json, atomic_write_text
+from crossmodal_har.progress import progress as progress_bar
 from crossmodal_har.simulator.config import ACTIVITIES, SimConfig
 from crossmodal_har.simulator.session import FORMAT_VERSION, MARKER_DIR, RUN_ONLY_KEYS, SessionTask, run_session
 from crossmodal_har.simulator.subjects import sample_subject
@@ -107,8 +107,7 @@ def simulate(out_dir: Union[str, "os.PathLike[str]"], subjects: int = 4, minutes
     _remove_stale_sessions(out, {t.name for t in tasks})
     wall0, cpu0 = time.perf_counter(), time.process_time()
     results: Dict[str, Dict] = {}
-    bar = tqdm(total=len(tasks), desc="simulate", unit="session",
-               disable=None if cfg.progress is None else not cfg.progress)
+    bar = progress_bar(total=len(tasks), desc="simulate", unit="session", enabled=cfg.progress)
     if cfg.workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=min(cfg.workers, len(tasks))) as pool:
             futs = {pool.submit(run_session, t, cfg.resume): t.name for t in tasks}
