@@ -11,7 +11,6 @@ day aggregator and :class:`CsvWriter`, which writes the CSV columns (see
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
@@ -116,11 +115,8 @@ class CsvWriter:
             parts.append(names[raw].astype(str))
         pstr = np.where(np.isnan(probs), "", np.char.mod("%.6f", np.nan_to_num(probs)))
         cols = parts + [pstr[:, j] for j in range(probs.shape[1])]
-        buf = io.StringIO()
-        for i in range(n):
-            buf.write(",".join(c[i] for c in cols))
-            buf.write("\n")
-        self.fh.write(buf.getvalue())
+        if n:  # the block as one string: rows joined column-wise, no per-cell Python indexing
+            self.fh.write("\n".join(map(",".join, zip(*[c.tolist() for c in cols]))) + "\n")
 
 
 class SmoothedWriter:
