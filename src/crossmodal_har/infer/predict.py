@@ -64,7 +64,7 @@ from crossmodal_har.infer.stream import SignalOps
 from crossmodal_har.infer.summary import Summary, format_summary, no_window_cause, skipped_parts
 from crossmodal_har.infer.timeline import plot_timeline
 from crossmodal_har.io import atomic_write, atomic_write_json, guard_outputs
-from crossmodal_har.outputs import commit_current, staged
+from crossmodal_har.outputs import commit_current, output_session, staged
 from crossmodal_har.models.bundle import (BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHTS, Bundle, bundle_nonwear,
                                           read_bundle, weights_digest)
 from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
@@ -432,6 +432,11 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
             which no window could be classified (after writing the outputs), with the cause in one
             line (:func:`~crossmodal_har.infer.summary.no_window_cause`).
     """
+    with output_session():  # this run's files: claimed now, committed together at its end
+        return _run_predict(config, progress)
+
+
+def _run_predict(config: PredictConfig, progress: Optional[bool]) -> PredictResult:
     smooth = parse_smooth(config.smooth)
     start_s = config.start_s()
     out = Path(config.out)
