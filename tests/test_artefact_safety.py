@@ -408,7 +408,7 @@ def test_train_classifier_random_patchtst_knn_then_export(tmp_path, capsys):
 
     ds = make_dataset(tmp_path / "ds", n_subjects=4, seconds=12)
     out = tmp_path / "m"
-    assert main(["-q", "train-classifier", "--dataset", str(ds), "--encoder", "random", "--model", "patchtst-tiny",
+    assert main(["-q", "train-classifier", "--dataset", str(ds), "--encoder", "random", "--arch", "patchtst-tiny",
                  "--protocol", "knn", "--out", str(out), "--no-progress"]) in (0, 3)
     capsys.readouterr()
     assert main(["export", "--model", str(out)]) == 0, capsys.readouterr().err

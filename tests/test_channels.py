@@ -144,7 +144,7 @@ def test_labelled_acc_only_dataset_loads_with_acc_and_is_refused_with_acc_gyro(t
 
 def test_cli_acc_only_dataset_with_gyroscope_model_is_one_line_error(tmp_path, acc_only_reader, capsys):
     root = make_dataset(tmp_path / "ds")
-    rc = main(["train-classifier", "--dataset", str(root), "--out", str(tmp_path / "m"), "--model", "convgru-tiny",
+    rc = main(["train-classifier", "--dataset", str(root), "--out", str(tmp_path / "m"), "--arch", "convgru-tiny",
                "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "Traceback" not in err
@@ -303,7 +303,7 @@ def test_accelerometer_only_csv_dataset_end_to_end(tmp_path, capsys):
     root = make_dataset(tmp_path / "ds", acc_only=True)
     assert (root / "recordings" / "rec0.csv").read_text().splitlines()[0] == "time,acc_x,acc_y,acc_z"
     rc = main(["train-classifier", "--dataset", str(root), "--out", str(tmp_path / "full"),
-               "--model", "convgru-tiny", "--no-progress"])
+               "--arch", "convgru-tiny", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "rec0.csv" in err and err.endswith("use --channels acc (ingest: --set channels=acc)")
     res = train_bundle(root, tmp_path / "acc", model="convgru-tiny", channels="acc", **{"fit.supervised.epochs": 2})

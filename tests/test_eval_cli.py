@@ -56,7 +56,7 @@ def make_dataset(root: Path, n_subjects: int = 6, rate_hz: float = 100.0, second
     return out
 
 
-TINY = ["--model", "convgru-tiny", "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--no-progress",
+TINY = ["--arch", "convgru-tiny", "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--no-progress",
         "--set", "fit.supervised.min_steps_per_epoch=3", "--set", "fit.finetune.min_steps_per_epoch=3",
         "--set", "fit.linear_probe.steps=40"]
 

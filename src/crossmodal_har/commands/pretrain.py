@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default: the store's (acc+gyro unless it was ingested accelerometer-only); a resumed run "
                         "keeps its own")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    p.add_argument("--devices", type=int, default=1,
+    p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="processes (GPUs, or CPU processes with gloo) per node (default 1)")
     add_device_flag(p, default="auto", dest="accelerator")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu", "cuda"], action=DeprecatedAlias, new="--device",

@@ -162,6 +162,7 @@ def predict_file(
             first_t = source.first_time
             state["median_step_s"] = source.median_step()
             tb = resolve_timebase(first_t, start_s, tz, input_path, device)
+            bar.set_postfix_str("first passes: calibration, recording statistics")  # before any row streams
             source.calibrate()
             windower = source.windower(preprocess, ops)
             state["source"], state["windower"] = source, windower
