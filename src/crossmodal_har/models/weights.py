@@ -48,6 +48,11 @@ def read_weights(path: Path, map_location: str = "cpu") -> Dict[str, Any]:
 
     if not path.is_file():
         raise DataError(path, "weights file missing")
+    try:  # the reader's own error for an unreadable file says "No such file"
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DataError(path, f"cannot read the weights file: {exc.strerror or exc}") from None
     try:
         return load_file(str(path), device=map_location)
     except (SafetensorError, OSError, ValueError) as exc:
