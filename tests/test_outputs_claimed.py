@@ -109,3 +109,17 @@ def test_names_the_file_system_cannot_hold_are_one_line(env, tmp_path, capsys, n
     assert main(args(env, tmp_path / name)) == 2
     one_line(capsys, *words)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_run_by_a_command_shares_its_claims(tmp_path):
+    """The demo runs `report --out DEMO_DIR` inside its own claim on DEMO_DIR: not another run."""
+    from crossmodal_har.io import guard_output_dir
+
+    d = tmp_path / "demo"
+    with output_session():
+        guard_output_dir(("--out", d))
+        d.mkdir()
+        with output_session():
+            guard_output_dir(("--out", d), files=("report.md",))
+            atomic_write_text(d / "report.md", "x")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["demo", "report.md"]

@@ -57,7 +57,7 @@ class OutputSession:
 
     def claim(self, label: str, path: Path, *, force: Optional[bool], is_dir: bool = False) -> None:
         key = _key(path)
-        if key in self.locks:
+        if any(key in s.locks for s in _SESSIONS):  # this process holds it already (a command run by a command)
             return
         lock = lock_path(Path(key))
         while True:
