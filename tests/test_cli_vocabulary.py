@@ -150,3 +150,27 @@ def test_errors_point_at_what_an_installed_user_has(tmp_path, capsys):
             if re.search(r"(Error|raise|print)\(.*docs/\w", line):
                 bad.append(f"{f.name}:{i}")
     assert not bad, bad
+
+
+def test_predict_and_embed_take_the_device(tmp_path, capsys):
+    import pandas as pd
+    import torch
+
+    from tests.helpers.bundles import UNITS, make_bundle, make_recording
+
+    bundle, rec = make_bundle(tmp_path / "b"), make_recording(tmp_path / "r.csv", seconds=60)
+    base = ["predict", "--model", str(bundle), "--input", str(rec), *UNITS, "-q"]
+    assert main(base + ["--out", str(tmp_path / "cpu.csv"), "--device", "cpu"]) == 0
+    assert main(base + ["--out", str(tmp_path / "auto.csv"), "--device", "auto"]) == 0
+    a, b = pd.read_csv(tmp_path / "cpu.csv"), pd.read_csv(tmp_path / "auto.csv")
+    assert a["label"].equals(b["label"])  # auto: the GPU where there is one, same labels
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        rc = main(base + ["--out", str(tmp_path / "cuda.csv"), "--device", "cuda"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "no CUDA device is available" in err and "\n" not in err
+    rc = main(base + ["--out", str(tmp_path / "onnx.csv"), "--device", "cuda", "--runtime", "onnx"])
+    assert rc == 2 and "needs --runtime torch" in capsys.readouterr().err
+    emb = ["embed", "--model", str(bundle), "--input", str(rec), *UNITS, "-q", "--device", "auto",
+           "--out", str(tmp_path / "e.npy")]
+    assert main(emb) == 0 and (tmp_path / "e.npy").is_file()
