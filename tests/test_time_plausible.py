@@ -89,7 +89,8 @@ def test_predict_refuses_a_nonexistent_start_in_one_line(bundles, tmp_path, caps
     out = tmp_path / "p.csv"
     args = ["predict", "--model", str(bundles["six"]), "--input", str(rec), "--out", str(out), *UNITS]
     for extra, words in ((["--start", "2024-03-31T01:30", "--tz", "Europe/London"], ["does not exist"]),
-                         (["--start", "9999-12-31T23:59"], ["outside"]), (["--start", "0001-01-01T00:00"], ["outside"])):
+                         (["--start", "9999-12-31T23:59"], ["outside"]),
+                         (["--start", "0001-01-01T00:00"], ["outside"])):
         assert main(args + extra) != 0
         one_line(capsys, *words)
         assert not out.exists()
@@ -176,3 +177,18 @@ def test_idle_sleep_of_ten_years_is_not_filled(bundles, tmp_path, caplog):
     n = sum(len(t) for t, _ in open_device(f).iter_chunks())
     assert time.perf_counter() - t0 < 10.0 and n == len(acc)
     assert "not filled" in caplog.text
+
+
+@pytest.mark.parametrize("last", [1e20, 1e300, 2.5e11])
+def test_a_time_beyond_any_calendar_is_one_line_naming_the_line(bundles, tmp_path, capsys, last):
+    """A row at 1e20 s (or 1e300) overflowed the calendar deep inside (a traceback)."""
+    rec = make_recording(tmp_path / "far.csv", seconds=20)
+    df = pd.read_csv(rec)
+    df["time"] = df["time"] / 1000.0 + 1.7e9
+    df.loc[len(df) - 1, "time"] = last
+    df.to_csv(rec, index=False)
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(bundles["six"]), "--input", str(rec), "--out", str(out),
+                 "--acc-unit", "m/s^2", "--gyro-unit", "rad/s"]) == 2
+    one_line(capsys, f"{rec}:{len(df) + 1}:", "beyond any clock")
+    assert not out.exists()

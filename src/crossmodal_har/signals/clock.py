@@ -29,6 +29,7 @@ The rule for what a recording's time can be (one place, here):
   (:func:`parse_start`).
 * **Jumps.** A step forward larger than :data:`MAX_JUMP_S` splits the recording (a gap, logged as a
   warning); every per-step loop downstream is bounded by the number of samples, not by the span.
+  No time may exceed :data:`MAX_TIME_S` (a table's time column beyond it is refused, naming the line).
 
 A leaf module: it imports nothing of the package but :mod:`crossmodal_har.errors` and
 :mod:`crossmodal_har.signals.text`.
@@ -58,6 +59,9 @@ EARLIEST_S = 1104537600.0
 LATEST_S = 4102444800.0
 #: a forward step in time larger than this (s) splits the recording, with a warning
 MAX_JUMP_S = 86400.0
+#: no time of a recording (s, relative or absolute) may exceed this: about the year 9600 as Unix
+#: time, within every calendar the outputs are written in
+MAX_TIME_S = 2.4e11
 #: the UTC offset is looked up once per bucket of this many seconds (every zone changes offset on
 #: a quarter hour)
 OFFSET_BUCKET_S = 900.0

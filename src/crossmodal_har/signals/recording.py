@@ -44,7 +44,7 @@ import numpy as np
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals import devices
-from crossmodal_har.signals.clock import MAX_JUMP_S
+from crossmodal_har.signals.clock import MAX_JUMP_S, MAX_TIME_S
 from crossmodal_har.signals.devices import DeviceInfo
 from crossmodal_har.signals.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, Block, iter_csv, iter_parquet
 from crossmodal_har.signals.types import ImuRecording
@@ -179,6 +179,13 @@ def iter_chunks(path: PathLike, units: Units, chunk_rows: int = DEFAULT_CHUNK_RO
             t, data = time, arr[:, 1:7]
         else:
             t, data = to_canonical(time, arr[:, 1:4], arr[:, 4:7], units)
+        beyond = np.flatnonzero(np.abs(t) > MAX_TIME_S)  # NaN compares False: those rows are marked later
+        if len(beyond):
+            k = int(beyond[0])
+            raise DataError(path, f"time {float(time[k])!r} ({t[k]:.4g} s) is beyond any clock (more than "
+                                  f"{MAX_TIME_S:.3g} s, about the year 9600 as Unix time): are the times "
+                                  "milliseconds or microseconds (--time-unit ms|us)?",
+                            line=first_row + k + line_offset if line_offset is not None else None)
         yield RawChunk(t=t, data=data, first_row=first_row, line_offset=line_offset, channels=channels)
 
 
