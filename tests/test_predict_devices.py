@@ -57,6 +57,7 @@ def fake_source(monkeypatch, *, channels="acc", minutes=6.0, rate=25.0, start=ST
             yield FakeChunk(t[a:a + chunk_rows], x[a:a + chunk_rows].copy(), a, None, channels, info)
 
     monkeypatch.setattr(source_mod, "iter_chunks", iter_chunks)
+    monkeypatch.setattr("crossmodal_har.infer.predict.open_device", lambda *a, **k: None)  # no header probe
     return t, x
 
 

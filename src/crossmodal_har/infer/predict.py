@@ -450,7 +450,8 @@ def _run_predict(config: PredictConfig, progress: Optional[bool]) -> PredictResu
                   force=config.force)
     units = declared_units(config.units, config.input, config.format)
     if device_format(config.input, config.format) is not None:  # a bad device file fails before the model loads
-        open_device(config.input, config.format, tz=config.tz, damaged="refuse" if config.strict else "skip")
+        open_device(config.input, config.format, tz=config.tz, damaged="refuse" if config.strict else "skip",
+                    sensor=config.sensor)
     # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
     bundle = read_bundle(config.model, with_model=config.runtime == "torch")
     nonwear, nonwear_from = _nonwear(config, bundle)
