@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         rj = run(["predict", "--model", str(six), "--input", str(d / "jump.csv"), "--out", str(d / "j.csv"), *units,
                   "--report", str(d / "rep")])
         print(f"  3000-year jump: exit {rj[0]}, {rj[1]:.2f} s; same recording without it: exit {rp[0]}, {rp[1]:.2f} s")
-        print(f"limits: bomb refused in {rb[1]:.2f} s ({rb[1] / rg[1]:.2f}x a valid zip), peak RSS {rb[2]:.0f} MiB "
+        print(f"limits (ratio): bomb refused in {rb[1]:.2f} s ({rb[1] / rg[1]:.2f}x a valid zip), peak RSS {rb[2]:.0f} MiB "
               f"({rb[2] / rg[2]:.2f}x); "
               f"3000-year jump {rj[1]:.2f} s ({rj[1] / rp[1]:.2f}x without the jump)")
     return 0

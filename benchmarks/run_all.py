@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["ingest", "pretrain", "predict"]
+BENCHES = ["ingest", "pretrain", "predict", "limits"]
 
 
 def main(argv=None) -> int:
