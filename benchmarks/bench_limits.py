@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path[:0] = [str(HERE.parent / "src"), str(HERE.parent / "tests")]
 
 from helpers.bundles import make_acc_bundle, make_bundle, make_recording  # noqa: E402
 
