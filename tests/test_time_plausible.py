@@ -6,7 +6,6 @@ jump of years splits the recording and every per-step loop stays bounded by the 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from types import SimpleNamespace
