@@ -447,7 +447,7 @@ def side_by_side(args) -> int:
     root = Path(args.keep or tmp.name)
     root.mkdir(parents=True, exist_ok=True)
     bundle = make_bundle(root / "bundle", args.model)
-    from crossmodal_har.infer.predict import PredictConfig
+    from crossmodal_har.infer.predict_config import PredictConfig
 
     bs = PredictConfig.batch_size if hasattr(PredictConfig, "batch_size") else 256
     table = []

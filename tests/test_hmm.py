@@ -223,7 +223,7 @@ def test_train_classifier_stores_the_hmm_and_predict_uses_it(tmp_path):
 
 
 def test_smooth_flag_values(env, capsys):
-    from crossmodal_har.infer.predict import parse_smooth
+    from crossmodal_har.infer.predict_config import parse_smooth
 
     assert parse_smooth("0") == 0 and parse_smooth("5") == 5 and parse_smooth("majority") == 5
     assert parse_smooth("majority:7") == 7 and parse_smooth("HMM") == "hmm"

@@ -17,7 +17,7 @@ from crossmodal_har.cli import main
 from crossmodal_har.config import build_config
 from crossmodal_har.demo import run_demo
 from crossmodal_har.errors import ConfigError, DataError, UserError
-from crossmodal_har.infer.predict import PredictConfig
+from crossmodal_har.infer.predict_config import PredictConfig
 from crossmodal_har.signals.devices import open_device
 
 

@@ -84,9 +84,10 @@ def _keys(keys):
 def predict_recording(model: Path, rec: Path, out: Path, **keys):
     """``predict`` through the library as the command runs it (no progress bar); ``keys`` are
     PredictConfig keys, dotted for nesting (``nonwear.enabled``; paths may be Paths). Returns the
-    :class:`~crossmodal_har.infer.predict.PredictResult`."""
+    :class:`~crossmodal_har.infer.predict_config.PredictResult`."""
     from crossmodal_har.config import build_config
-    from crossmodal_har.infer.predict import PredictConfig, run_predict
+    from crossmodal_har.infer.predict import run_predict
+    from crossmodal_har.infer.predict_config import PredictConfig
 
     cfg = build_config(PredictConfig, flags=_keys({"model": model, "input": rec, "out": out, **keys}), where="test")
     return run_predict(cfg, progress=False)

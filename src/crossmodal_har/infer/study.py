@@ -45,7 +45,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from crossmodal_har.config import build_config, from_dict, to_dict
 from crossmodal_har.errors import DataError, PartialRunError, UserError
 from crossmodal_har.infer.cohort import CohortResult, collate
-from crossmodal_har.infer.predict import PredictConfig, PredictResult, parse_smooth, run_predict
+from crossmodal_har.infer.predict import run_predict
+from crossmodal_har.infer.predict_config import PredictConfig, PredictResult, parse_smooth
 from crossmodal_har.io import atomic_write_json, guard_output_dir, read_json
 from crossmodal_har.models.bundle import BUNDLE_META, BUNDLE_WEIGHTS
 from crossmodal_har.pairs.fingerprint import compare_files, file_entry
