@@ -39,6 +39,7 @@ class TorchRunner:
                  precision: str = "fp32"):
         import torch
 
+        # crossmodal_har.device imports torch at its top: imported here, the ONNX path stays torch-free
         from crossmodal_har.device import resolve_device
 
         if threads:
