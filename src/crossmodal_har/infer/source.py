@@ -92,6 +92,7 @@ class InferenceSource:
         self.fit: Optional[CalibrationResult] = None
         self._iterated = False
         self._cache: Optional[DecodedCache] = None  # the chunks the calibration pass decoded
+        self._reread = False  # no room to keep them: the chunks are read again from the start
         self._chunks = self._read()
         self.first: Optional[RawChunk] = next(self._chunks, None)
         #: what a device file says about the recording (None for tables)
@@ -132,8 +133,14 @@ class InferenceSource:
         # self.first) and keeps what it decoded on disk; iterating replays those chunks, then reads on.
         self._cache = DecodedCache()
         for k, chunk in enumerate(itertools.chain([self.first], self._chunks)):  # a break leaves the reader open
-            if k:
-                self._cache.put(chunk)
+            if k and self._cache is not None:
+                try:
+                    self._cache.put(chunk)
+                except OSError as e:  # no room: a second read instead (slower, the same chunks)
+                    log.warning("%s: no room to keep the decoded recording in %s (%s): the file is read a second "
+                                "time instead (set TMPDIR to a disk with room, about 56 bytes a sample, to read "
+                                "it once)", self.path, tempfile.gettempdir(), e.strerror or e)
+                    self._cache, self._reread = None, True
             acc.push(chunk.t, chunk.data[:, :3])
             if cfg.scan_hours > 0 and tried_at is None and acc.seconds >= cfg.scan_hours * 3600.0:
                 tried_at = acc.seconds
@@ -163,7 +170,14 @@ class InferenceSource:
                 "reason": "off (--calibrate off)" if self.calibration.mode == "off" else "empty recording"}
 
     def _continue(self, replay: bool = False) -> Iterator[RawChunk]:
-        """The first chunk, the calibration pass's decoded chunks (``replay``), then the open reader on."""
+        """The first chunk, the calibration pass's decoded chunks (``replay``), then the open reader on;
+        or, when they could not be kept, a second pass from the start (its device info replaces the first's)."""
+        if self._reread:
+            for k, chunk in enumerate(self._read()):
+                if k == 0:
+                    self.device = chunk.device
+                yield chunk
+            return
         if self.first is not None:
             yield self.first
         if replay and self._cache is not None:
@@ -227,13 +241,10 @@ class DecodedCache:
             stem = Path(self._dir.name) / f"{len(self._meta):06d}"
             np.save(f"{stem}_t.npy", chunk.t)
             np.save(f"{stem}_x.npy", chunk.data)
-        except OSError as e:
-            where = self._dir.name if self._dir is not None else tempfile.gettempdir()
+        except OSError:
             if self._dir is not None:
                 self._dir.cleanup()
-            raise UserError(f"cannot keep the decoded recording in {where} for the calibration pass "
-                            f"({e.strerror or e}); set TMPDIR to a disk with room (about 56 bytes a "
-                            "sample), or --calibrate off") from None
+            raise
         self._meta.append((stem, dataclasses.replace(chunk, t=None, data=None)))  # not the arrays: memory
 
     def replay(self) -> Iterator[RawChunk]:
