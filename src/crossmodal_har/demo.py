@@ -238,10 +238,10 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
                                 "evaluate", "--encoder", str(runs / d), "--name", label,
                                 "--protocol", "linear-probe,finetune", "--out", str(ev / d)] + common(shots)]))
     stages.append(Stage("evaluate-random", "few-shot HAPT evaluation of a random encoder", lambda: [[
-        "evaluate", "--encoder", "random", "--model", plan.eval_model, "--name", "random",
+        "evaluate", "--encoder", "random", "--arch", plan.eval_model, "--name", "random",
         "--protocol", "linear-probe,finetune", "--out", str(ev / "random")] + common(plan.shots) + random_pre]))
     stages.append(Stage("evaluate-supervised", "supervised from scratch on HAPT", lambda: [[
-        "evaluate", "--encoder", "random", "--model", plan.eval_model, "--name", "supervised",
+        "evaluate", "--encoder", "random", "--arch", plan.eval_model, "--name", "supervised",
         "--protocol", "supervised", "--out", str(ev / "supervised")] + common(plan.shots) + random_pre]))
     stages.append(Stage("report", "write the report", lambda: [[
         "report", *[str(zs / d) for d, _, _ in crossmodal], *[str(zs2 / d) for d, _, _ in crossmodal],
