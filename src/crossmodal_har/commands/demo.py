@@ -16,7 +16,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    from crossmodal_har.commands._flags import add_threads_flag
+    from crossmodal_har.commands._args.flags import add_threads_flag
 
     add_threads_flag(p)
     p.add_argument("--out", default="demo-out", help="output directory (default: ./demo-out)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from crossmodal_har.commands._recording import UNIT_KEYS, add_unit_arguments
+from crossmodal_har.commands._args.recording import UNIT_KEYS, add_unit_arguments
 
 NAME = "embed"
 HELP = "per-window embeddings of a recording"
@@ -19,7 +19,7 @@ CONFIG_KEYS = {"fmt": "format", "stride": "stride_s", "calibrate": "calibration.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_device_flag, add_threads_flag
+    from crossmodal_har.commands._args.flags import add_device_flag, add_threads_flag
     from crossmodal_har.signals.devices import READERS, TABLE_FORMATS  # light: the registry of device readers
 
     src = p.add_mutually_exclusive_group(required=True)
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.commands._flags import config_flags
+    from crossmodal_har.commands._args.flags import config_flags
     from crossmodal_har.config import build_config
     from crossmodal_har.infer.embed import EmbedConfig, run_embed
 

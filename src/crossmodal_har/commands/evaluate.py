@@ -13,7 +13,7 @@ NAME = "evaluate"
 HELP = "few-shot evaluation of an encoder, held-out subjects"
 DESCRIPTION = __doc__
 OUTPUT_FILES = ("results.json", "config.json", "report.md", "shots_curve.png", "confusion_matrix.png", "comparisons.png")
-# flag -> config key (the training flags: _flags.FIT_KEYS; --protocol and --shots are parsed first)
+# flag -> config key (the training flags: _args.flags.FIT_KEYS; --protocol and --shots are parsed first)
 CONFIG_KEYS = {"backbone_lr": "fit.finetune.backbone_lr", "device": "fit.device", "split_seed": "split.seed",
                "channels": "preprocess.channels", "split": "split_scheme",
                **{k: k for k in ("dataset", "encoder", "model", "name", "match", "seeds", "first_seed", "skip_bad",
@@ -21,7 +21,7 @@ CONFIG_KEYS = {"backbone_lr": "fit.finetune.backbone_lr", "device": "fit.device"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags, add_overrides_flag, add_threads_flag
+    from crossmodal_har.commands._args.flags import add_dataset_flags, add_fit_flags, add_overrides_flag, add_threads_flag
 
     add_dataset_flags(p, dataset_required=False,
                       skip_bad_help="skip bad recordings (listed in the report; exit status 3) instead of failing")
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.commands._flags import FIT_KEYS, config_flags, guard_training_out
+    from crossmodal_har.commands._args.flags import FIT_KEYS, config_flags, guard_training_out
     from crossmodal_har.device import set_cpu_threads
     from crossmodal_har.evaluate.harness import build_evaluate_config, run_evaluation, saved_encoder
     from crossmodal_har.evaluate.tables import render_console_summary

@@ -20,7 +20,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_threads_flag
+    from crossmodal_har.commands._args.flags import add_threads_flag
 
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="classifier bundle directory")
     p.add_argument("--format", choices=("onnx",), default="onnx")

@@ -18,7 +18,7 @@ CONFIG_KEYS = {**{k: f"source.{k}" for k in ("ego4d_json", "imu_dir", "video_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_ego4d_flags, add_overrides_flag, add_progress_flag, add_threads_flag
+    from crossmodal_har.commands._args.flags import add_ego4d_flags, add_overrides_flag, add_progress_flag, add_threads_flag
 
     p.add_argument("--layout", choices=("paired", "ego4d", "gopro"), default="paired", help="source layout (default: paired)")
     p.add_argument("--src", help="source directory")
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.commands._flags import config_flags
+    from crossmodal_har.commands._args.flags import config_flags
     from crossmodal_har.io import guard_output_dir
     from crossmodal_har.pairs.ingest import build_ingest_config, ingest, partial_error
     from crossmodal_har.pairs.store_merge import merge_into

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from crossmodal_har.commands._recording import (CLINICAL_KEYS, STUDY_KEYS, UNIT_KEYS, add_clinical_arguments,
+from crossmodal_har.commands._args.recording import (CLINICAL_KEYS, STUDY_KEYS, UNIT_KEYS, add_clinical_arguments,
                                                 add_study_arguments, add_unit_arguments)
 
 NAME = "predict"
@@ -25,7 +25,7 @@ CONFIG_KEYS = {"stride": "stride_s", **UNIT_KEYS, **CLINICAL_KEYS, **{k: k for k
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_device_flag, add_progress_flag, add_threads_flag
+    from crossmodal_har.commands._args.flags import add_device_flag, add_progress_flag, add_threads_flag
     from crossmodal_har.signals.devices import READERS, TABLE_FORMATS  # light: the registry of device readers
 
     formats = sorted(READERS) + list(TABLE_FORMATS)
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.commands._flags import config_flags
+    from crossmodal_har.commands._args.flags import config_flags
     from crossmodal_har.infer.study import predict_any
 
     flags = {**config_flags(args, CONFIG_KEYS), "nonwear.enabled": args.nonwear == "on"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from crossmodal_har.commands._flags import (DeprecatedAlias, add_device_flag, add_overrides_flag, add_progress_flag,
+from crossmodal_har.commands._args.flags import (DeprecatedAlias, add_device_flag, add_overrides_flag, add_progress_flag,
                                             add_threads_flag, config_flags, parse_duration)
 
 NAME = "pretrain"

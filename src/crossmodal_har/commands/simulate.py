@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from crossmodal_har.commands._flags import add_threads_flag
+from crossmodal_har.commands._args.flags import add_threads_flag
 
 NAME = "simulate"
 HELP = "simulate people wearing a head camera and an IMU"

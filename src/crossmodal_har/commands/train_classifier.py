@@ -15,7 +15,7 @@ DESCRIPTION = (
     "and are optimistic; use 'crossmodal-har evaluate' for an unbiased estimate. An existing non-empty "
     "--out is written into only with --force, and never when it is the dataset or encoder directory."
 )
-# flag -> config key(s) (the training flags: _flags.FIT_KEYS); --seed seeds the split too
+# flag -> config key(s) (the training flags: _args.flags.FIT_KEYS); --seed seeds the split too
 CONFIG_KEYS = {"lr": ("fit.supervised.lr", "fit.finetune.lr", "fit.linear_probe.lr"), "device": "fit.device",
                "val_fraction": "split.val_fraction", "seed": ("seed", "split.seed"),
                **{k: k for k in ("dataset", "encoder", "protocol", "model", "normalization", "channels", "skip_bad",
@@ -23,7 +23,7 @@ CONFIG_KEYS = {"lr": ("fit.supervised.lr", "fit.finetune.lr", "fit.linear_probe.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_dataset_flags, add_fit_flags, add_threads_flag
+    from crossmodal_har.commands._args.flags import add_dataset_flags, add_fit_flags, add_threads_flag
 
     add_dataset_flags(p, dataset_required=True, skip_bad_help="skip unreadable recordings (listed in bundle.json)")
     p.add_argument("--protocol", default="supervised", choices=("linear-probe", "finetune", "supervised", "knn"),
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossmodal_har.commands._flags import FIT_KEYS, config_flags, guard_training_out
+    from crossmodal_har.commands._args.flags import FIT_KEYS, config_flags, guard_training_out
     from crossmodal_har.config import build_config
     from crossmodal_har.device import set_cpu_threads
     from crossmodal_har.errors import PartialRunError

@@ -15,7 +15,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._flags import add_device_flag, add_threads_flag
+    from crossmodal_har.commands._args.flags import add_device_flag, add_threads_flag
 
     parser.add_argument("--run", required=True, help="pretraining run directory (crossmodal-har pretrain)")
     parser.add_argument("--store", required=True, help="paired window store with labels")
