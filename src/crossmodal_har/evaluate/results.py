@@ -76,6 +76,7 @@ class RunResult(SavedFile):
     """
 
     WHAT = "evaluation results"
+    UNVERSIONED = 1  # hand-made files without format_version read as version 1
 
     kind: Optional[str] = None
     complete: bool = True
@@ -135,6 +136,7 @@ class ZeroshotResult(SavedFile):
     ``windows``). ``method`` labels the row in reports; ``pretrain_method`` is the run's own method."""
 
     WHAT = "zero-shot results"
+    UNVERSIONED = 1  # zero-shot results written before they carried format_version are version 1
 
     retrieval: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     classification: Optional[Dict[str, Any]] = None
@@ -206,18 +208,11 @@ def is_zeroshot(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("retrieval"), dict)
 
 
-def _versioned(data: Any) -> Any:
-    # zero-shot results before they carried a version, and hand-made files, are version 1
-    if isinstance(data, Mapping) and VERSION_KEY not in data:
-        return {VERSION_KEY: 1, **data}
-    return data
-
-
 def parse_results(data: Any, path: Optional[PathLike] = None) -> RunResult:
     """A :class:`RunResult` from a parsed results.json (DataError naming ``path`` when it is not one)."""
     if not is_evaluation(data):
         raise DataError(path, "not an evaluation results.json (no 'summary' list)")
-    res = parse_saved(RunResult, _versioned(data), path, where="results")
+    res = parse_saved(RunResult, data, path, where="results")
     res.path = None if path is None else Path(path)
     return res
 
@@ -226,7 +221,7 @@ def parse_zeroshot(data: Any, path: Optional[PathLike] = None) -> ZeroshotResult
     """A :class:`ZeroshotResult` from a parsed zero-shot results.json (DataError naming ``path``)."""
     if not is_zeroshot(data):
         raise DataError(path, "not a zero-shot results.json (no 'retrieval' object)")
-    res = parse_saved(ZeroshotResult, _versioned(data), path, where="results")
+    res = parse_saved(ZeroshotResult, data, path, where="results")
     res.path = None if path is None else Path(path)
     res.file_keys = tuple(data)
     return res
