@@ -12,13 +12,13 @@ NAME = "ingest"
 HELP = "cut paired IMU + video into a window store"
 DESCRIPTION = __doc__
 # flag -> IngestConfig key (--frames/--size: None = the video encoder's, or 10 frames of 64 px)
-CONFIG_KEYS = {**{k: f"source.{k}" for k in ("ego4d_json", "imu_dir", "video_dir", "imu_offset_s")}, **{k: k for k in (
+CONFIG_KEYS = {**{k: f"source.{k}" for k in ("ego4d_json", "imu_dir", "video_dir", "imu_offset_s", "imu_site")}, **{k: k for k in (
     "layout", "video_mode", "video_encoder", "video_encoder_weights", "embedding_layout", "frames", "frames_per_slot",
     "size", "shard_size", "num_shards", "shard_index", "min_imu_coverage")}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from crossmodal_har.commands._args.flags import add_ego4d_flags, add_overrides_flag, add_progress_flag, add_threads_flag
+    from crossmodal_har.commands._args.flags import add_source_flags, add_overrides_flag, add_progress_flag, add_threads_flag
 
     p.add_argument("--layout", choices=("paired", "ego4d", "gopro"), default="paired", help="source layout (default: paired)")
     p.add_argument("--src", help="source directory")
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "fraction of its video is an error (default 0.5)")
     p.add_argument("--preprocess", metavar="FILE", help="YAML/JSON file with PreprocessConfig keys")
     add_overrides_flag(p, "window_s=5", what="a preprocess key")
-    add_ego4d_flags(p)
+    add_source_flags(p)
     add_progress_flag(p)
 
 

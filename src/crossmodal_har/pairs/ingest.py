@@ -47,7 +47,7 @@ from crossmodal_har.pairs.ledger import (LEDGER, LEDGER_DIR, SessionEntry, check
 from crossmodal_har.pairs.process import process_session, remove_session_shards
 from crossmodal_har.pairs.report import build_report
 from crossmodal_har.pairs.session import SessionSpec
-from crossmodal_har.pairs.sources import iter_sessions
+from crossmodal_har.pairs.sources import PAIRED_OPTIONS, iter_sessions
 from crossmodal_har.pairs.store import SHARD_FILES, clean_temporaries, prune_shards, shard_path
 from crossmodal_har.pairs.store_file import STORE_JSON, withdraw_store_json, write_store_json
 from crossmodal_har.pairs.video_encoder import create_video_encoder, encoder_geometry
@@ -206,8 +206,8 @@ def build_ingest_config(flags: Mapping[str, Any], *, preprocess: Optional[Mappin
     ``config.build_config``'s precedence).
 
     Args:
-        flags: IngestConfig keys. ``source.*`` (the ego4d layout's paths and IMU offset) apply to
-            ``layout: ego4d`` only. In embeddings mode ``frames`` and ``size`` are the video
+        flags: IngestConfig keys. ``source.*``: the ego4d layout's paths and IMU offset apply to
+            ``layout: ego4d`` only, ``source.imu_site`` (which ``imu-<site>.csv``) to ``paired`` only. In embeddings mode ``frames`` and ``size`` are the video
             encoder's (a contradicting value is refused); otherwise 10 frames of 64 px unless given.
         preprocess: PreprocessConfig keys (or ``preprocess_file``, a ``--preprocess`` YAML/JSON file), then
             ``overrides`` (``KEY=VALUE``).
@@ -217,9 +217,11 @@ def build_ingest_config(flags: Mapping[str, Any], *, preprocess: Optional[Mappin
     if preprocess_file is not None:
         preprocess = load_config_file(preprocess_file)
     flags["preprocess"] = build_config(PreprocessConfig, preprocess, overrides=overrides, where="preprocess")
-    given = [k.split(".", 1)[1] for k, v in flags.items() if k.startswith("source.") and v is not None]
-    if given and flags.get("layout", "paired") != "ego4d":
-        raise UserError(f"--{given[0].replace('_', '-')} applies to --layout ego4d only")
+    layout = flags.get("layout") or "paired"
+    for key in (k.split(".", 1)[1] for k, v in flags.items() if k.startswith("source.") and v is not None):
+        wanted = "paired" if key in PAIRED_OPTIONS else "ego4d"
+        if layout != wanted:
+            raise UserError(f"--{key.replace('_', '-')} applies to --layout {wanted} only")
     if flags.get("video_mode") == "embeddings":
         name = flags.get("video_encoder")
         if not name:

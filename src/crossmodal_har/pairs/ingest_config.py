@@ -29,7 +29,7 @@ class IngestConfig:
             0 = automatic (about 256 MiB of frames per shard, see :func:`effective_shard_size`).
         num_shards, shard_index: this machine's share of the sessions (split by a hash of the name).
         min_imu_coverage: a session whose IMU overlaps less than this fraction of its video is an error.
-        source: layout options (ego4d paths, IMU offset), as given.
+        source: layout options (ego4d paths, IMU offset; the paired layout's imu_site), as given.
         preprocess: the IMU preprocessing (signal layer).
     """
 

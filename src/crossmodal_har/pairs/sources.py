@@ -10,6 +10,9 @@ Layouts:
                                     device file imu.cwa / imu.bin / ...: its clock is Unix epoch
                                     seconds, so session.json's imu_offset_s is minus the video's
                                     start in epoch seconds; its "tz" reads an Axivity clock)
+    <root>/<session>/imu-<site>.csv one IMU per body site instead of imu.csv (the simulator's
+                                    ``--mounting head,waist``; .parquet or a device suffix too): ingest
+                                    reads the one ``imu_site`` names (``ingest --imu-site waist``)
     <root>/<session>/session.json   optional, see SESSION_KEYS
     <root>/labels.csv               optional: session,start,end,label[,subject]  (seconds, video clock)
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
@@ -51,6 +55,7 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 LAYOUTS = ("paired", "ego4d", "gopro")
+PAIRED_OPTIONS = ("imu_site",)  # the paired layout's options (IngestConfig.source)
 
 # session.json keys and their defaults. Other keys are kept in ``meta["session_json"]`` and
 # logged (once per session), so files written by other tools still ingest and typos stay visible.
@@ -63,6 +68,7 @@ SESSION_KEYS: Dict[str, Any] = {
     "tz": "UTC",  # time zone of a device IMU file's clock when the file has none (Axivity)
     "sensor": None,  # which sensor of an IMU file that holds several (APDM .h5: a label or id)
 }
+SITE_RE = re.compile(r"[A-Za-z0-9_]+")  # a body site in imu-<site>.csv (head, waist, wrist, ...)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 
@@ -70,12 +76,12 @@ def iter_sessions(layout: str, src: PathLike, **opts: Any) -> Iterator[SessionSp
     """Yield the sessions of ``src`` in the given layout, sorted by name.
 
     Options: ``ego4d``: ``ego4d_json``, ``imu_dir``, ``video_dir``, ``imu_offset_s``;
-    ``paired``/``gopro``: none. Options set to ``None`` are ignored.
+    ``paired``: ``imu_site``; ``gopro``: none. Options set to ``None`` are ignored.
     """
     opts = {k: v for k, v in opts.items() if v is not None}
     if layout == "paired":
-        _no_opts(layout, opts)
-        yield from iter_paired_sessions(src)
+        _no_opts(layout, {k: v for k, v in opts.items() if k not in PAIRED_OPTIONS})
+        yield from iter_paired_sessions(src, imu_site=opts.get("imu_site"))
     elif layout == "ego4d":
         yield from iter_ego4d_sessions(src, **opts)
     elif layout == "gopro":
@@ -92,9 +98,17 @@ def _no_opts(layout: str, opts: Dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------ paired
 
-def iter_paired_sessions(root: PathLike) -> Iterator[SessionSpec]:
-    """Sessions of the paired-folder layout (every sub-directory of ``root`` is a session)."""
+def iter_paired_sessions(root: PathLike, imu_site: Optional[str] = None) -> Iterator[SessionSpec]:
+    """Sessions of the paired-folder layout (every sub-directory of ``root`` is a session).
+
+    ``imu_site`` reads ``imu-<site>.*`` instead of ``imu.*``. Without it, a session that has no
+    ``imu.*`` but per-site files is refused at once (which site to read is the user's choice); with
+    it, a site that no session has is refused at once (a typo), and a session that lacks it fails
+    alone, naming the missing file.
+    """
     root = Path(root)
+    if imu_site is not None and not SITE_RE.fullmatch(str(imu_site)):
+        raise UserError(f"--imu-site must be a body-site name (letters, digits, _), got {imu_site!r}")
     if not root.is_dir():
         raise UserError(f"--src {root}: no such directory")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -102,8 +116,13 @@ def iter_paired_sessions(root: PathLike) -> Iterator[SessionSpec]:
         raise UserError(f"--src {root}: no session directories (expected <root>/<session>/video.mp4 + imu.csv)")
     # A bad row of labels.csv (overlap, unknown session, ...) refuses the whole run, before any work.
     labels, label_subjects = read_labels_csv(root / "labels.csv", sessions=[d.name for d in dirs])
+    imus = {d: _find_imu(d, imu_site) for d in dirs}
+    if imu_site is not None and not any(p.is_file() for p in imus.values()):
+        found = sorted({s for d in dirs for s in imu_sites(d)})
+        raise UserError(f"--imu-site {imu_site}: no session in {root} has an imu-{imu_site} file (sites found: "
+                        f"{', '.join(found) or 'none'})")
     for d in dirs:
-        yield _paired_session(d, labels.get(d.name, []), label_subjects.get(d.name))
+        yield _paired_session(d, imus[d], labels.get(d.name, []), label_subjects.get(d.name), imu_site)
 
 
 def _find_video(d: Path) -> Path:
@@ -113,11 +132,29 @@ def _find_video(d: Path) -> Path:
     return cands[0] if cands else d / "video.mp4"
 
 
-def _find_imu(d: Path) -> Path:
-    for name in ("imu.csv", "imu.parquet", *(f"imu{suf}" for suf in device_suffixes())):
-        if (d / name).is_file():
-            return d / name
-    return d / "imu.csv"
+def _imu_suffixes() -> List[str]:
+    return [".csv", ".parquet", *device_suffixes()]
+
+
+def _find_imu(d: Path, site: Optional[str] = None) -> Path:
+    """The session's IMU file: ``imu.*``, or ``imu-<site>.*`` for a site (the path of the .csv when none is
+    there). Without a site, a session with per-site files only is refused: which one to read is a choice."""
+    stem = "imu" if site is None else f"imu-{site}"
+    for suf in _imu_suffixes():
+        if (d / f"{stem}{suf}").is_file():
+            return d / f"{stem}{suf}"
+    sites = imu_sites(d) if site is None else []
+    if sites:
+        raise DataError(d, f"no imu.csv but one IMU file per body site ({', '.join(sites)}): choose one with "
+                           "--imu-site SITE")
+    return d / f"{stem}.csv"
+
+
+def imu_sites(d: Path) -> List[str]:
+    """The body sites of a session's per-site IMU files (``imu-<site>.csv`` etc.), sorted."""
+    suffixes = _imu_suffixes()
+    return sorted({p.name[4:-len(suf)] for p in d.iterdir() if p.is_file() and p.name.startswith("imu-")
+                   for suf in suffixes if p.name.endswith(suf) and SITE_RE.fullmatch(p.name[4:-len(suf)])})
 
 
 def read_session_json(path: Path) -> Dict[str, Any]:
@@ -161,10 +198,14 @@ def _raise(exc: Exception) -> ImuRecording:
 
 
 def _load_paired_imu(imu_path: Path, units: Dict[str, str], offset_s: float, name: str,
-                     subject: str, tz: str = "UTC", sensor: Optional[str] = None) -> ImuRecording:
+                     subject: str, tz: str = "UTC", sensor: Optional[str] = None,
+                     site: Optional[str] = None) -> ImuRecording:
     if not imu_path.is_file():
-        raise DataError(imu_path, "missing IMU file (expected imu.csv, imu.parquet or a device file "
-                                  f"{', '.join('imu' + s for s in device_suffixes())})")
+        stem = "imu" if site is None else f"imu-{site}"
+        have = imu_sites(imu_path.parent) if site is not None else []
+        raise DataError(imu_path, f"missing IMU file (expected {stem}.csv, {stem}.parquet or a device file "
+                                  f"{', '.join(stem + s for s in device_suffixes())})"
+                                  + (f"; this session has sites {', '.join(have)}" if have else ""))
     rec = read_recording(imu_path, units_for(imu_path, Units(**units)), subject=subject, name=name, tz=tz,
                          sensor=sensor)
     if offset_s:
@@ -179,10 +220,10 @@ def _load_paired_imu(imu_path: Path, units: Dict[str, str], offset_s: float, nam
     return rec
 
 
-def _paired_session(d: Path, labels: List[Label], label_subject: Optional[str]) -> SessionSpec:
+def _paired_session(d: Path, imu: Path, labels: List[Label], label_subject: Optional[str],
+                    site: Optional[str] = None) -> SessionSpec:
     name = d.name
     video = _find_video(d)
-    imu = _find_imu(d)
     inputs = [video, imu, d / "session.json"]
     try:
         sj = read_session_json(d / "session.json")
@@ -195,8 +236,11 @@ def _paired_session(d: Path, labels: List[Label], label_subject: Optional[str]) 
     meta = {"layout": "paired", "dir": str(d), "imu_offset_s": sj["imu_offset_s"], "units": units}
     if sj["sensor"] is not None:  # a part of the session's fingerprint (ingest redoes it when it changes)
         meta["sensor"] = sj["sensor"]
+    if site is not None:
+        meta["imu_site"] = site
     if sj["extra"]:
         meta["session_json"] = sj["extra"]
-    load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject, sj["tz"], sj["sensor"])
+    load = functools.partial(_load_paired_imu, imu, units, sj["imu_offset_s"], name, subject, sj["tz"], sj["sensor"],
+                             site)
     return SessionSpec(name=name, subject=subject, video_path=video, load_imu=load, labels=labels, meta=meta,
                        inputs=inputs)

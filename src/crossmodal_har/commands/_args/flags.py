@@ -89,8 +89,12 @@ def add_overrides_flag(p: argparse.ArgumentParser, example: str, what: str = "an
                    help=f"override {what}, dotted keys, e.g. {example} (repeatable)")
 
 
-def add_ego4d_flags(p: argparse.ArgumentParser) -> None:
-    """Where an Ego4D download keeps its metadata, IMU and videos (``ingest --layout ego4d``)."""
+def add_source_flags(p: argparse.ArgumentParser) -> None:
+    """Which IMU file of a paired session (``--imu-site``); where an Ego4D download keeps its metadata,
+    IMU and videos (``ingest --layout ego4d``)."""
+    p.add_argument_group("paired layout").add_argument(
+        "--imu-site", metavar="SITE", help="read <session>/imu-SITE.csv (one IMU per body site, e.g. the simulator's "
+                                           "--mounting head,waist) instead of imu.csv")
     g = p.add_argument_group("ego4d layout")
     g.add_argument("--ego4d-json", help="Ego4D metadata file (default: SRC/ego4d.json)")
     g.add_argument("--imu-dir", help="directory of <video_uid>.csv IMU files (default: SRC/imu or SRC/v2/imu)")
