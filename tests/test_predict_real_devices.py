@@ -20,7 +20,7 @@ import pytest
 from crossmodal_har.cli import main
 from crossmodal_har.signals.devices import open_device
 from helpers.bundles import make_bundle, predict_recording
-from test_real_device_files import DEVICES, INTACT_TWIN, _device_files, requires_files
+from test_real_device_files import CUT_WITHOUT_TWIN, DEVICES, INTACT_TWIN, _device_files, requires_files
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +35,7 @@ def _fmt(path: Path):
     return {"format": "empatica"} if path.is_dir() else {}
 
 
-@pytest.mark.parametrize("path", [p for p in _device_files()
-                                  if p.values[0] is None or "genea_testfile" not in p.values[0].name])
+@pytest.mark.parametrize("path", _device_files())
 def test_predict_reads_every_real_file(path, bundles, tmp_path):
     channels = open_device(path, "empatica" if path.is_dir() else None, damaged="skip").info.channels
     out = tmp_path / "pred.csv"
@@ -49,7 +48,7 @@ def test_predict_reads_every_real_file(path, bundles, tmp_path):
                                                      "nonwear", "idle_sleep"}
     assert (tmp_path / "report" / "report.html").is_file()
     assert json.loads(res.summary_path.read_text())["input"] == str(path)
-    if path.name in INTACT_TWIN:  # damaged: read in part, listed, partial
+    if path.name in INTACT_TWIN or path.name in CUT_WITHOUT_TWIN:  # damaged: read in part, listed, partial
         assert s["skipped_parts"] and res.partial and str(path) in res.partial
         html = (tmp_path / "report" / "report.html").read_text()
         assert "Damaged parts left out" in html and s["skipped_parts"][0]["line"] in html
@@ -106,11 +105,27 @@ def test_idle_sleep_windows_are_their_own_status_and_counted_as_nonwear(bundles,
 
 
 @requires_files
-def test_a_file_no_reader_reads_is_refused_in_one_line(bundles, tmp_path, capsys):
-    """GGIRread's genea_testfile.bin is the older GENEA format (skdh crashes on it): exit status 2."""
+def test_genea_file_exit_status_3_and_strict_or_corrupt_copy_refused(bundles, tmp_path, capsys):
+    """GGIRread's genea_testfile.bin, the older GENEA format (skdh crashes on it; it used to be
+    refused, exit 2): read, its cut last page listed, exit 3; --strict refuses it in one line, and
+    so is a copy with a corrupt page (exit 2, the file and the page named)."""
     path = DEVICES / "geneactiv" / "ggirread_genea_testfile.bin"
-    args = ["predict", "--model", str(bundles["acc"]), "--input", str(path), "--out", str(tmp_path / "p.csv")]
-    assert main(args) == 2
+    out = tmp_path / "p.csv"
+    args = ["predict", "--model", str(bundles["acc"]), "--input", str(path), "--out", str(out)]
+    assert main(args) == 3
     err = _error_lines(capsys.readouterr().err)
-    assert len(err) == 1 and str(path) in err[0] and "not a GENEActiv .bin file" in err[0]
-    assert not (tmp_path / "p.csv").exists()
+    assert len(err) == 1 and "1 damaged part(s) left out (page 128 skipped: cut off at the end of the file" in err[0]
+    rows = pd.read_csv(out)
+    assert (rows["status"] == "ok").sum() > 0
+    assert main(args + ["--force", "--strict"]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and str(path) in err[0] and "ends 1626 bytes into page 128" in err[0]
+    raw = path.read_bytes()
+    at = raw.index(b"\r\n\r\n") + 4 + 20 * 2048 + 7
+    bad = tmp_path / "corrupt.bin"
+    bad.write_bytes(raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:])
+    assert main(["predict", "--model", str(bundles["acc"]), "--input", str(bad), "--out", str(tmp_path / "c.csv"),
+                 "--strict"]) == 2
+    err = _error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and str(bad) in err[0] and "corrupt GENEA page 21: chunk 1" in err[0]
+    assert not (tmp_path / "c.csv").exists()

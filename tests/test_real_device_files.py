@@ -28,6 +28,7 @@ import pytest
 from crossmodal_har.errors import DataError
 from crossmodal_har.signals.devices import device_suffixes, open_device
 from crossmodal_har.signals.devices.cwa import SECTOR, SECTOR_DTYPE, decode_timestamps, rate_from_code
+from crossmodal_har.signals.devices.genea import chunk_crc
 from crossmodal_har.signals.recording import STRICT, iter_chunks
 from crossmodal_har.signals.units import Units
 
@@ -38,6 +39,8 @@ requires_files = pytest.mark.skipif(not DEVICES.is_dir(), reason=ABSENT)
 #: damaged files (PROVENANCE.md) -> the intact file they were made from
 INTACT_TWIN = {"ggirread_ax3_corrupt_blocks.cwa": "cwa/ggirread_ax3_testfile.cwa",
                "ggirread_GENEActiv_testfile.bin": "geneactiv/ggirread_GENEActiv_testfile_16pages.bin"}
+#: damaged files with no intact twin: GGIRread's GENEA file ends 1626 bytes into a page
+CUT_WITHOUT_TWIN = {"ggirread_genea_testfile.bin"}
 SLOW_BYTES = 1_000_000  # files above this are marked slow
 
 
@@ -107,7 +110,8 @@ def ref_cwa(path: Path, ours: Ours) -> Ref:
 def ref_geneactiv(path: Path, ours: Ours) -> Ref:
     if not path.read_bytes()[:64].lstrip(b"\xef\xbb\xbf").startswith(b"Device Identity"):
         # the older GENEA format: skdh's ReadBin crashes the interpreter on it (segfault), so ask it
-        # in a subprocess
+        # in a subprocess. Ours reads it (genea.py) but, strictly, refuses it for its cut last page;
+        # GGIRread's own test facts are the check of its values (test_genea_* below)
         code = "import sys, skdh.io; skdh.io.ReadBin().predict(file=sys.argv[1])"
         res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
         if res.returncode != 0:
@@ -399,3 +403,149 @@ def test_cwa_chunk_size_does_not_change_times_or_values(name):
         np.testing.assert_array_equal(got[0], ref[0])
         np.testing.assert_array_equal(got[1], ref[1])
         assert got[2] == ref[2]
+
+
+# ------------------------------------------------------------------------- GENEA (older format)
+
+GENEA = DEVICES / "geneactiv" / "ggirread_genea_testfile.bin"
+
+
+def _genea_pages(dest: Path, first: int, end: int) -> Path:
+    """A copy of the GENEA file's header and its pages ``first .. end-1`` (2048 bytes each, right
+    after the header's blank line): what GGIRread reads with ``start = first, end = end``."""
+    raw = GENEA.read_bytes()
+    body = raw.index(b"\r\n\r\n") + 4
+    dest.write_bytes(raw[:body] + raw[body + first * 2048:body + end * 2048])
+    return dest
+
+
+def _ggirread_mg(acc_g: np.ndarray) -> np.ndarray:
+    """GGIRread's integers from our unrounded g: it rounds ``(count + offset) * gain / 8192`` to a
+    whole number, then that * 1000 / 340 to whole mg (R's and numpy's round both go to even)."""
+    scaled = np.round(acc_g * 340 * 8192) / 8192  # exact: (count + offset) * gain is an integer
+    return np.round(np.round(scaled) * 1000 / 340)
+
+
+@requires_files
+@pytest.mark.parametrize("first, end, rows, total, t100, source", [
+    (0, 4, 1329, 1374990, 1269950918, "tests/testthat/test_readGenea.R: readGenea(start = 0, end = 4)"),
+    (1, 4, 993, 1058559, 1269950922, "tests/testthat/test_GeneaBinReader.R: GeneaBinReader(start = 1, end = 4)"),
+])
+def test_genea_reproduces_ggirread_test_facts(tmp_path, first, end, rows, total, t100, source):
+    """GGIRread (wadpac/GGIRread @ 45ef623c) asserts these numbers about this very file; we read
+    the same pages. Its rows stop at the sample its last timestamp stamps (it drops the samples
+    after the last whole second), so the count is of our samples up to that second."""
+    path = _genea_pages(tmp_path / f"pages_{first}_{end}.bin", first, end)
+    r = open_device(path)
+    assert r.format == "genea" and len(r.header) == 18 and list(r.header)[15] == "Sample-Rate", source
+    ours = read_ours(path)  # whole pages: nothing damaged
+    assert ours.info.rate_hz == 80.0 and ours.info.channels == "acc"
+    n = int(np.count_nonzero(ours.t <= np.floor(ours.t[-1])))
+    assert n == rows, source
+    assert _ggirread_mg(ours.data[:n, :3]).sum() == total, source
+    # testthat's expect_equal(timestamps1[100], ...) holds within a relative 1.5e-8 (+-19 s): ours
+    # within a second (GGIRread's own interpolation gives 1269950917.6375 for the first case)
+    assert abs(ours.t[99] - t100) < 1.0, source
+    assert datetime.fromtimestamp(ours.t[99], tz=timezone.utc).year == 2010, source
+
+
+@requires_files
+def test_genea_whole_file_times_values_and_its_cut_last_page():
+    ours = read_ours(GENEA, damaged="skip")
+    dev = ours.info.device
+    assert ours.info.format == "genea" and dev["serial"] == "01275" and dev["pages"] == 127
+    assert dev["calibration"] == {"x gain": 8144, "x offset": 1, "y gain": 8132, "y offset": -3,
+                                  "z gain": 8004, "z offset": -13}
+    # 532 timestamps, one a second, exactly 80 samples apart: the samples are on the 80 Hz grid
+    assert (dev["timestamps"], dev["clock_gaps"], dev["rate_from_timestamps_hz"]) == (532, 0, 80.0)
+    assert len(ours.t) == 42598 and ours.info.start_time_s == ours.t[0]
+    np.testing.assert_allclose(np.diff(ours.t), 1 / 80, rtol=0, atol=1e-6)
+    # the first timestamp (2010-03-30 12:08:37, the header's Trial-Start 12:08:36 a second before)
+    # stamps sample 48; --tz UTC reads the device clock as UTC
+    assert ours.t[48] == 1269950917.0 and ours.t[0] == 1269950917.0 - 48 / 80
+    assert 0.95 < np.median(np.linalg.norm(ours.data[:, :3], axis=1)) < 1.05
+    (s,) = ours.info.skipped
+    assert (s.unit, s.first, s.count, s.at_sample, s.after_s, s.before_s) == ("page", 128, 1, 42598, ours.t[-1], None)
+    with pytest.raises(DataError) as e:  # strictly: refused in one line
+        read_ours(GENEA)
+    _one_line(e.value, GENEA)
+    assert "truncated GENEA .bin file: the file ends 1626 bytes into page 128" in str(e.value)
+
+
+@requires_files
+def test_genea_damaged_copies_are_one_line_errors_or_skipped_pages(tmp_path):
+    whole = read_ours(_genea_pages(tmp_path / "whole.bin", 0, 127))
+    raw = (tmp_path / "whole.bin").read_bytes()
+    body = raw.index(b"\r\n\r\n") + 4
+    # one flipped bit in page 11 (a chunk's CRC-8 no longer holds)
+    bad = tmp_path / "flipped.bin"
+    at = body + 10 * 2048 + 6 * 100 + 3
+    bad.write_bytes(raw[:at] + bytes([raw[at] ^ 0x10]) + raw[at + 1:])
+    with pytest.raises(DataError) as e:
+        read_ours(bad)
+    _one_line(e.value, bad)
+    assert f"corrupt GENEA page 11: chunk 100 (byte {at - 3}) fails its CRC-8 check" in str(e.value)
+    part = read_ours(bad, damaged="skip")
+    (s,) = part.info.skipped
+    assert (s.unit, s.first, s.reason) == ("page", 11, "CRC-8 mismatch")
+    lost = len(whole.t) - len(part.t)
+    assert 330 < lost < 342 and s.at_sample + lost == int(np.count_nonzero(whole.t < s.before_s))
+    keep = np.ones(len(whole.t), bool)
+    keep[s.at_sample:s.at_sample + lost] = False
+    np.testing.assert_array_equal(part.data, whole.data[keep])
+    np.testing.assert_allclose(part.t, whole.t[keep], rtol=0, atol=1e-6)  # the hole is a gap in t
+    # an erased page followed by data; a header cut short; not a GENEA header at all
+    erased = tmp_path / "erased.bin"
+    erased.write_bytes(raw[:body + 5 * 2048] + b"\xff" * 2048 + raw[body + 6 * 2048:])
+    cut_header = tmp_path / "cut_header.bin"
+    cut_header.write_bytes(raw[:200])
+    no_rate = tmp_path / "no_rate.bin"
+    no_rate.write_bytes(raw.replace(b"Sample-Rate:80Hz\r\n", b""))
+    for path, text in [(erased, "page 6 (byte"), (cut_header, "no blank line ends it"),
+                       (no_rate, "GENEA header lacks 'Sample-Rate'")]:
+        with pytest.raises(DataError) as e:
+            read_ours(path)
+        _one_line(e.value, path)
+        assert text in str(e.value)
+    # trailing erased pages are the end of the recording, not damage
+    tail = tmp_path / "erased_tail.bin"
+    tail.write_bytes(raw + b"\xff" * 4096)
+    ended = read_ours(tail)
+    np.testing.assert_array_equal(ended.t, whole.t)
+    assert ended.info.device["erased_pages_at_end"] == 2
+
+
+def _genea_restamped(dest: Path, shift_s: int, from_page: int, only_one: bool = False) -> Path:
+    """A copy of the GENEA file's 127 whole pages with its timestamp chunks from page ``from_page``
+    (0-based) moved by ``shift_s`` (the first of them only, with ``only_one``), CRC-8s rewritten."""
+    raw = GENEA.read_bytes()
+    body = raw.index(b"\r\n\r\n") + 4
+    pages = np.frombuffer(raw[body:body + 127 * 2048], np.uint8).reshape(127, 2048).copy()
+    ch = pages[from_page:, :341 * 6].reshape(-1, 6)
+    stamps = np.flatnonzero(ch[:, 1] >> 4 == 2)[:1 if only_one else None]
+    value = ch[stamps, 2:6].astype(np.int64) @ np.array([1 << 24, 1 << 16, 1 << 8, 1]) + shift_s
+    ch[stamps, 2:6] = (value[:, None] >> np.array([24, 16, 8, 0])) & 0xFF
+    ch[stamps, 0] = chunk_crc(ch[stamps])
+    pages[from_page:, :341 * 6] = ch.reshape(-1, 341 * 6)
+    dest.write_bytes(raw[:body] + pages.tobytes())
+    return dest
+
+
+@requires_files
+def test_genea_clock_gap_and_clock_going_back(tmp_path):
+    """The timing rules on copies whose timestamps were moved (CRC-8 rewritten, so not damage):
+    an hour later from page 51 on is a gap in t, every sample keeps its value and 1/80 s spacing
+    either side; one timestamp 10 s back is a one-line error naming the file."""
+    whole = read_ours(_genea_pages(tmp_path / "whole.bin", 0, 127))
+    later = read_ours(_genea_restamped(tmp_path / "later.bin", 3600, 50))
+    np.testing.assert_array_equal(later.data, whole.data)
+    step = np.diff(later.t)
+    jump = int(np.argmax(step))
+    assert step[jump] == pytest.approx(3600 + 1 / 80, abs=1e-6) and later.info.device["clock_gaps"] == 1
+    np.testing.assert_allclose(np.delete(step, jump), 1 / 80, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(later.t[jump + 1:] - 3600, whole.t[jump + 1:], rtol=0, atol=1e-6)
+    back = _genea_restamped(tmp_path / "back.bin", -10, 50, only_one=True)
+    with pytest.raises(DataError) as e:
+        read_ours(back)
+    _one_line(e.value, back)
+    assert "the device clock stands still or jumps back" in str(e.value)

@@ -8,7 +8,7 @@ Modules (nothing is imported here, so importing the package does no work):
   recording  read_recording, iter_chunks (strict | lenient), units_for   (the one front end: tables and
              device files, one time check, one units rule; DataError with file and line)
   tables     CSV / Parquet blocks, header rule, diagnose_csv
-  devices    open_device, READERS: Axivity .cwa, GENEActiv .bin, APDM .h5, ActiGraph .gt3x, Empatica
+  devices    open_device, READERS: Axivity .cwa, GENEActiv and GENEA .bin, APDM .h5, ActiGraph .gt3x, Empatica
   resample   split_at_gaps, resample_segment, resample, lowpass_eval, ANTIALIAS_MARGIN_S, antialias_margin_s
   windows    median_filter, window_segments, check_quality, recording_windows, select_channels,
              model_samples (the one channel selection: acc | acc+gyro)

@@ -2,12 +2,14 @@
 
   cwa        Axivity AX3 / AX6 (.cwa)
   geneactiv  GENEActiv (.bin)
+  genea      the older GENEA (.bin starting with ``GENEA/``)
   apdm       APDM Opal (.h5)
   gt3x       ActiGraph (.gt3x)
   empatica   Empatica exports
 
 ``READERS`` maps each format name to its reader class; :func:`open_device` picks one by
-``fmt`` or by the file's suffix. See docs/data-formats.md.
+``fmt`` or by the file's suffix (where readers share a suffix, by the file's first bytes: a reader's
+``magic``). See docs/data-formats.md.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from crossmodal_har.signals.devices.base import (DAMAGE_POLICIES, DEFAULT_CHUNK_
                                                  Skipped)
 from crossmodal_har.signals.devices.cwa import CwaReader
 from crossmodal_har.signals.devices.empatica import EmpaticaReader
+from crossmodal_har.signals.devices.genea import GeneaReader
 from crossmodal_har.signals.devices.geneactiv import GeneactivReader
 
 READERS: Dict[str, Type[DeviceReader]] = {
-    r.format: r for r in (CwaReader, GeneactivReader, ApdmReader, Gt3xReader, EmpaticaReader)}
+    r.format: r for r in (CwaReader, GeneactivReader, GeneaReader, ApdmReader, Gt3xReader, EmpaticaReader)}
 
 #: table formats read by :mod:`crossmodal_har.signals.tables` (not device files)
 TABLE_FORMATS = ("csv", "parquet")
@@ -34,12 +37,30 @@ _TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def device_suffixes() -> Dict[str, str]:
-    """``{suffix: format}`` of every registered reader (lower case, with the dot)."""
-    return {suf: name for name, r in READERS.items() for suf in r.suffixes if suf not in _TABLE_SUFFIXES}
+    """``{suffix: format}`` of every registered reader (lower case, with the dot); a suffix that
+    several readers share maps to its default reader (the one without ``magic``)."""
+    return {suf: name for name, r in READERS.items() for suf in r.suffixes
+            if suf not in _TABLE_SUFFIXES and not r.magic}
+
+
+def _by_magic(path: Path, default: str) -> str:
+    """Among the readers of ``path``'s suffix, the one whose ``magic`` the file starts with, else
+    ``default`` (also when the file cannot be read: the reader then says why)."""
+    suffix = path.suffix.lower()
+    magic = {name: r.magic for name, r in READERS.items() if r.magic and suffix in r.suffixes}
+    if not magic:
+        return default
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(max(len(m) for m in magic.values()))
+    except OSError:
+        return default
+    return next((name for name, m in magic.items() if head.startswith(m)), default)
 
 
 def device_format(path: Union[str, Path], fmt: Optional[str] = None) -> Optional[str]:
-    """The device format of ``path`` (``fmt`` if given, else by suffix), or None for a table file.
+    """The device format of ``path`` (``fmt`` if given, else by suffix and, where readers share the
+    suffix, by the file's first bytes), or None for a table file.
 
     Raises:
         UserError: ``fmt`` is not a known format name.
@@ -50,7 +71,8 @@ def device_format(path: Union[str, Path], fmt: Optional[str] = None) -> Optional
         if fmt in TABLE_FORMATS:
             return None
         raise UserError(f"unknown --format {fmt!r}; supported: {', '.join(list(TABLE_FORMATS) + list(READERS))}")
-    return device_suffixes().get(Path(path).suffix.lower())
+    name = device_suffixes().get(Path(path).suffix.lower())
+    return None if name is None else _by_magic(Path(path), name)
 
 
 def open_device(path: Union[str, Path], fmt: Optional[str] = None, tz: str = "UTC",

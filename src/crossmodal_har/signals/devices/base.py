@@ -124,6 +124,9 @@ class DeviceReader:
     suffixes: Tuple[str, ...] = ()
     #: whether a file may hold several sensors, chosen by ``sensor=`` (a label or id)
     multi_sensor: bool = False
+    #: the first bytes that choose this reader among the readers of one suffix (GENEA's ``GENEA/``
+    #: among ``.bin`` files); empty for the suffix's default reader
+    magic: bytes = b""
 
     def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
         if damaged not in DAMAGE_POLICIES:

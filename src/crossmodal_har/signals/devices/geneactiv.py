@@ -92,6 +92,8 @@ class GeneactivReader(DeviceReader):
             raise DataError(p, f"cannot read file: {exc.strerror or exc}") from None
         if head.startswith(b"\xef\xbb\xbf"):
             head = head[3:]
+        if head.startswith(b"GENEA/"):  # only with --format geneactiv: by suffix, genea.py reads it
+            raise DataError(p, "an older GENEA .bin file, not GENEActiv: leave --format out, or give --format genea")
         if not head.lstrip().startswith(b"Device Identity"):
             raise DataError(p, "not a GENEActiv .bin file (the first line is not 'Device Identity')")
         header: Dict[str, Dict[str, str]] = {}
