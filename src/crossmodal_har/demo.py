@@ -36,17 +36,16 @@ import json
 import logging
 import math
 import os
-import shlex
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from crossmodal_har.config import from_dict
 from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.evaluate.report import ReportText
 from crossmodal_har.evaluate.summaries import CONTROL_SUFFIX
-from crossmodal_har.io import atomic_write_json, guard_output_dir, read_json
+from crossmodal_har.io import read_json
+from crossmodal_har.stages import Stage, check_plan, prepare_out, run_stages, stage_command_lines
 
 log = logging.getLogger(__name__)
 
@@ -148,17 +147,30 @@ def pretrained_runs(plan: DemoPlan) -> List["tuple[str, str, int]"]:
             for d, label in [(m, m) for m in PRETRAIN_METHODS] + [(CONTROL_RUN, CONTROL_LABEL)]]
 
 
-@dataclass
-class Stage:
-    name: str
-    title: str
-    argvs: Callable[[], List[List[str]]]  # commands to run (crossmodal-har argv lists)
-    ok_codes: Sequence[int] = (0,)
-    after_all: bool = False  # depends on every earlier stage: runs again whenever one of them ran
+def ingest_argv(src: Path, dst: Path, plan: Any, imu_site: Optional[str] = None) -> List[str]:
+    """``ingest`` of a simulated corpus with the demo's settings (``plan``: a DemoPlan or any plan with
+    ``workers``, ``normalization``, ``video`` and ``frame_size``); ``imu_site`` picks ``imu-<site>.csv``."""
+    common = ["ingest", "--layout", "paired", "--src", str(src), "--out", str(dst), "--workers", str(plan.workers),
+              "--set", f"normalization={plan.normalization}", *(["--imu-site", imu_site] if imu_site else [])]
+    if plan.video == "imagenet":
+        return common + ["--video-mode", "embeddings", "--video-encoder", "efficientnet-lite0",
+                         "--video-encoder-weights", "imagenet", "--embedding-layout", "frames"]
+    return common + ["--video-mode", "frames", "--frames", "10", "--size", str(plan.frame_size)]
 
 
-def _done_path(out: Path, name: str) -> Path:
-    return out / "stages" / f"{name}.json"
+def pretrain_argv(config: str, store: Path, run: Path, seed: int, seconds: float, extra: Sequence[str] = ()) -> List[str]:
+    """``pretrain`` of one run with a time budget; a run killed mid-way continues from its last checkpoint."""
+    return ["pretrain", "--config", config, "--store", str(store), "--out", str(run), "--seed", str(seed),
+            "--time-budget", str(int(seconds)), "--no-progress", *extra,
+            *(["--resume"] if (run / "checkpoint.pt").exists() else [])]
+
+
+def matched_steps(run: Path) -> List[str]:
+    """``--set max_steps=N`` with the steps ``run`` trained: a control gets its method's optimiser steps (and
+    so its lr schedule) at the same pretraining seed, not only its time budget ([] before that run ended)."""
+    f = run / "summary.json"
+    step = json.loads(f.read_text()).get("step") if f.exists() else None
+    return ["--set", f"max_steps={int(step)}"] if step else []
 
 
 def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
@@ -167,25 +179,13 @@ def build_stages(out: Path, plan: DemoPlan) -> List[Stage]:
     runs, zs, zs2, ev = out / "runs", out / "zeroshot", out / "zeroshot-other", out / "eval"
 
     def ingest(src: Path, dst: Path) -> List[str]:  # one set of ingest settings for both corpora
-        common = ["ingest", "--layout", "paired", "--src", str(src), "--out", str(dst), "--workers", str(plan.workers),
-                  "--set", f"normalization={plan.normalization}"]
-        if plan.video == "imagenet":
-            return common + ["--video-mode", "embeddings", "--video-encoder", "efficientnet-lite0",
-                             "--video-encoder-weights", "imagenet", "--embedding-layout", "frames"]
-        return common + ["--video-mode", "frames", "--frames", "10", "--size", str(plan.frame_size)]
+        return ingest_argv(src, dst, plan)
 
     def pretrain(config: str, run: Path, seed: int, extra: Sequence[str] = ()) -> List[str]:
-        return ["pretrain", "--config", config, "--store", str(store), "--out", str(run), "--seed", str(seed),
-                "--time-budget", str(int(plan.pretrain_seconds)), "--no-progress", *extra,
-                # a run killed mid-way continues from its last checkpoint
-                *(["--resume"] if (run / "checkpoint.pt").exists() else [])]
+        return pretrain_argv(config, store, run, seed, plan.pretrain_seconds, extra)
 
     def same_steps_as_siglip(seed: int) -> List[str]:
-        # the control gets siglip's optimiser steps (and so its lr schedule) at the same pretraining
-        # seed, not only its time budget
-        f = runs / run_name("siglip", plan, seed) / "summary.json"
-        step = json.loads(f.read_text()).get("step") if f.exists() else None
-        return ["--set", f"max_steps={int(step)}"] if step else []
+        return matched_steps(runs / run_name("siglip", plan, seed))
 
     def seed_words(p: int) -> str:
         return f", pretraining seed {p}" if len(plan.pretrain_seeds) > 1 else ""
@@ -268,50 +268,10 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[L
             passes the CLI's own ``main`` (the library does not import the CLI).
     """
     out = Path(out)
-    plan_file = out / "plan.json"
     plan = plan_for_budget(budget_minutes, workers, video)
-    guard_output_dir(("--out", out))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
-    if plan_file.exists() and not restart:
-        saved = read_json(plan_file)
-        if not isinstance(saved, dict):
-            raise DataError(plan_file, "not a demo plan (expected a JSON object); re-run with --restart")
-        if saved.get("budget_minutes") != plan.budget_minutes:
-            raise UserError(f"{out} holds a demo planned for {saved.get('budget_minutes')} minutes; "
-                            f"use the same --budget-minutes to resume, or --restart")
-        # the worker count does not change results; anything else would mix two plans in one report
-        differs = [k for k, v in asdict(plan).items() if k != "workers" and saved.get(k) != v]
-        if differs:
-            raise UserError(f"{out} holds a demo of an earlier version, planned differently "
-                            f"({', '.join(differs)}); re-run with --restart to redo it here, or use another --out")
-    atomic_write_json(plan_file, asdict(plan))
-    stages = build_stages(out, plan)
-    t_start = time.perf_counter()
-    ran_any = False
-    for i, stage in enumerate(stages, 1):
-        done = _done_path(out, stage.name)
-        if done.exists() and not restart and not (stage.after_all and ran_any):
-            log.info("[%d/%d] %s: done earlier, skipped", i, len(stages), stage.title)
-            continue
-        log.info("[%d/%d] %s", i, len(stages), stage.title)
-        t0 = time.perf_counter()
-        commands = stage.argvs()
-        for argv in commands:
-            log.info("  $ crossmodal-har %s", " ".join(shlex.quote(a) for a in argv))
-            code = runner(list(argv))
-            if code == 130:  # the stage's command was interrupted (Ctrl-C)
-                raise KeyboardInterrupt
-            if code not in stage.ok_codes:
-                raise UserError(f"demo stage {stage.name!r} failed (exit {code}); fix the cause and re-run "
-                                f"the same command to resume from this stage")
-        ran_any = True
-        atomic_write_json(done, {"stage": stage.name, "seconds": round(time.perf_counter() - t0, 2),
-                                 "commands": [["crossmodal-har", *a] for a in commands]})
-        log.info("  %s finished in %.0f s (total %.1f min)", stage.name, time.perf_counter() - t0,
-                 (time.perf_counter() - t_start) / 60)
+    prepare_out(out)
+    check_plan(out, asdict(plan), restart=restart, what="demo")
+    run_stages(out, build_stages(out, plan), runner, restart=restart, what="demo")
     return out / "report.md"
 
 
@@ -409,11 +369,7 @@ def demo_report_text(plan_path: PathLike) -> ReportText:
     dp = _load_plan(plan_path)
     plan = asdict(dp)
     out = Path(plan_path).parent
-    stage_lines = []
-    for f in sorted((out / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
-        info = read_json(f)
-        for cmd in info.get("commands", []) if isinstance(info, dict) else []:
-            stage_lines.append(f"    {' '.join(shlex.quote(c) for c in cmd)}   # {info['seconds']:.0f} s")
+    stage_lines = stage_command_lines(out)
     preamble = [
         "This is the experiment of Cheshmi et al., *Improving Out-of-distribution Human Activity Recognition via "
         "IMU-Video Cross-modal Representation Learning* (MLHC 2025), run end to end at CPU scale by "
