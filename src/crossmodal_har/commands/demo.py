@@ -11,7 +11,10 @@ DESCRIPTION = (
     "splits and the same 5 evaluation seeds (pretraining seeds 1 and 2 at 10 and 100 shots only), and write "
     "OUT/report.md with the spread across pretraining seeds and paired differences over the same seeds (how "
     "much of siglip's gain comes from true pairing). Interrupted, re-run the same command: finished stages are "
-    "skipped; a directory of an earlier demo version is refused (--restart). Needs no network."
+    "skipped; a directory of an earlier demo version is refused (--restart). Needs no network. --study placement "
+    "runs the placement study instead (IMU at head vs waist x true vs shuffled pairs x 3 pretraining seeds, "
+    "imu-mae and random references, 10 evaluation seeds on HAPT and on a held-out simulated corpus, linear "
+    "probes of what the waist IMU tower learned; about 40 min on 2 cores; OUT/report.md says what it supports)."
 )
 
 
@@ -19,9 +22,11 @@ def add_arguments(p):
     from crossmodal_har.commands._args.flags import add_threads_flag
 
     add_threads_flag(p)
-    p.add_argument("--out", default="demo-out", help="output directory (default: ./demo-out)")
-    p.add_argument("--budget-minutes", type=float, default=15.0,
-                   help="wall-clock budget on a 2-core CPU; scales data and training steps (default 15)")
+    p.add_argument("--out", default=None, help="output directory (default: ./demo-out, or ./STUDY-out with --study)")
+    p.add_argument("--study", choices=("placement",), default=None,
+                   help="run a study instead of the demo: placement (IMU at head vs waist, see above)")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="wall-clock budget on a 2-core CPU; scales data and training steps (default 15; study 40)")
     p.add_argument("--workers", type=int, default=None, help="processes for simulation and ingestion (default: up to 2)")
     p.add_argument("--restart", action="store_true", help="redo every stage instead of resuming")
     p.add_argument("--video", choices=("diff", "imagenet"), default="diff",
@@ -35,9 +40,14 @@ def run(args) -> int:
 
     from crossmodal_har.cli import main  # each stage is an in-process crossmodal-har command
     from crossmodal_har.demo import run_demo
+    from crossmodal_har.placement.plan import run_placement_study
 
     t0 = time.perf_counter()
-    report = run_demo(args.out, args.budget_minutes, runner=main, workers=args.workers, restart=args.restart,
-                      video=args.video)
-    print(f"demo finished in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
+    if args.study:
+        report = run_placement_study(args.out or f"{args.study}-out", args.study, args.budget_minutes or 40.0, runner=main,
+                           workers=args.workers, restart=args.restart)
+    else:
+        report = run_demo(args.out or "demo-out", args.budget_minutes or 15.0, runner=main, workers=args.workers,
+                          restart=args.restart, video=args.video)
+    print(f"{args.study or 'demo'} finished in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
     return 0
