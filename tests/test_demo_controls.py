@@ -88,7 +88,9 @@ def test_report_runs_again_when_a_stage_ran_after_it(tmp_path):
         (tmp_path / "stages" / f"{stage}.json").unlink()
         calls.clear()
         run_demo(tmp_path, 15, runner=runner)
-        assert [a[0] for a in calls] == [stage.split("-")[0], "report"]
+        # both reports run again: the held-out corpus's (report-heldout), then the main one
+        assert [a[0] for a in calls] == [stage.split("-")[0], "report", "report"]
+        assert calls[-1][calls[-1].index("--out") + 1] == str(tmp_path)
     calls.clear()
     run_demo(tmp_path, 15, runner=runner)
     assert calls == []

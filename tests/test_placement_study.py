@@ -45,7 +45,8 @@ def test_plan_stages_and_commands(tmp_path):
         assert _opt(ing, "--video-mode") == "frames" and _opt(ing, "--size") == _opt(demo_ingest, "--size")
     [held] = st["simulate-heldout"].argvs()
     assert int(_opt(held, "--seed")) == plan.seed + 1 and _opt(held, "--mounting") == "waist"
-    assert st["heldout-dataset"].call is not None
+    [view] = st["heldout-dataset"].argvs()
+    assert view[0] == "pairs-dataset" and _opt(view, "--src") == _opt(held, "--out")
     # siglip at both sites x true/shuffled x 3 seeds, imu-mae at the waist, random
     enc = study_encoders(plan)
     assert len(enc) == 2 * 2 * 3 + 3 + 1
@@ -82,7 +83,6 @@ def test_plan_stages_and_commands(tmp_path):
 
 def test_study_resumes_and_refuses_another_plan(tmp_path, monkeypatch):
     calls, lib = [], []
-    monkeypatch.setattr(study, "write_labelled_dataset", lambda *a, **k: lib.append("dataset"))
     monkeypatch.setattr(study, "run_probe", lambda *a, **k: lib.append("probe"))
     monkeypatch.setattr(study, "write_study_report", lambda *a, **k: lib.append("report"))
     fail = {"on": "siglip-waist-shuffled-seed1"}
@@ -94,17 +94,17 @@ def test_study_resumes_and_refuses_another_plan(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="pretrain-siglip-waist-shuffled-seed1"):
         run_placement_study(tmp_path, "placement", 40, runner=runner)
     n_first = len(calls)
-    assert lib == ["dataset"] and [a[0] for a in calls[:4]] == ["simulate", "ingest", "ingest", "simulate"]
+    assert lib == [] and [a[0] for a in calls[:5]] == ["simulate", "ingest", "ingest", "simulate", "pairs-dataset"]
     calls.clear()
     fail["on"] = None
     run_placement_study(tmp_path, "placement", 40, runner=runner)
     assert calls[0][0] == "pretrain" and calls[0][calls[0].index("--out") + 1].endswith("siglip-waist-shuffled-seed1")
     assert len(calls) + n_first - 1 == len([s for s in build_study_stages(tmp_path, plan_for_study(40)) if s.argvs()])
-    assert lib == ["dataset", "probe", "report"]
+    assert lib == ["probe", "report"]
     # nothing left: a re-run runs no command and no report
     calls.clear()
     run_placement_study(tmp_path, "placement", 40, runner=runner)
-    assert calls == [] and lib == ["dataset", "probe", "report"]
+    assert calls == [] and lib == ["probe", "report"]
     with pytest.raises(UserError, match="same --budget-minutes"):
         run_placement_study(tmp_path, "placement", 30, runner=runner)
     with pytest.raises(UserError, match="--study must be"):

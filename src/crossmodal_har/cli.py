@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 # ``--help`` lists the commands in the order a project uses them; one not named here comes last
-PIPELINE_ORDER = ("simulate", "gopro-extract", "ingest", "pretrain", "zeroshot", "evaluate", "report",
+PIPELINE_ORDER = ("simulate", "gopro-extract", "ingest", "pairs-dataset", "pretrain", "zeroshot", "evaluate", "report",
                   "train-classifier", "export", "predict", "collate", "embed", "formats", "demo")
 
 

@@ -29,6 +29,8 @@ def add_arguments(p):
                    help="wall-clock budget on a 2-core CPU; scales data and training steps (default 15; study 40)")
     p.add_argument("--workers", type=int, default=None, help="processes for simulation and ingestion (default: up to 2)")
     p.add_argument("--restart", action="store_true", help="redo every stage instead of resuming")
+    p.add_argument("--imu-site", choices=("head", "waist", "wrist"), default="head",
+                   help="where the pretraining IMU sits on the simulated body (default head; the camera is on the head)")
     p.add_argument("--video", choices=("diff", "imagenet"), default="diff",
                    help="video side: diff (default; frozen random tower on consecutive-frame differences) or "
                         "imagenet (frozen ImageNet EfficientNet-Lite0 per-frame features + a trained temporal head: "
@@ -48,6 +50,6 @@ def run(args) -> int:
                            workers=args.workers, restart=args.restart)
     else:
         report = run_demo(args.out or "demo-out", args.budget_minutes or 15.0, runner=main, workers=args.workers,
-                          restart=args.restart, video=args.video)
+                          restart=args.restart, video=args.video, imu_site=args.imu_site)
     print(f"{args.study or 'demo'} finished in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
     return 0

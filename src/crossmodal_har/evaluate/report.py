@@ -260,11 +260,12 @@ def render_true_pairing(comparisons: Sequence[Dict[str, Any]], controls: Sequenc
 class ReportText:
     """What a combined report says beside the results: a ``preamble`` (what was run, at which size),
     ``caveats`` (what the numbers cannot mean) and the titles of the zero-shot tables, keyed by the
-    store path the zero-shot results name."""
+    store path the zero-shot results name; ``appendix``: sections after the few-shot tables."""
 
     preamble: List[str] = field(default_factory=list)
     caveats: List[str] = field(default_factory=list)
     zeroshot_titles: Dict[str, str] = field(default_factory=dict)
+    appendix: List[str] = field(default_factory=list)  # sections after the few-shot tables (another dataset's)
 
 
 def _combined_plots(merged: RunResult, zeroshot: Sequence[ZeroshotResult], titles: Dict[str, str],
@@ -375,6 +376,7 @@ def write_combined_report(paths: Sequence[PathLike], out_dir: PathLike, *, title
     lines += render_zeroshot(zeroshot, text.zeroshot_titles)
     if merged.summary:
         lines += _few_shot_section(merged)
+    lines += list(text.appendix)
     if images:
         lines += ["## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
     write_results(merged, out / "results.json")

@@ -17,8 +17,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from crossmodal_har.errors import DataError
-from crossmodal_har.io import PathLike
+from crossmodal_har.errors import DataError, UserError
+from crossmodal_har.io import PathLike, read_json
 from crossmodal_har.pairs.sources import iter_paired_sessions
 from crossmodal_har.signals.generic import write_generic_dataset
 from crossmodal_har.signals.tables import COLUMNS
@@ -29,11 +29,17 @@ log = logging.getLogger(__name__)
 
 def write_labelled_dataset(src: PathLike, out: PathLike, *, imu_site: Optional[str] = None,
                            name: str = "") -> Path:
-    """Write ``out`` (replaced when it exists: it is derived data) from the paired corpus ``src``.
+    """Write ``out`` from the paired corpus ``src``; an ``out`` made earlier from the same ``src`` is replaced
+    (derived data), any other existing non-empty ``out`` is refused.
 
     A session without labels is left out (logged); a session whose IMU cannot be read raises its
     DataError (this is a view of a corpus the caller made, not a user's folder to skip through)."""
-    src = Path(src)
+    src, out = Path(src), Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        meta = out / "dataset.json"
+        made = read_json(meta) if meta.is_file() else None
+        if not (isinstance(made, dict) and made.get("source") == str(src)):
+            raise UserError(f"--out {out} exists and is not a dataset made from {src}: choose a new --out")
     recordings: List[Tuple[str, pd.DataFrame]] = []
     rows = []
     for spec in iter_paired_sessions(src, imu_site=imu_site):

@@ -27,7 +27,6 @@ from crossmodal_har.demo import ingest_argv, matched_steps, pretrain_argv
 from crossmodal_har.errors import UserError
 from crossmodal_har.evaluate.summaries import CONTROL_SUFFIX
 from crossmodal_har.io import PathLike
-from crossmodal_har.pairs.labelled import write_labelled_dataset
 from crossmodal_har.placement.probe import run_probe
 from crossmodal_har.placement.report import write_study_report
 from crossmodal_har.stages import Stage, check_plan, prepare_out, run_stages
@@ -145,9 +144,8 @@ def build_study_stages(out: Path, plan: StudyPlan) -> List[Stage]:
             str(plan.heldout_minutes), "--seed", str(plan.seed + 1), "--workers", str(plan.workers),
             "--mounting", plan.eval_site, "--size", "32"]]),
         Stage("heldout-dataset", f"the held-out corpus's {plan.eval_site} IMU and labels as a labelled dataset",
-              call=lambda: write_labelled_dataset(heldout_sim, heldout, name=f"held-out simulated corpus "
-                                                  f"({plan.eval_site} IMU, simulator seed {plan.seed + 1})"),
-              call_text=f"crossmodal_har.pairs.labelled.write_labelled_dataset({heldout_sim}, {heldout})"),
+              lambda: [["pairs-dataset", "--src", str(heldout_sim), "--out", str(heldout), "--name",
+                        f"held-out simulated corpus ({plan.eval_site} IMU, simulator seed {plan.seed + 1})"]]),
     ]
     for e in encoders[:-1]:
         config = f"{e.method}-tiny"
