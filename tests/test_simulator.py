@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crossmodal_har.errors import ConfigError
 from crossmodal_har.simulator import ACTIVITIES, SimConfig, simulate
-from crossmodal_har.simulator.motion import Bout, build_trajectory, euler_to_R, plan_bouts
+from crossmodal_har.simulator.imu import synthesize_imu
+from crossmodal_har.simulator.motion import Bout, build_trajectory, plan_bouts
 from crossmodal_har.simulator.session import SessionTask, run_session
 from crossmodal_har.simulator.subjects import sample_subject
 
@@ -165,29 +167,100 @@ def test_plan_bouts_grammar():
     bouts = plan_bouts(rng, 3600.0, subj)
     labels = [b.label for b in bouts]
     assert set(labels) == set(ACTIVITIES)
+    follows = {"sit": ("sit_down", "get_up"), "lie_down": ("sit",), "lie": ("lie_down",), "get_up": ("lie",)}
     for a, b in zip(labels, labels[1:]):
         if a == "sit_down":
             assert b == "sit"
-        if b == "sit":
-            assert a == "sit_down"
-        if a in ("sit", "fall"):
+        if b in follows:
+            assert a in follows[b], (a, b)
+        if a == "sit":
+            assert b in ("stand_up", "lie_down")
+        if a == "fall":
             assert b == "stand_up"
+        if a == "lie":
+            assert b == "get_up"
+    poses = [(b.label, b.params["pose"]) for b in bouts if b.label in ("lie_down", "lie", "get_up")]
+    for (la, pa), (lb, pb) in zip(poses, poses[1:]):  # lie and get_up keep the pose lie_down drew
+        if lb != "lie_down":
+            assert pa == pb
     assert bouts[-1].end == pytest.approx(3600.0)
 
 
-def test_angular_velocity_matches_rotation_derivative():
-    """omega_body from the Euler-rate formula equals vee(R^T dR/dt) computed numerically."""
+def _expm_so3(w: np.ndarray) -> np.ndarray:
+    """Rotation matrix of the rotation vector ``w`` (Rodrigues)."""
+    th = float(np.linalg.norm(w))
+    K = np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]])
+    if th < 1e-12:
+        return np.eye(3) + K
+    return np.eye(3) + np.sin(th) / th * K + (1 - np.cos(th)) / th ** 2 * K @ K
+
+
+@pytest.mark.parametrize("segment", ["head", "pelvis", "wrist"])
+def test_angular_velocity_integrates_to_the_orientation(segment):
+    """Integrating each segment's body-frame angular velocity from its first orientation reproduces
+    its orientation seconds later (through a walk, a sideways fall, lying down and getting up)."""
     subj = sample_subject(1, 0)
-    bouts = [Bout("walk", 0.0, 6.0, {}), Bout("fall", 6.0, 10.0, {"direction": "left", "onset": 0.3,
-                                                                   "fall_s": 0.7})]
-    traj = build_trajectory(bouts, subj, np.random.default_rng(0), fine_hz=400.0)
-    R = euler_to_R(traj.euler[:, 0], traj.euler[:, 1], traj.euler[:, 2])
-    dR = np.gradient(R, traj.t, axis=0)
-    W = np.einsum("nji,njk->nik", R, dR)
-    w = np.stack([W[:, 2, 1], W[:, 0, 2], W[:, 1, 0]], axis=-1)
-    inner = slice(10, -10)
-    err = np.abs(w[inner] - traj.omega[inner]).max()
-    assert err < 0.02 * max(1.0, np.abs(traj.omega).max())
+    bouts = [Bout("walk", 0.0, 4.0, {}), Bout("sit_down", 4.0, 6.5, {}), Bout("sit", 6.5, 8.0, {}),
+             Bout("lie_down", 8.0, 11.0, {"pose": "back"}), Bout("lie", 11.0, 13.0, {"pose": "back"}),
+             Bout("get_up", 13.0, 16.0, {"pose": "back"}), Bout("stand_up", 16.0, 18.5, {}),
+             Bout("fall", 18.5, 22.0, {"direction": "left", "onset": 0.3, "fall_s": 0.7})]
+    body = build_trajectory(bouts, subj, np.random.default_rng(0), fine_hz=400.0)
+    traj = body.segments[segment]
+    R_all = traj.R
+    R = R_all[0].copy()
+    dt = traj.t[1] - traj.t[0]
+    worst = 0.0
+    for k in range(len(traj.t) - 1):
+        R = R @ _expm_so3(0.5 * (traj.omega[k] + traj.omega[k + 1]) * dt)
+        if k % 400 == 399:
+            err = np.degrees(np.arccos(np.clip((np.trace(R.T @ R_all[k + 1]) - 1) / 2, -1, 1)))
+            worst = max(worst, err)
+    assert worst < 1.0, worst  # degrees of drift over ~24 s of integration
+
+
+def test_sites_read_their_own_segment():
+    """The body, not a rotated camera: the waist does not feel the head looking around, sits with a
+    tilted pelvis, lies at ~90° from standing, and feels the steps; the wrist swings."""
+    subj = sample_subject(2, 0, "head,waist,wrist")
+    bouts = [Bout("stand", 0.0, 10.0, {}), Bout("walk", 10.0, 20.0, {}), Bout("sit_down", 20.0, 22.5, {}),
+             Bout("sit", 22.5, 32.0, {}), Bout("lie_down", 32.0, 35.0, {"pose": "back"}),
+             Bout("lie", 35.0, 45.0, {"pose": "back"})]
+    body = build_trajectory(bouts, subj, np.random.default_rng(3), fine_hz=400.0)
+    t = np.arange(0.0, 45.0, 0.02)
+    rng = np.random.default_rng(0)
+    imu = {s: synthesize_imu(body, subj, t, rng, site=s, noise=False) for s in ("head", "waist", "wrist")}
+    stand, walk, sit, lie = ((t > a) & (t < b) for a, b in ((1, 9), (12, 19), (24, 31), (37, 44)))
+    gyro = {s: np.linalg.norm(v[:, 3:], axis=1) for s, v in imu.items()}
+    assert gyro["waist"][stand].mean() < 0.25 * gyro["head"][stand].mean()  # the head looks around alone
+    assert gyro["waist"][stand].mean() < 0.03
+
+    def angle(a, b):
+        u, v = imu["waist"][a, :3].mean(0), imu["waist"][b, :3].mean(0)
+        return np.degrees(np.arccos(u @ v / np.linalg.norm(u) / np.linalg.norm(v)))
+
+    assert 0.8 * np.degrees(subj.sit_tilt_rad) < angle(sit, stand) < 1.2 * np.degrees(subj.sit_tilt_rad) + 3
+    assert 75 < angle(lie, stand) < 105
+    acc = np.linalg.norm(imu["waist"][:, :3], axis=1)
+    assert acc[walk].std() > 0.1 > 5 * acc[stand].std()
+    spec = np.abs(np.fft.rfft(acc[walk] - acc[walk].mean())) ** 2
+    f = np.fft.rfftfreq(int(walk.sum()), 0.02)
+    assert abs(f[np.argmax(spec)] - subj.cadence_hz) < 0.2  # one bob per step
+    assert gyro["wrist"][walk].mean() > gyro["waist"][walk].mean()  # the arm swings
+
+
+def test_several_sites_one_file_each(tmp_path):
+    out = tmp_path / "sim"
+    simulate(out, subjects=1, minutes=0.5, seed=3, size=32, mounting="head,waist", progress=False)
+    d = out / "sub01_s01"
+    assert not (d / "imu.csv").exists()
+    meta = json.loads((d / "session.json").read_text())
+    assert meta["sites"] == ["head", "waist"] and meta["mounting"] == "head"
+    head = np.loadtxt(d / "imu-head.csv", delimiter=",", skiprows=1)
+    waist = np.loadtxt(d / "imu-waist.csv", delimiter=",", skiprows=1)
+    assert np.array_equal(head[:, 0], waist[:, 0])  # same instants
+    assert not np.allclose(head[:, 1:], waist[:, 1:], atol=0.05)  # different segments and mountings
+    with pytest.raises(ConfigError):
+        simulate(tmp_path / "bad", subjects=1, minutes=0.5, mounting="head,ankle", progress=False)
 
 
 def _scripted(tmp_path: Path, subject_overrides: dict, bouts, size: int = 64, name: str = "turn"):

@@ -31,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="horizontal field of view, degrees (default 90)")
     parser.add_argument("--session-minutes", type=float, default=5.0,
                         help="longest session; a subject's share is split into sessions (default 5)")
-    parser.add_argument("--mounting", choices=["head", "waist", "wrist", "mixed"], default="head",
-                        help="IMU orientation relative to the camera (default head)")
+    parser.add_argument("--mounting", default="head", metavar="SITE[,SITE...]",
+                        help="where the IMU is worn: head (on the camera), waist (belt phone), wrist (watch), "
+                             "mixed (one per person), or several sites, e.g. head,waist: one imu-<site>.csv "
+                             "each, from the same body (default head)")
     parser.add_argument("--looks", type=int, default=16,
                         help="pool of scene looks (colours, sky, sun) shared by all subjects; 0 = one per session (default 16)")
     parser.add_argument("--look-every", type=float, default=60.0, dest="look_every_s",

@@ -9,8 +9,9 @@ from crossmodal_har.errors import ConfigError
 
 ACTIVITIES = (
     "walk", "run", "stand", "sit_down", "sit", "stand_up", "turn", "stairs_up", "stairs_down", "fall",
+    "lie_down", "lie", "get_up",
 )
-MOUNTINGS = ("head", "waist", "wrist", "mixed")
+MOUNTINGS = ("head", "waist", "wrist", "mixed")  # or several sites: "head,waist"
 CORRUPT_MODES = ("none", "zero", "noise", "truncate")
 
 
@@ -26,8 +27,10 @@ class SimConfig:
         fps: video frame rate (Hz).
         hfov_deg: horizontal field of view of the pinhole camera (degrees).
         session_minutes: longest session; each subject's share is split into sessions of at most this.
-        mounting: IMU mounting relative to the camera: ``head`` (sensor axes = camera axes up to a
-            few degrees), ``waist``/``wrist`` (a fixed large rotation), or ``mixed`` (per subject).
+        mounting: where the IMU is worn: ``head`` (on the camera), ``waist`` (a phone on the belt: the
+            pelvis), ``wrist`` (a watch on the left forearm), ``mixed`` (one of the three per subject),
+            or several sites separated by commas (``head,waist``: one IMU file per site,
+            ``imu-<site>.csv``, all from the same body).
         fine_hz: rate of the internal time grid the trajectory is differentiated on (Hz).
         workers: processes across sessions (1 = in-process).
         crf: x264 constant rate factor (quality; lower = larger files).
@@ -56,7 +59,7 @@ class SimConfig:
     fps: float = 10.0
     hfov_deg: float = 90.0
     session_minutes: float = 5.0
-    mounting: Literal["head", "waist", "wrist", "mixed"] = "head"
+    mounting: str = "head"
     fine_hz: float = 400.0
     workers: int = 1
     crf: int = 23
@@ -85,8 +88,11 @@ class SimConfig:
             raise ConfigError(f"hfov_deg must be in 20..150, got {self.hfov_deg}")
         if not self.session_minutes > 0:
             raise ConfigError(f"session_minutes must be > 0, got {self.session_minutes}")
-        if self.mounting not in MOUNTINGS:
-            raise ConfigError(f"mounting must be one of {MOUNTINGS}, got {self.mounting!r}")
+        sites = self.sites
+        if not sites or len(set(sites)) != len(sites) or (len(sites) > 1 and "mixed" in sites) or any(
+                s not in MOUNTINGS for s in sites):
+            raise ConfigError(f"mounting must be one of {', '.join(MOUNTINGS)} or several of head, waist, wrist "
+                              f"separated by commas (e.g. head,waist), got {self.mounting!r}")
         if self.fine_hz < 200:
             raise ConfigError(f"fine_hz must be >= 200, got {self.fine_hz}")
         if self.workers < 1:
@@ -103,6 +109,11 @@ class SimConfig:
             raise ConfigError("looks must be >= 0 and look_every_s > 0")
         if not 0.0 < self.fault_fraction <= 1.0:
             raise ConfigError(f"fault_fraction must be in (0, 1], got {self.fault_fraction}")
+
+    @property
+    def sites(self) -> tuple:
+        """The IMU sites of every session (``("mixed",)`` for one site per subject)."""
+        return tuple(s.strip() for s in str(self.mounting).split(",") if s.strip())
 
     @property
     def has_faults(self) -> bool:

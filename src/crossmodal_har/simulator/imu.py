@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-from crossmodal_har.simulator.motion import STANDARD_GRAVITY, Trajectory
+from crossmodal_har.simulator.body import STANDARD_GRAVITY, Body
 from crossmodal_har.simulator.subjects import SubjectParams
 
 
@@ -19,14 +19,17 @@ def imu_sample_times(rng: np.random.Generator, duration_s: float, rate_hz: float
 
 
 def synthesize_imu(
-    traj: Trajectory, subject: SubjectParams, times: np.ndarray, rng: np.random.Generator, *, noise: bool = True
+    body: Body, subject: SubjectParams, times: np.ndarray, rng: np.random.Generator, *, noise: bool = True,
+    site: Optional[str] = None,
 ) -> np.ndarray:
     """IMU readings [n, 6] in canonical units (acc in g with gravity, gyro in rad/s), sensor frame.
 
-    The ideal specific force and angular rate come from the trajectory that also places the camera;
-    the subject's constant bias and white noise are added when ``noise`` is true.
+    The ideal specific force and angular rate come from the segment the IMU at ``site`` (default: the
+    subject's ``mounting``) is strapped to, posed by the same body that places the camera; the
+    subject's constant bias and white noise are added when ``noise`` is true.
     """
-    f, w = traj.specific_force_and_rate(times, subject.R_mount)
+    site = site or subject.mounting
+    f, w = body.site(site).specific_force_and_rate(times, subject.R_mount_at(site))
     acc = f / STANDARD_GRAVITY
     if noise:
         acc = acc + np.asarray(subject.acc_bias_g) + subject.acc_noise_g * rng.standard_normal(acc.shape)

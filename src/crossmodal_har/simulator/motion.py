@@ -1,15 +1,15 @@
-"""Activity motion models and the camera/IMU trajectory.
+"""Activity motion models: a plan of bouts, and the signals that pose the body.
 
 One job (over 450 lines because each activity has its own motion model): turning a plan of bouts into
-one trajectory that the camera and the IMU both sample.
+the path, posture and gait of one person, which :mod:`.body` turns into every segment's pose.
 
-World frame: x, y horizontal, z up (m); gravity (0, 0, -9.80665) m/s^2. Body (= camera) frame:
-x forward, y left, z up. Orientation is ZYX Euler (yaw about z, then pitch about y — positive
-pitch looks down —, then roll about x): ``R = Rz(yaw) Ry(pitch) Rx(roll)`` maps body to world.
+World frame: x, y horizontal, z up (m); gravity (0, 0, -9.80665) m/s^2. Segment frames: x forward,
+y left, z up; positive pitch turns x (forward; the camera's view) downwards.
 
 A session is a list of :class:`Bout` (one activity each). :func:`build_trajectory` turns the bouts
-into a smooth pose ``p(t), R(t)`` on a fine time grid and differentiates it there; the camera and
-the IMU are both sampled from that one :class:`Trajectory`, which is what makes them agree.
+into smooth control signals on a fine time grid, integrates heading and position, and poses the
+body (:func:`.body.pose_body`): the camera (head) and every IMU site are sampled from that one
+:class:`~.body.Body`, which is what makes them agree.
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from typing import Dict, List, Optional, Protocol, Tuple
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from crossmodal_har.simulator.body import Body, BodySignals, Dimensions, pose_body
 from crossmodal_har.simulator.subjects import SubjectParams
 
-GRAVITY = np.array([0.0, 0.0, -9.80665])  # m/s^2, world frame
-STANDARD_GRAVITY = 9.80665
-
-FLOOR_EYE_HEIGHT = 0.30  # camera height when lying on the floor after a fall (m)
+FLOOR_PELVIS_HEIGHT = 0.12  # belt height when lying on the floor after a fall (m)
 STAIR_RISE = 0.17  # m per step
 STAIR_TREAD = 0.28  # m per step
 
@@ -35,7 +33,12 @@ _DURATIONS = {
     "walk": (8.0, 30.0), "run": (5.0, 15.0), "stand": (5.0, 20.0), "sit": (5.0, 30.0),
     "turn": (4.0, 8.0), "stairs_up": (5.0, 12.0), "stairs_down": (5.0, 12.0),
     "sit_down": (2.0, 3.0), "stand_up": (2.0, 3.0), "fall": (3.0, 6.0),
+    "lie_down": (2.5, 4.0), "lie": (10.0, 40.0), "get_up": (2.5, 4.0),
 }
+# Next activity from a seated posture: after ``sit`` (after ``sit_down`` or ``get_up`` it is ``sit``)
+_FROM_SITTING = {"stand_up": 0.55, "lie_down": 0.45}
+# Lying on the back, or on one side (``lie_down`` draws one; ``lie`` and ``get_up`` keep it)
+_LIE_POSES = ("back", "back", "back", "left", "right")
 # Next-activity weights while standing.
 _FROM_STANDING = {
     "walk": 0.27, "run": 0.10, "stand": 0.13, "turn": 0.13, "stairs_up": 0.12, "sit_down": 0.12,
@@ -72,18 +75,30 @@ def stair_cadence(subject: SubjectParams) -> float:
 def plan_bouts(rng: np.random.Generator, duration_s: float, subject: SubjectParams) -> List[Bout]:
     """A random but plausible sequence of bouts covering ``[0, duration_s]``.
 
-    Postures are tracked so that ``sit`` only follows ``sit_down``, ``stand_up`` follows ``sit`` or
-    ``fall``, and stairs never take the person below the ground floor.
+    Postures are tracked so that ``sit`` only follows ``sit_down`` or ``get_up``, ``lie_down`` only
+    follows ``sit`` (sitting on the bed first), ``lie`` only follows ``lie_down`` and ``get_up`` only
+    ``lie`` (back to sitting), ``stand_up`` follows a seated posture or ``fall``, and stairs never
+    take the person below the ground floor.
     """
     bouts: List[Bout] = []
     t = 0.0
-    posture = "standing"  # standing | sitting | floor
+    posture = "standing"  # standing | sitting | lying | floor
     elevation = 0.0  # m above the ground plane
     prev = ""
+    lie_pose = "back"
     rise_rate = STAIR_RISE * stair_cadence(subject)  # m/s
     while t < duration_s - 1e-9:
         if posture == "sitting":
-            label = "sit" if prev == "sit_down" else "stand_up"
+            if prev == "sit_down":
+                label = "sit"
+            elif prev == "get_up":
+                label = "sit" if rng.uniform() < 0.5 else "stand_up"
+            else:
+                names = list(_FROM_SITTING)
+                p = np.array([_FROM_SITTING[n] for n in names])
+                label = names[int(rng.choice(len(names), p=p / p.sum()))]
+        elif posture == "lying":
+            label = "lie" if prev == "lie_down" else "get_up"
         elif posture == "floor":
             label = "stand_up"
         else:
@@ -116,6 +131,10 @@ def plan_bouts(rng: np.random.Generator, duration_s: float, subject: SubjectPara
             params["fall_s"] = float(rng.uniform(0.6, 0.9))
         if label == "walk":
             params["speed_scale"] = float(rng.uniform(0.85, 1.15))
+        if label == "lie_down":
+            lie_pose = str(_LIE_POSES[int(rng.integers(len(_LIE_POSES)))])
+        if label in ("lie_down", "lie", "get_up"):
+            params["pose"] = lie_pose
         # boundaries on a 1 ms grid (labels.csv precision); no sliver bout at the session end
         end = min(round(t + dur, 3), duration_s)
         if duration_s - end < 0.5:
@@ -125,7 +144,8 @@ def plan_bouts(rng: np.random.Generator, duration_s: float, subject: SubjectPara
             elevation += rise_rate * (end - t)
         elif label == "stairs_down":
             elevation = max(0.0, elevation - rise_rate * (end - t))
-        posture = {"sit_down": "sitting", "fall": "floor", "stand_up": "standing"}.get(label, posture)
+        posture = {"sit_down": "sitting", "fall": "floor", "stand_up": "standing", "lie_down": "lying",
+                   "get_up": "sitting"}.get(label, posture)
         prev = label
         t = end
     return bouts
@@ -153,85 +173,6 @@ def smoothstep(x: np.ndarray) -> np.ndarray:
     """C1 ramp 0 → 1 on x in [0, 1] (clipped outside)."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
-
-
-def euler_to_R(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
-    """[N, 3, 3] body-to-world rotations ``Rz(yaw) Ry(pitch) Rx(roll)`` (angles in rad)."""
-    cy, sy = np.cos(yaw), np.sin(yaw)
-    cp, sp = np.cos(pitch), np.sin(pitch)
-    cr, sr = np.cos(roll), np.sin(roll)
-    R = np.empty(np.shape(yaw) + (3, 3))
-    R[..., 0, 0] = cy * cp
-    R[..., 0, 1] = cy * sp * sr - sy * cr
-    R[..., 0, 2] = cy * sp * cr + sy * sr
-    R[..., 1, 0] = sy * cp
-    R[..., 1, 1] = sy * sp * sr + cy * cr
-    R[..., 1, 2] = sy * sp * cr - cy * sr
-    R[..., 2, 0] = -sp
-    R[..., 2, 1] = cp * sr
-    R[..., 2, 2] = cp * cr
-    return R
-
-
-def euler_rates_to_body(pitch, roll, dyaw, dpitch, droll) -> np.ndarray:
-    """Body-frame angular velocity [N, 3] (rad/s) from ZYX Euler angles and their rates."""
-    cp, sp = np.cos(pitch), np.sin(pitch)
-    cr, sr = np.cos(roll), np.sin(roll)
-    wx = droll - dyaw * sp
-    wy = dpitch * cr + dyaw * cp * sr
-    wz = dyaw * cp * cr - dpitch * sr
-    return np.stack([wx, wy, wz], axis=-1)
-
-
-@dataclass
-class Trajectory:
-    """Camera (= IMU) pose on a fine uniform time grid, with its derivatives.
-
-    Attributes:
-        t: [N] time (s, video clock), uniform at ``rate_hz``.
-        pos: [N, 3] camera position (m, world).
-        euler: [N, 3] yaw, pitch, roll (rad; yaw unwrapped).
-        acc: [N, 3] linear acceleration of the camera (m/s^2, world; gravity not included).
-        omega: [N, 3] angular velocity in the body (camera) frame (rad/s).
-    """
-
-    t: np.ndarray
-    pos: np.ndarray
-    euler: np.ndarray
-    acc: np.ndarray
-    omega: np.ndarray
-
-    @property
-    def rate_hz(self) -> float:
-        return float(1.0 / (self.t[1] - self.t[0]))
-
-    def _interp(self, arr: np.ndarray, times: np.ndarray) -> np.ndarray:
-        times = np.asarray(times, dtype=np.float64)
-        return np.stack([np.interp(times, self.t, arr[:, k]) for k in range(arr.shape[1])], axis=-1)
-
-    def pose_at(self, times: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Camera position [n, 3] (m) and body-to-world rotation [n, 3, 3] at ``times`` (s)."""
-        pos = self._interp(self.pos, times)
-        e = self._interp(self.euler, times)
-        return pos, euler_to_R(e[:, 0], e[:, 1], e[:, 2])
-
-    def specific_force_and_rate(self, times: np.ndarray, R_mount: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Ideal IMU readings at ``times``: specific force (m/s^2) and angular rate (rad/s), sensor frame.
-
-        ``f = R_s^T (a - g)`` with ``R_s = R_body R_mount``, so a sensor at rest reads +9.81 m/s^2
-        along its world-up axis; ``omega_s = R_mount^T omega_body``.
-        """
-        _, R = self.pose_at(times)
-        a = self._interp(self.acc, times) - GRAVITY
-        f_body = _mul_T(R, a)
-        w_body = self._interp(self.omega, times)
-        Rm = np.broadcast_to(np.asarray(R_mount, dtype=np.float64), R.shape)
-        return _mul_T(Rm, f_body), _mul_T(Rm, w_body)
-
-
-def _mul_T(R: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``R[n]^T v[n]`` for each n, elementwise (no BLAS: bit-identical from run to run)."""
-    return np.stack([R[:, 0, i] * v[:, 0] + R[:, 1, i] * v[:, 1] + R[:, 2, i] * v[:, 2] for i in range(3)], axis=-1)
 
 
 def _smooth(x: np.ndarray, sigma: float, circular: bool = False) -> np.ndarray:
@@ -266,29 +207,67 @@ def _filtered_noise(rng: np.random.Generator, n: int, sigma_samples: float) -> n
 
 @dataclass
 class _Channels:
-    """Per-sample control signals before smoothing/integration."""
+    """Per-sample control signals before smoothing/integration (heights in m, angles in rad)."""
 
     speed: np.ndarray
     yaw_rate: np.ndarray
-    posture_h: np.ndarray
     elev_rate: np.ndarray
-    pitch: np.ndarray
-    roll: np.ndarray
     gait_amp: np.ndarray
     cadence: np.ndarray
-    sway: np.ndarray
     moving: np.ndarray
     lateral_speed: np.ndarray
+    pelvis_h: np.ndarray  # belt height above the floor (without stairs)
+    pelvis_pitch: np.ndarray
+    pelvis_roll: np.ndarray
+    trunk_flex: np.ndarray
+    head_pitch: np.ndarray
+    arm_rest: np.ndarray
+    still: np.ndarray  # 1 standing or seated still (postural sway, hand movements), 0 moving/lying
 
 
-def _fill_channels(bouts: List[Bout], subject: SubjectParams, t: np.ndarray) -> _Channels:
+@dataclass
+class _Posture:
+    """Where a posture puts the body: belt height, pelvis pitch/roll, trunk flexion, head pitch, arm."""
+
+    h: float
+    pitch: float = 0.0
+    roll: float = 0.0
+    flex: float = 0.0
+    head: float = 0.0
+    arm: float = 0.0
+
+    def blend(self, other: "_Posture", s: np.ndarray) -> Dict[str, np.ndarray]:
+        w = smoothstep(s)
+        return {k: getattr(self, k) + (getattr(other, k) - getattr(self, k)) * w
+                for k in ("h", "pitch", "roll", "flex", "head", "arm")}
+
+
+def _postures(subject: SubjectParams, dims: Dimensions) -> Dict[str, _Posture]:
+    tilt = subject.sit_tilt_rad
+    bed = subject.bed_height_m
+    return {
+        "standing": _Posture(dims.pelvis_h),
+        # seated: the pelvis tilts back, the trunk stays near upright, the head looks slightly down
+        "sitting": _Posture(dims.pelvis_h - subject.seated_drop_m, -tilt, 0.0, 0.8 * tilt, 0.1 + 0.2 * tilt, 1.0),
+        "back": _Posture(bed, -0.5 * np.pi + 0.08, 0.0, 0.0, 0.35, 0.3),  # on a pillow, looking up
+        "left": _Posture(bed, 0.0, 0.5 * np.pi - 0.1, 0.25, 0.1, 0.5),  # lying on the left side
+        "right": _Posture(bed, 0.0, -0.5 * np.pi + 0.1, 0.25, 0.1, 0.5),
+    }
+
+
+def _fill_channels(bouts: List[Bout], subject: SubjectParams, dims: Dimensions, t: np.ndarray) -> _Channels:
     n = len(t)
     z = lambda: np.zeros(n)  # noqa: E731
-    ch = _Channels(z(), z(), np.full(n, subject.eye_height_m), z(), z(), z(), z(),
-                   np.full(n, subject.cadence_hz), z(), z(), z())
-    H = subject.eye_height_m
-    Hs = H - subject.seated_drop_m
-    state_h, state_pitch, state_roll = H, 0.0, 0.0
+    ch = _Channels(z(), z(), z(), z(), np.full(n, subject.cadence_hz), z(), z(),
+                   np.full(n, dims.pelvis_h), z(), z(), z(), z(), z(), np.ones(n))
+    postures = _postures(subject, dims)
+    state = postures["standing"]
+    seated = postures["sitting"]
+
+    def put(sl, values: Dict[str, np.ndarray]) -> None:
+        ch.pelvis_h[sl], ch.pelvis_pitch[sl], ch.pelvis_roll[sl] = values["h"], values["pitch"], values["roll"]
+        ch.trunk_flex[sl], ch.head_pitch[sl], ch.arm_rest[sl] = values["flex"], values["head"], values["arm"]
+
     for i, b in enumerate(bouts):
         end = b.end if i < len(bouts) - 1 else t[-1] + 1.0
         start = b.start if i > 0 else t[0] - 1.0
@@ -296,22 +275,23 @@ def _fill_channels(bouts: List[Bout], subject: SubjectParams, t: np.ndarray) -> 
         tt = t[sl] - b.start  # time into the bout (s)
         d = b.duration
         lab = b.label
-        ch.posture_h[sl] = state_h
-        ch.pitch[sl] = state_pitch
-        ch.roll[sl] = state_roll
+        s = np.clip(tt / d, 0.0, 1.0)
+        bump = np.sin(np.pi * s)
+        put(sl, state.blend(state, s))
         if lab in ("walk", "run", "stairs_up", "stairs_down"):
             ch.moving[sl] = 1.0
+            ch.still[sl] = 0.0
             if lab == "walk":
                 ch.speed[sl] = subject.walk_speed * b.params.get("speed_scale", 1.0)
                 ch.gait_amp[sl] = subject.bounce_m
                 ch.cadence[sl] = subject.cadence_hz
-                ch.sway[sl] = 1.0
             elif lab == "run":
                 ch.speed[sl] = subject.run_speed
                 ch.gait_amp[sl] = subject.run_bounce_m
                 ch.cadence[sl] = subject.run_cadence_hz
-                ch.sway[sl] = 0.6
-                ch.pitch[sl] = state_pitch + 0.08
+                ch.pelvis_pitch[sl] += 0.05
+                ch.trunk_flex[sl] += 0.10  # leaning into the run
+                ch.head_pitch[sl] += -0.07
             else:
                 c = stair_cadence(subject)
                 up = lab == "stairs_up"
@@ -319,8 +299,8 @@ def _fill_channels(bouts: List[Bout], subject: SubjectParams, t: np.ndarray) -> 
                 ch.elev_rate[sl] = (STAIR_RISE if up else -STAIR_RISE) * c
                 ch.gait_amp[sl] = subject.bounce_m * 1.3
                 ch.cadence[sl] = c
-                ch.sway[sl] = 1.2
-                ch.pitch[sl] = state_pitch + (0.20 if up else 0.35)  # watching the steps
+                ch.trunk_flex[sl] += 0.12 if up else 0.05
+                ch.head_pitch[sl] += 0.10 if up else 0.30  # watching the steps
         elif lab == "turn":
             for (ts, td, angle) in b.params["turns"]:
                 x = (tt - ts) / td
@@ -328,47 +308,47 @@ def _fill_channels(bouts: List[Bout], subject: SubjectParams, t: np.ndarray) -> 
                 # raised-cosine yaw rate whose integral over the turn is ``angle``
                 ch.yaw_rate[sl] += np.where(inside, angle / td * (1 - np.cos(2 * np.pi * x)), 0.0)
                 ch.gait_amp[sl] += np.where(inside, 0.4 * subject.bounce_m, 0.0)
+                ch.still[sl] = np.where(inside, 0.0, ch.still[sl])
             ch.cadence[sl] = subject.cadence_hz
-        elif lab == "sit_down":
-            s = tt / d
-            ch.posture_h[sl] = state_h + (Hs - state_h) * smoothstep(s)
-            seated_pitch = 0.1  # looking slightly down when seated
-            ch.pitch[sl] = (state_pitch + (seated_pitch - state_pitch) * smoothstep(s)
-                            + 0.45 * np.sin(np.pi * np.clip(s, 0, 1)))  # trunk lean
-            state_h, state_pitch = Hs, seated_pitch
-        elif lab == "sit":
-            ch.posture_h[sl] = Hs
-        elif lab == "stand_up":
-            s = tt / d
-            ch.posture_h[sl] = state_h + (H - state_h) * smoothstep(s)
-            if b.params.get("from_floor"):
+        elif lab in ("sit_down", "stand_up", "lie_down", "get_up"):
+            target = {"sit_down": seated, "stand_up": postures["standing"], "get_up": seated,
+                      "lie_down": postures[b.params.get("pose", "back")]}[lab]
+            v = state.blend(target, s)
+            if lab == "stand_up" and b.params.get("from_floor"):
                 # pitch/roll recover first (getting onto the knees), then the rise
-                s2 = smoothstep(tt / (0.6 * d))
-                ch.pitch[sl] = state_pitch * (1 - s2) + 0.5 * np.sin(np.pi * np.clip(s, 0, 1))
-                ch.roll[sl] = state_roll * (1 - s2)
-            else:
-                ch.pitch[sl] = state_pitch * (1 - smoothstep(s)) + 0.45 * np.sin(np.pi * np.clip(s, 0, 1))
-            state_h, state_pitch, state_roll = H, 0.0, 0.0
+                early = state.blend(target, np.clip(tt / (0.6 * d), 0.0, 1.0))
+                v.update(pitch=early["pitch"] + 0.4 * bump, roll=early["roll"], flex=early["flex"] + 0.3 * bump)
+            elif lab in ("sit_down", "stand_up"):
+                # hips flex and the pelvis tips forward mid-way; the head keeps looking ahead
+                v.update(pitch=v["pitch"] + 0.25 * bump, flex=v["flex"] + 0.45 * bump, head=v["head"] - 0.3 * bump)
+            else:  # lying down / sitting up: the trunk swings through, propped on an arm
+                v.update(flex=v["flex"] + 0.2 * bump)
+            put(sl, v)
+            ch.still[sl] = 0.0
+            state = target
+        elif lab == "lie":
+            ch.still[sl] = 0.0
         elif lab == "fall":
             on, tf = b.params["onset"], b.params["fall_s"]
             x = np.clip((tt - on) / tf, 0.0, 1.0)
             q = x * x  # accelerating collapse, stopped by the floor at x = 1 (the impact)
             direction = b.params["direction"]
-            tgt_pitch, tgt_roll, v = 0.0, 0.0, 0.0
+            tgt = _Posture(FLOOR_PELVIS_HEIGHT)
+            v = 0.0
             if direction == "forward":
-                tgt_pitch, v = 1.2, 1.2
+                tgt.pitch, tgt.head, v = 1.35, -0.6, 1.2
             elif direction == "backward":
-                tgt_pitch, v = -0.9, -0.6
+                tgt.pitch, tgt.head, v = -1.3, 0.4, -0.6
             else:
-                tgt_roll = 1.3 if direction == "right" else -1.3
+                tgt.roll = 1.35 if direction == "right" else -1.35
                 ch.lateral_speed[sl] = np.where((x > 0) & (x < 1), (-0.8 if direction == "right" else 0.8), 0.0)
-            ch.posture_h[sl] = state_h + (FLOOR_EYE_HEIGHT - state_h) * q
-            ch.pitch[sl] = state_pitch + (tgt_pitch - state_pitch) * q
-            ch.roll[sl] = state_roll + (tgt_roll - state_roll) * q
+            put(sl, {k: getattr(state, k) + (getattr(tgt, k) - getattr(state, k)) * q
+                     for k in ("h", "pitch", "roll", "flex", "head", "arm")})
             ch.speed[sl] = np.where((x > 0) & (x < 1), v, 0.0)
             # a stumble step before the collapse
             ch.gait_amp[sl] = np.where(tt < on, subject.bounce_m, 0.0)
-            state_h, state_pitch, state_roll = FLOOR_EYE_HEIGHT, tgt_pitch, tgt_roll
+            ch.still[sl] = 0.0
+            state = tgt
     return ch
 
 
@@ -383,19 +363,21 @@ def build_trajectory(
     start_xy: Tuple[float, float] = (0.0, 0.0),
     start_yaw: float = 0.0,
     look_around: bool = True,
-) -> Trajectory:
-    """Integrate the bouts into a smooth pose on a ``fine_hz`` grid covering the session ± ``pad_s``.
+) -> Body:
+    """Integrate the bouts into every body segment's pose on a ``fine_hz`` grid (session ± ``pad_s``).
 
     Args:
         arena: obstacles to steer around (walls and boxes); None = open ground.
-        look_around: add slow random head yaw/pitch (off for scripted tests).
+        look_around: add slow random head yaw/pitch, postural sway and hand movements (off for
+            scripted tests).
     """
     t0 = bouts[0].start - pad_s
     t1 = bouts[-1].end + pad_s
     dt = 1.0 / fine_hz
     n = int(math.ceil((t1 - t0) * fine_hz)) + 1
     t = t0 + np.arange(n) * dt
-    ch = _fill_channels(bouts, subject, t)
+    dims = Dimensions.from_eye_height(subject.eye_height_m)
+    ch = _fill_channels(bouts, subject, dims, t)
     sec = fine_hz  # samples per second
 
     speed = _smooth(ch.speed, 0.35 * sec)
@@ -403,11 +385,8 @@ def build_trajectory(
     moving = _smooth(ch.moving, 0.3 * sec)
     gait_amp = _smooth(ch.gait_amp, 0.25 * sec)
     cadence = _smooth(ch.cadence, 0.3 * sec)
-    sway = _smooth(ch.sway, 0.3 * sec) * gait_amp / max(subject.bounce_m, 1e-6)
     elev_rate = _smooth(ch.elev_rate, 0.3 * sec)
-    posture_h = _smooth(ch.posture_h, 0.02 * sec)
-    pitch_base = _smooth(ch.pitch, 0.03 * sec)
-    roll_base = _smooth(ch.roll, 0.03 * sec)
+    still = _smooth(ch.still, 0.3 * sec)
 
     # Heading: scripted turns + wander while moving + steering away from walls and boxes.
     wander = subject.wander_rad_s * _filtered_noise(rng, n, 1.5 * sec) * moving
@@ -417,39 +396,42 @@ def build_trajectory(
         heading_rate = heading_rate + _steer(t, speed, heading_rate, arena, start_xy, start_yaw, lateral)
     heading = start_yaw + np.cumsum(heading_rate) * dt
 
-    # Gait: phase advances with cadence (steps/s); one vertical bob per step, one sway per stride.
+    # Gait phase advances with cadence (2 pi per step). Stairs raise the pelvis step by step: the
+    # climb rate peaks once per step (push-off) and its mean is the staircase's.
     phase = 2 * np.pi * np.cumsum(cadence) * dt
-    bob = gait_amp * (-np.cos(phase) + 0.1 * np.cos(2 * phase))
-    lat_sway = 0.5 * gait_amp * sway * np.sin(0.5 * phase)  # m, toward body-left
-    elevation = np.cumsum(elev_rate) * dt
+    elevation = np.cumsum(elev_rate * (1.0 + 0.9 * np.cos(phase + 0.5))) * dt
 
     ch_, sh_ = np.cos(heading), np.sin(heading)
-    vx = speed * ch_ - lateral * sh_
-    vy = speed * sh_ + lateral * ch_
-    x = start_xy[0] + np.cumsum(vx) * dt - sh_ * lat_sway
-    y = start_xy[1] + np.cumsum(vy) * dt + ch_ * lat_sway
-    zpos = elevation + posture_h + bob
+    x = start_xy[0] + np.cumsum(speed * ch_ - lateral * sh_) * dt
+    y = start_xy[1] + np.cumsum(speed * sh_ + lateral * ch_) * dt
 
-    # Head orientation on top of the heading.
-    # Slow look-around: glances sideways (less while moving), up/down (fast and slow parts: looking
-    # at the ground for a while), and small head tilts. The pitch and roll parts move the horizon in
-    # the picture and the gravity direction in the accelerometer together.
-    look_y = look_p = look_r = 0.0
+    # Slow look-around of the head: glances sideways (less while moving), up/down (fast and slow
+    # parts: looking at the ground for a while), and small head tilts. The pitch and roll parts move
+    # the horizon in the picture and gravity in the head IMU together; the pelvis does not follow.
+    zero = np.zeros(n)
+    look = (zero, zero, zero)
+    sway = (zero, zero)
+    hand = (zero, zero)
     if look_around:
         a = subject.head_look_rad
-        look_y = a * _filtered_noise(rng, n, 0.8 * sec) * (1.0 - 0.6 * moving)
-        look_p = 0.5 * a * _filtered_noise(rng, n, 0.8 * sec) + 0.6 * a * _filtered_noise(rng, n, 3.0 * sec)
-        look_r = 0.25 * a * _filtered_noise(rng, n, 1.5 * sec)
-    yaw = heading + look_y + 0.3 * subject.sway_rad * sway * np.sin(0.5 * phase)
-    pitch = pitch_base + look_p + 1.5 * gait_amp * np.cos(phase)  # head nods with each step
-    roll = roll_base + look_r + subject.sway_rad * sway * np.sin(0.5 * phase + 0.3)
-
-    pos = np.stack([x, y, zpos], axis=-1)
-    vel = np.gradient(pos, dt, axis=0)
-    acc = np.gradient(vel, dt, axis=0)
-    dyaw, dpitch, droll = (np.gradient(a, dt) for a in (yaw, pitch, roll))
-    omega = euler_rates_to_body(pitch, roll, dyaw, dpitch, droll)
-    return Trajectory(t=t, pos=pos, euler=np.stack([yaw, pitch, roll], axis=-1), acc=acc, omega=omega)
+        look = (a * _filtered_noise(rng, n, 0.8 * sec) * (1.0 - 0.6 * moving),
+                0.5 * a * _filtered_noise(rng, n, 0.8 * sec) + 0.6 * a * _filtered_noise(rng, n, 3.0 * sec),
+                0.25 * a * _filtered_noise(rng, n, 1.5 * sec))
+        # standing/seated postural sway of the pelvis (a few tenths of a degree) and hand movements
+        sway = (0.006 * _filtered_noise(rng, n, 0.8 * sec) * still, 0.006 * _filtered_noise(rng, n, 0.8 * sec) * still)
+        hand = (0.12 * _filtered_noise(rng, n, 0.7 * sec) * still, 0.15 * _filtered_noise(rng, n, 0.9 * sec) * still)
+    sig = BodySignals(
+        x=x, y=y, heading=heading,
+        pelvis_z=elevation + _smooth(ch.pelvis_h, 0.02 * sec),
+        pelvis_pitch=_smooth(ch.pelvis_pitch, 0.03 * sec),
+        pelvis_roll=_smooth(ch.pelvis_roll, 0.03 * sec),
+        trunk_flex=_smooth(ch.trunk_flex, 0.03 * sec),
+        head_pitch=_smooth(ch.head_pitch, 0.03 * sec),
+        phase=phase, gait=gait_amp, moving=moving,
+        arm_rest=_smooth(ch.arm_rest, 0.1 * sec),
+        look=look, sway=sway, hand=hand,
+    )
+    return pose_body(sig, dims, subject, t)
 
 
 def _steer(t, speed, heading_rate, arena, start_xy, start_yaw, lateral) -> np.ndarray:

@@ -20,7 +20,7 @@ from crossmodal_har.simulator.render import Renderer, make_look, make_scene
 from crossmodal_har.simulator.subjects import SubjectParams
 from crossmodal_har.simulator.writer import VideoWriter, format_imu_csv, truncate_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a body (segments, lying); one IMU file per site
 RUN_ONLY_KEYS = ("workers", "progress", "resume")  # how a run executes; never changes the files
 
 
@@ -63,6 +63,12 @@ class SessionTask:
 MARKER_DIR = ".simulator"
 
 
+def imu_files(subject: SubjectParams) -> Dict[str, str]:
+    """File name of each site's IMU: ``imu.csv`` for one site, ``imu-<site>.csv`` for several."""
+    sites = subject.sites()
+    return {sites[0]: "imu.csv"} if len(sites) == 1 else {site: f"imu-{site}.csv" for site in sites}
+
+
 def completed_summary(task: SessionTask) -> Optional[Dict]:
     """The stored summary of an already finished identical session, or None."""
     try:
@@ -70,7 +76,7 @@ def completed_summary(task: SessionTask) -> Optional[Dict]:
     except (OSError, ValueError):
         return None
     d = Path(task.out_dir) / task.name
-    files_ok = all((d / f).is_file() for f in ("video.mp4", "imu.csv", "session.json"))
+    files_ok = all((d / f).is_file() for f in ("video.mp4", "session.json", *imu_files(task.subject).values()))
     if not files_ok or not isinstance(done, dict) or done.get("fingerprint") != task.fingerprint():
         return None
     summary = done.get("summary")
@@ -178,16 +184,17 @@ def run_session(task: SessionTask, resume: bool = True) -> Dict:
     if task.faulted and cfg.corrupt_video == "truncate":
         faults["truncated_bytes"] = truncate_file(session_dir / "video.mp4", float(s_fault.uniform(0.4, 0.8)))
 
-    # --- IMU ---
-    times = imu_sample_times(s_imu, task.duration_s, subj.imu_rate_hz)
-    data = synthesize_imu(traj, subj, times, s_imu)
-    keep = np.ones(len(times), dtype=bool)
+    # --- IMU: one file per site, every site read from the same body at the same instants ---
+    all_times = imu_sample_times(s_imu, task.duration_s, subj.imu_rate_hz)
+    keep = np.ones(len(all_times), dtype=bool)
     for a, b in faults["dropouts_s"]:
-        keep &= ~((times >= a) & (times < b))
-    times, data = times[keep], data[keep]
-    written_t = times + faults["sync_offset_s"]
-    vals, tcol = to_declared_units(data, written_t, subj.acc_unit, subj.gyro_unit, subj.time_unit)
-    atomic_write_text(session_dir / "imu.csv", format_imu_csv(tcol, vals, subj.time_unit))
+        keep &= ~((all_times >= a) & (all_times < b))
+    for site, fname in imu_files(subj).items():
+        data = synthesize_imu(traj, subj, all_times, s_imu, site=site)
+        times, data = all_times[keep], data[keep]
+        written_t = times + faults["sync_offset_s"]
+        vals, tcol = to_declared_units(data, written_t, subj.acc_unit, subj.gyro_unit, subj.time_unit)
+        atomic_write_text(session_dir / fname, format_imu_csv(tcol, vals, subj.time_unit))
 
     declared_offset = -faults["sync_offset_s"] if cfg.declare_offset else 0.0
     atomic_write_json(session_dir / "session.json", {
@@ -197,6 +204,7 @@ def run_session(task: SessionTask, resume: bool = True) -> Dict:
         "time_unit": subj.time_unit,
         "subject": subj.name,
         "mounting": subj.mounting,
+        **({"sites": list(subj.sites())} if len(subj.sites()) > 1 else {}),
         "imu_rate_hz": subj.imu_rate_hz,
         "fps": cfg.fps,
         "simulator": {"format_version": FORMAT_VERSION, "seed": cfg.seed, "subject_index": task.subject_index,
