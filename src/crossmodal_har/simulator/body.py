@@ -260,7 +260,12 @@ def pose_body(sig: BodySignals, dims: Dimensions, gait_shape, t: np.ndarray) -> 
     stride = 0.5 * ph
     # --- pelvis: gait on top of the path and the posture
     bob_fund = amp * -np.cos(ph)
-    bob = bob_fund + amp * (g.gait_h2 * np.cos(2 * ph + g.gait_h2_phase) + g.gait_h3 * np.cos(3 * ph + g.gait_h3_phase))
+    # heel strikes: the 2nd and 3rd harmonics, and a tail of higher ones (their acceleration falling
+    # by 0.65 per harmonic): an impact is broadband, so its power above 3.5 Hz does not hinge on cadence
+    heel = g.gait_h2 * np.cos(2 * ph + g.gait_h2_phase) + g.gait_h3 * np.cos(3 * ph + g.gait_h3_phase)
+    for k in (4, 5, 6):
+        heel = heel + g.gait_h3 * 9.0 * 0.65 ** (k - 3) / k ** 2 * np.cos(k * ph + (k - 2) * g.gait_h3_phase)
+    bob = bob_fund + amp * heel
     lateral = g.gait_lateral * rel * np.sin(stride)  # m, to the left
     surge = g.gait_surge * rel * np.sin(ph + 0.6) / (2 * np.pi * max(g.cadence_hz, 0.5))  # m, forward
     rot = g.gait_rotation * rel * np.sin(stride)

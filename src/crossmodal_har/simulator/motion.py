@@ -249,9 +249,11 @@ def _postures(subject: SubjectParams, dims: Dimensions) -> Dict[str, _Posture]:
         "standing": _Posture(dims.pelvis_h),
         # seated: the pelvis tilts back, the trunk stays near upright, the head looks slightly down
         "sitting": _Posture(dims.pelvis_h - subject.seated_drop_m, -tilt, 0.0, 0.8 * tilt, 0.1 + 0.2 * tilt, 1.0),
-        "back": _Posture(bed, -0.5 * np.pi + 0.08, 0.0, 0.0, 0.35, 0.3),  # on a pillow, looking up
-        "left": _Posture(bed, 0.0, 0.5 * np.pi - 0.1, 0.25, 0.1, 0.5),  # lying on the left side
-        "right": _Posture(bed, 0.0, -0.5 * np.pi + 0.1, 0.25, 0.1, 0.5),
+        # on the back the pelvis sinks into the mattress a little past horizontal (HAPT's waist phone:
+        # 94° from standing, docs/simulator.md); the head on a pillow looks up towards the feet
+        "back": _Posture(bed, -0.5 * np.pi - 0.06, 0.0, 0.0, 0.35, 0.3),
+        "left": _Posture(bed, 0.0, 0.5 * np.pi, 0.25, 0.1, 0.5),  # lying on the left side, curled a little
+        "right": _Posture(bed, 0.0, -0.5 * np.pi, 0.25, 0.1, 0.5),
     }
 
 
