@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crossmodal_har.cli import main
 from crossmodal_har.demo import ingest_argv, plan_for_budget
 from crossmodal_har.errors import UserError
 from crossmodal_har.evaluate.comparisons import paired_test
@@ -206,7 +207,8 @@ def test_probe_scores_what_the_features_hold():
 def test_tiny_study_end_to_end(tmp_path):
     """The whole plan at a smoke-test size, every stage for real (the transfer dataset is the held-out
     corpus itself, so that no HAPT conversion is needed), then a re-run that runs nothing."""
-    from helpers.multisite import runner
+    def runner(argv):
+        return main(["-q", *argv])
 
     out = tmp_path / "study"
     report = run_placement_study(out, "placement", 1, runner=runner,

@@ -7,13 +7,12 @@ import argparse
 from crossmodal_har.commands._args.flags import add_threads_flag
 
 NAME = "simulate"
-HELP = "simulate people wearing a head camera and an IMU"
+HELP = "simulate people wearing a head camera and IMUs"
 DESCRIPTION = (
-    "Simulate people doing activities (walk, run, stand, sit down/up, turn, stairs, fall) in a "
-    "textured 3-D arena, with a head-mounted camera and a rigidly attached IMU moving on one "
-    "trajectory. Writes <out>/<session>/{video.mp4,imu.csv,session.json}, <out>/labels.csv and "
-    "<out>/simulation.json. Optional faults (sync offset, IMU dropouts, corrupt video) exercise ingestion."
-)
+    "Simulate people (a kinematic body: pelvis, trunk, head, arm) doing activities (walk, run, stand, sit, "
+    "lie, turn, stairs, fall) in a textured 3-D arena, with a head camera and IMUs at head, waist or wrist posed "
+    "by one body. Writes <out>/<session>/{video.mp4,imu.csv (or imu-<site>.csv),session.json}, <out>/labels.csv "
+    "and <out>/simulation.json. Optional faults (sync offset, IMU dropouts, corrupt video) exercise ingestion.")
 
 SIM_KEYS = ("subjects", "minutes", "seed", "size", "fps", "hfov_deg", "session_minutes", "mounting", "workers", "crf",
             "sync_offset_s", "declare_offset", "dropouts", "dropout_s", "corrupt_video", "corrupt_frames",
