@@ -53,8 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--corrupt-video", choices=["none", "zero", "noise", "truncate"], default="none",
                    help="black frames, garbage frames, or a truncated mp4")
     f.add_argument("--corrupt-frames", type=int, default=5, help="frames spoiled per faulted session (default 5)")
-    f.add_argument("--fault-fraction", type=float, default=1.0,
-                   help="fraction of sessions that get the faults (default 1 = all)")
+    f.add_argument("--fault-fraction", type=float, default=1.0, help="share of sessions faulted (default 1 = all)")
 
 
 def run(args: argparse.Namespace) -> int:
