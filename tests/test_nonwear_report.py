@@ -275,3 +275,41 @@ def test_acceptance_24h_with_4h_still(bundle, tmp_path):
     assert s["nonwear"]["edge_refinement_min"] == pytest.approx(15, abs=2)
     assert daily["nonwear_min"].sum() + daily["wear_min"].sum() == pytest.approx(24 * 60, abs=2)
     check_rendering(rep / "report.html", tmp_path)
+
+
+def test_nonwear_windows_never_reach_the_model(bundle, tmp_path, monkeypatch):
+    """Windows wait for the non-wear decision before the model: a window later marked ``nonwear`` is
+    never classified, and the output equals the model-first order's (which classifies it and then
+    drops its result)."""
+    from crossmodal_har.infer import predict as predict_mod
+    from crossmodal_har.infer.runtime import BatchedRunner
+
+    seen = []
+    call = BatchedRunner._call
+    monkeypatch.setattr(BatchedRunner, "_call", lambda self, batch: (seen.append(len(batch)), call(self, batch))[1])
+    t, x = simulate(3, [(1, 2.5)])
+    rec = write(tmp_path / "r.parquet", t, x)
+    df, s = predict(bundle, rec, tmp_path / "skip.csv", smooth="3")
+    n_ok, n_nw = int((df["status"] == "ok").sum()), int((df["status"] == "nonwear").sum())
+    assert n_nw > 1000 and s["nonwear"]["model_skipped"] is True
+    assert sum(seen) == n_ok  # not one non-wear window was classified
+    seen.clear()
+    monkeypatch.setattr(predict_mod, "gate_before_model", lambda det, pre: False)
+    df_first, s_first = predict(bundle, rec, tmp_path / "first.csv", smooth="3")
+    assert s_first["nonwear"]["model_skipped"] is False and sum(seen) > n_ok
+    assert df_first["status"].tolist() == df["status"].tolist()
+    assert df_first["label"].tolist() == df["label"].tolist()
+    p = [c for c in df.columns if c.startswith("p_")]
+    ok = df["status"] == "ok"
+    assert np.abs(df_first.loc[ok, p].astype(float).to_numpy() - df.loc[ok, p].astype(float).to_numpy()).max() <= 1e-5
+    assert (df.loc[~ok, p] == "").all().all() and (df_first.loc[~ok, p] == "").all().all()
+
+
+def test_gate_before_model_only_where_the_waiting_windows_fit():
+    from crossmodal_har.infer.predict import gate_before_model
+    from crossmodal_har.signals.types import PreprocessConfig
+
+    det = NonwearDetector(NonwearConfig())
+    assert gate_before_model(det, PreprocessConfig()) is True  # 2.5-s stride: ~40 MB wait
+    assert gate_before_model(det, PreprocessConfig(stride_s=0.02)) is False  # one window per sample: GBs
+    assert gate_before_model(None, PreprocessConfig()) is False  # nothing to wait for

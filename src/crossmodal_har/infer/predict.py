@@ -10,6 +10,8 @@ gaps) → model in fixed batches → non-wear → the bundle's smoother → CSV 
 
 Model batches are formed from the sequence of ok windows (batch ``j`` = ok windows
 ``[j*B, (j+1)*B)``), never from chunk contents, so the output is identical whatever ``chunk_rows``.
+Windows wait for the non-wear decision before the model (:func:`gate_before_model`), so that a
+window found to be non-wear is never classified.
 
 Output CSV columns: ``start, end`` (s, the recording's clock), ``timestamp`` (only when the
 recording's absolute start is known — ``--start`` or epoch times in the file — : the window's start
@@ -30,8 +32,8 @@ detection and windowing, when the fit succeeded and reduced the error.
 Non-wear (:mod:`crossmodal_har.infer.nonwear`) is judged on the (calibrated) accelerometer as it
 streams in; rows wait (about 75 min of rows) until no later 60-min window or edge refinement can
 still flag them, then a window (``ok`` or ``flat_line``) whose midpoint lies in a flagged stretch
-becomes ``nonwear``: no label, no probabilities, and it ends a smoothing run like any window that is
-not ok.
+becomes ``nonwear``: no label, no probabilities (never classified: the windows wait before the
+model), and it ends a smoothing run like any window that is not ok.
 
 Settings (:func:`run_predict`, :class:`~crossmodal_har.infer.predict_config.PredictConfig`): the
 dataclass defaults < the bundle's saved settings where it has
@@ -58,7 +60,8 @@ from crossmodal_har.infer.clinical_report import (DayAggregator, DayRules, daily
                                                   write_report)
 from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector, nonwear_settings
 from crossmodal_har.infer.predict_config import PredictConfig, PredictResult, parse_smooth
-from crossmodal_har.infer.rows import CsvWriter, NonwearGate, RowPipeline, SmoothedWriter
+from crossmodal_har.infer.rows import (CsvWriter, NonwearGate, RowPipeline, SmoothedWriter, item_rows,
+                                      null_marked, results_rows)
 from crossmodal_har.infer.runtime import BatchedRunner, OnnxRunner, Runner, TorchRunner
 from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource, with_stride
 from crossmodal_har.infer.stream import SignalOps
@@ -175,19 +178,30 @@ def predict_file(
             # non-wear's 15-min grid starts at the first sample, as GGIR's blocks do
             origin = -first_t if first_t is not None else 0.0
             out = SmoothedWriter(CsvWriter(fh, class_names, smoother.changes_labels, tb), smoother, summary, days)
-            gate = NonwearGate(det, origin, out, idle=device.idle_sleep if device is not None else None)
+            idle = device.idle_sleep if device is not None else None
+            # the gate before the model when its held windows fit in memory: non-wear costs no model work
+            early = gate_before_model(det, preprocess)
+            state["model_skips_nonwear"] = early
+            gate = NonwearGate(det, origin, (lambda rows, p, _m: pipe.add_rows(rows, p[0])) if early
+                               else null_marked(out), idle=idle)
 
             def emit(final: bool) -> None:
+                if early:
+                    gate.release()
                 for rows, res in pipe.ready(final):
-                    n = len(rows.start)
-                    probs = np.full((n, C), np.nan)
-                    raw = np.full(n, -1, np.int64)
-                    ok = rows.ok_index >= 0
-                    if res is not None:
-                        probs[ok] = res
-                        raw[ok] = np.argmax(res, axis=1)
-                    gate.push(rows, probs, raw)
-                gate.release()
+                    probs, raw = results_rows(rows, res, C)
+                    if early:
+                        out.push(rows, probs, raw)
+                    else:
+                        gate.push(rows, probs, raw)
+                if not early:
+                    gate.release()
+
+            def add(item: Any) -> None:
+                if early:
+                    gate.push(*item_rows(item))
+                else:
+                    pipe.add(item)
 
             for chunk in source:  # the model's channels, calibrated
                 if det is not None:
@@ -198,13 +212,13 @@ def predict_file(
                         summary.first_time_s = float(finite_t[0])
                     summary.last_time_s = float(finite_t[-1])
                 for item in windower.push(chunk.t, chunk.data):
-                    pipe.add(item)
+                    add(item)
                 emit(False)
                 bar.update(len(chunk.t))
                 if summary.first_time_s is not None:
                     bar.set_postfix_str(f"{(summary.last_time_s - summary.first_time_s) / 3600:.1f} h of recording")
             for item in windower.finish():
-                pipe.add(item)
+                add(item)
             if det is not None:
                 det.finish()
             emit(True)
@@ -234,9 +248,31 @@ def predict_file(
                     "windows": nw, "seconds": nw * summary.hop_s, "idle_sleep_windows": idle,
                     "seconds_note": "non-wear windows (detected, and the device's idle sleep) x hop (stride), "
                                     "as the time per activity"}
+    d["nonwear"]["model_skipped"] = bool(state.get("model_skips_nonwear"))
     d["skipped_parts"] = skipped_parts(device, tb)
     return d
 
+
+
+#: the most memory the windows waiting for the non-wear decision may take when they wait before the model
+GATE_MAX_BYTES = 256 * 2 ** 20
+
+
+#: recording time that one chunk of input may add to the wait (500,000 rows at 50 Hz: 2.8 h)
+GATE_CHUNK_S = 3 * 3600.0
+
+
+def gate_before_model(det: Optional[NonwearDetector], preprocess: PreprocessConfig) -> bool:
+    """Whether windows wait for the non-wear decision *before* the model (so that non-wear windows
+    are never classified) rather than after it. They wait about one non-wear window plus two steps
+    plus a chunk (:data:`GATE_CHUNK_S`), which at the default 2.5-s stride is ~40 MB of float32
+    windows; tiny strides (many overlapping windows) keep the model first. Decided from the model's
+    and the detector's settings alone, never from chunking, so the outputs never depend on it."""
+    if det is None:
+        return False
+    held_s = det.cfg.window_s + 2 * det.cfg.step_s + GATE_CHUNK_S
+    window_bytes = preprocess.window_samples * 6 * 4
+    return held_s / max(preprocess.stride_s, 1e-9) * window_bytes <= GATE_MAX_BYTES
 
 
 def _nonwear(config: PredictConfig, bundle: Bundle) -> Tuple[NonwearConfig, str]:

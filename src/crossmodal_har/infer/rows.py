@@ -12,7 +12,7 @@ day aggregator and :class:`CsvWriter`, which writes the CSV columns (see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -62,7 +62,20 @@ class RowPipeline:
         self.pending.append(Rows(item.start, item.end, status, idx))
         self.model.add(item.x[ok] if n_ok < len(ok) else item.x)
 
-    def ready(self, final: bool = False):
+    def add_rows(self, rows: Rows, xs: np.ndarray) -> None:
+        """Rows already marked by the non-wear gate (:func:`item_rows`, then :class:`NonwearGate`),
+        ``xs`` their windows (an object array of [W, 6] arrays, row-aligned): only the rows still
+        ``ok`` go to the model, so a window found to be non-wear costs no model work."""
+        ok = rows.status == STATUS_OK
+        n_ok = int(ok.sum())
+        idx = np.full(len(ok), -1, np.int64)
+        idx[ok] = np.arange(self.next_ok, self.next_ok + n_ok)
+        self.next_ok += n_ok
+        self.pending.append(Rows(rows.start, rows.end, rows.status, idx))
+        if n_ok:
+            self.model.add(np.stack(list(xs[ok])))
+
+    def ready(self, final: bool = False) -> List[Tuple[Rows, Optional[np.ndarray]]]:
         """Yield (Rows, outputs for their ok rows) for every pending row whose results exist."""
         if final:
             self.model.flush()
@@ -87,6 +100,32 @@ class RowPipeline:
                 self.pending[0] = Rows(r.start[cut:], r.end[cut:], r.status[cut:], r.ok_index[cut:])
                 break
         return out
+
+
+def item_rows(item: Any) -> Tuple[Rows, np.ndarray]:
+    """A windower item as rows (``ok_index`` still -1) and their windows (an object array, row-aligned;
+    None for a marker), for the gate before the model."""
+    if isinstance(item, Marker):
+        return (Rows(np.array([item.start]), np.array([item.end]), np.array([item.status], dtype=object),
+                     np.array([-1])), np.array([None], dtype=object))
+    n = len(item.start)
+    xs = np.empty(n, dtype=object)
+    for i in range(n):
+        xs[i] = item.x[i]
+    status = np.where(item.reason == "", STATUS_OK, item.reason).astype(object)
+    return Rows(item.start, item.end, status, np.full(n, -1, np.int64)), xs
+
+
+def results_rows(rows: Rows, res: Optional[np.ndarray], n_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Probabilities [n, C] (NaN where a row has no model output) and raw labels [n] (-1 there)."""
+    n = len(rows.start)
+    probs = np.full((n, n_classes), np.nan)
+    raw = np.full(n, -1, np.int64)
+    ok = rows.ok_index >= 0
+    if res is not None:
+        probs[ok] = res
+        raw[ok] = np.argmax(res, axis=1)
+    return probs, raw
 
 
 # --------------------------------------------------------------------------------- writer
@@ -165,12 +204,15 @@ class NonwearGate:
     ``idle_sleep`` where the device says it slept (``idle``: the reader's ``DeviceInfo.idle_sleep``,
     listed before its samples come), else ``nonwear`` where the detector flagged the time.
 
-    Rows leave in order; a row is final once its midpoint (its start, for a stretch without windows)
-    lies below :meth:`NonwearDetector.final_until` — about one hour behind the input (at once
-    without a detector).
+    Rows leave in order, with their row-aligned ``payload`` arrays (the model's outputs, or the
+    windows when the gate comes before the model), to ``out(rows, payload, marked)`` (``marked``: the
+    rows this gate turned into ``nonwear`` / ``idle_sleep``; their ``ok_index`` is set to -1); a row is
+    final once its midpoint (its start, for a stretch without windows) lies below
+    :meth:`NonwearDetector.final_until` — about one hour behind the input (at once without a detector).
     """
 
-    def __init__(self, detector: Optional[NonwearDetector], origin_s: float, out: "SmoothedWriter",
+    def __init__(self, detector: Optional[NonwearDetector], origin_s: float,
+                 out: Callable[[Rows, Tuple[np.ndarray, ...], np.ndarray], None],
                  idle: Optional[List[Tuple[float, float]]] = None):
         """``origin_s``: added to recording times to get the detector's times; ``idle``: the
         device's idle-sleep stretches in recording times (a list the reader fills as it reads)."""
@@ -179,11 +221,11 @@ class NonwearGate:
         self.queue: List[Any] = []
         self.released = -np.inf  # largest key released: later rows never lie before it
 
-    def push(self, rows: Rows, probs: np.ndarray, raw: np.ndarray) -> None:
+    def push(self, rows: Rows, *payload: np.ndarray) -> None:
         if self.det is None:
-            self._release(rows, probs, raw, len(rows.start))
+            self._release(rows, payload, len(rows.start))
             return
-        self.queue.append((rows, probs, raw))
+        self.queue.append((rows, payload))
         self.release()
 
     def release(self) -> None:
@@ -191,26 +233,25 @@ class NonwearGate:
             return
         until = self.det.final_until() - self.origin
         while self.queue:
-            rows, probs, raw = self.queue[0]
+            rows, payload = self.queue[0]
             key = _key(rows)
             # rows are in start order: release the prefix whose (running maximum of) key is decided
             k = int(np.searchsorted(np.maximum.accumulate(key), until, side="left"))
             if k == 0:
                 return
-            self._release(rows, probs, raw, k)
+            self._release(rows, payload, k)
             self.released = max(self.released, float(key[:k].max()))
             self.det.forget_before(self.released + self.origin)
             if k == len(rows.start):
                 self.queue.pop(0)
             else:
                 self.queue[0] = (Rows(rows.start[k:], rows.end[k:], rows.status[k:], rows.ok_index[k:]),
-                                 probs[k:], raw[k:])
+                                 tuple(p[k:] for p in payload))
                 return
 
-    def _release(self, rows: Rows, probs: np.ndarray, raw: np.ndarray, k: int) -> None:
+    def _release(self, rows: Rows, payload: Tuple[np.ndarray, ...], k: int) -> None:
         """Mark the first ``k`` rows and pass them on."""
         head = Rows(rows.start[:k], rows.end[:k], rows.status[:k].copy(), rows.ok_index[:k].copy())
-        hp, hr = probs[:k].copy(), raw[:k].copy()
         key = _key(head)
         replaceable = has_window(head.status) & np.isin(head.status.astype(str), NONWEAR_REPLACES)
         idle = replaceable & in_stretches(key, self.idle)
@@ -223,9 +264,21 @@ class NonwearGate:
             if mask.any():
                 head.status[mask] = status
                 head.ok_index[mask] = -1
-                hp[mask] = np.nan
-                hr[mask] = -1
-        self.out.push(head, hp, hr)
+        self.out(head, tuple(p[:k] for p in payload), idle | nw)
+
+
+def null_marked(out: "SmoothedWriter") -> Callable[[Rows, Tuple[np.ndarray, ...], np.ndarray], None]:
+    """The gate's ``out`` after the model: the marked rows lose their probabilities and labels."""
+
+    def push(rows: Rows, payload: Tuple[np.ndarray, ...], marked: np.ndarray) -> None:
+        probs, raw = payload
+        if marked.any():
+            probs, raw = probs.copy(), raw.copy()
+            probs[marked] = np.nan
+            raw[marked] = -1
+        out.push(rows, probs, raw)
+
+    return push
 
 
 def _key(rows: Rows) -> np.ndarray:
