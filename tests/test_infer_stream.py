@@ -160,3 +160,8 @@ def test_sorting_network_median_equals_signal_layer_interior(k):
     x[rng.random(x.shape) < 0.3] = 0.25  # ties
     h = k // 2
     assert np.array_equal(sorting_network_median(x, k), reference(x, size=(k, 1), mode="mirror")[h:len(x) - h])
+    # long inputs go in blocks (the temporaries stay in cache): the same values, across block borders
+    from crossmodal_har.signals import windows
+
+    long = np.round(rng.normal(size=(3 * windows.MEDIAN_BLOCK + 17, 6)), 1).astype(np.float32)  # ties
+    assert np.array_equal(sorting_network_median(long, k), reference(long, size=(k, 1), mode="mirror")[h:len(long) - h])

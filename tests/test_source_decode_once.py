@@ -84,3 +84,49 @@ def test_no_room_for_the_decoded_chunks_reads_the_file_again(tmp_path, monkeypat
     for a, b in zip(got, fresh):
         assert np.array_equal(a.t, b.t) and a.first_row == b.first_row
         assert np.array_equal(a.data, src.model_data(b.data))
+
+
+def test_read_ahead_same_items_errors_in_place_and_stops_when_dropped():
+    """The reader thread: the same chunks in the same order; a reader's error is raised at the chunk
+    where it happened; dropping the iterator stops the thread and closes the reader."""
+    import threading
+    import time
+
+    from crossmodal_har.errors import DataError
+    from crossmodal_har.infer.source import ReadAhead
+
+    assert list(ReadAhead(iter(range(50)))) == list(range(50))
+    assert list(ReadAhead(iter([]))) == []
+
+    def failing():
+        yield 1
+        yield 2
+        raise DataError("rec.csv", "bad value", line=7)
+
+    it = ReadAhead(failing())
+    assert next(it) == 1 and next(it) == 2
+    with pytest.raises(DataError, match="rec.csv:7: bad value"):
+        next(it)
+    with pytest.raises(StopIteration):
+        next(it)
+
+    closed = []
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield k
+                k += 1
+        finally:
+            closed.append(True)
+
+    before = threading.active_count()
+    it = ReadAhead(endless())
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    del it
+    for _ in range(100):
+        if closed and threading.active_count() <= before:
+            break
+        time.sleep(0.05)
+    assert closed == [True] and threading.active_count() <= before

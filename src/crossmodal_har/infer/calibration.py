@@ -138,7 +138,8 @@ class StillPointAccumulator:
         t = np.asarray(t, np.float64)
         acc = np.asarray(acc, np.float64)
         good = np.isfinite(t) & np.isfinite(acc).all(axis=1)
-        t, acc = t[good], acc[good]
+        if not good.all():  # (no copies when every row is good, the usual case)
+            t, acc = t[good], acc[good]
         if not len(t):
             return
         if self.first_t is None:
@@ -271,8 +272,11 @@ def fit_sphere(points: np.ndarray, cfg: CalibrationConfig) -> CalibrationResult:
     return res
 
 
-def apply_calibration(acc: np.ndarray, result: Optional[CalibrationResult]) -> np.ndarray:
-    """``(acc + offset) * scale`` per axis when ``result.applied``, else ``acc`` unchanged."""
+def apply_calibration(acc: np.ndarray, result: Optional[CalibrationResult],
+                      out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``(acc + offset) * scale`` per axis when ``result.applied``, else ``acc`` unchanged. ``out``: where
+    to write it (may be ``acc`` itself: in place, no temporary arrays; the same values)."""
     if result is None or not result.applied:
         return acc
-    return (acc + np.asarray(result.offset)) * np.asarray(result.scale)
+    out = np.add(acc, np.asarray(result.offset, dtype=np.float64), out=out)
+    return np.multiply(out, np.asarray(result.scale, dtype=np.float64), out=out)

@@ -119,7 +119,8 @@ class NonwearDetector:
 
     def push(self, t: np.ndarray, acc: np.ndarray) -> None:
         good = np.isfinite(t) & np.isfinite(acc).all(axis=1)
-        t, acc = t[good], acc[good]
+        if not good.all():  # (no copies when every row is good, the usual case)
+            t, acc = t[good], acc[good]
         if not len(t):
             return
         idx = np.floor(t / self.sub).astype(np.int64)

@@ -222,8 +222,9 @@ class TimeBase:
         off = self.offsets(t)
         ms = np.round((t + self.origin_s + off) * 1000.0).astype(np.int64).astype("datetime64[ms]")
         s = np.datetime_as_string(ms, unit="ms").astype(object)
-        return (s + np.array([format_offset(o) for o in off], dtype=object)).astype(str) if len(t) else \
-            np.empty(0, str)
+        uo, inv = np.unique(off, return_inverse=True)  # a few offsets (DST), formatted once each
+        return (s + np.array([format_offset(o) for o in uo], dtype=object)[inv.ravel()]).astype(str) if len(t) \
+            else np.empty(0, str)
 
     def day_label(self, day: int) -> str:
         if not self.absolute:

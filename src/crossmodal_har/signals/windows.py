@@ -26,8 +26,23 @@ def sorting_network_median(x: np.ndarray, k: int) -> np.ndarray:
     """Running median of odd length ``k`` along axis 0, for the ``len(x) - k + 1`` full windows.
 
     Odd-even transposition sort of the ``k`` shifted views with element-wise min/max: no Python
-    loop over samples, and exact (the result is always one of the inputs).
+    loop over samples, and exact (the result is always one of the inputs). Long inputs go in blocks
+    of :data:`MEDIAN_BLOCK` rows, so that the temporaries stay in the CPU's cache (the same values).
     """
+    m = len(x) - k + 1
+    if m <= MEDIAN_BLOCK:
+        return _network_median(x, k)
+    out = np.empty((m,) + x.shape[1:], dtype=x.dtype)
+    for a in range(0, m, MEDIAN_BLOCK):
+        b = min(a + MEDIAN_BLOCK, m)
+        out[a:b] = _network_median(x[a:b + k - 1], k)
+    return out
+
+
+MEDIAN_BLOCK = 4096
+
+
+def _network_median(x: np.ndarray, k: int) -> np.ndarray:
     m = len(x) - k + 1
     v = [x[i:i + m] for i in range(k)]
     mn, mx = np.minimum, np.maximum
