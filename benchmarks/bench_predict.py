@@ -449,7 +449,8 @@ def side_by_side(args) -> int:
     bundle = make_bundle(root / "bundle", args.model)
     from crossmodal_har.infer.predict_config import PredictConfig
 
-    bs = PredictConfig.batch_size if hasattr(PredictConfig, "batch_size") else 256
+    # predict's batch for ONNX Runtime (its default, unless --batch-size)
+    bs = PredictConfig(model="m", input="i", out="o", runtime="onnx").model_batch_size()
     table = []
     cases = [("cwa", d, f"{d:g} d .cwa 100 Hz") for d in days] + [("csv", h, f"{h:g} h CSV 50 Hz") for h in hours]
     for fmt, size, name in cases:

@@ -47,3 +47,14 @@ def test_background_error_is_raised_to_the_caller():
     chunks = [np.ones((50, 4, 6), np.float32)] * 6
     with pytest.raises(RuntimeError, match="model failed"):
         feed(BatchedRunner(Recorder(fail_at=2), 64, lambda z: z, background=True), chunks)
+
+
+def test_model_batch_default_depends_on_the_runtime():
+    """ONNX Runtime's default batch is 64 windows (faster a window on one CPU thread than 256:
+    benchmarks/RESULTS.md), torch's 256; a given --batch-size wins."""
+    from crossmodal_har.infer.predict_config import PredictConfig
+
+    base = dict(model="m", input="i.csv", out="o.csv")
+    assert PredictConfig(**base, runtime="onnx").model_batch_size() == 64
+    assert PredictConfig(**base, runtime="torch").model_batch_size() == 256
+    assert PredictConfig(**base, runtime="onnx", batch_size=512).model_batch_size() == 512

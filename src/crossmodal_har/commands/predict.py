@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", default=None, metavar="FILE.onnx", help="exported model for --runtime onnx")
     p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N",
                    help="input rows read at once (memory; results do not depend on it)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="windows per model call")
+    p.add_argument("--batch-size", type=int, metavar="N", help="windows per model call (default: 64 onnx, 256 torch)")
     add_device_flag(p)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: torch autocast to "
                    "bfloat16 where supported (labels agreed with fp32 on 99.9 %% of windows); default fp32")

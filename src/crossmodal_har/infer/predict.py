@@ -339,7 +339,7 @@ def _run_predict(config: PredictConfig, progress: Optional[bool]) -> PredictResu
     runner = _runner(config, bundle)
     days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s))  # always (the summary's days)
     summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
-                           chunk_rows=config.chunk_rows, batch_size=config.batch_size, progress=progress,
+                           chunk_rows=config.chunk_rows, batch_size=config.model_batch_size(), progress=progress,
                            nonwear=nonwear, start_s=start_s, tz=config.tz, days=days, fmt=config.format,
                            calibration=config.calibration, damaged="refuse" if config.strict else "skip",
                            sensor=config.sensor)

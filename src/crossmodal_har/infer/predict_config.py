@@ -54,6 +54,10 @@ class NonwearOverrides:
                                             if getattr(self, k) is not None}}
 
 
+ONNX_BATCH = 64  # PredictConfig.model_batch_size's defaults
+TORCH_BATCH = 256
+
+
 @dataclass
 class PredictConfig:
     """What ``predict`` does (built by ``config.build_config`` from the command's flags; unknown keys are
@@ -69,7 +73,7 @@ class PredictConfig:
         timeline: also draw activity over time into this PNG.
         runtime: ``torch``, or ``onnx`` (ONNX Runtime with ``onnx``, else the bundle's ``model.onnx``).
         chunk_rows: input rows read at once (memory; results do not depend on it).
-        batch_size: windows per model call.
+        batch_size: windows per model call (None: :meth:`model_batch_size`'s default for the runtime).
         threads: CPU threads of the model (None: the runtime's; the command gives 1 unless set).
         device: where the torch model runs (``cpu``, ``cuda``, ``auto``; ONNX Runtime runs on the CPU).
         precision: ``fp32``, or ``bf16`` (torch only, where the device supports it: autocast to
@@ -98,7 +102,7 @@ class PredictConfig:
     runtime: Literal["torch", "onnx"] = "torch"
     onnx: Optional[str] = None
     chunk_rows: int = 500_000
-    batch_size: int = 256
+    batch_size: Optional[int] = None
     threads: Optional[int] = None
     device: str = "cpu"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -113,10 +117,19 @@ class PredictConfig:
     min_wear_hours: float = 16.0
     exclude_first_last: bool = False
 
+    def model_batch_size(self) -> int:
+        """``batch_size``, else the runtime's: 64 windows for ONNX Runtime (on one CPU thread a
+        batch that stays in cache: 113 vs 140 us a window for convgru, 48 vs 54 us for patchtst-tiny,
+        than 256; benchmarks/RESULTS.md), 256 for torch (131 vs 154 us a window for convgru at 64)."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return ONNX_BATCH if self.runtime == "onnx" else TORCH_BATCH
+
     def validate(self) -> None:
         if not (self.model and self.input and self.out):
             raise ConfigError("predict: model, input and out are required")
-        if self.chunk_rows < 1 or self.batch_size < 1 or (self.threads is not None and self.threads < 1):
+        if self.chunk_rows < 1 or (self.batch_size is not None and self.batch_size < 1) or \
+                (self.threads is not None and self.threads < 1):
             raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
         if self.runtime == "onnx" and self.device not in ("cpu", "auto"):
             raise UserError(f"--device {self.device} needs --runtime torch (ONNX Runtime runs on the CPU here)")
