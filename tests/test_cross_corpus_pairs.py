@@ -65,7 +65,7 @@ def test_tiny_study_end_to_end_resumes_and_agrees_with_zeroshot(tmp_path):
         return main(["-q", *argv])
 
     res = run_pairs_study(tmp_path, plan, runner=runner)
-    assert calls.count("zeroshot") == 2 and calls.count("pretrain") == 1 and calls.count("simulate") == 3
+    assert calls.count("zeroshot") == 3 and calls.count("pretrain") == 1 and calls.count("simulate") == 3
     assert len(res.pairs) == 2 and {p["tgt"] for p in res.pairs} == {102, 202}
     for p in res.pairs:
         cell = tmp_path / "zeroshot" / "diff" / "pre101-train0" / f"tgt{p['tgt']}"
@@ -76,6 +76,7 @@ def test_tiny_study_end_to_end_resumes_and_agrees_with_zeroshot(tmp_path):
         assert bd["R@1"] == pytest.approx(zs["R@1"]) and bd["MRR"] == pytest.approx(zs["MRR"])
         assert sum(g["windows"] for g in bd["groups"].values()) == bd["n"]
         assert p["R@1/chance"] == pytest.approx(zs["R@1"] / zs["chance_R@1"])
+        assert p["same_R@1/chance"] is not None  # the run on its own corpus's held-out subjects
         assert p["look_identical"] == 0 and 0 <= p["activity_tv"] <= 1 and p["target_gyro"] > 0
     assert read_saved(PairsResult, tmp_path / "results.json").pairs == res.pairs
     assert "| diff | 101 → 102 |" in (tmp_path / "report.md").read_text()

@@ -33,7 +33,7 @@ from crossmodal_har.stages import Stage, check_plan, prepare_out, run_stages
 
 log = logging.getLogger(__name__)
 
-DESCRIPTORS = ("look_distance", "feature_gap", "activity_tv", "target_locomotion", "locomotion_diff",
+DESCRIPTORS = ("same_R@1/chance", "look_distance", "feature_gap", "activity_tv", "target_locomotion", "locomotion_diff",
                "target_gyro", "gyro_ratio", "target_gyro_still", "chance_R@1")
 
 
@@ -99,6 +99,11 @@ def _cell_dir(out: Path, side: str, a: int, t: int, b: int) -> Path:
     return out / "zeroshot" / side / f"pre{a}-train{t}" / f"tgt{b}"
 
 
+def _has_test(run: Path) -> bool:
+    """Whether a finished run held out test subjects (a corpus of 2 people has none)."""
+    return bool((read_json(run / "model.json").get("split") or {}).get("test"))
+
+
 def pair_stages(out: Path, plan: PairsPlan) -> List[Stage]:
     corpora = [("pre", a, plan.pretrain_subjects, plan.pretrain_minutes) for a in plan.pretrain_seeds]
     corpora += [("tgt", b, plan.target_subjects, plan.target_minutes) for b in plan.target_seeds]
@@ -120,6 +125,10 @@ def pair_stages(out: Path, plan: PairsPlan) -> List[Stage]:
                                         str(_dirs(out, "pre", a, side)["store"]), "--out", str(run), "--seed", str(t),
                                         "--max-steps", str(plan.steps), "--set", "fit_schedule_to_budget=false",
                                         "--no-progress", *(["--resume"] if (run / "checkpoint.pt").exists() else [])]]))
+                stages.append(Stage(f"zeroshot-{side}-pre{a}-train{t}-same", f"zero-shot pre{a} (seed {t}) on its own "
+                                    f"held-out subjects ({side})", lambda a=a, run=run, side=side: [[
+                                        "zeroshot", "--run", str(run), "--store", str(_dirs(out, "pre", a, side)["store"]),
+                                        "--out", str(run / "zs-same")]] if _has_test(run) else []))
                 for b in plan.target_seeds:
                     cell, store = _cell_dir(out, side, a, t, b), _dirs(out, "tgt", b, side)["store"]
                     stages.append(Stage(
@@ -162,9 +171,12 @@ def collect(out: Path, plan: PairsPlan) -> PairsResult:
                     m = read_json(f)["retrieval"]["imu_to_video"]
                     bd = _cell_dir(out, side, a, t, b) / "breakdown.json"
                     summary = read_json(_run_dir(out, side, a, t) / "summary.json")
+                    same_f = _run_dir(out, side, a, t) / "zs-same" / "results.json"
+                    same = read_json(same_f)["retrieval"]["imu_to_video"] if same_f.exists() else {}
                     mine.append({"side": side, "pre": a, "tgt": b, "train_seed": t, "steps": summary.get("step"),
                                  "windows": m["n"], "R@1": m["R@1"], "R@1/chance": _ratio(m["R@1"], m["chance_R@1"]),
                                  "MRR/chance": _ratio(m["MRR"], m["chance_MRR"]),
+                                 "same_R@1/chance": _ratio(same.get("R@1"), same.get("chance_R@1")),
                                  "breakdown": read_json(bd) if bd.exists() else None})
                 if not mine or f"pre{a}" not in corpora or f"tgt{b}" not in corpora:
                     cells += mine
@@ -180,6 +192,7 @@ def collect(out: Path, plan: PairsPlan) -> PairsResult:
                               "R@1/chance": _mean([c["R@1/chance"] for c in mine]),
                               "per_seed": [c["R@1/chance"] for c in mine],
                               "MRR/chance": _mean([c["MRR/chance"] for c in mine]),
+                              "same_R@1/chance": _mean([c["same_R@1/chance"] for c in mine]),
                               "groups_R@1/chance": groups, **d})
     corr = {side: {metric: desc.correlations([p for p in pairs if p["side"] == side], metric, DESCRIPTORS)
                    for metric in ("R@1/chance", "MRR/chance")} for side in plan.sides}
@@ -196,16 +209,18 @@ def render(res: PairsResult) -> str:
              f"siglip-tiny pretrained {p['steps']} steps on corpus A ({p['pretrain_subjects']} people, "
              f"{p['pretrain_minutes']} min, {p['imu_site']} IMU), zero-shot IMU→video on every window of corpus B "
              f"({p['target_subjects']} people, {p['target_minutes']} min); training seeds {p['train_seeds']}. "
-             "Cells: R@1 ÷ chance (mean over training seeds; each seed in brackets), MRR ÷ chance, and R@1 ÷ chance "
-             "of B's locomotion / still / other windows.", "",
-             "| side | A → B | R@1/chance (per seed) | MRR/chance | loco / still / other | look dist | "
+             "Cells: R@1 ÷ chance (mean over training seeds; each seed in brackets), MRR ÷ chance, the same run's R@1 ÷ "
+             "chance on A's own held-out subjects, and R@1 ÷ chance of B's locomotion / still / other windows (chance "
+             "of the whole gallery).", "",
+             "| side | A → B | R@1/chance (per seed) | MRR/chance | same-corpus R@1/chance | loco / still / other | look dist | "
              "feature gap | activity TV | B loco share | B gyro rad/s | gyro B/A | B windows |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res.pairs:
         g = r["groups_R@1/chance"]
         lines.append(
             f"| {r['side']} | {r['pre']} → {r['tgt']} | {_f(r['R@1/chance'], '{:.1f}×')} "
             f"({', '.join(_f(v, '{:.0f}') for v in r['per_seed'])}) | {_f(r['MRR/chance'], '{:.1f}×')} | "
+            f"{_f(r['same_R@1/chance'], '{:.1f}×')} | "
             f"{' / '.join(_f(g[k], '{:.1f}') for k in desc.GROUPS)} | {_f(r['look_distance'])} | "
             f"{_f(r.get('feature_gap'))} | {_f(r['activity_tv'])} | {_f(r['target_locomotion'])} | "
             f"{_f(r['target_gyro'], '{:.3f}')} | {_f(r['gyro_ratio'])} | {r['target_windows']} |")
