@@ -229,3 +229,22 @@ def test_tiny_study_end_to_end(tmp_path):
     before = {p: (out / "stages" / p).stat().st_mtime_ns for p in done}
     run_placement_study(out, "placement", 1, runner=runner, transfer_dataset=str(out / "data" / "heldout-waist"))
     assert {p: (out / "stages" / p).stat().st_mtime_ns for p in done} == before
+
+
+def test_pretraining_retrieval_reads_each_runs_validation_and_says_it_in_words(tmp_path):
+    from crossmodal_har.placement.report import _retrieval_lines, pretraining_retrieval
+
+    vals = {"siglip-head-seed0": 0.06, "siglip-head-seed1": 0.08, "siglip-head-shuffled-seed0": 0.02,
+            "siglip-head-shuffled-seed1": 0.02, "siglip-waist-seed0": 0.03, "siglip-waist-shuffled-seed0": 0.02}
+    for run, mrr in vals.items():
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "summary.json").write_text(json.dumps(
+            {"val": {"val/MRR": mrr, "val/R@1": mrr / 4, "val/chance_R@1": 0.004}}))
+    rows = pretraining_retrieval(tmp_path, ["head", "waist"], [0, 1])
+    got = {(r["site"], r["shuffled"]): (round(r["MRR"], 4), [e["seed"] for e in r["per_seed"]]) for r in rows}
+    assert got == {("head", False): (0.07, [0, 1]), ("head", True): (0.02, [0, 1]),
+                   ("waist", False): (0.03, [0]), ("waist", True): (0.02, [0])}  # the missing seed left out
+    text = "\n".join(_retrieval_lines(rows))
+    assert "at the head true pairs reach MRR 0.070 against 0.020 shuffled (3.5×)" in text
+    assert "at the waist true pairs reach MRR 0.030 against 0.020 shuffled (1.5×)" in text
+    assert _retrieval_lines([]) == []

@@ -38,8 +38,8 @@ STUDY_KIND = "placement-study"
 class PlacementResult(SavedFile):
     """The study's ``results.json``: ``plan`` (its sizes), ``datasets`` (key → spec), ``cells`` (one per site ×
     dataset × protocol × shots: ``true_minus_shuffled``, ``minus_random``, ``minus_imu_mae``, each a paired
-    comparison entry), ``verdicts`` (one per site × dataset: ``supported`` cells, ``sentence``) and
-    ``probe`` (probe.json, when it ran)."""
+    comparison entry), ``verdicts`` (one per site × dataset: ``supported`` cells, ``sentence``),
+    ``probe`` (probe.json, when it ran) and ``retrieval`` (:func:`pretraining_retrieval`)."""
 
     WHAT = "placement study results"
 
@@ -49,6 +49,7 @@ class PlacementResult(SavedFile):
     cells: List[Dict[str, Any]] = field(default_factory=list)
     verdicts: List[Dict[str, Any]] = field(default_factory=list)
     probe: Optional[Dict[str, Any]] = None
+    retrieval: List[Dict[str, Any]] = field(default_factory=list)
 
 
 def supports(c: Mapping[str, Any]) -> bool:
@@ -138,6 +139,48 @@ def _cell_table(cells: Sequence[Dict[str, Any]], mae: str) -> List[str]:
     return lines + [""]
 
 
+def pretraining_retrieval(runs_dir: Path, sites: Sequence[str], seeds: Sequence[int]) -> List[Dict[str, Any]]:
+    """Per site and pairing (true, shuffled): each pretraining seed's IMU→video retrieval on the pretraining
+    corpus's validation people (``summary.json`` ``val``: R@1, its chance level, MRR) — how much the IMU at that
+    site shares with the head camera's video. Runs without a summary are left out."""
+    rows = []
+    for site in sites:
+        for shuffled in (False, True):
+            per_seed = []
+            for p in seeds:
+                f = runs_dir / (f"siglip-{site}-shuffled-seed{p}" if shuffled else f"siglip-{site}-seed{p}") / "summary.json"
+                val = (read_json(f) or {}).get("val") if f.exists() else None
+                if isinstance(val, dict) and "val/MRR" in val:
+                    per_seed.append({"seed": p, "R@1": val.get("val/R@1"), "chance_R@1": val.get("val/chance_R@1"),
+                                     "MRR": val["val/MRR"]})
+            if per_seed:
+                rows.append({"site": site, "shuffled": shuffled, "per_seed": per_seed,
+                             "MRR": sum(e["MRR"] for e in per_seed) / len(per_seed)})
+    return rows
+
+
+def _retrieval_lines(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    if not rows:
+        return []
+    lines = ["## How much each site's IMU shares with the head camera (pretraining validation retrieval)", "",
+             "IMU→video retrieval among the pretraining corpus's validation people at the end of each pretraining run "
+             "(`runs/*/summary.json`; the shuffled runs are the level reached without true pairs):", "",
+             "| Site | Pairs | MRR (mean) | R@1 by pretraining seed (× chance) | MRR by pretraining seed |", "|---|---|---|---|---|"]
+    for r in rows:
+        r1 = " · ".join(f"s{e['seed']} {e['R@1']:.3f} ({e['R@1'] / e['chance_R@1']:.1f}×)" if e.get("chance_R@1")
+                        else f"s{e['seed']} {e['R@1']:.3f}" for e in r["per_seed"])
+        mrr = " · ".join(f"{e['MRR']:.3f}" for e in r["per_seed"])
+        lines.append(f"| {r['site']} | {'shuffled' if r['shuffled'] else 'true'} | {r['MRR']:.3f} | {r1} | {mrr} |")
+    gains = {r["site"]: r["MRR"] for r in rows if not r["shuffled"]}
+    base = {r["site"]: r["MRR"] for r in rows if r["shuffled"]}
+    words = [f"at the {site} true pairs reach MRR {gains[site]:.3f} against {base[site]:.3f} shuffled "
+             f"({gains[site] / base[site]:.1f}×)" for site in gains if site in base and base[site] > 0]
+    if words:
+        lines += ["", "In words: " + "; ".join(words) + " (true over shuffled: how much better the IMU at that site "
+                  "finds its own window's video than the level the objective reaches without true pairs)."]
+    return lines + [""]
+
+
 def _probe_lines(probe: Optional[Mapping[str, Any]]) -> List[str]:
     if not probe:
         return []
@@ -197,7 +240,9 @@ def write_study_report(out: PathLike, plan: Mapping[str, Any], merged_dirs: Mapp
         sections += [f"## {specs[key]}", "", *_cell_table(cells, f"imu-mae-{eval_site}"),
                      *render_comparisons([c["true_minus_shuffled"] for c in cells], "its shuffled-pairs control")[2:],
                      f"Full tables (means, per-class recall, every comparison): `{Path(d).name}/report.md`.", ""]
-    lines += ["", *sections, *_probe_lines(probe)]
+    retrieval = pretraining_retrieval(out / "runs", sites, plan.get("pretrain_seeds", []))
+    result.retrieval = retrieval
+    lines += ["", *sections, *_retrieval_lines(retrieval), *_probe_lines(probe)]
     write_saved(result, out / "results.json")
     atomic_write_text(out / "report.md", "\n".join(lines))
     log.info("wrote %s", out / "report.md")
