@@ -35,25 +35,33 @@ def _fmt(path: Path):
     return {"format": "empatica"} if path.is_dir() else {}
 
 
-@pytest.mark.parametrize("path", _device_files())
-def test_predict_reads_every_real_file(path, bundles, tmp_path):
-    channels = open_device(path, "empatica" if path.is_dir() else None, damaged="skip").info.channels
+@pytest.mark.parametrize("path, sensor", _device_files())
+def test_predict_reads_every_real_file(path, sensor, bundles, tmp_path, capsys):
+    """Each file (each sensor of an APDM file, chosen by ``--sensor LABEL`` on the command line)."""
+    channels = open_device(path, "empatica" if path.is_dir() else None, damaged="skip", sensor=sensor).info.channels
     out = tmp_path / "pred.csv"
-    res = predict_recording(bundles[channels], path, out, report=tmp_path / "report", **_fmt(path))
-    s = res.summary
+    if sensor is None:
+        res = predict_recording(bundles[channels], path, out, report=tmp_path / "report", **_fmt(path))
+        s, partial = res.summary, res.partial
+    else:
+        assert main(["predict", "--model", str(bundles[channels]), "--input", str(path), "--out", str(out),
+                     "--report", str(tmp_path / "report"), "--sensor", sensor]) == 0
+        assert _error_lines(capsys.readouterr().err) == []
+        s, partial = json.loads(out.with_name(out.stem + ".summary.json").read_text()), None
+        assert s["device"]["device"]["label"] == sensor
     assert s["channels"] == {"recording": channels, "model": channels}
     assert s["windows"] > 0 and s["windows_ok"] > 0
     rows = pd.read_csv(out)
     assert len(rows) > 0 and set(rows["status"]) <= {"ok", "gap", "non_finite", "short", "flat_line", "saturation",
                                                      "nonwear", "idle_sleep"}
     assert (tmp_path / "report" / "report.html").is_file()
-    assert json.loads(res.summary_path.read_text())["input"] == str(path)
+    assert json.loads(out.with_name(out.stem + ".summary.json").read_text())["input"] == str(path)
     if path.name in INTACT_TWIN or path.name in CUT_WITHOUT_TWIN:  # damaged: read in part, listed, partial
-        assert s["skipped_parts"] and res.partial and str(path) in res.partial
+        assert s["skipped_parts"] and partial and str(path) in partial
         html = (tmp_path / "report" / "report.html").read_text()
         assert "Damaged parts left out" in html and s["skipped_parts"][0]["line"] in html
     else:
-        assert s["skipped_parts"] == [] and res.partial is None
+        assert s["skipped_parts"] == [] and partial is None
 
 
 @requires_files

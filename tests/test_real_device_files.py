@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import h5py
 import numpy as np
 import pytest
 
@@ -45,14 +46,31 @@ SLOW_BYTES = 1_000_000  # files above this are marked slow
 
 
 def _device_files() -> List[Any]:
+    """One param ``(path, sensor)`` per real file, and per sensor of a file that holds several (APDM
+    ``.h5``: each ``Label 0``, listed with h5py, not with our reader; ``sensor`` None elsewhere)."""
     if not DEVICES.is_dir():
-        return [pytest.param(None, id="no-shared-data", marks=pytest.mark.skip(reason=ABSENT))]
+        return [pytest.param(None, None, id="no-shared-data", marks=pytest.mark.skip(reason=ABSENT))]
     sufs = device_suffixes()
     found = [p for p in sorted(DEVICES.rglob("*"))
              if (p.is_file() and p.suffix.lower() in sufs) or (p.is_dir() and (p / "ACC.csv").is_file())]
-    return [pytest.param(p, id=str(p.relative_to(DEVICES)),
-                         marks=[pytest.mark.slow] if p.is_file() and p.stat().st_size > SLOW_BYTES else [])
-            for p in found]
+    out = []
+    for p in found:
+        marks = [pytest.mark.slow] if p.is_file() and p.stat().st_size > SLOW_BYTES else []
+        name = str(p.relative_to(DEVICES))
+        labels = apdm_labels(p) if p.suffix.lower() == ".h5" else []
+        if len(labels) > 1:
+            out += [pytest.param(p, lab, id=f"{name}[{lab}]", marks=marks) for lab in labels]
+        else:
+            out.append(pytest.param(p, None, id=name, marks=marks))
+    return out
+
+
+def apdm_labels(path: Path) -> List[str]:
+    """The ``Label 0`` of each sensor of an APDM v5 file, read with h5py directly."""
+    with h5py.File(path, "r") as f:
+        if "Sensors" not in f:
+            return []
+        return [f["Sensors"][sid]["Configuration"].attrs["Label 0"].decode() for sid in f["Sensors"]]
 
 
 def _fmt(path: Path) -> Optional[str]:
@@ -66,8 +84,10 @@ class Ours:
     info: Any
 
 
-def read_ours(path: Path, damaged: str = "refuse") -> Ours:
-    extra = {"damaged": damaged} if damaged != "refuse" else {}  # refuse: strict's default
+def read_ours(path: Path, damaged: str = "refuse", sensor: Optional[str] = None) -> Ours:
+    extra: Dict[str, Any] = {"damaged": damaged} if damaged != "refuse" else {}  # refuse: strict's default
+    if sensor is not None:
+        extra["sensor"] = sensor
     chunks = list(iter_chunks(path, Units(), 100_000, fmt=_fmt(path), policy=STRICT, **extra))
     return Ours(np.concatenate([c.t for c in chunks]), np.concatenate([c.data for c in chunks]), chunks[0].device)
 
@@ -192,22 +212,34 @@ def ref_e4(path: Path, ours: Ours) -> Ref:
     return Ref(start + np.arange(len(acc)) / fs, acc, None, fs, t_tol=1e-6, acc_tol=1e-12)
 
 
-def ref_apdm(path: Path, ours: Ours) -> Ref:
-    r = _skdh("ReadApdmH5", path)
-    return Ref(r["time"], r["accel"] / 9.81, r.get("gyro"), float(r["fs"]), t_tol=1e-6, acc_tol=1e-3)
+def ref_apdm(path: Path, ours: Ours, sensor: str = "Lumbar") -> Ref:
+    # skdh picks the sensor by its Label 0; UTC times (not shifted by the file's Timezone Offset);
+    # its rate is the file's Configuration "Sample Rate", read here with h5py (skdh returns none)
+    g = 9.80665  # ours; skdh's default is 9.81
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            r = pytest.importorskip("skdh.io").ReadApdmH5(sensor, localize_timestamps=False,
+                                                           gravity_acceleration=g).predict(file=str(path))
+        except Exception as e:  # noqa: BLE001 - any refusal of the reference counts as a refusal
+            raise Refused(f"skdh.io.ReadApdmH5: {e}") from None
+    with h5py.File(path, "r") as f:
+        (sid,) = [k for k in f["Sensors"] if f["Sensors"][k]["Configuration"].attrs["Label 0"].decode() == sensor]
+        fs = float(f["Sensors"][sid]["Configuration"].attrs["Sample Rate"])
+    return Ref(r["time"], r["accel"], r["gyro"], fs, t_tol=1e-9, acc_tol=1e-12)
 
 
 REFERENCES = {".cwa": ref_cwa, ".bin": ref_geneactiv, ".gt3x": ref_gt3x, ".avro": ref_avro, ".zip": ref_e4,
               ".h5": ref_apdm}
 
 
-def _reference(path: Path, ours: Optional[Ours]) -> Ref:
+def _reference(path: Path, ours: Optional[Ours], sensor: Optional[str] = None) -> Ref:
     key = ".zip" if path.is_dir() else path.suffix.lower()
     if key == ".zip" and not path.is_dir():
         with zipfile.ZipFile(path) as zf:
             if "ACC.csv" not in zf.namelist():
                 pytest.skip(f"{path.name}: a zip of EmbracePlus .avro files has no reference reader here")
-    return REFERENCES[key](path, ours)
+    return REFERENCES[key](path, ours, **({"sensor": sensor} if sensor else {}))
 
 
 def _one_line(err: Exception, path: Path) -> None:
@@ -217,15 +249,15 @@ def _one_line(err: Exception, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ tests
 
-@pytest.mark.parametrize("path", _device_files())
-def test_read_equal_to_the_reference(path):
+@pytest.mark.parametrize("path, sensor", _device_files())
+def test_read_equal_to_the_reference(path, sensor):
     try:
-        ours: Optional[Ours] = read_ours(path)
+        ours: Optional[Ours] = read_ours(path, sensor=sensor)
         err = None
     except DataError as e:
         ours, err = None, e
     try:
-        ref = _reference(path, ours)
+        ref = _reference(path, ours, sensor)
     except Refused as why:
         # the reference refuses: ours refuses in one line naming the file (a damaged file is then
         # read in part by predict's default, tested below)
@@ -246,8 +278,35 @@ def test_read_equal_to_the_reference(path):
     else:
         assert ours.info.channels == "acc+gyro"
         np.testing.assert_allclose(ours.data[:, 3:], ref.gyro, rtol=0, atol=1e-9)
+    if sensor is not None:
+        assert ours.info.device["label"] == sensor
     # units: a worn or resting device reads about 1 g (m/s^2 would be ~9.8)
     assert 0.5 < np.median(np.linalg.norm(ours.data[:, :3], axis=1)) < 1.6
+
+
+APDM_SIX = DEVICES / "apdm" / "skdh_apdm_sample.h5"
+
+
+@requires_files
+def test_apdm_six_opals_default_sensor_id_and_unknown_label():
+    """skdh's six-Opal file: without a choice the lumbar Opal is read; a sensor id reads the same
+    samples as its label; an unknown label is refused in one line listing the six labels and ids."""
+    with h5py.File(APDM_SIX, "r") as f:
+        ids = {f["Sensors"][k]["Configuration"].attrs["Label 0"].decode(): k for k in f["Sensors"]}
+    assert sorted(ids) == ["Left Foot", "Left Wrist", "Lumbar", "Right Foot", "Right Wrist", "Sternum"]
+    default = read_ours(APDM_SIX)
+    lumbar = read_ours(APDM_SIX, sensor="lumbar")  # case-insensitive
+    assert default.info.device["sensor_id"] == ids["Lumbar"] == lumbar.info.device["sensor_id"]
+    np.testing.assert_array_equal(default.data, lumbar.data)
+    by_id = read_ours(APDM_SIX, sensor=ids["Right Wrist"])
+    by_label = read_ours(APDM_SIX, sensor="Right Wrist")
+    np.testing.assert_array_equal(by_id.data, by_label.data)
+    assert not np.array_equal(by_label.data, lumbar.data)  # another Opal, other samples
+    assert default.info.device["timezone_offset_h"] == -4.0
+    with pytest.raises(DataError) as e:
+        read_ours(APDM_SIX, sensor="Head")
+    _one_line(e.value, APDM_SIX)
+    assert all(f"{lab} ({sid})" in str(e.value) for lab, sid in ids.items())
 
 
 @requires_files

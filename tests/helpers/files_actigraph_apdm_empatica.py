@@ -156,27 +156,32 @@ def write_gt3x(path: Path, acc_g: np.ndarray, rate: int, start_local: int, *, se
 # APDM Opal .h5
 
 def write_apdm_v5(path: Path, sensors: List[Dict], *, version: int = 5) -> None:
-    """``sensors``: dicts with id, label, acc_ms2 [N,3], gyro [N,3] or None, time_us [N] uint64, rate, tz_h."""
+    """``sensors``: dicts with id, label, acc_ms2 [N,3], gyro [N,3] or None, time_us [N] uint64, rate, tz_h.
+    Attribute types as in a real Mobility Lab export (skdh's six-Opal sample in ../shared): uint32
+    version and rate, the timezone offset as text (``b"-4.00"``), ``Units`` on each dataset."""
     import h5py
 
     with h5py.File(path, "w") as f:
-        f.attrs["FileFormatVersion"] = np.int32(version)
+        f.attrs["FileFormatVersion"] = np.uint32(version)
         f.attrs["CaseIdList"] = np.array([s["id"].encode() for s in sensors])
         f.attrs["MonitorLabelList"] = np.array([s["label"].encode() for s in sensors])
         f.create_group("Annotations")
         for s in sensors:
             g = f.create_group(f"Sensors/{s['id']}")
             n = len(s["time_us"])
-            g.create_dataset("Accelerometer", data=np.asarray(s["acc_ms2"], np.float32), chunks=(min(n, 64), 3))
+            acc = g.create_dataset("Accelerometer", data=np.asarray(s["acc_ms2"], np.float32), chunks=(min(n, 64), 3))
+            acc.attrs["Units"] = np.bytes_("m/s^2")
             if s.get("gyro") is not None:
-                g.create_dataset("Gyroscope", data=np.asarray(s["gyro"], np.float32), chunks=(min(n, 64), 3))
+                gyro = g.create_dataset("Gyroscope", data=np.asarray(s["gyro"], np.float32), chunks=(min(n, 64), 3))
+                gyro.attrs["Units"] = np.bytes_("rad/s")
             g.create_dataset("Magnetometer", data=np.zeros((n, 3), np.float32))
             g.create_dataset("Temperature", data=np.full(n, 31.5, np.float32))
-            g.create_dataset("Time", data=np.asarray(s["time_us"], np.uint64), chunks=(min(n, 64),))
+            g.create_dataset("Time", data=np.asarray(s["time_us"], np.uint64), chunks=(min(n, 64),)
+                             ).attrs["Units"] = np.bytes_("microseconds")
             c = g.create_group("Configuration")
             c.attrs["Label 0"] = np.bytes_(s["label"])  # fixed-length ASCII, as APDM writes
-            c.attrs["Sample Rate"] = np.uint16(s["rate"])
-            c.attrs["Timezone Offset"] = np.int32(s.get("tz_h", 0))
+            c.attrs["Sample Rate"] = np.uint32(s["rate"])
+            c.attrs["Timezone Offset"] = np.bytes_(f"{s.get('tz_h', 0):.2f}")
             c.attrs["Accelerometer Enabled"] = np.uint8(1)
             c.attrs["Gyroscope Enabled"] = np.uint8(1 if s.get("gyro") is not None else 0)
             f.create_group(f"Processed/{s['id']}").create_dataset("Orientation", data=np.zeros((n, 4), np.float32))
