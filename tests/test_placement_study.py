@@ -248,3 +248,22 @@ def test_pretraining_retrieval_reads_each_runs_validation_and_says_it_in_words(t
     assert "at the head true pairs reach MRR 0.070 against 0.020 shuffled (3.5×)" in text
     assert "at the waist true pairs reach MRR 0.030 against 0.020 shuffled (1.5×)" in text
     assert _retrieval_lines([]) == []
+
+
+def test_seed_picks_other_simulated_worlds_and_is_part_of_the_plan(tmp_path):
+    from crossmodal_har.demo import run_demo
+
+    calls = []
+
+    def runner(argv):
+        calls.append(argv)
+        return 0
+
+    run_demo(tmp_path / "d", 3, runner=runner, seed=7)
+    sims = [a for a in calls if a[0] == "simulate"]
+    assert sorted(int(a[a.index("--seed") + 1]) for a in sims) == [7, 8, 9]  # pretraining, other, held-out
+    assert json.loads((tmp_path / "d" / "plan.json").read_text())["seed"] == 7
+    with pytest.raises(UserError, match="planned differently|earlier version|seed"):
+        run_demo(tmp_path / "d", 3, runner=runner, seed=8)  # another world is not mixed into this one
+    with pytest.raises(UserError, match="--seed must be an integer"):
+        run_demo(tmp_path / "e", 3, runner=runner, seed=-1)

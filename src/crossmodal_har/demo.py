@@ -42,7 +42,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -319,9 +319,16 @@ def heldout_section(out: Path, plan: DemoPlan) -> List[str]:
             *render_true_pairing(merged.comparisons or [], merged.control_comparisons or [], merged.reference)]
 
 
+def simulator_seed(seed) -> int:
+    """A demo's or study's ``--seed``: a non-negative integer (its corpora use seed, seed + 1, seed + 2)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 31:
+        raise UserError(f"--seed must be an integer from 0 to {2 ** 31 - 1}, got {seed!r}")
+    return seed
+
+
 def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[List[str]], int],
              workers: Optional[int] = None, restart: bool = False, video: str = "diff",
-             imu_site: str = "head") -> Path:
+             imu_site: str = "head", seed: int = 0) -> Path:
     """Run (or resume) the demo in ``out``; returns the path of ``report.md``.
 
     Args:
@@ -331,11 +338,13 @@ def run_demo(out: PathLike, budget_minutes: float = 15.0, *, runner: Callable[[L
         restart: ignore finished stages and run everything again.
         video: the video side (:data:`VIDEO_SIDES`; ``imagenet`` costs ~4 more minutes).
         imu_site: where the pretraining IMU sits on the simulated body (:data:`IMU_SITES`).
+        seed: simulator seed of the pretraining corpus (the second corpus gets seed + 1, the held-out
+            one seed + 2): other people, scenes and activity plans, for checking a result on other worlds.
         runner: runs one ``crossmodal-har`` argv and returns its exit status; the ``demo`` command
             passes the CLI's own ``main`` (the library does not import the CLI).
     """
     out = Path(out)
-    plan = plan_for_budget(budget_minutes, workers, video, imu_site)
+    plan = replace(plan_for_budget(budget_minutes, workers, video, imu_site), seed=simulator_seed(seed))
     prepare_out(out)
     check_plan(out, asdict(plan), restart=restart, what="demo")
     run_stages(out, build_stages(out, plan), runner, restart=restart, what="demo")

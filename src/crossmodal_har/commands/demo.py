@@ -31,6 +31,8 @@ def add_arguments(p):
     p.add_argument("--restart", action="store_true", help="redo every stage instead of resuming")
     p.add_argument("--imu-site", choices=("head", "waist", "wrist"), default="head",
                    help="where the pretraining IMU sits on the simulated body (default head; the camera is on the head)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="simulator seed of the pretraining corpus (default 0; other corpora seed + 1, + 2): another world")
     p.add_argument("--video", choices=("diff", "imagenet"), default="diff",
                    help="video side: diff (default; frozen random tower on consecutive-frame differences) or "
                         "imagenet (frozen ImageNet EfficientNet-Lite0 per-frame features + a trained temporal head: "
@@ -47,9 +49,9 @@ def run(args) -> int:
     t0 = time.perf_counter()
     if args.study:
         report = run_placement_study(args.out or f"{args.study}-out", args.study, args.budget_minutes or 40.0, runner=main,
-                           workers=args.workers, restart=args.restart)
+                           workers=args.workers, restart=args.restart, seed=args.seed)
     else:
         report = run_demo(args.out or "demo-out", args.budget_minutes or 15.0, runner=main, workers=args.workers,
-                          restart=args.restart, video=args.video, imu_site=args.imu_site)
+                          restart=args.restart, video=args.video, imu_site=args.imu_site, seed=args.seed)
     print(f"{args.study or 'demo'} finished in {(time.perf_counter() - t0) / 60:.1f} min: {report}")
     return 0

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, List, NamedTuple, Optional
 
-from crossmodal_har.demo import ingest_argv, matched_steps, pretrain_argv
+from crossmodal_har.demo import ingest_argv, matched_steps, pretrain_argv, simulator_seed
 from crossmodal_har.errors import UserError
 from crossmodal_har.evaluate.summaries import CONTROL_SUFFIX
 from crossmodal_har.io import PathLike
@@ -186,13 +186,14 @@ def build_study_stages(out: Path, plan: StudyPlan) -> List[Stage]:
 
 def run_placement_study(out: PathLike, study: str = "placement", budget_minutes: float = 40.0, *,
               runner: Callable[[List[str]], int], workers: Optional[int] = None, restart: bool = False,
-              transfer_dataset: str = "hapt") -> Path:
+              transfer_dataset: str = "hapt", seed: int = 0) -> Path:
     """Run (or resume) the study in ``out``; returns the path of its ``report.md``. ``runner`` runs one
-    ``crossmodal-har`` argv (the CLI's ``main``)."""
+    ``crossmodal-har`` argv (the CLI's ``main``); ``seed`` is the pretraining corpus's simulator seed (the
+    held-out corpus gets seed + 1)."""
     if study not in STUDIES:
         raise UserError(f"--study must be one of {', '.join(STUDIES)}, got {study!r}")
     out = Path(out)
-    plan = plan_for_study(budget_minutes, workers, transfer_dataset)
+    plan = replace(plan_for_study(budget_minutes, workers, transfer_dataset), seed=simulator_seed(seed))
     prepare_out(out)
     check_plan(out, asdict(plan), restart=restart, what=f"{study} study")
     run_stages(out, build_study_stages(out, plan), runner, restart=restart, what=f"{study} study")
