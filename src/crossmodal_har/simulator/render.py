@@ -199,7 +199,11 @@ class Renderer:
         """
         sc = self.scene
         f32 = np.float32
-        o = np.asarray(pos, dtype=f32)
+        # A lying body reaches about a metre from where it lay down: a head against a wall is drawn
+        # from just inside it (the walls are the arena's edge; the IMU's physics is not touched).
+        edge = float(sc.half_size) - 0.05
+        o = np.asarray([min(max(float(pos[0]), -edge), edge), min(max(float(pos[1]), -edge), edge), pos[2]],
+                       dtype=f32)
         Rm = np.asarray(R, dtype=f32)
         # [3, P] world ray directions. Written out instead of ``Rm @ dirs``: BLAS may pick a
         # different kernel from call to call, and 1-ulp differences would flip texture cells.
