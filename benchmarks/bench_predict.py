@@ -431,6 +431,26 @@ def run_timed(cmd, env=None):
     return wall, float(u) + float(s_), float(m) / 1024.0, proc.stdout
 
 
+def compare_predictions(ref: Path, new: Path) -> str:
+    """Statuses, labels and probabilities of two predict CSVs of the same recording, row by row."""
+    import pandas as pd
+
+    a = pd.read_csv(ref, keep_default_na=False, dtype=str)
+    b = pd.read_csv(new, keep_default_na=False, dtype=str)
+    if len(a) != len(b) or list(a.columns) != list(b.columns):
+        return f"predictions differ in shape: {a.shape} reference vs {b.shape}"
+    status = float(np.mean(a["status"].to_numpy() == b["status"].to_numpy()))
+    ok = (a["status"] == "ok").to_numpy()
+    labels = float(np.mean(a["label"].to_numpy()[ok] == b["label"].to_numpy()[ok])) if ok.any() else float("nan")
+    p = [c for c in a.columns if c.startswith("p_")]
+    both = ok & (b["status"] == "ok").to_numpy()
+    dp = float(np.abs(a.loc[both, p].astype(float).to_numpy() - b.loc[both, p].astype(float).to_numpy()).max()) \
+        if both.any() else 0.0
+    same = ref.read_bytes() == new.read_bytes()
+    return (f"vs the reference code: {len(a):,} rows, statuses identical on {100 * status:.3f} %, labels on "
+            f"{100 * labels:.3f} % of ok rows, max |dp| {dp:.2g}" + (" (byte-identical files)" if same else ""))
+
+
 def side_by_side(args) -> int:
     """Issue 20: per file, our reader, skdh's ReadCwa (.cwa) or pandas' parse (CSV), predict with
     the default settings, and the model alone on as many windows: wall, CPU, peak RSS, ratios."""
@@ -470,24 +490,42 @@ def side_by_side(args) -> int:
                                    + (["--threads", str(args.threads)] if args.threads else []), env)
         summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())
         n_win = int(summ["windows"])
+        if args.calibrate_off:  # one pass: what the calibration's first pass costs
+            res["predict, calibrate off"] = run_timed(
+                [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", bundle, "--input", f, "--out",
+                 root / "pred_off.csv", "--runtime", "onnx", "--force", "--calibrate", "off", *units]
+                + (["--threads", str(args.threads)] if args.threads else []), env)
         res["model alone"] = run_timed([sys.executable, "-c", MODEL_ONLY, bundle, n_win, bs, args.threads or 0], env)
+        if args.reference_src:  # the same predict command with another version of the code
+            ref_out = root / "pred_ref.csv"
+            ref_env = dict(env, PYTHONPATH=str(Path(args.reference_src) / "src"))
+            res["predict (reference)"] = run_timed([sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model",
+                                                    bundle, "--input", f, "--out", ref_out, "--runtime", "onnx",
+                                                    "--force", *units], ref_env)
+            print("  " + compare_predictions(ref_out, out))
         ref = res["reader"]
         for k, (wall, cpu, mb, _) in res.items():
-            print(f"  {k:<13} wall {wall:7.1f} s ({wall / ref[0]:5.2f}x reader)   CPU {cpu:7.1f} s "
+            print(f"  {k:<22} wall {wall:7.1f} s ({wall / ref[0]:5.2f}x reader)   CPU {cpu:7.1f} s "
                   f"({cpu / ref[1]:5.2f}x)   peak RSS {mb:6.0f} MB")
         model_in = json.loads(res["model alone"][3].strip().splitlines()[-1])["seconds"]
         print(f"  predict: {n_win:,} windows, in-process {summ['elapsed_s']:.1f} s (model {summ['model_seconds']:.1f} s "
               f"on its worker thread); the model alone in-process {model_in:.1f} s")
         table.append((name, res))
         f.unlink()
-    cols = ["reader", "skdh ReadCwa / pandas parse", "predict", "model alone"]
-    print("\n| recording | " + " | ".join(cols) + " | predict / reader (wall, CPU) | peak RSS predict |")
-    print("|---" * (len(cols) + 3) + "|")
+    cols = ["reader", "skdh ReadCwa / pandas parse", "predict", "model alone"] + \
+        (["predict (reference)"] if args.reference_src else [])
+    print("\n| recording | " + " | ".join(cols) + " | predict / reader (wall, CPU) | predict / skdh or pandas (wall) | "
+          + ("reference / reader (wall, CPU) | " if args.reference_src else "") + "peak RSS predict |")
+    print("|---" * (len(cols) + 4 + bool(args.reference_src)) + "|")
     for name, res in table:
         peer = res.get("skdh ReadCwa") or res.get("pandas parse")
-        cells = [res["reader"], peer, res["predict"], res["model alone"]]
+        cells = [res["reader"], peer, res["predict"], res["model alone"]] + \
+            ([res["predict (reference)"]] if args.reference_src else [])
         print(f"| {name} | " + " | ".join(f"{w:.1f} s wall, {c:.1f} s CPU" for w, c, _, _ in cells)
               + f" | {res['predict'][0] / res['reader'][0]:.2f}x, {res['predict'][1] / res['reader'][1]:.2f}x"
+              + f" | {res['predict'][0] / peer[0]:.2f}x"
+              + (f" | {res['predict (reference)'][0] / res['reader'][0]:.2f}x, "
+                 f"{res['predict (reference)'][1] / res['reader'][1]:.2f}x" if args.reference_src else "")
               + f" | {res['predict'][2]:.0f} MB |")
     if tmp is not None:
         tmp.cleanup()
@@ -506,6 +544,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="passed to predict --threads")
     ap.add_argument("--keep", default=None, help="directory to keep the files in (default: a temp dir)")
+    ap.add_argument("--reference-src", default=None, metavar="DIR",
+                    help="--side-by-side: also run predict with the code of this checkout (DIR/src) and compare "
+                         "its predictions row by row (statuses, labels, probabilities)")
     ap.add_argument("--side-by-side", action="store_true",
                     help="issue 20: reader, skdh/pandas, predict and the model alone per file (--days for the "
                          ".cwa, default 7; --hours for the 50 Hz CSV, default 24)")
