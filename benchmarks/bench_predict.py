@@ -6,6 +6,9 @@
     python benchmarks/bench_predict.py --hours 6,24 --model patchtst-small   # issue 5's 50 Hz CSV case
     python benchmarks/bench_predict.py --side-by-side --days 7 --hours 24    # issue 20: reader, skdh,
                                                      # predict, the model alone: wall, CPU, ratios
+    python benchmarks/bench_predict.py --side-by-side --days 1,7 --hours 24 --calibrate-off \
+        --reference-src ../old-checkout   # also predict one pass, and an older checkout's predict on the
+                                          # same files, its predictions compared row by row
 
 **Week scale (issue 14).** For each length and format it writes a simulated 100 Hz 6-channel wrist
 recording with absolute (epoch) time — Parquet, CSV, or an Axivity AX6 ``.cwa`` file made with the
