@@ -26,9 +26,7 @@ import dataclasses
 import itertools
 import logging
 import os
-import queue
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
@@ -188,10 +186,9 @@ class InferenceSource:
         yield from self._chunks
 
     def _read(self) -> Iterator[RawChunk]:
-        """One pass over the recording as read (lenient; damaged parts as ``damaged`` says), read
-        ahead by one chunk on a reader thread (:class:`ReadAhead`)."""
-        return ReadAhead(iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz,
-                                     damaged=self.damaged, sensor=self.sensor))
+        """One pass over the recording as read (lenient; damaged parts as ``damaged`` says)."""
+        return iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz, damaged=self.damaged,
+                           sensor=self.sensor)
 
     def windower(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None) -> StreamingWindower:
         """The windower for this recording (call after :meth:`calibrate`). With
@@ -226,67 +223,6 @@ class InferenceSource:
             yield dataclasses.replace(chunk, data=self.model_data(chunk.data))
         for part in getattr(self.device, "skipped", None) or []:
             log.warning("%s: damaged part left out: %s", self.path, part.line())
-
-
-class ReadAhead:
-    """``items`` read ahead by a reader thread, ``depth`` items at most: the next chunk is decoded
-    while the caller works on the last one (numpy and the parsers release the GIL), so reading
-    overlaps the pipeline. The same items in the same order; an exception of the reader is raised
-    here at the item where it happened. Dropping the object (or :meth:`close`) stops the thread."""
-
-    _END = object()
-
-    def __init__(self, items: Iterator[Any], depth: int = 1):
-        self._q: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._done = False
-        # the thread holds the queue and the event, never self: dropping self stops it (__del__)
-        threading.Thread(target=ReadAhead._run, args=(items, self._q, self._stop), name="reader", daemon=True).start()
-
-    @staticmethod
-    def _run(items: Iterator[Any], q: "queue.Queue[Any]", stop: threading.Event) -> None:
-        def put(v: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(v, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        try:
-            for item in items:
-                if not put((item, None)):
-                    break
-            else:
-                put((ReadAhead._END, None))
-        except BaseException as e:  # noqa: BLE001 (re-raised in the caller's thread)
-            put((None, e))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    def __iter__(self) -> "ReadAhead":
-        return self
-
-    def __next__(self) -> Any:
-        if self._done:
-            raise StopIteration
-        item, err = self._q.get()
-        if err is not None or item is ReadAhead._END:
-            self._done = True
-            if err is not None:
-                raise err
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._done = True
-
-    def __del__(self) -> None:
-        self._stop.set()
 
 
 class DecodedCache:
