@@ -14,7 +14,7 @@ DESCRIPTION = (
     "skipped; a directory of an earlier demo version is refused (--restart). Needs no network. --study placement "
     "runs the placement study instead (IMU at head vs waist x true vs shuffled pairs x 3 pretraining seeds, "
     "imu-mae and random references, 10 evaluation seeds on HAPT and on a held-out simulated corpus, linear "
-    "probes of what the waist IMU tower learned; about 40 min on 2 cores; OUT/report.md says what it supports)."
+    "probes of what the waist IMU tower learned; 22-30 min on 2 cores; OUT/report.md says what it supports)."
 )
 
 
