@@ -58,3 +58,29 @@ def test_model_batch_default_depends_on_the_runtime():
     assert PredictConfig(**base, runtime="onnx").model_batch_size() == 64
     assert PredictConfig(**base, runtime="torch").model_batch_size() == 256
     assert PredictConfig(**base, runtime="onnx", batch_size=512).model_batch_size() == 512
+
+
+def test_a_chunk_of_windows_is_handed_to_the_model_without_waiting_for_it():
+    """The reader must not wait for the model while a chunk's windows fit in flight: with a model that
+    has not started yet, ``add`` of 16 batches returns (the old two-batch bound blocked it after 128
+    windows, so the model never overlapped reading: 7-day .cwa wall = CPU). Outputs are unchanged."""
+    gate = threading.Event()
+    rec = Recorder()
+
+    def held(x):
+        gate.wait(30)
+        return rec(x)
+
+    runner = BatchedRunner(held, 64, post=lambda y: y, background=True)
+    x = np.arange(1024 * 6, dtype=np.float32).reshape(1024, 6)
+    adder = threading.Thread(target=runner.add, args=(x,))
+    adder.start()
+    adder.join(10)
+    returned = not adder.is_alive()
+    gate.set()
+    adder.join()
+    runner.flush()
+    assert returned, "add() waited for the model with only 1024 windows in flight"
+    assert rec.sizes == [64] * 16
+    ref = Recorder()
+    assert np.array_equal(runner.take(1024), ref(x))

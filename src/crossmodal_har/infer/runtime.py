@@ -120,11 +120,14 @@ class BatchedRunner:
 
     With ``background`` the batches run on one worker thread (ONNX Runtime and torch release the
     GIL), overlapping the model with reading and resampling on a second core; at most
-    ``MAX_IN_FLIGHT`` batches wait for it (memory). The batches and their order are the same, so
-    the outputs are too; an error in the runner is raised by the next call that collects it.
+    ``MAX_IN_FLIGHT_WINDOWS`` windows (and at least two batches) wait for it (memory: 4096 windows
+    of 6 x 250 float32 are 25 MB). Bounded in windows, not batches: with small batches a bound of two
+    batches made the reader wait for the model after every 128 windows, so a chunk's windows ran
+    while nothing else did (7-day .cwa: wall = CPU). The batches and their order are the same, so the
+    outputs are too; an error in the runner is raised by the next call that collects it.
     """
 
-    MAX_IN_FLIGHT = 2
+    MAX_IN_FLIGHT_WINDOWS = 4096
 
     def __init__(self, runner: Runner, batch_size: int, post: Callable[[np.ndarray], np.ndarray],
                  background: bool = False):
@@ -184,7 +187,8 @@ class BatchedRunner:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
-        while len(self._flight) >= self.MAX_IN_FLIGHT:
+        limit = max(self.MAX_IN_FLIGHT_WINDOWS, 2 * self.bs)
+        while self._flight and sum(k for k, _ in self._flight) + n > limit:
             self._flight[0][1].result()  # wait for the oldest (bounded memory)
             self._collect(block=False)
         self._flight.append((n, self._pool.submit(self._call, batch)))
