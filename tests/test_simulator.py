@@ -246,6 +246,8 @@ def test_sites_read_their_own_segment():
     f = np.fft.rfftfreq(int(walk.sum()), 0.02)
     assert abs(f[np.argmax(spec)] - subj.cadence_hz) < 0.2  # one bob per step
     assert gyro["wrist"][walk].mean() > gyro["waist"][walk].mean()  # the arm swings
+    with pytest.raises(ValueError, match="wears no IMU at 'wrist'"):
+        synthesize_imu(body, sample_subject(2, 0, "head,waist"), t, rng, site="wrist")
 
 
 def test_several_sites_one_file_each(tmp_path):

@@ -109,8 +109,10 @@ class SubjectParams:
         return tuple(self.site_mounts) or (self.mounting,)
 
     def R_mount_at(self, site: str) -> np.ndarray:
-        return np.asarray(self.site_mounts.get(site, self.mount_R if site == self.mounting else None),
-                          dtype=np.float64)
+        """The mounting rotation of the IMU at ``site``; a site this person does not wear is an error."""
+        if site not in self.sites():
+            raise ValueError(f"{self.name} wears no IMU at {site!r} (sites: {', '.join(self.sites())})")
+        return np.asarray(self.site_mounts.get(site, self.mount_R), dtype=np.float64)
 
     def to_dict(self) -> Dict:
         return asdict(self)
