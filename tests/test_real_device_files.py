@@ -32,10 +32,12 @@ from crossmodal_har.signals.devices.cwa import SECTOR, SECTOR_DTYPE, decode_time
 from crossmodal_har.signals.devices.genea import chunk_crc
 from crossmodal_har.signals.recording import STRICT, iter_chunks
 from crossmodal_har.signals.units import Units
+from helpers.real_data import APDM_FETCH, DEVICES, apdm_sample
 
-DEVICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "devices"
 ABSENT = f"real device files not found at <repo>/../shared/data/devices ({DEVICES})"
 requires_files = pytest.mark.skipif(not DEVICES.is_dir(), reason=ABSENT)
+APDM_SIX = apdm_sample()
+requires_apdm = pytest.mark.skipif(APDM_SIX is None, reason=f"skdh's APDM sample not fetched: run `{APDM_FETCH}`")
 
 #: damaged files (PROVENANCE.md) -> the intact file they were made from
 INTACT_TWIN = {"ggirread_ax3_corrupt_blocks.cwa": "cwa/ggirread_ax3_testfile.cwa",
@@ -53,10 +55,12 @@ def _device_files() -> List[Any]:
     sufs = device_suffixes()
     found = [p for p in sorted(DEVICES.rglob("*"))
              if (p.is_file() and p.suffix.lower() in sufs) or (p.is_dir() and (p / "ACC.csv").is_file())]
+    if APDM_SIX is not None and APDM_SIX not in found:  # fetched from skdh's sdist, not in ../shared
+        found.append(APDM_SIX)
     out = []
     for p in found:
         marks = [pytest.mark.slow] if p.is_file() and p.stat().st_size > SLOW_BYTES else []
-        name = str(p.relative_to(DEVICES))
+        name = str(p.relative_to(DEVICES)) if p.is_relative_to(DEVICES) else f"apdm/{p.name}"
         labels = apdm_labels(p) if p.suffix.lower() == ".h5" else []
         if len(labels) > 1:
             out += [pytest.param(p, lab, id=f"{name}[{lab}]", marks=marks) for lab in labels]
@@ -284,10 +288,7 @@ def test_read_equal_to_the_reference(path, sensor):
     assert 0.5 < np.median(np.linalg.norm(ours.data[:, :3], axis=1)) < 1.6
 
 
-APDM_SIX = DEVICES / "apdm" / "skdh_apdm_sample.h5"
-
-
-@requires_files
+@requires_apdm
 def test_apdm_six_opals_default_sensor_id_and_unknown_label():
     """skdh's six-Opal file: without a choice the lumbar Opal is read; a sensor id reads the same
     samples as its label; an unknown label is refused in one line listing the six labels and ids."""
