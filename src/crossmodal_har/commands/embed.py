@@ -20,7 +20,7 @@ CONFIG_KEYS = {"fmt": "format", "stride": "stride_s", "calibrate": "calibration.
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from crossmodal_har.commands._args.flags import add_device_flag, add_threads_flag
-    from crossmodal_har.signals.devices import READERS, TABLE_FORMATS  # light: the registry of device readers
+    from crossmodal_har.signals.devices import DEFAULT_CHUNK_SAMPLES, READERS, TABLE_FORMATS  # light: the registry
 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", metavar="MODEL_DIR", help="classifier bundle (its encoder is used)")
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="autocalibration against gravity, as in 'predict' (default auto: the windows predict "
                         "classifies); off")
     p.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between window starts")
-    p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N")
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_SAMPLES, metavar="N")
     p.add_argument("--batch-size", type=int, default=256, metavar="N")
     add_device_flag(p)
     add_threads_flag(p)

@@ -26,7 +26,7 @@ CONFIG_KEYS = {"stride": "stride_s", **UNIT_KEYS, **CLINICAL_KEYS, **{k: k for k
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from crossmodal_har.commands._args.flags import add_device_flag, add_progress_flag, add_threads_flag
-    from crossmodal_har.signals.devices import READERS, TABLE_FORMATS  # light: the registry of device readers
+    from crossmodal_har.signals.devices import DEFAULT_CHUNK_SAMPLES, READERS, TABLE_FORMATS  # light: the registry
 
     formats = sorted(READERS) + list(TABLE_FORMATS)
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="classifier bundle directory")
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                    help="torch, or ONNX Runtime with MODEL_DIR/model.onnx (see 'export') or --onnx")
     p.add_argument("--onnx", default=None, metavar="FILE.onnx", help="exported model for --runtime onnx")
-    p.add_argument("--chunk-rows", type=int, default=500_000, metavar="N",
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_SAMPLES, metavar="N",
                    help="input rows read at once (memory; results do not depend on it)")
     p.add_argument("--batch-size", type=int, metavar="N", help="windows per model call (default: 64 onnx, 256 torch)")
     add_device_flag(p)

@@ -37,7 +37,7 @@ from crossmodal_har.models.bundle import BUNDLE_META, BUNDLE_ONNX, BUNDLE_WEIGHT
 from crossmodal_har.models.classifier import NormalizedEncoder
 from crossmodal_har.models.encoder_file import ENCODER_META, ENCODER_WEIGHTS, encoder_preprocess, load_encoder
 from crossmodal_har.models.run_file import RUN_META, RUN_WEIGHTS
-from crossmodal_har.signals.recording import declared_units
+from crossmodal_har.signals.recording import DEFAULT_CHUNK_ROWS, declared_units
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import UnitSettings, Units
 
@@ -118,7 +118,7 @@ class _ParquetRows:
 
 
 def embed_file(input_path: PathLike, out_path: PathLike, embedder: Any, preprocess: PreprocessConfig,
-               units: Units, embed_dim: int, *, chunk_rows: int = 500_000, batch_size: int = 256,
+               units: Units, embed_dim: int, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, batch_size: int = 256,
                ops: Optional[SignalOps] = None, fmt: Optional[str] = None, tz: str = "UTC",
                calibration: Optional[CalibrationConfig] = None, device: str = "cpu",
                sensor: Optional[str] = None) -> Dict[str, Any]:
@@ -229,7 +229,7 @@ class EmbedConfig:
     units: UnitSettings = field(default_factory=UnitSettings)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     stride_s: Optional[float] = None
-    chunk_rows: int = 500_000
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
     batch_size: int = 256
     device: str = "cpu"
     force: bool = False

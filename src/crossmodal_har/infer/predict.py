@@ -75,7 +75,7 @@ from crossmodal_har.models.smoothing import Smoother, StreamingSmoother
 from crossmodal_har.progress import progress as progress_bar
 from crossmodal_har.signals.clock import resolve_timebase
 from crossmodal_har.signals.devices import device_format, open_device
-from crossmodal_har.signals.recording import declared_units
+from crossmodal_har.signals.recording import DEFAULT_CHUNK_ROWS, declared_units
 from crossmodal_har.signals.status import STATUS_IDLE_SLEEP
 from crossmodal_har.signals.types import PreprocessConfig
 from crossmodal_har.signals.units import Units
@@ -103,7 +103,7 @@ def predict_file(
     units: Units,
     *,
     smoother: Optional[Smoother] = None,
-    chunk_rows: int = 500_000,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     batch_size: int = 256,
     ops: Optional[SignalOps] = None,
     progress: Optional[bool] = None,
@@ -258,7 +258,7 @@ def predict_file(
 GATE_MAX_BYTES = 256 * 2 ** 20
 
 
-#: recording time that one chunk of input may add to the wait (500,000 rows at 50 Hz: 2.8 h)
+#: recording time that one chunk of input may add to the wait (``--chunk-rows 500000`` at 50 Hz: 2.8 h)
 GATE_CHUNK_S = 3 * 3600.0
 
 

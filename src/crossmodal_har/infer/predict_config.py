@@ -15,6 +15,7 @@ from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.clinical_report import DayRules
 from crossmodal_har.infer.summary import format_summary
 from crossmodal_har.signals.clock import parse_start, zone
+from crossmodal_har.signals.recording import DEFAULT_CHUNK_ROWS
 from crossmodal_har.signals.units import UnitSettings
 
 MAX_SMOOTH_WINDOWS = 100_000  # longest majority filter (windows held in memory)
@@ -101,7 +102,7 @@ class PredictConfig:
     timeline: Optional[str] = None
     runtime: Literal["torch", "onnx"] = "torch"
     onnx: Optional[str] = None
-    chunk_rows: int = 500_000
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
     batch_size: Optional[int] = None
     threads: Optional[int] = None
     device: str = "cpu"

@@ -45,7 +45,7 @@ import numpy as np
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals import devices
 from crossmodal_har.signals.clock import MAX_JUMP_S, MAX_TIME_S
-from crossmodal_har.signals.devices import DeviceInfo
+from crossmodal_har.signals.devices import DEFAULT_CHUNK_SAMPLES, DeviceInfo
 from crossmodal_har.signals.tables import CSV_SUFFIXES, PARQUET_SUFFIXES, Block, iter_csv, iter_parquet
 from crossmodal_har.signals.types import ImuRecording
 from crossmodal_har.io import read_json
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 MAX_JUMP_WARNINGS = 5  # per file: the first few jumps are named
 
 PathLike = Union[str, "os.PathLike[str]"]
-DEFAULT_CHUNK_ROWS = 500_000
+DEFAULT_CHUNK_ROWS = DEFAULT_CHUNK_SAMPLES  # one default for tables and device files
 STRICT = "strict"
 LENIENT = "lenient"
 POLICIES = (STRICT, LENIENT)

@@ -27,8 +27,12 @@ import numpy as np
 
 from crossmodal_har.errors import DataError
 
-#: default samples per chunk: ~24 MB of float64 [n, 7] per chunk
-DEFAULT_CHUNK_SAMPLES = 500_000
+#: samples (rows) read at once, by default, everywhere a recording is streamed (``--chunk-rows``): results
+#: never depend on it; memory does. 100,000 (not 500,000): each chunk is copied a few times on its way to
+#: the windows, and a reader paused mid-file holds its last chunk, so with 500,000 predict's peak RSS grew
+#: from 415 MB (a 1-day .cwa, read whole by the calibration pass) to 503 MB (7 days); with 100,000 it is
+#: 224 vs 251 MB at the same speed (benchmarks/RESULTS.md, issue 20)
+DEFAULT_CHUNK_SAMPLES = 100_000
 #: highest sample rate a header may state (Axivity's maximum is 3200 Hz): loops and fill blocks
 #: are sized by it
 MAX_RATE_HZ = 10_000.0
