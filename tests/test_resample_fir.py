@@ -74,6 +74,30 @@ def test_whole_equals_streaming_to_the_bit(kind):
         assert np.array_equal(ss, start)
 
 
+@pytest.mark.parametrize("rate", [90.0, 64.0, 128.0, 85.7])
+@pytest.mark.parametrize("kind", ["regular", "drifting"])
+def test_rates_not_a_whole_multiple_take_the_fir_whole_equals_streaming(kind, rate):
+    """ActiGraph 90 Hz, Empatica 64 Hz, APDM 128 Hz, GENEActiv 85.7 Hz to 50 Hz: the bases do not
+    follow the grid with a whole step, so each output's taps are gathered; still the FIR path
+    (not the exact one), within the phase bound's reach of the exact convolution, and the same bits
+    whole or streamed."""
+    t = regular(300.0, rate) if kind == "regular" else drifting(300.0, rate, ppm=-180.0)
+    x = wave(t) + np.random.default_rng(1).normal(0, 0.05, (len(t), 6))
+    grid = np.arange(grid_start(t[0], 50.0) + 20, int(t[-1] * 50.0) - 20) / 50.0
+    step = nominal_step(t)
+    out = np.empty((len(grid), 6))
+    assert polyphase.fir_eval(t, x, grid, 50.0, step, fir_table(step, 50.0), out).all()
+    exact = lowpass_eval(t, x, grid, 50.0, step_s=0.0)
+    assert np.abs(out - exact).max() < 2e-3
+    cfg = PreprocessConfig()
+    whole, start, _, _ = recording_windows(ImuRecording("r", t, x), cfg)
+    assert len(whole) > 100
+    for size in (10 ** 9, 4999, 30011):
+        xs, ss = streamed(t, x, cfg, size)
+        assert np.array_equal(xs, whole), (kind, rate, size, np.abs(xs - whole).max())
+        assert np.array_equal(ss, start)
+
+
 @pytest.mark.parametrize("kind", ["regular", "drifting"])
 def test_regular_and_drifting_clocks_take_the_fir(kind):
     t = regular(120.0) if kind == "regular" else drifting(120.0)

@@ -100,18 +100,18 @@ def _fir_chunk(xt: np.ndarray, x: np.ndarray, base: np.ndarray, q: np.ndarray, k
     Where the bases follow the grid with a whole step ``d`` (give or take ``MAX_SHIFT`` samples:
     a clock's wiggle moves an output across a sample), each row's weights are placed at its shift
     in a row of ``2 L + 2 + shift span`` taps and the chunk is one ``einsum`` over a strided view
-    (no copy); otherwise the taps are gathered one by one."""
+    (no copy); otherwise (a ratio of rates that is not whole, such as 90 -> 50 Hz) each row's taps
+    are gathered from the same view and summed by the same ``einsum`` (it was a loop over the taps:
+    4.2 s of a 24-hour 90 Hz .gt3x's predict)."""
     K, m = table.shape[1], len(base)
     span_k = int(k[-1] - k[0])
     d = int(np.rint((base[-1] - base[0]) / span_k)) if span_k > 0 else 0
     ref = base[0] + d * (k - k[0])
     shift = base - ref
     lo, hi = int(shift.min()), int(shift.max())
-    if d <= 0 or hi - lo > MAX_SHIFT:
-        y = table[q, 0][:, None] * x[base]
-        for tap in range(1, K):
-            y += table[q, tap][:, None] * x[base + tap]
-        return y
+    if d <= 0 or hi - lo > MAX_SHIFT:  # a rate ratio that is not whole (90 -> 50 Hz): each row's taps gathered
+        taps = np.lib.stride_tricks.sliding_window_view(xt, K, axis=1)[:, base]  # [C, m, K]
+        return np.einsum("cmk,mk->mc", taps, table[q])
     Kw = K + hi - lo
     rows = k - k[0]
     if lo == hi and m == span_k + 1:  # every row on the line, none missing: the table's rows as they are
