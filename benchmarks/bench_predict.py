@@ -6,6 +6,7 @@
     python benchmarks/bench_predict.py --hours 6,24 --model patchtst-small   # issue 5's 50 Hz CSV case
     python benchmarks/bench_predict.py --side-by-side --days 7 --hours 24    # issue 20: reader, skdh,
                                                      # predict, the model alone: wall, CPU, ratios
+    python benchmarks/bench_predict.py --side-by-side --days 1 --hours 0 --gt3x-hours 24  # a 90 Hz .gt3x
     python benchmarks/bench_predict.py --side-by-side --days 1,7 --hours 24 --calibrate-off \
         --reference-src ../old-checkout   # also predict one pass, and an older checkout's predict on the
                                           # same files, its predictions compared row by row
@@ -131,26 +132,27 @@ def run_measured(cmd, repeats: int, env=None):
     return best, peak, out
 
 
-def make_bundle(out: Path, model: str) -> Path:
+def make_bundle(out: Path, model: str, channels: str = "acc+gyro") -> Path:
     import torch
 
     from crossmodal_har.infer.export import export_bundle
     from crossmodal_har.models.bundle import save_bundle
     from crossmodal_har.models.classifier import WindowClassifier, build_head
-    from crossmodal_har.models.registry import create_model
+    from crossmodal_har.models.registry import create_model, with_input_channels
     from crossmodal_har.signals.types import PreprocessConfig
 
     torch.manual_seed(0)
-    enc = create_model(model)
+    pre = PreprocessConfig(channels=channels)
+    enc = create_model(model, **with_input_channels(model, {}, pre.n_channels))
     spec = {"type": "linear", "in_features": enc.embed_dim, "num_classes": 6}
     head = build_head(spec)
     with torch.no_grad():
         head.weight.mul_(20.0)  # well-separated logits: label agreement is not a coin toss
     names = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
     save_bundle(out, WindowClassifier(enc, head, "zscore"), encoder_name=model, encoder_config=enc.model_cfg,
-                head_spec=spec, preprocess=PreprocessConfig(), class_names=names)
+                head_spec=spec, preprocess=pre, class_names=names)
     _, diff = export_bundle(out)
-    print(f"bundle: {model} random init + linear head, ONNX parity max|diff| = {diff:.2g}")
+    print(f"bundle: {model} ({channels}) random init + linear head, ONNX parity max|diff| = {diff:.2g}")
     return out
 
 
@@ -396,6 +398,13 @@ def week_main(args) -> int:
 
 # ------------------------------------------------------------------- side by side (issue 20)
 
+PYGT3X_READ = """
+import sys, json
+from pygt3x.reader import FileReader
+with FileReader(sys.argv[1]) as f:
+    print(json.dumps({"rows": int(len(f.to_pandas()))}))
+"""
+
 SKDH_READ = """
 import sys, json
 from skdh.io import ReadCwa
@@ -454,11 +463,22 @@ def compare_predictions(ref: Path, new: Path) -> str:
             f"{100 * labels:.3f} % of ok rows, max |dp| {dp:.2g}" + (" (byte-identical files)" if same else ""))
 
 
+def write_gt3x_hours(path: Path, hours: float, rate: int = 90) -> int:
+    """An ActiGraph .gt3x (accelerometer, ``rate`` Hz: 90 -> 50 Hz is not a whole ratio) through the
+    specification writer of tests/helpers/files_actigraph_apdm_empatica.py."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers.files_actigraph_apdm_empatica import smooth_signal, write_gt3x
+
+    n = int(hours * 3600 * rate)
+    write_gt3x(path, smooth_signal(n, rate, seed=2), rate, int(START_EPOCH))
+    return n
+
+
 def side_by_side(args) -> int:
     """Issue 20: per file, our reader, skdh's ReadCwa (.cwa) or pandas' parse (CSV), predict with
     the default settings, and the model alone on as many windows: wall, CPU, peak RSS, ratios."""
     days = [float(d) for d in (args.days or "7").split(",")]
-    hours = [float(h) for h in (args.hours or "24").split(",")]
+    hours = [h for h in (float(x) for x in (args.hours or "24").split(",")) if h > 0]  # --hours 0: no CSV
     load = os.getloadavg()
     print(f"side by side (issue 20): {days} d of 100 Hz AX6 .cwa, {hours} h of 50 Hz CSV; bundle {args.model} "
           f"(random init, ONNX Runtime); predict --threads {args.threads or 'default'}, default settings")
@@ -475,35 +495,41 @@ def side_by_side(args) -> int:
     # predict's batch for ONNX Runtime (its default, unless --batch-size)
     bs = PredictConfig(model="m", input="i", out="o", runtime="onnx").model_batch_size()
     table = []
-    cases = [("cwa", d, f"{d:g} d .cwa 100 Hz") for d in days] + [("csv", h, f"{h:g} h CSV 50 Hz") for h in hours]
+    cases = [("cwa", d, f"{d:g} d .cwa 100 Hz") for d in days] + [("csv", h, f"{h:g} h CSV 50 Hz") for h in hours] \
+        + [("gt3x", h, f"{h:g} h .gt3x 90 Hz") for h in (float(h) for h in args.gt3x_hours.split(",") if h)]
+    acc_bundle = make_bundle(root / "bundle_acc", args.model, channels="acc") if args.gt3x_hours else None
     for fmt, size, name in cases:
-        f = root / (f"rec_{size:g}d.cwa" if fmt == "cwa" else f"rec_{size:g}h.csv")
-        n = write_week(f, size, "cwa") if fmt == "cwa" else write_csv(f, size)
+        f = root / (f"rec_{size:g}d.cwa" if fmt == "cwa" else f"rec_{size:g}h.{fmt}")
+        n = write_week(f, size, "cwa") if fmt == "cwa" else write_csv(f, size) if fmt == "csv" else \
+            write_gt3x_hours(f, size)
+        model = acc_bundle if fmt == "gt3x" else bundle
         print(f"\n{name}: {n:,} samples, {f.stat().st_size / 1e6:,.0f} MB")
         res = {}
         res["reader"] = run_timed([sys.executable, "-c", READER_ONLY, f], env)
         if fmt == "cwa":
             res["skdh ReadCwa"] = run_timed([sys.executable, "-c", SKDH_READ, f], env)
+        elif fmt == "gt3x":
+            res["pygt3x"] = run_timed([sys.executable, "-c", PYGT3X_READ, f], env)
         else:
             res["pandas parse"] = run_timed([sys.executable, "-c", PARSE_PANDAS, f], env)
         out = root / "pred.csv"
-        units = [] if fmt == "cwa" else ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"]
-        res["predict"] = run_timed([sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", bundle,
+        units = ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"] if fmt == "csv" else []
+        res["predict"] = run_timed([sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", model,
                                     "--input", f, "--out", out, "--runtime", "onnx", "--force", *units]
                                    + (["--threads", str(args.threads)] if args.threads else []), env)
         summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())
         n_win = int(summ["windows"])
         if args.calibrate_off:  # one pass: what the calibration's first pass costs
             res["predict, calibrate off"] = run_timed(
-                [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", bundle, "--input", f, "--out",
+                [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", model, "--input", f, "--out",
                  root / "pred_off.csv", "--runtime", "onnx", "--force", "--calibrate", "off", *units]
                 + (["--threads", str(args.threads)] if args.threads else []), env)
-        res["model alone"] = run_timed([sys.executable, "-c", MODEL_ONLY, bundle, n_win, bs, args.threads or 0], env)
+        res["model alone"] = run_timed([sys.executable, "-c", MODEL_ONLY, model, n_win, bs, args.threads or 0], env)
         if args.reference_src:  # the same predict command with another version of the code
             ref_out = root / "pred_ref.csv"
             ref_env = dict(env, PYTHONPATH=str(Path(args.reference_src) / "src"))
             res["predict (reference)"] = run_timed([sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model",
-                                                    bundle, "--input", f, "--out", ref_out, "--runtime", "onnx",
+                                                    model, "--input", f, "--out", ref_out, "--runtime", "onnx",
                                                     "--force", *units], ref_env)
             print("  " + compare_predictions(ref_out, out))
         ref = res["reader"]
@@ -515,13 +541,13 @@ def side_by_side(args) -> int:
               f"on its worker thread); the model alone in-process {model_in:.1f} s")
         table.append((name, res))
         f.unlink()
-    cols = ["reader", "skdh ReadCwa / pandas parse", "predict", "model alone"] + \
+    cols = ["reader", "skdh ReadCwa / pandas parse / pygt3x", "predict", "model alone"] + \
         (["predict (reference)"] if args.reference_src else [])
-    print("\n| recording | " + " | ".join(cols) + " | predict / reader (wall, CPU) | predict / skdh or pandas (wall) | "
+    print("\n| recording | " + " | ".join(cols) + " | predict / reader (wall, CPU) | predict / peer (wall) | "
           + ("reference / reader (wall, CPU) | " if args.reference_src else "") + "peak RSS predict |")
     print("|---" * (len(cols) + 4 + bool(args.reference_src)) + "|")
     for name, res in table:
-        peer = res.get("skdh ReadCwa") or res.get("pandas parse")
+        peer = res.get("skdh ReadCwa") or res.get("pandas parse") or res.get("pygt3x")
         cells = [res["reader"], peer, res["predict"], res["model alone"]] + \
             ([res["predict (reference)"]] if args.reference_src else [])
         print(f"| {name} | " + " | ".join(f"{w:.1f} s wall, {c:.1f} s CPU" for w, c, _, _ in cells)
@@ -550,6 +576,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reference-src", default=None, metavar="DIR",
                     help="--side-by-side: also run predict with the code of this checkout (DIR/src) and compare "
                          "its predictions row by row (statuses, labels, probabilities)")
+    ap.add_argument("--gt3x-hours", default="", metavar="H[,H]",
+                    help="--side-by-side: also a 90 Hz ActiGraph .gt3x of these lengths (an accelerometer-only "
+                         "bundle; 90 -> 50 Hz is not a whole ratio), against pygt3x's reader")
     ap.add_argument("--side-by-side", action="store_true",
                     help="issue 20: reader, skdh/pandas, predict and the model alone per file (--days for the "
                          ".cwa, default 7; --hours for the 50 Hz CSV, default 24)")
