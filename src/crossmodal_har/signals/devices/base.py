@@ -19,9 +19,10 @@ keep their own times, so what was left out is a gap in ``t``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -139,6 +140,23 @@ class DeviceReader:
         self.tz = tz
         self.damaged = damaged
         self.info: DeviceInfo  # set by subclasses
+
+    def _open(self) -> BinaryIO:
+        """The file opened for binary reading; a DataError naming it when it cannot be."""
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise DataError(self.path, f"cannot read file: {exc.strerror or exc}") from None
+
+    def _read_head(self, n_bytes: int) -> Tuple[bytes, int]:
+        """The file's first ``n_bytes`` bytes (fewer when it is shorter) and its size; a DataError
+        naming the file when it is missing or cannot be read."""
+        if not self.path.is_file():
+            raise DataError(self.path, "file not found")
+        with self._open() as fh:
+            head = fh.read(n_bytes)
+            size = os.fstat(fh.fileno()).st_size
+        return head, size
 
     def _damage(self, message: str, *, reason: str, unit: str, first: int, count: int, at_sample: int,
                 missing_samples: Optional[int] = None) -> None:

@@ -38,7 +38,6 @@ are ignored.
 from __future__ import annotations
 
 import logging
-import os
 import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
@@ -106,14 +105,7 @@ class CwaReader(DeviceReader):
     def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
         super().__init__(path, tz=tz, damaged=damaged)
         p = self.path
-        if not p.is_file():
-            raise DataError(p, "file not found")
-        try:
-            self.size = os.path.getsize(p)
-            with open(p, "rb") as fh:
-                head = fh.read(1024 + SECTOR)
-        except OSError as exc:
-            raise DataError(p, f"cannot read file: {exc.strerror or exc}") from None
+        head, self.size = self._read_head(1024 + SECTOR)
         if len(head) < 64 or int.from_bytes(head[0:2], "little") != HEADER_MD:
             raise DataError(p, "not an Axivity .cwa file (no 'MD' header block at offset 0)")
         length = int.from_bytes(head[2:4], "little")
@@ -289,11 +281,7 @@ class CwaReader(DeviceReader):
         held: Optional[Dict[str, np.ndarray]] = None  # context (emitted) + pending sectors
         n_ctx = 0  # leading sectors of ``held`` already emitted (anchors for the next ones)
         erased_run: Optional[Tuple[int, int]] = None  # (first, count) of erased sectors not yet followed by data
-        try:
-            fh = open(self.path, "rb")
-        except OSError as exc:
-            raise DataError(self.path, f"cannot read file: {exc.strerror or exc}") from None
-        with fh:
+        with self._open() as fh:
             s = 0
             while s < self.n_sectors:
                 k = min(block, self.n_sectors - s)

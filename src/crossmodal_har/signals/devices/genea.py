@@ -114,14 +114,7 @@ class GeneaReader(DeviceReader):
     def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
         super().__init__(path, tz=tz, damaged=damaged)
         p = self.path
-        if not p.is_file():
-            raise DataError(p, "file not found")
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(MAX_HEADER_BYTES)
-            size = p.stat().st_size
-        except OSError as exc:
-            raise DataError(p, f"cannot read file: {exc.strerror or exc}") from None
+        head, size = self._read_head(MAX_HEADER_BYTES)
         self.header, version, self.data_start = self._header(head)
         rate_text = self.header.get("Sample-Rate")
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:Hz)?\s*", rate_text or "", flags=re.IGNORECASE)
@@ -260,11 +253,7 @@ class GeneaReader(DeviceReader):
         self._other_chunks = 0
         timer = _Timer(self.path, self._rate)
         block = max(1, chunk_samples // PAGE_CHUNKS)
-        try:
-            fh = open(self.path, "rb")
-        except OSError as exc:
-            raise DataError(self.path, f"cannot read file: {exc.strerror or exc}") from None
-        with fh:
+        with self._open() as fh:
             for first in range(0, self.n_pages, block):
                 k = min(block, self.n_pages - first)
                 fh.seek(self.data_start + first * PAGE_BYTES)

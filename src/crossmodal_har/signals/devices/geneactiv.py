@@ -83,13 +83,7 @@ class GeneactivReader(DeviceReader):
     def __init__(self, path: Path, *, tz: str = "UTC", damaged: str = "refuse"):
         super().__init__(path, tz=tz, damaged=damaged)
         p = self.path
-        if not p.is_file():
-            raise DataError(p, "file not found")
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(16384)
-        except OSError as exc:
-            raise DataError(p, f"cannot read file: {exc.strerror or exc}") from None
+        head, _ = self._read_head(16384)
         if head.startswith(b"\xef\xbb\xbf"):
             head = head[3:]
         if head.startswith(b"GENEA/"):  # only with --format geneactiv: by suffix, genea.py reads it
@@ -192,11 +186,8 @@ class GeneactivReader(DeviceReader):
         t0 = self.t_local0 - self.utc_offset_s
         drift = 0.0
         page = 0
-        try:  # lines bounded (a file with no newline is refused, not read whole)
-            fh = io.BufferedReader(BoundedReader(open(self.path, "rb"), self.path, what="GENEActiv .bin",
-                                                 max_line=MAX_LINE_BYTES))
-        except OSError as exc:
-            raise DataError(self.path, f"cannot read file: {exc.strerror or exc}") from None
+        # lines bounded (a file with no newline is refused, not read whole)
+        fh = io.BufferedReader(BoundedReader(self._open(), self.path, what="GENEActiv .bin", max_line=MAX_LINE_BYTES))
         with fh:
             for _ in range(self.header_lines):
                 fh.readline()
