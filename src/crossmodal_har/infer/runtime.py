@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Deque, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, List, Optional, Union
 
 import numpy as np
 
@@ -52,6 +53,8 @@ class TorchRunner:
         self.bf16 = precision == "bf16"
         self.model = model.to(self.device).eval()
         self.fn = getattr(self.model, method) if method != "forward" else self.model
+        #: one CPU thread (torch's setting is the process's): a batch is computed on the calling thread
+        self.any_thread = self.device.type == "cpu" and torch.get_num_threads() == 1
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch
@@ -101,6 +104,8 @@ class OnnxRunner:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise DataError(path, f"cannot load ONNX model ({str(exc).splitlines()[0]})") from None
         self.input_name = self.session.get_inputs()[0].name
+        #: one intra-op thread: a batch is computed on the calling thread, the same bits on any thread
+        self.any_thread = threads == 1
         if weights_sha256 is not None:
             made_from = self.session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
             if made_from is not None and made_from != weights_sha256:
@@ -123,8 +128,16 @@ class BatchedRunner:
     ``MAX_IN_FLIGHT_WINDOWS`` windows (and at least two batches) wait for it (memory: 4096 windows
     of 6 x 250 float32 are 25 MB). Bounded in windows, not batches: with small batches a bound of two
     batches made the reader wait for the model after every 128 windows, so a chunk's windows ran
-    while nothing else did (7-day .cwa: wall = CPU). The batches and their order are the same, so the
-    outputs are too; an error in the runner is raised by the next call that collects it.
+    while nothing else did (7-day .cwa: wall = CPU).
+
+    When the runner computes a batch to the same bits on any thread (its ``any_thread`` attribute:
+    ONNX Runtime with one intra-op thread, torch on the CPU with one thread) the caller does not wait
+    idle at the bound: it runs that batch itself (the model is the slower side, so the caller's core
+    helps it), and :meth:`flush` takes the batches the worker has not started, from the newest end,
+    while the worker takes them from the oldest: the model on both cores with the same two threads.
+    Other runners (any callable) run on the worker only, in batch order, and the caller waits.
+    Results are kept in batch order, so the outputs are the same either way; an error in the runner
+    is raised by the next call that collects it.
     """
 
     MAX_IN_FLIGHT_WINDOWS = 4096
@@ -141,8 +154,12 @@ class BatchedRunner:
         self.results_from = 0
         self.seconds = 0.0
         self.background = background
+        self.caller_helps = background and bool(getattr(runner, "any_thread", False))
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._flight: Deque[Tuple[int, "Future[np.ndarray]"]] = deque()
+        # batches handed on, in order: [windows, future, the batch while the worker may not have started it]
+        self._flight: Deque[List[Any]] = deque()
+        self._lock = threading.Lock()
+        self.caller_batches = 0  # batches the caller ran itself, background mode (for the summary)
 
     @property
     def done(self) -> int:
@@ -152,14 +169,35 @@ class BatchedRunner:
     def _call(self, batch: np.ndarray) -> np.ndarray:
         t = time.perf_counter()
         out = self.post(self.runner(batch))
-        self.seconds += time.perf_counter() - t
+        with self._lock:  # the worker and the caller may both be in here
+            self.seconds += time.perf_counter() - t
         return out
 
     def _collect(self, block: bool) -> None:
         while self._flight and (block or self._flight[0][1].done()):
-            n, fut = self._flight.popleft()
+            n, fut, _ = self._flight.popleft()
             self.results.append(fut.result())
             self._done += n
+
+    def _here(self, batch: np.ndarray) -> "Future[np.ndarray]":
+        """Run ``batch`` on the calling thread; its outcome (result or error) as a done future."""
+        fut: "Future[np.ndarray]" = Future()
+        try:
+            fut.set_result(self._call(batch))
+        except Exception as exc:  # raised, in batch order, by the call that collects it
+            fut.set_exception(exc)
+        self.caller_batches += 1
+        return fut
+
+    def _help(self) -> None:
+        """Run here, newest first, the batches the worker has not started (cancelled from its queue)."""
+        for entry in reversed(self._flight):
+            n, fut, batch = entry
+            if batch is None or fut.done():
+                continue
+            if not fut.cancel():  # the worker has it: so it has (or had) every older one
+                break
+            entry[1], entry[2] = self._here(batch), None
 
     def add(self, x: np.ndarray) -> None:
         if len(x):
@@ -171,6 +209,8 @@ class BatchedRunner:
     def flush(self) -> None:
         if self.queued:
             self._run(self.queued)
+        if self.caller_helps:
+            self._help()
         self._collect(block=True)
         if self._pool is not None:
             self._pool.shutdown()
@@ -187,11 +227,20 @@ class BatchedRunner:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._collect(block=False)
         limit = max(self.MAX_IN_FLIGHT_WINDOWS, 2 * self.bs)
-        while self._flight and sum(k for k, _ in self._flight) + n > limit:
+        if self.caller_helps and self._waiting() + n > limit:  # the model is behind: run it here (bounded memory)
+            self._flight.append([n, self._here(batch), None])
+            return
+        while self._flight and self._waiting() + n > limit:
             self._flight[0][1].result()  # wait for the oldest (bounded memory)
             self._collect(block=False)
-        self._flight.append((n, self._pool.submit(self._call, batch)))
+        # the batch is kept while queued only where the caller may take it back (flush)
+        self._flight.append([n, self._pool.submit(self._call, batch), batch if self.caller_helps else None])
+
+    def _waiting(self) -> int:
+        """Windows handed to the worker and not done yet."""
+        return sum(n for n, fut, _ in self._flight if not fut.done())
 
     def take(self, upto: int) -> np.ndarray:
         """Outputs for windows ``[results_from, upto)``, released from memory."""

@@ -26,7 +26,9 @@ import dataclasses
 import itertools
 import logging
 import os
+import queue
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
@@ -186,9 +188,10 @@ class InferenceSource:
         yield from self._chunks
 
     def _read(self) -> Iterator[RawChunk]:
-        """One pass over the recording as read (lenient; damaged parts as ``damaged`` says)."""
-        return iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz, damaged=self.damaged,
-                           sensor=self.sensor)
+        """One pass over the recording as read (lenient; damaged parts as ``damaged`` says), decoded a
+        chunk ahead on a thread of its own (:class:`ReadAhead`)."""
+        return ReadAhead(iter_chunks(self.path, self.units, self.chunk_rows, fmt=self.fmt, tz=self.tz,
+                                     damaged=self.damaged, sensor=self.sensor))
 
     def windower(self, cfg: PreprocessConfig, ops: Optional[SignalOps] = None) -> StreamingWindower:
         """The windower for this recording (call after :meth:`calibrate`). With
@@ -254,3 +257,75 @@ class DecodedCache:
         finally:
             if self._dir is not None:
                 self._dir.cleanup()
+
+
+class ReadAhead:
+    """An iterator over ``items`` that produces them on a thread of its own, up to ``depth`` items
+    (plus the one being produced) ahead of the consumer: reading and decoding the next chunk of a
+    recording overlaps whatever is done with this one (the calibration pass's statistics, the predict
+    pass's resampling and windowing) on a second core. The items and their order are the producer's;
+    an exception it raises is raised by the ``next`` that reaches it, after the items before it.
+
+    The producer is closed on its own thread when it ends, or when the consumer stops early and
+    :meth:`close` is called (also on garbage collection); a consumer may stop and come back for more
+    (the calibration pass stops after ``scan_hours``; the predict pass reads on from there).
+    """
+
+    POLL_S = 0.1  # how often a producer waiting for room checks whether it was closed
+
+    def __init__(self, items: Iterator[Any], depth: int = 1):
+        self._queue: "queue.Queue[tuple]" = queue.Queue(maxsize=max(1, int(depth)))
+        self._closed = threading.Event()
+        self._ended = False
+        self._thread = threading.Thread(target=self._produce, args=(items,), name="read-ahead", daemon=True)
+        self._thread.start()
+
+    def _produce(self, items: Iterator[Any]) -> None:
+        try:
+            for item in items:
+                if not self._put((True, item)):
+                    return
+            self._put((False, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, message: tuple) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(message, timeout=self.POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> "ReadAhead":
+        return self
+
+    def __next__(self) -> Any:
+        if self._ended:
+            raise StopIteration
+        is_item, value = self._queue.get()
+        if is_item:
+            return value
+        self._ended = True
+        self._thread.join()
+        if value is not None:
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the producer (it closes its items on its thread) and drop what it had read ahead."""
+        self._ended = True
+        self._closed.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def __del__(self) -> None:
+        self.close()

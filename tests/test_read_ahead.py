@@ -1,0 +1,61 @@
+"""ReadAhead: a recording's chunks decoded a chunk ahead on a thread of their own — the same items in
+the same order, the producer's error where it happened, stopping early and reading on, closing."""
+
+import threading
+import time
+
+import pytest
+
+from crossmodal_har.errors import DataError
+from crossmodal_har.infer.source import ReadAhead
+
+
+def produced(n, fail_at=None, log=None):
+    try:
+        for k in range(n):
+            if k == fail_at:
+                raise DataError("rec.cwa", "corrupt block", line=k)
+            if log is not None:
+                log.append((k, threading.get_ident()))
+            yield k
+    finally:
+        if log is not None:
+            log.append(("closed", threading.get_ident()))
+
+
+def test_items_in_order_made_on_another_thread():
+    log = []
+    assert list(ReadAhead(produced(50, log=log), depth=2)) == list(range(50))
+    assert {tid for _, tid in log} and threading.get_ident() not in {tid for _, tid in log}
+    assert log[-1][0] == "closed"
+
+
+def test_the_producers_error_comes_after_the_items_before_it():
+    it = ReadAhead(produced(10, fail_at=6))
+    got = []
+    with pytest.raises(DataError, match="corrupt block") as exc:
+        for x in it:
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4, 5] and exc.value.line == 6
+    assert list(it) == []  # ended
+
+
+def test_stop_early_then_read_on_as_the_calibration_pass_and_predict_do():
+    it = ReadAhead(produced(30))
+    first = [x for _, x in zip(range(12), it)]
+    time.sleep(0.05)  # the producer is ahead, waiting for room
+    assert first + list(it) == list(range(30))
+
+
+def test_close_stops_the_producer_and_closes_its_generator_on_its_thread():
+    log = []
+    it = ReadAhead(produced(10 ** 6, log=log))
+    assert next(it) == 0
+    it.close()
+    deadline = time.monotonic() + 5
+    while (not log or log[-1][0] != "closed") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log[-1][0] == "closed" and len(log) < 10  # at most a few ahead, never the whole recording
+    assert log[-1][1] != threading.get_ident()
+    with pytest.raises(StopIteration):
+        next(it)
