@@ -260,21 +260,23 @@ class DecodedCache:
 
 
 class ReadAhead:
-    """An iterator over ``items`` that produces them on a thread of its own, up to ``depth`` items
-    (plus the one being produced) ahead of the consumer: reading and decoding the next chunk of a
-    recording overlaps whatever is done with this one (the calibration pass's statistics, the predict
-    pass's resampling and windowing) on a second core. The items and their order are the producer's;
-    an exception it raises is raised by the ``next`` that reaches it, after the items before it.
+    """An iterator over ``items`` that produces them on a thread of its own, at most ``depth`` items
+    ahead of the consumer (the producer makes the next item only when the consumer has taken one):
+    reading and decoding the next chunk of a recording overlaps whatever is done with this one (the
+    calibration pass's statistics, the predict pass's resampling and windowing) on a second core, for
+    the memory of one more chunk. The items and their order are the producer's; an exception it
+    raises is raised by the ``next`` that reaches it, after the items before it.
 
     The producer is closed on its own thread when it ends, or when the consumer stops early and
     :meth:`close` is called (also on garbage collection); a consumer may stop and come back for more
     (the calibration pass stops after ``scan_hours``; the predict pass reads on from there).
     """
 
-    POLL_S = 0.1  # how often a producer waiting for room checks whether it was closed
+    POLL_S = 0.1  # how often a waiting producer checks whether it was closed
 
     def __init__(self, items: Iterator[Any], depth: int = 1):
-        self._queue: "queue.Queue[tuple]" = queue.Queue(maxsize=max(1, int(depth)))
+        self._queue: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+        self._room = threading.Semaphore(max(1, int(depth)))  # items the producer may make before one is taken
         self._closed = threading.Event()
         self._ended = False
         self._thread = threading.Thread(target=self._produce, args=(items,), name="read-ahead", daemon=True)
@@ -282,24 +284,24 @@ class ReadAhead:
 
     def _produce(self, items: Iterator[Any]) -> None:
         try:
-            for item in items:
-                if not self._put((True, item)):
+            while self._wait_for_room():
+                try:
+                    item = next(items)
+                except StopIteration:
+                    self._queue.put((False, None))
                     return
-            self._put((False, None))
+                self._queue.put((True, item))
         except BaseException as exc:  # handed to the consumer, raised there
-            self._put((False, exc))
+            self._queue.put((False, exc))
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
 
-    def _put(self, message: tuple) -> bool:
+    def _wait_for_room(self) -> bool:
         while not self._closed.is_set():
-            try:
-                self._queue.put(message, timeout=self.POLL_S)
-                return True
-            except queue.Full:
-                continue
+            if self._room.acquire(timeout=self.POLL_S):
+                return not self._closed.is_set()
         return False
 
     def __iter__(self) -> "ReadAhead":
@@ -310,6 +312,7 @@ class ReadAhead:
             raise StopIteration
         is_item, value = self._queue.get()
         if is_item:
+            self._room.release()  # the producer makes the next one while this one is used
             return value
         self._ended = True
         self._thread.join()
