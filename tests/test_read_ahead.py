@@ -59,3 +59,18 @@ def test_close_stops_the_producer_and_closes_its_generator_on_its_thread():
     assert log[-1][1] != threading.get_ident()
     with pytest.raises(StopIteration):
         next(it)
+
+
+def test_an_abandoned_read_ahead_leaves_no_thread_file_or_chunk_behind():
+    """A recording abandoned after an error (a study runs many in one process): when the ReadAhead is
+    garbage-collected its producer stops and its generator (the open file) is closed."""
+    import gc
+
+    log = []
+    it = ReadAhead(produced(10 ** 6, log=log))
+    assert next(it) == 0
+    thread = it._thread
+    del it
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive() and log[-1][0] == "closed"

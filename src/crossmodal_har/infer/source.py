@@ -268,41 +268,20 @@ class ReadAhead:
     raises is raised by the ``next`` that reaches it, after the items before it.
 
     The producer is closed on its own thread when it ends, or when the consumer stops early and
-    :meth:`close` is called (also on garbage collection); a consumer may stop and come back for more
-    (the calibration pass stops after ``scan_hours``; the predict pass reads on from there).
+    :meth:`close` is called, or when this object is garbage-collected (the thread holds no reference
+    to it: a recording abandoned after an error leaves no thread, open file or chunk behind). A
+    consumer may stop and come back for more (the calibration pass stops after ``scan_hours``; the
+    predict pass reads on from there).
     """
-
-    POLL_S = 0.1  # how often a waiting producer checks whether it was closed
 
     def __init__(self, items: Iterator[Any], depth: int = 1):
         self._queue: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
         self._room = threading.Semaphore(max(1, int(depth)))  # items the producer may make before one is taken
         self._closed = threading.Event()
         self._ended = False
-        self._thread = threading.Thread(target=self._produce, args=(items,), name="read-ahead", daemon=True)
+        self._thread = threading.Thread(target=_produce, args=(items, self._queue, self._room, self._closed),
+                                        name="read-ahead", daemon=True)
         self._thread.start()
-
-    def _produce(self, items: Iterator[Any]) -> None:
-        try:
-            while self._wait_for_room():
-                try:
-                    item = next(items)
-                except StopIteration:
-                    self._queue.put((False, None))
-                    return
-                self._queue.put((True, item))
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._queue.put((False, exc))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    def _wait_for_room(self) -> bool:
-        while not self._closed.is_set():
-            if self._room.acquire(timeout=self.POLL_S):
-                return not self._closed.is_set()
-        return False
 
     def __iter__(self) -> "ReadAhead":
         return self
@@ -332,3 +311,34 @@ class ReadAhead:
 
     def __del__(self) -> None:
         self.close()
+
+
+#: how often a producer waiting for room checks whether its consumer was closed
+READ_AHEAD_POLL_S = 0.1
+
+
+def _produce(items: Iterator[Any], out: "queue.SimpleQueue[tuple]", room: threading.Semaphore,
+             closed: threading.Event) -> None:
+    """:class:`ReadAhead`'s thread: ``(True, item)`` for each item made while there is room, then
+    ``(False, None)`` at the end or ``(False, exception)``; ``items`` closed here, on this thread."""
+    try:
+        while _wait_for_room(room, closed):
+            try:
+                item = next(items)
+            except StopIteration:
+                out.put((False, None))
+                return
+            out.put((True, item))
+    except BaseException as exc:  # handed to the consumer, raised there
+        out.put((False, exc))
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+def _wait_for_room(room: threading.Semaphore, closed: threading.Event) -> bool:
+    while not closed.is_set():
+        if room.acquire(timeout=READ_AHEAD_POLL_S):
+            return not closed.is_set()
+    return False
