@@ -13,9 +13,9 @@ torch and onnxruntime are imported only when a runner of that kind is made: the 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Deque, List, Optional, Union
 
@@ -159,7 +159,7 @@ class BatchedRunner:
         # batches handed on, in order: [windows, future, the batch while the worker may not have started it]
         self._flight: Deque[List[Any]] = deque()
         self._lock = threading.Lock()
-        self.caller_batches = 0  # batches the caller ran itself, background mode (for the summary)
+        self.caller_batches = 0  # batches the caller ran itself (background mode)
 
     @property
     def done(self) -> int:
