@@ -310,7 +310,10 @@ class ReadAhead:
                 break
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the modules it uses may be gone already
+            pass
 
 
 #: how often a producer waiting for room checks whether its consumer was closed
