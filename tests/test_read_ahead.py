@@ -74,3 +74,24 @@ def test_an_abandoned_read_ahead_leaves_no_thread_file_or_chunk_behind():
     gc.collect()
     thread.join(5)
     assert not thread.is_alive() and log[-1][0] == "closed"
+
+
+def test_close_from_another_thread_ends_a_consumer_waiting_for_the_next_item():
+    """A consumer iterating in one thread while another thread closes the ReadAhead ends, never
+    hangs (the producer, stopped, still sends the end)."""
+    def endless():
+        k = 0
+        while True:
+            yield k
+            k += 1
+
+    hung = 0
+    for trial in range(20):
+        it = ReadAhead(endless())
+        consumer = threading.Thread(target=lambda it=it: [None for _ in it], daemon=True)
+        consumer.start()
+        time.sleep(0.001 * (trial % 5))
+        it.close()
+        consumer.join(2)
+        hung += consumer.is_alive()
+    assert hung == 0

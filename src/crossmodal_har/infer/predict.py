@@ -229,7 +229,7 @@ def predict_file(
     atomic_write(out_csv, body)
     d = summary.to_dict()
     d["elapsed_s"] = time.perf_counter() - t_start
-    d["model_seconds"] = model.seconds
+    d["model_seconds"] = model.seconds  # summed over the threads that ran batches: can exceed the wall time
     tb = state["timebase"]
     d["time"] = tb.to_dict()
     if tb.absolute and summary.first_time_s is not None:

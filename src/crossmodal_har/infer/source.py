@@ -323,18 +323,20 @@ READ_AHEAD_POLL_S = 0.1
 def _produce(items: Iterator[Any], out: "queue.SimpleQueue[tuple]", room: threading.Semaphore,
              closed: threading.Event) -> None:
     """:class:`ReadAhead`'s thread: ``(True, item)`` for each item made while there is room, then
-    ``(False, None)`` at the end or ``(False, exception)``; ``items`` closed here, on this thread."""
+    always an end: ``(False, None)`` (the items ended, or the consumer closed it: one waiting in
+    another thread is woken) or ``(False, exception)``; ``items`` closed here, on this thread."""
+    end: tuple = (False, None)
     try:
         while _wait_for_room(room, closed):
             try:
                 item = next(items)
             except StopIteration:
-                out.put((False, None))
                 return
             out.put((True, item))
     except BaseException as exc:  # handed to the consumer, raised there
-        out.put((False, exc))
+        end = (False, exc)
     finally:
+        out.put(end)
         close = getattr(items, "close", None)
         if close is not None:
             close()
