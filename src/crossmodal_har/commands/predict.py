@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="N or majority:N: majority filter over N consecutive ok windows (majority = 5; "
                         "0 = off); hmm: Viterbi with the bundle's transition matrix (train-classifier)")
     p.add_argument("--timeline", default=None, metavar="PNG", help="also draw activity over time")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="torch, or ONNX Runtime with MODEL_DIR/model.onnx (see 'export') or --onnx")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto", help="auto (default): ONNX "
+                   "Runtime with MODEL_DIR/model.onnx (train-classifier, export) or --onnx, fp32 on CPU; else torch")
     p.add_argument("--onnx", default=None, metavar="FILE.onnx", help="exported model for --runtime onnx")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_SAMPLES, metavar="N",
                    help="input rows read at once (memory; results do not depend on it)")

@@ -10,7 +10,8 @@ DESCRIPTION = (
     "Default protocol: supervised (the whole model trained end to end; --protocol linear-probe, finetune or knn "
     "train a head on --encoder). Splits the dataset's subjects into training and validation (subject-disjoint); trains with the "
     "evaluation harness's protocol code on every training subject (the validation subjects only "
-    "choose the epoch / stop early) and writes MODEL_DIR/model.safetensors + bundle.json. "
+    "choose the epoch / stop early) and writes MODEL_DIR/model.safetensors + bundle.json, and model.onnx "
+    "(parity-checked; what predict's default runtime runs) unless --no-onnx. "
     "There is no test split here: the validation metrics in the bundle were used for model selection "
     "and are optimistic; use 'crossmodal-har evaluate' for an unbiased estimate. An existing non-empty "
     "--out is written into only with --force, and never when it is the dataset or encoder directory."
@@ -37,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batch order")
     p.add_argument("--force", action="store_true",
                    help="write into an existing non-empty --out (its bundle files are replaced); never an input")
+    p.add_argument("--no-onnx", action="store_true", help="no MODEL_DIR/model.onnx (predict then runs torch)")
     add_threads_flag(p)
 
 
@@ -56,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     set_cpu_threads(cfg.fit.device, args.threads)
     res = train_classifier(cfg, args.out, progress=False if args.no_progress else None)
     print(res.summary_line())
+    if not args.no_onnx:
+        from crossmodal_har.infer.export import export_beside
+
+        print(export_beside(args.out))
     if res.skipped_recordings:
         raise PartialRunError(f"{len(res.skipped_recordings)} recording(s) were skipped (listed in {res.bundle_json})")
     return 0

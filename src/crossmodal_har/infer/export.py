@@ -129,3 +129,17 @@ def export_bundle(bundle_dir: PathLike, out_path: Optional[PathLike] = None, *, 
         raise RuntimeError(f"ONNX export of {bundle_dir}: max |torch - onnx| = {diff:.3g} > {tolerance:g}; "
                            "file removed")
     return out, diff
+
+
+def export_beside(bundle_dir: PathLike) -> str:
+    """``MODEL_DIR/model.onnx`` for a bundle just trained (``train-classifier``), so that ``predict
+    --runtime auto`` (the default) runs it with ONNX Runtime; one line saying what was done. A model
+    that cannot be exported, or whose export fails the parity check, keeps its bundle as it is:
+    ``predict`` then runs it with torch (the reason is logged as a warning)."""
+    try:
+        out, diff = export_bundle(bundle_dir)
+    except Exception as exc:  # torch.onnx raises many kinds; the export is optional, the bundle stays usable
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        log.warning("%s: no ONNX export (%s); predict runs this bundle with torch", bundle_dir, reason)
+        return f"no {BUNDLE_ONNX} ({reason}): predict runs the bundle with torch"
+    return f"wrote {out} (max |torch - onnxruntime| = {diff:.2g}): predict runs it with ONNX Runtime"

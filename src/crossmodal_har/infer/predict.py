@@ -62,7 +62,7 @@ from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector, nonwear
 from crossmodal_har.infer.predict_config import PredictConfig, PredictResult, parse_smooth
 from crossmodal_har.infer.rows import (CsvWriter, NonwearGate, RowPipeline, SmoothedWriter, item_rows,
                                       null_marked, results_rows)
-from crossmodal_har.infer.runtime import BatchedRunner, OnnxRunner, Runner, TorchRunner
+from crossmodal_har.infer.runtime import BatchedRunner, OnnxRunner, Runner, StaleExportError, TorchRunner
 from crossmodal_har.infer.source import BUNDLE_ADVICE, InferenceSource, with_stride
 from crossmodal_har.infer.stream import SignalOps
 from crossmodal_har.infer.summary import Summary, no_window_cause, skipped_parts
@@ -289,16 +289,25 @@ def _nonwear(config: PredictConfig, bundle: Bundle) -> Tuple[NonwearConfig, str]
                               + (["--nonwear-* flags"] if len(given) > 1 else []))
 
 
-def _runner(config: PredictConfig, bundle: Bundle) -> Runner:
-    """The runtime: torch (the bundle's model), or ONNX Runtime with an export of the bundle's weights."""
-    if config.runtime == "onnx":
-        onnx_path = Path(config.onnx) if config.onnx else bundle.onnx_path
-        if onnx_path is None or not onnx_path.is_file():
-            raise UserError(f"--runtime onnx: no {config.onnx or Path(config.model) / 'model.onnx'}; run "
-                            f"`crossmodal-har export --model {config.model} --format onnx --out "
-                            f"{Path(config.model) / 'model.onnx'}` first or pass --onnx FILE")
-        return OnnxRunner(onnx_path, threads=config.threads, weights_sha256=weights_digest(bundle.path))
-    return TorchRunner(bundle.model, threads=config.threads, device=config.device, precision=config.precision)
+def make_runner(config: PredictConfig, bundle: Bundle) -> Tuple[str, Runner]:
+    """``(runtime, runner)``: ONNX Runtime with an export of the bundle's weights, or torch (the bundle's
+    model, read here when ``bundle`` came without it), as :meth:`PredictConfig.chosen_runtime` says.
+    With ``--runtime auto`` a stale export (exported from other weights) is passed over for torch,
+    with a warning; ``--runtime onnx`` stops on it."""
+    runtime = config.chosen_runtime()
+    if runtime == "onnx":
+        onnx_path = config.onnx_file()
+        if not onnx_path.is_file():
+            raise UserError(f"--runtime onnx: no {onnx_path}; run `crossmodal-har export --model {config.model} "
+                            f"--format onnx --out {Path(config.model) / BUNDLE_ONNX}` first or pass --onnx FILE")
+        try:
+            return "onnx", OnnxRunner(onnx_path, threads=config.threads, weights_sha256=weights_digest(bundle.path))
+        except StaleExportError as exc:
+            if config.runtime == "onnx" or config.onnx:
+                raise
+            log.warning("%s; running the bundle with torch (--runtime auto)", exc)
+    model = bundle.model if bundle.model is not None else read_bundle(config.model).model
+    return "torch", TorchRunner(model, threads=config.threads, device=config.device, precision=config.precision)
 
 
 def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> PredictResult:
@@ -333,20 +342,21 @@ def _run_predict(config: PredictConfig, progress: Optional[bool]) -> PredictResu
         open_device(config.input, config.format, tz=config.tz, damaged="refuse" if config.strict else "skip",
                     sensor=config.sensor)
     # ONNX needs only bundle.json (and never imports torch: faster start, less memory)
-    bundle = read_bundle(config.model, with_model=config.runtime == "torch")
+    bundle = read_bundle(config.model, with_model=config.chosen_runtime() == "torch")
     nonwear, nonwear_from = _nonwear(config, bundle)
     pre = with_stride(bundle.preprocess, config.stride_s)
-    runner = _runner(config, bundle)
+    runtime, runner = make_runner(config, bundle)
     days = DayAggregator(bundle.class_names, min(pre.stride_s, pre.window_s))  # always (the summary's days)
     summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
-                           chunk_rows=config.chunk_rows, batch_size=config.model_batch_size(), progress=progress,
-                           nonwear=nonwear, start_s=start_s, tz=config.tz, days=days, fmt=config.format,
+                           chunk_rows=config.chunk_rows, batch_size=config.model_batch_size(runtime),
+                           progress=progress, nonwear=nonwear, start_s=start_s, tz=config.tz, days=days,
+                           fmt=config.format,
                            calibration=config.calibration, damaged="refuse" if config.strict else "skip",
                            sensor=config.sensor)
     summary["nonwear"]["settings_from"] = nonwear_from
     summary.update({"input": str(config.input), "output": str(out), "model": str(config.model),
-                    "runtime": config.runtime, "stride_s": pre.stride_s, "window_s": pre.window_s,
-                    "rate_hz": pre.rate_hz, "smooth": smooth, "units": units.to_dict()})
+                    "runtime": runtime, "runtime_option": config.runtime, "stride_s": pre.stride_s,
+                    "window_s": pre.window_s, "rate_hz": pre.rate_hz, "smooth": smooth, "units": units.to_dict()})
     rules = DayRules(config.min_wear_hours, config.exclude_first_last)
     summary["days"] = valid_day_summary(daily_rows(days, rules), bundle.class_names, rules)
     atomic_write_json(summary_path, summary)

@@ -14,6 +14,7 @@ from crossmodal_har.errors import ConfigError, PartialRunError, UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.clinical_report import DayRules
 from crossmodal_har.infer.summary import format_summary
+from crossmodal_har.models.bundle import BUNDLE_ONNX
 from crossmodal_har.signals.clock import parse_start, zone
 from crossmodal_har.signals.recording import DEFAULT_CHUNK_ROWS
 from crossmodal_har.signals.units import UnitSettings
@@ -72,7 +73,8 @@ class PredictConfig:
         stride_s: seconds between window starts (None: the bundle's).
         smooth: ``N``, ``majority[:N]`` or ``hmm`` (:func:`parse_smooth`; the bundle's smoother).
         timeline: also draw activity over time into this PNG.
-        runtime: ``torch``, or ``onnx`` (ONNX Runtime with ``onnx``, else the bundle's ``model.onnx``).
+        runtime: ``auto`` (default: :meth:`chosen_runtime`), ``torch``, or ``onnx`` (ONNX Runtime with
+            ``onnx``, else the bundle's ``model.onnx``).
         chunk_rows: input rows read at once (memory; results do not depend on it).
         batch_size: windows per model call (None: :meth:`model_batch_size`'s default for the runtime).
         threads: CPU threads of the model (None: the runtime's; the command gives 1 unless set).
@@ -100,7 +102,7 @@ class PredictConfig:
     stride_s: Optional[float] = None
     smooth: Union[int, str] = 0
     timeline: Optional[str] = None
-    runtime: Literal["torch", "onnx"] = "torch"
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
     onnx: Optional[str] = None
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     batch_size: Optional[int] = None
@@ -118,13 +120,31 @@ class PredictConfig:
     min_wear_hours: float = 16.0
     exclude_first_last: bool = False
 
-    def model_batch_size(self) -> int:
-        """``batch_size``, else the runtime's: 64 windows for ONNX Runtime (on one CPU thread a
-        batch that stays in cache: 113 vs 140 us a window for convgru, 48 vs 54 us for patchtst-tiny,
-        than 256; benchmarks/RESULTS.md), 256 for torch (131 vs 154 us a window for convgru at 64)."""
+    def onnx_file(self) -> Path:
+        """The ONNX export ONNX Runtime runs: ``onnx``, else ``MODEL_DIR/model.onnx``."""
+        return Path(self.onnx) if self.onnx else Path(self.model) / BUNDLE_ONNX
+
+    def chosen_runtime(self) -> str:
+        """The runtime that runs: ``torch`` or ``onnx`` as given; ``auto`` takes ONNX Runtime when an
+        export is at hand (``onnx``, or the bundle's ``model.onnx``, which ``train-classifier`` writes)
+        and the model runs in fp32 on the CPU — the same model, faster, in half the memory and without
+        importing torch (docs/inference.md) — else torch. A stale export (other weights) is found
+        when it is opened: then ``auto`` runs torch (:func:`~crossmodal_har.infer.predict.make_runner`)."""
+        if self.runtime != "auto":
+            return self.runtime
+        if self.onnx:
+            return "onnx"
+        on_cpu = self.device == "cpu" and self.precision == "fp32"
+        return "onnx" if on_cpu and self.onnx_file().is_file() else "torch"
+
+    def model_batch_size(self, runtime: Optional[str] = None) -> int:
+        """``batch_size``, else the runtime's (``runtime``, default :meth:`chosen_runtime`): 64 windows
+        for ONNX Runtime (on one CPU thread a batch that stays in cache: 113 vs 140 us a window for
+        convgru, 48 vs 54 us for patchtst-tiny, than 256; benchmarks/RESULTS.md), 256 for torch
+        (131 vs 154 us a window for convgru at 64)."""
         if self.batch_size is not None:
             return int(self.batch_size)
-        return ONNX_BATCH if self.runtime == "onnx" else TORCH_BATCH
+        return ONNX_BATCH if (runtime or self.chosen_runtime()) == "onnx" else TORCH_BATCH
 
     def validate(self) -> None:
         if not (self.model and self.input and self.out):
@@ -132,11 +152,12 @@ class PredictConfig:
         if self.chunk_rows < 1 or (self.batch_size is not None and self.batch_size < 1) or \
                 (self.threads is not None and self.threads < 1):
             raise UserError("--chunk-rows, --batch-size and --threads must be >= 1")
-        if self.runtime == "onnx" and self.device not in ("cpu", "auto"):
+        explicit_onnx = self.runtime == "onnx" or (self.runtime == "auto" and self.onnx)
+        if explicit_onnx and self.device not in ("cpu", "auto"):
             raise UserError(f"--device {self.device} needs --runtime torch (ONNX Runtime runs on the CPU here)")
         if self.stride_s is not None and not self.stride_s > 0:
             raise UserError("--stride must be > 0 seconds")
-        if self.precision != "fp32" and self.runtime != "torch":
+        if self.precision != "fp32" and explicit_onnx:
             raise UserError(f"--precision {self.precision} needs --runtime torch")
         parse_smooth(self.smooth)
         try:

@@ -29,6 +29,11 @@ Runner = Callable[[np.ndarray], np.ndarray]  # windows [B, W, 6] float32 -> outp
 DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the weights it came from
 
 
+class StaleExportError(UserError):
+    """An ONNX file exported from other weights than the bundle's (``predict --runtime auto`` then
+    runs the bundle with torch; ``--runtime onnx`` stops)."""
+
+
 class TorchRunner:
     """Runs a torch module (eval mode, inference mode) on numpy windows. ``threads``: torch's CPU
     threads for the whole process (``predict --threads``: the program's choice, asked for by the user);
@@ -109,8 +114,8 @@ class OnnxRunner:
         if weights_sha256 is not None:
             made_from = self.session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
             if made_from is not None and made_from != weights_sha256:
-                raise UserError(f"{path} was exported from other weights than the bundle's "
-                                "model.safetensors (stale export); run `crossmodal-har export` again")
+                raise StaleExportError(f"{path} was exported from other weights than the bundle's "
+                                       "model.safetensors (stale export); run `crossmodal-har export` again")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]

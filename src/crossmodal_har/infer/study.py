@@ -198,8 +198,7 @@ def study_settings(config: PredictConfig) -> Dict[str, Any]:
 
 def _model_files(config: PredictConfig) -> List[Path]:
     files = [Path(config.model) / BUNDLE_META, Path(config.model) / BUNDLE_WEIGHTS]
-    return files + ([Path(config.onnx)] if config.runtime == "onnx" and config.onnx else
-                    [Path(config.model) / "model.onnx"] if config.runtime == "onnx" else [])
+    return files + ([config.onnx_file()] if config.chosen_runtime() == "onnx" else [])
 
 
 def finished(out_dir: Path, rec: Recording, config: PredictConfig) -> Tuple[Optional[Dict[str, Any]], str]:
