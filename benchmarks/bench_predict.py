@@ -18,9 +18,11 @@ subprocess so that peak memory is that command's alone:
 
 * ``reader``: :func:`crossmodal_har.signals.recording.iter_chunks` over the whole file (the chunks
   ``predict`` streams: parse, units, device decoding), nothing else;
-* ``predict --runtime onnx`` with the default settings (``--calibrate auto``, which reads the file
-  twice, and ``--nonwear on``) and a bundle of the architecture ``train-classifier`` uses by
-  default (``convgru``, random init, exported to ONNX); ``--calibrate-off`` adds a one-pass run.
+* ``predict`` with the default settings (``--runtime auto``, which runs the bundle's ``model.onnx``
+  with ONNX Runtime, ``--calibrate auto``, which reads the file twice, and ``--nonwear on``) and a
+  bundle of the architecture ``train-classifier`` uses by default (``convgru``, random init, exported
+  to ONNX as ``train-classifier`` exports it); ``--calibrate-off`` adds a one-pass run. The
+  side-by-side run (issue 20) also times ``--runtime torch`` with ``--torch-too``.
 
 Goals: predict <= 3x the reader; peak RSS <= 1.5 GB and flat as the recording grows. Wall times
 include interpreter start and imports. Peak RSS is ``/usr/bin/time``'s maximum resident set of the
@@ -362,7 +364,7 @@ def week_main(args) -> int:
                 out = root / f"pred_{d:g}d_{fmt}.csv"
                 units = [] if fmt == "cwa" else ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"]
                 cmd = [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", str(bundle), "--input",
-                       str(f), "--out", str(out), "--runtime", "onnx", "--force", *units, *extra] + \
+                       str(f), "--out", str(out), "--force", *units, *extra] + \
                     (["--threads", str(args.threads)] if args.threads else [])
                 wall, mb, _ = run_measured(cmd, args.repeats, env)
                 summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())
@@ -493,7 +495,7 @@ def side_by_side(args) -> int:
     from crossmodal_har.infer.predict_config import PredictConfig
 
     # predict's batch for ONNX Runtime (its default, unless --batch-size)
-    bs = PredictConfig(model="m", input="i", out="o", runtime="onnx").model_batch_size()
+    bs = PredictConfig(model="m", input="i", out="o").model_batch_size("onnx")
     table = []
     cases = [("cwa", d, f"{d:g} d .cwa 100 Hz") for d in days] + [("csv", h, f"{h:g} h CSV 50 Hz") for h in hours] \
         + [("gt3x", h, f"{h:g} h .gt3x 90 Hz") for h in (float(h) for h in args.gt3x_hours.split(",") if h)]
@@ -514,16 +516,20 @@ def side_by_side(args) -> int:
             res["pandas parse"] = run_timed([sys.executable, "-c", PARSE_PANDAS, f], env)
         out = root / "pred.csv"
         units = ["--acc-unit", "g", "--gyro-unit", "rad/s", "--time-unit", "s"] if fmt == "csv" else []
+        threads = ["--threads", str(args.threads)] if args.threads else []
         res["predict"] = run_timed([sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", model,
-                                    "--input", f, "--out", out, "--runtime", "onnx", "--force", *units]
-                                   + (["--threads", str(args.threads)] if args.threads else []), env)
+                                    "--input", f, "--out", out, "--force", *units, *threads], env)
         summ = json.loads(out.with_name(out.stem + ".summary.json").read_text())
+        print(f"  predict's runtime: {summ['runtime']} (--runtime {summ.get('runtime_option', 'torch')})")
+        if args.torch_too:
+            res["predict --runtime torch"] = run_timed(
+                [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", model, "--input", f, "--out",
+                 root / "pred_torch.csv", "--runtime", "torch", "--force", *units, *threads], env)
         n_win = int(summ["windows"])
         if args.calibrate_off:  # one pass: what the calibration's first pass costs
             res["predict, calibrate off"] = run_timed(
                 [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", model, "--input", f, "--out",
-                 root / "pred_off.csv", "--runtime", "onnx", "--force", "--calibrate", "off", *units]
-                + (["--threads", str(args.threads)] if args.threads else []), env)
+                 root / "pred_off.csv", "--force", "--calibrate", "off", *units, *threads], env)
         res["model alone"] = run_timed([sys.executable, "-c", MODEL_ONLY, model, n_win, bs, args.threads or 0], env)
         if args.reference_src:  # the same predict command with another version of the code
             ref_out = root / "pred_ref.csv"
@@ -579,6 +585,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gt3x-hours", default="", metavar="H[,H]",
                     help="--side-by-side: also a 90 Hz ActiGraph .gt3x of these lengths (an accelerometer-only "
                          "bundle; 90 -> 50 Hz is not a whole ratio), against pygt3x's reader")
+    ap.add_argument("--torch-too", action="store_true",
+                    help="--side-by-side: also time predict --runtime torch (the runtime without an ONNX export)")
     ap.add_argument("--side-by-side", action="store_true",
                     help="issue 20: reader, skdh/pandas, predict and the model alone per file (--days for the "
                          ".cwa, default 7; --hours for the 50 Hz CSV, default 24)")
