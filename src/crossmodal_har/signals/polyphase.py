@@ -82,19 +82,45 @@ def fir_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float, ste
     chunk = k // CHUNK
     cuts = np.flatnonzero(np.diff(chunk)) + 1
     xt = None
+    # a channel that is 0.0 throughout (an accelerometer-only model's gyroscope columns) gives 0.0
+    # whatever the weights: it is not summed (half the work for such recordings; the same values)
+    live = np.array([c for c in range(x.shape[1]) if x[0, c] != 0 or x[:, c].any()], dtype=np.int64)
     for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(grid)]])):
         sel = np.flatnonzero(ok[a:b]) + a
         if not len(sel):
             continue
         if xt is None:
-            xt = np.ascontiguousarray(x.T)
-        out[sel] = _fir_chunk(xt, x, base[sel], q[sel], k[sel], table)
+            xt = np.ascontiguousarray(x[:, live].T)
+        rows = slice(a, b) if len(sel) == b - a else sel  # usually every output of the chunk
+        if len(live) == x.shape[1]:
+            out[rows] = _fir_chunk(xt, base[sel], q[sel], k[sel], table)
+        else:
+            out[rows] = 0.0
+            if len(live):
+                cols = slice(live[0], live[-1] + 1) if live[-1] - live[0] + 1 == len(live) else live
+                out[rows, cols] = _fir_chunk(xt, base[sel], q[sel], k[sel], table)
         done[sel] = True
     return done
 
 
-def _fir_chunk(xt: np.ndarray, x: np.ndarray, base: np.ndarray, q: np.ndarray, k: np.ndarray,
-               table: np.ndarray) -> np.ndarray:
+_PADDED: dict = {}  # id(table) -> (table, [PHASES, K + 2 MAX_SHIFT]): at most a few rate pairs
+
+
+def _padded_table(table: np.ndarray) -> np.ndarray:
+    """``table`` with ``MAX_SHIFT`` zero columns on each side (``fir_table``'s tables are made once per
+    rate pair, so they are kept here by identity): a window of it is an output's weights at a shift."""
+    hit = _PADDED.get(id(table))
+    if hit is None or hit[0] is not table:
+        if len(_PADDED) >= 32:
+            _PADDED.clear()
+        padded = np.zeros((table.shape[0], table.shape[1] + 2 * MAX_SHIFT))
+        padded[:, MAX_SHIFT:MAX_SHIFT + table.shape[1]] = table
+        padded.setflags(write=False)
+        hit = _PADDED[id(table)] = (table, padded)
+    return hit[1]
+
+
+def _fir_chunk(xt: np.ndarray, base: np.ndarray, q: np.ndarray, k: np.ndarray, table: np.ndarray) -> np.ndarray:
     """``y_i = sum_k table[q_i, k] * x[base_i + k]`` for one chunk of outputs (grid indices ``k``).
 
     Where the bases follow the grid with a whole step ``d`` (give or take ``MAX_SHIFT`` samples:
@@ -116,11 +142,15 @@ def _fir_chunk(xt: np.ndarray, x: np.ndarray, base: np.ndarray, q: np.ndarray, k
     rows = k - k[0]
     if lo == hi and m == span_k + 1:  # every row on the line, none missing: the table's rows as they are
         w = table[q]
-    else:
-        w = np.zeros((span_k + 1, Kw))
-        for sh in range(lo, hi + 1):
-            at = shift == sh
-            w[rows[at], sh - lo:sh - lo + K] = table[q[at]]
+    else:  # each row's weights at its shift (a window of the padded table: zeros around them);
+        # rows missing from the selection (the exact path's) get zero weights
+        windows = np.lib.stride_tricks.sliding_window_view(_padded_table(table), Kw, axis=1)
+        picked = windows[q, MAX_SHIFT - (shift - lo)]  # [m, Kw]
+        if m == span_k + 1:
+            w = picked
+        else:
+            w = np.zeros((span_k + 1, Kw))
+            w[rows] = picked
     r0, r1 = int(base[0] + lo), int(base[0] + lo + d * span_k + Kw)
     src = xt[:, max(r0, 0):r1]
     if r0 < 0 or r1 > xt.shape[1]:  # rows off this chunk's line reach past the data: zero weights
