@@ -36,6 +36,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from crossmodal_har.signals.windows import finite_rows
+
 
 @dataclass
 class NonwearConfig:
@@ -118,8 +120,8 @@ class NonwearDetector:
     # ------------------------------------------------------------------ input
 
     def push(self, t: np.ndarray, acc: np.ndarray) -> None:
-        good = np.isfinite(t) & np.isfinite(acc).all(axis=1)
-        if not good.all():  # (no copies when every row is good, the usual case)
+        good = finite_rows(t, acc)
+        if good is not None:  # (no copies when every row is good, the usual case)
             t, acc = t[good], acc[good]
         if not len(t):
             return

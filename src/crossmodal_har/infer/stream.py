@@ -187,7 +187,10 @@ class StreamingWindower:
         out: List[Item] = []
         if n == 0:
             return out
-        good = np.isfinite(t) & np.isfinite(x).all(axis=1)
+        good = windows.finite_rows(t, x)
+        if good is None:  # every row good, the usual case
+            self._good_run(t, x, out)
+            return out
         # runs of equal `good`
         change = np.flatnonzero(good[1:] != good[:-1]) + 1
         bounds = np.concatenate([[0], change, [n]])
