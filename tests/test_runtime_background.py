@@ -62,7 +62,8 @@ def test_when_the_model_is_behind_the_caller_runs_batches_itself_same_outputs():
     slow_worker.any_thread = True
     runner = BatchedRunner(slow_worker, 64, post=lambda y: y, background=True)
     assert runner.caller_helps
-    runner.MAX_IN_FLIGHT_WINDOWS = 640  # 10 batches may wait for the worker
+    assert runner.max_in_flight == BatchedRunner.HELPED_IN_FLIGHT_WINDOWS
+    runner.max_in_flight = 640  # 10 batches may wait for the worker
     for a in range(0, len(x), 100):
         runner.add(x[a:a + 100])
     assert runner.caller_batches == 40 - 10  # past the bound: run here, not waited for
@@ -86,7 +87,7 @@ def test_an_error_in_a_batch_the_caller_ran_is_raised_in_order():
 
     fails_on_third.any_thread = True
     runner = BatchedRunner(fails_on_third, 64, post=lambda y: y, background=True)
-    runner.MAX_IN_FLIGHT_WINDOWS = 0  # the caller runs every batch past the first two
+    runner.max_in_flight = 0  # the caller runs every batch past the first two
     with pytest.raises(RuntimeError, match="model failed"):
         runner.add(np.ones((64 * 5, 4, 6), np.float32))
         runner.flush()
