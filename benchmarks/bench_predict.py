@@ -7,6 +7,7 @@
     python benchmarks/bench_predict.py --side-by-side --days 7 --hours 24    # issue 20: reader, skdh,
                                                      # predict, the model alone: wall, CPU, ratios
     python benchmarks/bench_predict.py --side-by-side --days 1 --hours 0 --gt3x-hours 24  # a 90 Hz .gt3x
+    python benchmarks/bench_predict.py --side-by-side --days 1 --hours 0 --ax3-days 1,7  # AX3 (acc only)
     python benchmarks/bench_predict.py --side-by-side --days 1,7 --hours 24 --calibrate-off \
         --reference-src ../old-checkout   # also predict one pass, and an older checkout's predict on the
                                           # same files, its predictions compared row by row
@@ -258,16 +259,18 @@ def week_signal(n0: int, n: int, rng, rate: float = WEEK_RATE) -> np.ndarray:
 
 
 def write_week(path: Path, days: float, fmt: str, block_s: float = 3600.0, seed: int = 0) -> int:
-    """Write ``days`` of :func:`week_signal` as Parquet, CSV (epoch-seconds time) or Axivity AX6 .cwa."""
+    """Write ``days`` of :func:`week_signal` as Parquet, CSV (epoch-seconds time), Axivity AX6 .cwa
+    (``cwa``) or AX3 .cwa (``ax3``: accelerometer only, packed samples, as most AX3 studies record)."""
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
     n_total = int(round(days * 86400 * WEEK_RATE))
     block = int(block_s * WEEK_RATE)
-    if fmt == "cwa":
-        block -= block % 40  # whole AX6 sectors
-        n_total -= n_total % 40
-        return _write_cwa_blocks(path, n_total, block, rng)
+    if fmt in ("cwa", "ax3"):
+        per = 40 if fmt == "cwa" else 120  # samples a sector: whole sectors
+        block -= block % per
+        n_total -= n_total % per
+        return _write_cwa_blocks(path, n_total, block, rng, ax3=fmt == "ax3")
     writer = None
     with open(path, "wb") as fh:
         for a in range(0, n_total, block):
@@ -292,10 +295,10 @@ def write_week(path: Path, days: float, fmt: str, block_s: float = 3600.0, seed:
     return n_total
 
 
-def _write_cwa_blocks(path: Path, n_total: int, block: int, rng) -> int:
-    """AX6 .cwa through the specification writer of tests/helpers/files_axivity_geneactiv.py, one block at a time (it
-    holds a whole file in memory): each block's sectors get the file's running sequence ids and
-    their checksums are recomputed."""
+def _write_cwa_blocks(path: Path, n_total: int, block: int, rng, ax3: bool = False) -> int:
+    """AX6 (or packed AX3, ``ax3``) .cwa through the specification writer of
+    tests/helpers/files_axivity_geneactiv.py, one block at a time (it holds a whole file in memory):
+    each block's sectors get the file's running sequence ids and their checksums are recomputed."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from helpers.files_axivity_geneactiv import write_cwa
 
@@ -305,7 +308,10 @@ def _write_cwa_blocks(path: Path, n_total: int, block: int, rng) -> int:
             m = min(block, n_total - a)
             x = week_signal(a, m, rng)
             part = Path(td) / "part.cwa"
-            write_cwa(part, x[:, :3], START_EPOCH + a / WEEK_RATE, WEEK_RATE, gyro_dps=np.degrees(x[:, 3:]))
+            if ax3:  # packed samples hold +-8 g
+                write_cwa(part, np.clip(x[:, :3], -7.9, 7.9), START_EPOCH + a / WEEK_RATE, WEEK_RATE, packed=True)
+            else:
+                write_cwa(part, x[:, :3], START_EPOCH + a / WEEK_RATE, WEEK_RATE, gyro_dps=np.degrees(x[:, 3:]))
             raw = part.read_bytes()
             header, body = raw[:1024], bytearray(raw[1024:])
             if a == 0:
@@ -498,17 +504,20 @@ def side_by_side(args) -> int:
     bs = PredictConfig(model="m", input="i", out="o").model_batch_size("onnx")
     table = []
     cases = [("cwa", d, f"{d:g} d .cwa 100 Hz") for d in days] + [("csv", h, f"{h:g} h CSV 50 Hz") for h in hours] \
+        + [("ax3", d, f"{d:g} d AX3 .cwa 100 Hz") for d in (float(d) for d in args.ax3_days.split(",") if d)] \
         + [("gt3x", h, f"{h:g} h .gt3x 90 Hz") for h in (float(h) for h in args.gt3x_hours.split(",") if h)]
-    acc_bundle = make_bundle(root / "bundle_acc", args.model, channels="acc") if args.gt3x_hours else None
+    acc_bundle = make_bundle(root / "bundle_acc", args.model, channels="acc") \
+        if args.gt3x_hours or args.ax3_days else None
     for fmt, size, name in cases:
-        f = root / (f"rec_{size:g}d.cwa" if fmt == "cwa" else f"rec_{size:g}h.{fmt}")
-        n = write_week(f, size, "cwa") if fmt == "cwa" else write_csv(f, size) if fmt == "csv" else \
+        f = root / (f"rec_{size:g}d.cwa" if fmt == "cwa" else f"rec_{size:g}d_ax3.cwa" if fmt == "ax3"
+                    else f"rec_{size:g}h.{fmt}")
+        n = write_week(f, size, fmt) if fmt in ("cwa", "ax3") else write_csv(f, size) if fmt == "csv" else \
             write_gt3x_hours(f, size)
-        model = acc_bundle if fmt == "gt3x" else bundle
+        model = acc_bundle if fmt in ("gt3x", "ax3") else bundle
         print(f"\n{name}: {n:,} samples, {f.stat().st_size / 1e6:,.0f} MB")
         res = {}
         res["reader"] = run_timed([sys.executable, "-c", READER_ONLY, f], env)
-        if fmt == "cwa":
+        if fmt in ("cwa", "ax3"):
             res["skdh ReadCwa"] = run_timed([sys.executable, "-c", SKDH_READ, f], env)
         elif fmt == "gt3x":
             res["pygt3x"] = run_timed([sys.executable, "-c", PYGT3X_READ, f], env)
@@ -585,6 +594,9 @@ def main(argv=None) -> int:
     ap.add_argument("--gt3x-hours", default="", metavar="H[,H]",
                     help="--side-by-side: also a 90 Hz ActiGraph .gt3x of these lengths (an accelerometer-only "
                          "bundle; 90 -> 50 Hz is not a whole ratio), against pygt3x's reader")
+    ap.add_argument("--ax3-days", default="", metavar="D[,D]",
+                    help="--side-by-side: also an AX3 .cwa of these lengths (accelerometer only, packed samples, "
+                         "100 Hz) with an accelerometer-only bundle, against skdh's reader")
     ap.add_argument("--torch-too", action="store_true",
                     help="--side-by-side: also time predict --runtime torch (the runtime without an ONNX export)")
     ap.add_argument("--side-by-side", action="store_true",
