@@ -1,9 +1,11 @@
 """ReadAhead: a recording's chunks decoded a chunk ahead on a thread of their own — the same items in
-the same order, the producer's error where it happened, stopping early and reading on, closing."""
+the same order, the producer's error where it happened, stopping early and reading on, closing; the
+calibration pass's decoded-chunk cache replays them bit for bit."""
 
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from crossmodal_har.errors import DataError
@@ -95,3 +97,26 @@ def test_close_from_another_thread_ends_a_consumer_waiting_for_the_next_item():
         consumer.join(2)
         hung += consumer.is_alive()
     assert hung == 0
+
+
+def test_decoded_cache_replays_chunks_bit_for_bit_acc_only_ones_without_their_nan_columns():
+    from crossmodal_har.infer.source import DecodedCache
+    from crossmodal_har.signals.recording import RawChunk
+
+    rng = np.random.default_rng(0)
+    acc_only = rng.normal(size=(1000, 6))
+    acc_only[:, 3:] = np.nan
+    partly = acc_only.copy()
+    partly[5, 4] = 0.25  # a table declared accelerometer-only that holds a gyroscope value: kept whole
+    both = rng.normal(size=(700, 6))
+    both[3, 1] = np.inf
+    chunks = [RawChunk(np.arange(len(d)) + k * 1e4, d, k * 1000, None, channels=ch)
+              for k, (d, ch) in enumerate([(acc_only, "acc"), (partly, "acc"), (both, "acc+gyro")])]
+    cache = DecodedCache()
+    for c in chunks:
+        cache.put(c)
+    got = list(cache.replay())
+    assert [g.channels for g in got] == ["acc", "acc", "acc+gyro"]
+    for a, b in zip(chunks, got):
+        assert np.array_equal(a.t, b.t) and np.array_equal(a.data, b.data, equal_nan=True)
+        assert b.data.shape == a.data.shape and b.data.dtype == np.float64 and b.first_row == a.first_row
