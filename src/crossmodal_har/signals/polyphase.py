@@ -98,6 +98,8 @@ def fir_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float, ste
             out[rows] = 0.0
             if len(live):
                 cols = slice(live[0], live[-1] + 1) if live[-1] - live[0] + 1 == len(live) else live
+                if not isinstance(rows, slice) and not isinstance(cols, slice):
+                    rows = rows[:, None]  # two index arrays: every selected row by every live column
                 out[rows, cols] = _fir_chunk(xt, base[sel], q[sel], k[sel], table)
         done[sel] = True
     return done
