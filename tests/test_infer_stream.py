@@ -165,3 +165,26 @@ def test_sorting_network_median_equals_signal_layer_interior(k):
 
     long = np.round(rng.normal(size=(3 * windows.MEDIAN_BLOCK + 17, 6)), 1).astype(np.float32)  # ties
     assert np.array_equal(sorting_network_median(long, k), reference(long, size=(k, 1), mode="mirror")[h:len(long) - h])
+
+
+def test_finite_rows_is_the_row_mask_and_quiet():
+    import warnings
+
+    from crossmodal_har.signals.windows import finite_rows
+
+    rng = np.random.default_rng(0)
+    t, x = np.arange(500.0), rng.normal(size=(500, 6))
+    assert finite_rows(t, x) is None
+    cases = {"inf - inf": (3, 1, np.inf, 9, 2, -np.inf), "nan": (7, 5, np.nan, 7, 5, np.nan),
+             "overflowing finite values": (1, 0, 1e308, 2, 0, 1e308)}
+    for name, (r1, c1, v1, r2, c2, v2) in cases.items():
+        y, tt = x.copy(), t.copy()
+        y[r1, c1], y[r2, c2] = v1, v2
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's "invalid value" / "overflow" would be printed to the user
+            got = finite_rows(tt, y)
+        want = np.isfinite(tt) & np.isfinite(y).all(axis=1)
+        assert (got is None and want.all()) or np.array_equal(got, want), name
+    tt = t.copy()
+    tt[4] = np.nan
+    assert np.array_equal(finite_rows(tt, x), np.isfinite(tt))

@@ -92,3 +92,35 @@ def test_a_failed_export_leaves_the_bundle_for_torch(tmp_path, monkeypatch, capl
     assert not (d / "model.onnx").exists() and (d / "bundle.json").is_file()
     rec = make_recording(tmp_path / "rec.csv", seconds=30)
     assert predict_recording(d, rec, tmp_path / "p.csv", **UNIT_KEYS).summary["runtime"] == "torch"
+
+
+def test_auto_passes_over_an_unreadable_export_and_onnx_refuses_it(tmp_path, caplog, capsys):
+    d = make_bundle(tmp_path / "b")
+    (d / "model.onnx").write_bytes(b"not an ONNX graph")  # a truncated or foreign file
+    rec = make_recording(tmp_path / "rec.csv", seconds=30)
+    with caplog.at_level(logging.WARNING):
+        got = predict_recording(d, rec, tmp_path / "auto.csv", **UNIT_KEYS).summary
+    assert got["runtime"] == "torch" and "cannot load ONNX model" in caplog.text
+    capsys.readouterr()
+    rc = main(["predict", "--model", str(d), "--input", str(rec), "--out", str(tmp_path / "p.csv"),
+               "--acc-unit", "m/s^2", "--gyro-unit", "rad/s", "--time-unit", "ms", "--runtime", "onnx"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot load ONNX model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_export_whose_parity_check_cannot_run_leaves_no_file(tmp_path, monkeypatch):
+    import crossmodal_har.infer.export as export
+    from crossmodal_har.errors import DataError
+
+    d = make_bundle(tmp_path / "b")
+
+    def unloadable(model, path, window_samples, **kw):
+        assert path.is_file()  # written, then found unusable
+        raise DataError(path, "cannot load ONNX model (unsupported op)")
+
+    monkeypatch.setattr(export, "check_parity", unloadable)
+    with pytest.raises(DataError):
+        export_bundle(d)
+    assert not (d / "model.onnx").exists()
+    assert "no model.onnx" in export_beside(d) and not (d / "model.onnx").exists()
+    assert PredictConfig(model=str(d), input="i", out="o").chosen_runtime() == "torch"

@@ -123,7 +123,11 @@ def export_bundle(bundle_dir: PathLike, out_path: Optional[PathLike] = None, *, 
     meta = {DIGEST_KEY: weights_digest(bundle.path), "class_names": ",".join(bundle.class_names),
             "window_samples": str(W), "rate_hz": str(bundle.preprocess.rate_hz)}
     export_onnx(bundle.model, out, W, opset=opset, metadata=meta)
-    diff = check_parity(bundle.model, staged(out), W)  # the file just written (staged until the run ends)
+    try:
+        diff = check_parity(bundle.model, staged(out), W)  # the file just written (staged until the run ends)
+    except BaseException:  # ONNX Runtime cannot load or run it: no file is left behind
+        out.unlink(missing_ok=True)
+        raise
     if not diff <= tolerance:
         out.unlink(missing_ok=True)
         raise RuntimeError(f"ONNX export of {bundle_dir}: max |torch - onnx| = {diff:.3g} > {tolerance:g}; "

@@ -292,20 +292,22 @@ def _nonwear(config: PredictConfig, bundle: Bundle) -> Tuple[NonwearConfig, str]
 def make_runner(config: PredictConfig, bundle: Bundle) -> Tuple[str, Runner]:
     """``(runtime, runner)``: ONNX Runtime with an export of the bundle's weights, or torch (the bundle's
     model, read here when ``bundle`` came without it), as :meth:`PredictConfig.chosen_runtime` says.
-    With ``--runtime auto`` a stale export (exported from other weights) is passed over for torch,
-    with a warning; ``--runtime onnx`` stops on it."""
+    With ``--runtime auto`` an export that is stale (exported from other weights), unreadable, or gone
+    since it was found is passed over for torch, with a warning; ``--runtime onnx`` (or ``--onnx
+    FILE``) stops on it."""
     runtime = config.chosen_runtime()
+    asked = config.runtime == "onnx" or bool(config.onnx)  # else auto found the bundle's model.onnx
     if runtime == "onnx":
         onnx_path = config.onnx_file()
-        if not onnx_path.is_file():
-            raise UserError(f"--runtime onnx: no {onnx_path}; run `crossmodal-har export --model {config.model} "
-                            f"--format onnx --out {Path(config.model) / BUNDLE_ONNX}` first or pass --onnx FILE")
         try:
+            if not onnx_path.is_file():
+                raise UserError(f"--runtime onnx: no {onnx_path}; run `crossmodal-har export --model {config.model} "
+                                f"--format onnx --out {Path(config.model) / BUNDLE_ONNX}` first or pass --onnx FILE")
             return "onnx", OnnxRunner(onnx_path, threads=config.threads, weights_sha256=weights_digest(bundle.path))
-        except StaleExportError as exc:
-            if config.runtime == "onnx" or config.onnx:
+        except (StaleExportError, DataError, UserError) as exc:  # stale, unreadable, gone meanwhile
+            if asked:
                 raise
-            log.warning("%s; running the bundle with torch (--runtime auto)", exc)
+            log.warning("%s; running the bundle with torch (--runtime auto)", str(exc).splitlines()[0])
     model = bundle.model if bundle.model is not None else read_bundle(config.model).model
     return "torch", TorchRunner(model, threads=config.threads, device=config.device, precision=config.precision)
 
@@ -350,8 +352,8 @@ def _run_predict(config: PredictConfig, progress: Optional[bool]) -> PredictResu
     summary = predict_file(config.input, out, runner, pre, bundle.class_names, units, smoother=bundle.smoother(smooth),
                            chunk_rows=config.chunk_rows, batch_size=config.model_batch_size(runtime),
                            progress=progress, nonwear=nonwear, start_s=start_s, tz=config.tz, days=days,
-                           fmt=config.format,
-                           calibration=config.calibration, damaged="refuse" if config.strict else "skip",
+                           fmt=config.format, calibration=config.calibration,
+                           damaged="refuse" if config.strict else "skip",
                            sensor=config.sensor)
     summary["nonwear"]["settings_from"] = nonwear_from
     summary.update({"input": str(config.input), "output": str(out), "model": str(config.model),

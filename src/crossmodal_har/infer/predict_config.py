@@ -128,8 +128,8 @@ class PredictConfig:
         """The runtime that runs: ``torch`` or ``onnx`` as given; ``auto`` takes ONNX Runtime when an
         export is at hand (``onnx``, or the bundle's ``model.onnx``, which ``train-classifier`` writes)
         and the model runs in fp32 on the CPU — the same model, faster, in half the memory and without
-        importing torch (docs/inference.md) — else torch. A stale export (other weights) is found
-        when it is opened: then ``auto`` runs torch (:func:`~crossmodal_har.infer.predict.make_runner`)."""
+        importing torch (docs/inference.md) — else torch. A stale (other weights) or unreadable export
+        is found when it is opened: then ``auto`` runs torch (:func:`~crossmodal_har.infer.predict.make_runner`)."""
         if self.runtime != "auto":
             return self.runtime
         if self.onnx:

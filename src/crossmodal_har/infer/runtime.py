@@ -31,7 +31,7 @@ DIGEST_KEY = "crossmodal_har.bundle_weights_sha256"  # ties an ONNX file to the 
 
 class StaleExportError(UserError):
     """An ONNX file exported from other weights than the bundle's (``predict --runtime auto`` then
-    runs the bundle with torch; ``--runtime onnx`` stops)."""
+    runs the bundle with torch, as for an unreadable file; ``--runtime onnx`` stops)."""
 
 
 class TorchRunner:
