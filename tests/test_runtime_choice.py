@@ -13,6 +13,16 @@ from crossmodal_har.infer.predict_config import PredictConfig
 from helpers.bundles import UNIT_KEYS, make_bundle, make_recording, predict_recording
 
 
+def refused_by_onnx(bundle, rec, tmp_path, capsys) -> str:
+    """``predict --runtime onnx`` on ``bundle``: exit status 2 and one line on stderr (returned)."""
+    capsys.readouterr()
+    rc = main(["predict", "--model", str(bundle), "--input", str(rec), "--out", str(tmp_path / "p.csv"),
+               "--acc-unit", "m/s^2", "--gyro-unit", "rad/s", "--time-unit", "ms", "--runtime", "onnx"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
 @pytest.mark.parametrize("keys, expected", [
     ({}, "onnx"), ({"device": "auto"}, "torch"), ({"device": "cuda"}, "torch"), ({"precision": "bf16"}, "torch"),
     ({"runtime": "torch"}, "torch"), ({"runtime": "onnx"}, "onnx")])
@@ -54,11 +64,7 @@ def test_auto_passes_over_a_stale_export_and_onnx_refuses_it(tmp_path, caplog, c
     assert got["runtime"] == "torch" and "stale export" in caplog.text and "torch" in caplog.text
     predict_recording(d, rec, tmp_path / "torch.csv", **UNIT_KEYS, runtime="torch")
     assert (tmp_path / "auto.csv").read_bytes() == (tmp_path / "torch.csv").read_bytes()
-    capsys.readouterr()
-    rc = main(["predict", "--model", str(d), "--input", str(rec), "--out", str(tmp_path / "p.csv"),
-               "--acc-unit", "m/s^2", "--gyro-unit", "rad/s", "--time-unit", "ms", "--runtime", "onnx"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "stale export" in err and len(err.strip().splitlines()) == 1
+    assert "stale export" in refused_by_onnx(d, rec, tmp_path, capsys)
 
 
 def test_train_classifier_exports_what_predict_runs(tmp_path, capsys):
@@ -101,11 +107,7 @@ def test_auto_passes_over_an_unreadable_export_and_onnx_refuses_it(tmp_path, cap
     with caplog.at_level(logging.WARNING):
         got = predict_recording(d, rec, tmp_path / "auto.csv", **UNIT_KEYS).summary
     assert got["runtime"] == "torch" and "cannot load ONNX model" in caplog.text
-    capsys.readouterr()
-    rc = main(["predict", "--model", str(d), "--input", str(rec), "--out", str(tmp_path / "p.csv"),
-               "--acc-unit", "m/s^2", "--gyro-unit", "rad/s", "--time-unit", "ms", "--runtime", "onnx"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "cannot load ONNX model" in err and len(err.strip().splitlines()) == 1
+    assert "cannot load ONNX model" in refused_by_onnx(d, rec, tmp_path, capsys)
 
 
 def test_an_export_whose_parity_check_cannot_run_leaves_no_file(tmp_path, monkeypatch):
