@@ -238,29 +238,22 @@ class DecodedCache:
         self._meta: list = []
 
     def put(self, chunk: RawChunk) -> None:
-        # an accelerometer-only recording's gyroscope columns are NaN throughout: not written (AX3: 43 %
-        # less to write and read back), NaN again on replay
-        data = chunk.data
-        acc_only = chunk.channels == "acc" and data.ndim == 2 and data.shape[1] == 6 and np.isnan(data[:, 3:]).all()
         try:
             if self._dir is None:
                 self._dir = tempfile.TemporaryDirectory(prefix="crossmodal_har_decoded_")
             stem = Path(self._dir.name) / f"{len(self._meta):06d}"
             np.save(f"{stem}_t.npy", chunk.t)
-            np.save(f"{stem}_x.npy", np.ascontiguousarray(data[:, :3]) if acc_only else data)
+            np.save(f"{stem}_x.npy", chunk.data)
         except OSError:
             if self._dir is not None:
                 self._dir.cleanup()
             raise
-        self._meta.append((stem, acc_only, dataclasses.replace(chunk, t=None, data=None)))  # not the arrays
+        self._meta.append((stem, dataclasses.replace(chunk, t=None, data=None)))  # not the arrays: memory
 
     def replay(self) -> Iterator[RawChunk]:
         try:
-            for stem, acc_only, meta in self._meta:
-                data = np.load(f"{stem}_x.npy")
-                if acc_only:
-                    data = np.concatenate([data, np.full((len(data), 3), np.nan)], axis=1)
-                yield dataclasses.replace(meta, t=np.load(f"{stem}_t.npy"), data=data)
+            for stem, meta in self._meta:
+                yield dataclasses.replace(meta, t=np.load(f"{stem}_t.npy"), data=np.load(f"{stem}_x.npy"))
         finally:
             if self._dir is not None:
                 self._dir.cleanup()
