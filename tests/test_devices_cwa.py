@@ -11,7 +11,7 @@ import pytest
 
 from crossmodal_har.errors import DataError, UserError
 from crossmodal_har.signals.devices import open_device
-from crossmodal_har.signals.devices.cwa import CwaReader
+from crossmodal_har.signals.devices.cwa import CwaReader, _rows
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers.files_axivity_geneactiv import cwa_packed_quantised, make_signal, write_cwa  # noqa: E402
@@ -163,3 +163,17 @@ def test_trailing_erased_sectors_are_ignored(tmp_path):
     path.write_bytes(path.read_bytes() + b"\xff" * 1024)
     t, x = _read_all(open_device(path))
     assert len(t) == len(sig)
+
+
+def test_sector_rows_are_the_indexed_samples():
+    """The reader's one-copy selection of sectors' samples equals ``values[sectors][keep]`` for
+    consecutive and scattered sectors, full or partly filled, and is not a view of ``values``."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(9, 4, 6))
+    for sectors in (np.arange(2, 7), np.array([0, 3, 4, 8]), np.array([5])):
+        full = np.ones((len(sectors), 4), dtype=bool)
+        got = _rows(values, sectors, None)
+        assert np.array_equal(got, values[sectors][full]) and not np.shares_memory(got, values)
+        keep = full.copy()
+        keep[-1, 2:] = False  # the last sector holds 2 samples
+        assert np.array_equal(_rows(values, sectors, keep), values[sectors][keep])

@@ -262,15 +262,16 @@ class CwaReader(DeviceReader):
                 a = (((v >> shift) & 0x3FF) ^ 0x200) - 0x200
                 out[:, :, j] = (a << e) / acc_div[:, None]
         else:
+            # int16 -> float64 inside the ufuncs, written into ``out``: no float64 copy of the block
             v = raw[:, :self.per_sector * self.axes * 2].view("<i2").reshape(len(sec), self.per_sector, self.axes)
-            v = v.astype(np.float64)
             if self.axes == 3:
-                out[:, :, :3] = v / acc_div[:, None, None]
+                np.divide(v, acc_div[:, None, None], out=out[:, :, :3], dtype=np.float64)
             else:
                 g_bits = (sec["light_scale"].astype(np.int64) >> 10) & 0x07
                 g_range = np.where(g_bits > 0, 8000.0 / (1 << g_bits), 2000.0)
-                out[:, :, :3] = v[:, :, 3:6] / acc_div[:, None, None]
-                out[:, :, 3:6] = v[:, :, 0:3] * (g_range / 32768.0 * DEG)[:, None, None]
+                np.divide(v[:, :, 3:6], acc_div[:, None, None], out=out[:, :, :3], dtype=np.float64)
+                np.multiply(v[:, :, 0:3], (g_range / 32768.0 * DEG)[:, None, None], out=out[:, :, 3:6],
+                            dtype=np.float64)
         return out, counts
 
     def iter_chunks(self, chunk_samples: int = DEFAULT_CHUNK_SAMPLES) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
@@ -307,6 +308,7 @@ class CwaReader(DeviceReader):
                     cur = self._sector_arrays(sec[idx], s + idx, n_before)
                     n_before += int(cur["count"].sum())
                     held = cur if held is None else {key: np.concatenate([held[key], cur[key]]) for key in cur}
+                    del cur, sec, raw  # not kept alive while the chunks are yielded (memory)
                     n_emit = len(held["t"]) - _LOOKAHEAD
                     if n_emit > n_ctx:
                         yield from split_rows(*self._times(held, n_ctx, n_emit), chunk_samples)
@@ -367,14 +369,26 @@ class CwaReader(DeviceReader):
             mine = members[(members >= lo) & (members < hi)]
             i = c["n0"][mine][:, None] + np.arange(per, dtype=np.float64)[None, :]
             keep = np.arange(per)[None, :] < c["count"][mine][:, None]
-            i = i[keep]
+            full = bool(keep.all())
+            i = i.reshape(-1) if full else i[keep]
             left = np.clip(np.searchsorted(a, i, side="right") - 1, 0, len(a) - 1)
             step = np.where(i < a[0], first_rate, last_rate)  # outside the anchors
             inner = (i >= a[0]) & (left < len(a) - 1)
             step[inner] = r[left[inner]]
             ts.append(t[left] + (i - a[left]) / step - self.utc_offset_s)
-            xs.append(c["values"][mine][keep])
-        return np.concatenate(ts), np.concatenate(xs)
+            xs.append(_rows(c["values"], mine, None if full else keep))
+        # one stretch (the usual case): its arrays as they are, not copied once more
+        return (ts[0], xs[0]) if len(ts) == 1 else (np.concatenate(ts), np.concatenate(xs))
+
+
+def _rows(values: np.ndarray, sectors: np.ndarray, keep: Optional[np.ndarray]) -> np.ndarray:
+    """The samples [n, 6] of ``sectors`` (sorted indices into ``values`` [S, per_sector, 6]; ``keep``
+    [len(sectors), per_sector]: the samples each holds, None = all), copied once."""
+    if keep is None:
+        if sectors[-1] - sectors[0] + 1 == len(sectors):  # consecutive: one copy of a slice
+            return values[sectors[0]:sectors[-1] + 1].reshape(-1, values.shape[2]).copy()
+        return values[sectors].reshape(-1, values.shape[2])
+    return values[sectors][keep]
 
 
 #: sectors held back until the anchors after them are read, and kept as anchors before the next
