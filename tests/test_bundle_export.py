@@ -155,3 +155,49 @@ def test_stale_onnx_export_is_refused(tmp_path, capsys):
     rc = main(["predict", "--model", str(d), "--input", str(rec), "--out", str(tmp_path / "p.csv"), *UNITS,
                "--runtime", "onnx"])
     assert rc == 2 and "stale export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_unrolled_gru_equals_torch_gru(steps):
+    """The export's GRU (the zero state's recurrent product left out) is PyTorch's GRU, in float64."""
+    import torch
+
+    from crossmodal_har.models.imu_convgru import gru_last_state
+
+    torch.manual_seed(steps)
+    gru = torch.nn.GRU(input_size=7, hidden_size=16, batch_first=True).double()
+    with torch.no_grad():
+        gru.bias_hh_l0.normal_()  # non-zero recurrent biases: the first step must still use them
+        x = torch.randn(4, steps, 7, dtype=torch.float64)
+        _, h = gru(x)
+        got = gru_last_state(gru, x)
+    assert got.shape == (4, 16)
+    assert torch.allclose(got, h[-1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="one layer"):
+        gru_last_state(torch.nn.GRU(7, 16, num_layers=2, batch_first=True), x.float())
+
+
+def test_convgru_export_unrolls_the_gru(tmp_path):
+    import onnx
+
+    from crossmodal_har.infer.export import export_bundle
+
+    d = make_bundle(tmp_path / "b", model="convgru-tiny", normalization="zscore")
+    path, diff = export_bundle(d)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "GRU" not in ops and "MatMul" in ops and diff <= 1e-4
+    # the model runs its own forward (PyTorch's GRU) again after an export
+    import torch
+
+    from crossmodal_har.infer.export import export_onnx
+    from crossmodal_har.models.bundle import load_bundle
+    from crossmodal_har.models.imu_convgru import ConvGRUEncoder
+
+    model = load_bundle(d).model
+    export_onnx(model, tmp_path / "again.onnx", 250)
+    enc = [m for m in model.modules() if isinstance(m, ConvGRUEncoder)]
+    assert enc and all("forward" not in vars(m) for m in enc)
+    with torch.no_grad():
+        x = torch.randn(2, 250, 6)
+        _, h = enc[0].gru(enc[0].conv(x.transpose(1, 2)).transpose(1, 2))
+        assert torch.equal(enc[0](x), h[-1])

@@ -42,6 +42,8 @@ def _export_friendly(model):
     ``Tensor.unfold`` with a *negative* dimension (transformers' ``PatchTSTPatchify``) is exported
     with its output axes swapped (torch 2.13, opset 17); the same call with the positive dimension
     exports correctly. The parity check after export guards this.
+    A module with an ``export_forward`` method (the conv-GRU encoder's unrolled GRU) is exported
+    through it instead of ``forward``.
     """
     patched = []
     for mod in model.modules():
@@ -54,6 +56,9 @@ def _export_friendly(model):
                 return out.transpose(-2, -3).contiguous()
 
             mod.forward = types.MethodType(forward, mod)
+            patched.append(mod)
+        elif callable(getattr(mod, "export_forward", None)):
+            mod.forward = mod.export_forward
             patched.append(mod)
     try:
         yield model
