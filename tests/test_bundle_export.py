@@ -184,8 +184,12 @@ def test_convgru_export_unrolls_the_gru(tmp_path):
 
     d = make_bundle(tmp_path / "b", model="convgru-tiny", normalization="zscore")
     path, diff = export_bundle(d)
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    nodes = onnx.load(str(path)).graph.node
+    ops = {n.op_type for n in nodes}
     assert "GRU" not in ops and "MatMul" in ops and diff <= 1e-4
+    # 2-D convolutions (ONNX Runtime's blocked kernels), not 1-D ones
+    kernels = [list(a.ints) for n in nodes if n.op_type == "Conv" for a in n.attribute if a.name == "kernel_shape"]
+    assert kernels and all(len(k) == 2 and k[0] == 1 for k in kernels)
     # the model runs its own forward (PyTorch's GRU) again after an export
     import torch
 
@@ -201,3 +205,6 @@ def test_convgru_export_unrolls_the_gru(tmp_path):
         x = torch.randn(2, 250, 6)
         _, h = enc[0].gru(enc[0].conv(x.transpose(1, 2)).transpose(1, 2))
         assert torch.equal(enc[0](x), h[-1])
+        # the export's forward is the same function (float64: equal to rounding)
+        e64 = enc[0].double()
+        assert torch.allclose(e64.export_forward(x.double()), e64(x.double()), rtol=0, atol=1e-12)
