@@ -11,7 +11,7 @@ from crossmodal_har.signals.resample import (ANTIALIAS_MARGIN_S, antialias_margi
                                              resample, resample_segment, split_at_gaps)
 from crossmodal_har.signals.types import STANDARD_GRAVITY, ImuRecording, PreprocessConfig, Segment
 from crossmodal_har.signals.units import Units, to_canonical
-from crossmodal_har.signals.windows import (check_quality, median_filter, recording_windows,
+from crossmodal_har.signals.windows import (check_quality, flat_windows, median_filter, recording_windows,
                                             window_segments)
 
 
@@ -196,6 +196,25 @@ def test_quality_reasons():
     x[4, :, 3] = 40.0
     assert list(check_quality(x, cfg)) == ["", "non_finite", "flat_line", "saturation", "saturation"]
     assert list(check_quality(x, PreprocessConfig())) == ["", "non_finite", "flat_line", "", ""]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("W", [1, 2, 3, 250, 1000])
+def test_flat_windows_decide_as_numpy_std(W, dtype):
+    """The range bounds decide as numpy's std would, on windows near the threshold (std from 0.5x to
+    2x of it), constant ones, and small noise on a large offset (the float mean's error matters)."""
+    thr = PreprocessConfig().flat_std_g
+    rng = np.random.default_rng(W)
+    n = 600
+    offset = rng.choice([0.0, 1.0, -8.0, 15.99], size=(n, 1, 6))
+    x = (offset + rng.normal(size=(n, W, 6)) * thr * rng.uniform(0.5, 2.0, size=(n, 1, 6))).astype(dtype)
+    x[::5] = x[::5, :1]  # constant windows
+    x[1::5, :, :3] *= 1e-3  # one channel's noise decides
+    x[2::5, :, 0] = offset[2::5, :, 0] + 1e-2 * rng.normal(size=(len(x[2::5]), W))
+    ref = (x[:, :, :3].std(axis=1) < thr).all(axis=1)
+    got = flat_windows(x, thr)
+    assert np.array_equal(got, ref)
+    assert 0 < got.sum() < n or W == 1
 
 
 def test_recording_windows_pipeline():
