@@ -138,7 +138,7 @@ class StillPointAccumulator:
 
     def push(self, t: np.ndarray, acc: np.ndarray) -> None:
         t = np.asarray(t, np.float64)
-        acc = np.asarray(acc, np.float64)
+        acc = np.ascontiguousarray(acc, np.float64)  # a chunk's columns: strided sums are 3x slower
         good = finite_rows(t, acc)
         if good is not None:  # (no copies when every row is good, the usual case)
             t, acc = t[good], acc[good]

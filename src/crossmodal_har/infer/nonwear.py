@@ -120,6 +120,8 @@ class NonwearDetector:
     # ------------------------------------------------------------------ input
 
     def push(self, t: np.ndarray, acc: np.ndarray) -> None:
+        # a contiguous copy (the columns of [n, 6] are strided: each reduction below was 3x slower)
+        acc = np.ascontiguousarray(acc)
         good = finite_rows(t, acc)
         if good is not None:  # (no copies when every row is good, the usual case)
             t, acc = t[good], acc[good]
@@ -132,9 +134,7 @@ class NonwearDetector:
         starts = np.concatenate([[0], np.flatnonzero(np.diff(idx)) + 1])
         ends = np.concatenate([starts[1:], [len(t)]])
         # statistics of every sub-block run at once (numpy), then merged one by one into the buffer;
-        # on a contiguous copy (the columns of [n, 6] are strided: each reduction was 3x slower), the
-        # deviations squared in place: the same sums in the same order, 1.6x faster
-        acc = np.ascontiguousarray(acc)
+        # the deviations squared in place (the same sums in the same order)
         n = (ends - starts).astype(np.float64)
         mean = np.add.reduceat(acc, starts, axis=0) / n[:, None]
         dev = np.repeat(mean, (ends - starts), axis=0)
