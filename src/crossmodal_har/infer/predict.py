@@ -206,7 +206,8 @@ def predict_file(
             for chunk in source:  # the model's channels, calibrated
                 if det is not None:
                     det.push(chunk.t + origin, chunk.data[:, :3])
-                finite_t = chunk.t[np.isfinite(chunk.t)]
+                t = chunk.t  # its first and last finite times (the ends themselves, the usual case: no copy)
+                finite_t = t[::max(len(t) - 1, 1)] if len(t) and np.isfinite(t[[0, -1]]).all() else t[np.isfinite(t)]
                 if len(finite_t):
                     if summary.first_time_s is None:
                         summary.first_time_s = float(finite_t[0])
