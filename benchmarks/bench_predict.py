@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,17 @@ def make_bundle(out: Path, model: str, channels: str = "acc+gyro") -> Path:
                 head_spec=spec, preprocess=pre, class_names=names)
     _, diff = export_bundle(out)
     print(f"bundle: {model} ({channels}) random init + linear head, ONNX parity max|diff| = {diff:.2g}")
+    return out
+
+
+def reference_bundle(bundle: Path, out: Path, ref_env: dict) -> Path:
+    """A copy of ``bundle`` whose ``model.onnx`` the reference code exported (the same weights): the
+    reference predict runs the graph its own ``train-classifier``/``export`` would have written."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(bundle, out)
+    (out / "model.onnx").unlink()
+    subprocess.run([sys.executable, "-m", "crossmodal_har", "-q", "export", "--model", str(out), "--format", "onnx",
+                    "--out", str(out / "model.onnx")], env=ref_env, check=True, capture_output=True)
     return out
 
 
@@ -508,6 +520,9 @@ def side_by_side(args) -> int:
         + [("gt3x", h, f"{h:g} h .gt3x 90 Hz") for h in (float(h) for h in args.gt3x_hours.split(",") if h)]
     acc_bundle = make_bundle(root / "bundle_acc", args.model, channels="acc") \
         if args.gt3x_hours or args.ax3_days else None
+    ref_env = dict(env, PYTHONPATH=str(Path(args.reference_src).resolve() / "src")) if args.reference_src else None
+    ref_bundles = {b: reference_bundle(b, b.with_name(b.name + "_ref"), ref_env)
+                   for b in (bundle, acc_bundle) if b is not None} if ref_env else {}
     for fmt, size, name in cases:
         f = root / (f"rec_{size:g}d.cwa" if fmt == "cwa" else f"rec_{size:g}d_ax3.cwa" if fmt == "ax3"
                     else f"rec_{size:g}h.{fmt}")
@@ -517,6 +532,8 @@ def side_by_side(args) -> int:
         print(f"\n{name}: {n:,} samples, {f.stat().st_size / 1e6:,.0f} MB")
         res = {}
         res["reader"] = run_timed([sys.executable, "-c", READER_ONLY, f], env)
+        if ref_env:
+            res["reader (reference)"] = run_timed([sys.executable, "-c", READER_ONLY, f], ref_env)
         if fmt in ("cwa", "ax3"):
             res["skdh ReadCwa"] = run_timed([sys.executable, "-c", SKDH_READ, f], env)
         elif fmt == "gt3x":
@@ -540,12 +557,11 @@ def side_by_side(args) -> int:
                 [sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model", model, "--input", f, "--out",
                  root / "pred_off.csv", "--force", "--calibrate", "off", *units, *threads], env)
         res["model alone"] = run_timed([sys.executable, "-c", MODEL_ONLY, model, n_win, bs, args.threads or 0], env)
-        if args.reference_src:  # the same predict command with another version of the code
+        if ref_env:  # the same predict command with another version of the code (and its export)
             ref_out = root / "pred_ref.csv"
-            ref_env = dict(env, PYTHONPATH=str(Path(args.reference_src) / "src"))
             res["predict (reference)"] = run_timed([sys.executable, "-m", "crossmodal_har", "-q", "predict", "--model",
-                                                    model, "--input", f, "--out", ref_out, "--runtime", "onnx",
-                                                    "--force", *units], ref_env)
+                                                    ref_bundles[model], "--input", f, "--out", ref_out, "--runtime",
+                                                    "onnx", "--force", *units], ref_env)
             print("  " + compare_predictions(ref_out, out))
         ref = res["reader"]
         for k, (wall, cpu, mb, _) in res.items():
@@ -556,15 +572,16 @@ def side_by_side(args) -> int:
               f"on its worker thread); the model alone in-process {model_in:.1f} s")
         table.append((name, res))
         f.unlink()
-    cols = ["reader", "skdh ReadCwa / pandas parse / pygt3x", "predict", "model alone"] + \
+    cols = ["reader"] + (["reader (reference)"] if args.reference_src else []) + \
+        ["skdh ReadCwa / pandas parse / pygt3x", "predict", "model alone"] + \
         (["predict (reference)"] if args.reference_src else [])
     print("\n| recording | " + " | ".join(cols) + " | predict / reader (wall, CPU) | predict / peer (wall) | "
           + ("reference / reader (wall, CPU) | " if args.reference_src else "") + "peak RSS predict |")
     print("|---" * (len(cols) + 4 + bool(args.reference_src)) + "|")
     for name, res in table:
         peer = res.get("skdh ReadCwa") or res.get("pandas parse") or res.get("pygt3x")
-        cells = [res["reader"], peer, res["predict"], res["model alone"]] + \
-            ([res["predict (reference)"]] if args.reference_src else [])
+        cells = [res["reader"]] + ([res["reader (reference)"]] if args.reference_src else []) + \
+            [peer, res["predict"], res["model alone"]] + ([res["predict (reference)"]] if args.reference_src else [])
         print(f"| {name} | " + " | ".join(f"{w:.1f} s wall, {c:.1f} s CPU" for w, c, _, _ in cells)
               + f" | {res['predict'][0] / res['reader'][0]:.2f}x, {res['predict'][1] / res['reader'][1]:.2f}x"
               + f" | {res['predict'][0] / peer[0]:.2f}x"
