@@ -9,8 +9,9 @@
     python benchmarks/bench_predict.py --side-by-side --days 1 --hours 0 --gt3x-hours 24  # a 90 Hz .gt3x
     python benchmarks/bench_predict.py --side-by-side --days 1 --hours 0 --ax3-days 1,7  # AX3 (acc only)
     python benchmarks/bench_predict.py --side-by-side --days 1,7 --hours 24 --calibrate-off \
-        --reference-src ../old-checkout   # also predict one pass, and an older checkout's predict on the
-                                          # same files, its predictions compared row by row
+        --reference-src ../old-checkout   # also predict one pass, and an older checkout's reader and
+                                          # predict (with its own ONNX export of the same weights) on
+                                          # the same files, its predictions compared row by row
 
 **Week scale (issue 14).** For each length and format it writes a simulated 100 Hz 6-channel wrist
 recording with absolute (epoch) time — Parquet, CSV, or an Axivity AX6 ``.cwa`` file made with the
