@@ -208,3 +208,37 @@ def test_convgru_export_unrolls_the_gru(tmp_path):
         # the export's forward is the same function (float64: equal to rounding)
         e64 = enc[0].double()
         assert torch.allclose(e64.export_forward(x.double()), e64(x.double()), rtol=0, atol=1e-12)
+
+
+def test_convgru_export_forward_falls_back_on_other_conv_blocks():
+    """A conv block that is not the plain one the 2-D rewrite assumes (here: padded) is computed by
+    the 1-D stack: the export's forward still equals the model's."""
+    import torch
+
+    from crossmodal_har.models.imu_convgru import _plain_block
+    from crossmodal_har.models.registry import create_model
+
+    enc = create_model("convgru-tiny").double().eval()
+    block = list(enc.conv)[2]
+    block[0].padding = (2,)
+    assert not _plain_block(block)
+    with torch.no_grad():
+        x = torch.randn(3, enc.window, 6, dtype=torch.float64)
+        assert torch.allclose(enc.export_forward(x), enc(x), rtol=0, atol=1e-12)
+
+
+def test_export_puts_every_module_back():
+    """An instance's own ``forward`` is restored after an export, the class's where it had none."""
+    import torch
+
+    from crossmodal_har.infer.export import _export_friendly
+    from crossmodal_har.models.registry import create_model
+
+    enc = create_model("convgru-tiny")
+    other = create_model("convgru-tiny")
+    own = other.forward
+    other.forward = own  # an instance attribute (as a wrapper would set)
+    model = torch.nn.Sequential(enc, other)
+    with _export_friendly(model):
+        assert vars(enc)["forward"] == enc.export_forward and vars(other)["forward"] == other.export_forward
+    assert "forward" not in vars(enc) and vars(other)["forward"] == own

@@ -42,29 +42,34 @@ def _export_friendly(model):
     ``Tensor.unfold`` with a *negative* dimension (transformers' ``PatchTSTPatchify``) is exported
     with its output axes swapped (torch 2.13, opset 17); the same call with the positive dimension
     exports correctly. The parity check after export guards this.
-    A module with an ``export_forward`` method (the conv-GRU encoder's unrolled GRU) is exported
-    through it instead of ``forward``.
+    A module with an ``export_forward`` method (the conv-GRU encoder: 2-D convolutions, the GRU
+    unrolled) is exported through it instead of ``forward``. Every module is put back as it was.
     """
-    patched = []
-    for mod in model.modules():
-        if type(mod).__name__ == "PatchTSTPatchify" and hasattr(mod, "sequence_start"):
-            def forward(self, past_values):
-                if past_values.shape[-2] != self.sequence_length:
-                    raise ValueError(f"input length {past_values.shape[-2]} != {self.sequence_length}")
-                out = past_values[:, self.sequence_start:, :]
-                out = out.unfold(dimension=out.dim() - 2, size=self.patch_length, step=self.patch_stride)
-                return out.transpose(-2, -3).contiguous()
-
-            mod.forward = types.MethodType(forward, mod)
-            patched.append(mod)
-        elif callable(getattr(mod, "export_forward", None)):
-            mod.forward = mod.export_forward
-            patched.append(mod)
+    patched = []  # (module, the forward the instance had of its own, or None)
     try:
+        for mod in model.modules():
+            if type(mod).__name__ == "PatchTSTPatchify" and hasattr(mod, "sequence_start"):
+                patched.append((mod, vars(mod).get("forward")))
+                mod.forward = types.MethodType(_patchify_forward, mod)
+            elif callable(getattr(mod, "export_forward", None)):
+                patched.append((mod, vars(mod).get("forward")))
+                mod.forward = mod.export_forward
         yield model
     finally:
-        for mod in patched:
-            del mod.forward  # back to the class method
+        for mod, before in patched:
+            if before is None:
+                del mod.forward  # back to the class method
+            else:
+                mod.forward = before  # a forward the instance had of its own
+
+
+def _patchify_forward(self, past_values):
+    """transformers' ``PatchTSTPatchify.forward`` with ``unfold`` on a positive dimension."""
+    if past_values.shape[-2] != self.sequence_length:
+        raise ValueError(f"input length {past_values.shape[-2]} != {self.sequence_length}")
+    out = past_values[:, self.sequence_start:, :]
+    out = out.unfold(dimension=out.dim() - 2, size=self.patch_length, step=self.patch_stride)
+    return out.transpose(-2, -3).contiguous()
 
 
 def export_onnx(model, out_path: PathLike, window_samples: int, *, opset: int = OPSET,

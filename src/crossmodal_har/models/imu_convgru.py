@@ -141,13 +141,25 @@ class ConvGRUEncoder(Encoder):
         over its few steps from the zero state (:func:`gru_last_state`; 94 -> 83 us alone)."""
         check_imu_input(x, self.cfg.window, self.cfg.in_channels, "convgru")
         layers = list(self.conv)  # GroupNorm, conv blocks, GroupNorm
+        blocks = layers[1:-1]
+        if not all(_plain_block(b) for b in blocks):  # not what this rewrite assumes: the 1-D stack
+            return gru_last_state(self.gru, self.conv(x.transpose(1, 2)).transpose(1, 2))
         h = layers[0](x.transpose(1, 2)).unsqueeze(2)  # [B, C, 1, W]
-        for block in layers[1:-1]:
-            conv, pool = block[0], block[1]
+        for conv, pool in blocks:
             h = F.conv2d(h, conv.weight.unsqueeze(2), None, 1, 0, (1, conv.dilation[0]))
             h = F.max_pool2d(h, (1, pool.kernel_size), (1, pool.stride))
         feats = layers[-1](h.squeeze(2))  # [B, F, T']
         return gru_last_state(self.gru, feats.transpose(1, 2))
+
+
+def _plain_block(block: nn.Module) -> bool:
+    """A conv block as :class:`_ConvPool` makes it (what :meth:`ConvGRUEncoder.export_forward`'s 2-D
+    rewrite assumes): a convolution without bias, stride 1, padding 0, one group; a max-pool whose
+    stride is its kernel, without padding, dilation or ceil mode."""
+    conv, pool = block[0], block[1]
+    return (isinstance(conv, nn.Conv1d) and conv.bias is None and conv.stride == (1,) and conv.padding == (0,)
+            and conv.groups == 1 and conv.padding_mode == "zeros" and isinstance(pool, nn.MaxPool1d)
+            and pool.stride == pool.kernel_size and pool.padding == 0 and pool.dilation == 1 and not pool.ceil_mode)
 
 
 def gru_last_state(gru: nn.GRU, x: torch.Tensor) -> torch.Tensor:
