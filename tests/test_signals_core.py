@@ -217,6 +217,41 @@ def test_flat_windows_decide_as_numpy_std(W, dtype):
     assert 0 < got.sum() < n or W == 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("W", [2, 250, 1000])
+def test_flat_windows_at_the_bounds(W, dtype):
+    """Windows whose std is exactly one of the bounds: two values a +- h (std = r / 2) and a pair of
+    outliers a +- h among constants (std = r / sqrt(2 W)), the std from just under to just over the
+    threshold, on offsets up to 16 g: the decisions are numpy's std's."""
+    thr = PreprocessConfig().flat_std_g
+    f = np.concatenate([np.linspace(0.95, 1.05, 41), 1 + np.array([-1e-6, -1e-7, 0.0, 1e-7, 1e-6])])
+    offsets = np.array([0.0, 1.0, -8.0, 15.99])
+    parts = []
+    for a in offsets:
+        two = np.full((len(f), W, 6), a)
+        two[:, 0::2, :3] += (f * thr)[:, None, None]
+        two[:, 1::2, :3] -= (f * thr)[:, None, None]
+        if W % 2 == 0:
+            parts.append(two)
+        pair = np.full((len(f), W, 6), a)
+        h = f * thr * np.sqrt(W / 2)
+        pair[:, 0, :3] += h[:, None]
+        pair[:, 1, :3] -= h[:, None]
+        parts.append(pair)
+    x = np.concatenate(parts).astype(dtype)
+    ref = (x[:, :, :3].std(axis=1) < thr).all(axis=1)
+    assert np.array_equal(flat_windows(x, thr), ref)
+    assert 0 < ref.sum() < len(ref)
+
+
+@pytest.mark.filterwarnings("ignore:Degrees of freedom")  # numpy's std of no samples, as before
+def test_flat_windows_integers_and_empty_windows():
+    x = np.zeros((3, 5, 6), dtype=np.int16)
+    x[1, 2, 0] = 1
+    assert flat_windows(x, 1e-4).tolist() == [True, False, True]
+    assert flat_windows(np.zeros((2, 0, 6), np.float32), 1e-4).tolist() == [False, False]
+
+
 def test_recording_windows_pipeline():
     cfg = PreprocessConfig()  # 50 Hz, 5 s windows, 2.5 s stride, median 5
     rate = 100.0

@@ -126,10 +126,13 @@ def flat_windows(x: np.ndarray, std_g: float) -> np.ndarray:
     computed one differs from it by float rounding and by the error of the float mean (below
     ``W * eps * max|x|``): bounds with those margins decide nearly every window from ``r`` (4x
     cheaper than the std: folded maxima and minima instead of a reduction over the middle axis)."""
+    W = x.shape[1]
+    if W == 0 or x.dtype.kind not in "fiu":  # no samples (numpy's std: NaN, not flat), or not numbers
+        return (x[:, :, :3].std(axis=1) < std_g).all(axis=1)
     acc = x[:, :, :3]
-    hi, lo = _fold(acc, np.maximum), _fold(acc, np.minimum)
-    r = hi.astype(np.float64) - lo
-    W, eps = x.shape[1], float(np.finfo(x.dtype).eps)
+    hi, lo = _fold(acc, np.maximum).astype(np.float64), _fold(acc, np.minimum).astype(np.float64)
+    r = hi - lo
+    eps = float(np.finfo(np.result_type(x.dtype, np.float32)).eps)  # integers: numpy's std is float64
     rel = 1e-3 + 4 * W * eps  # rounding of the range, the squares, their sum and the root, with room
     mean_err = W * eps * np.maximum(np.abs(hi), np.abs(lo))
     flat = ((r / 2 + mean_err) * (1 + rel) < std_g).all(axis=1)
