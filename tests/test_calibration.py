@@ -66,8 +66,15 @@ def test_recovers_known_offsets_and_scales():
     assert res.error_after_g < 0.2 * res.error_before_g and res.error_after_g < 0.005
     cal = apply_calibration(raw[:, :3], res)
     still = np.abs(np.linalg.norm(x[:, :3], axis=1) - 1) < 0.02
-    assert np.abs(np.linalg.norm(cal[still], axis=1) - 1).mean() < 0.2 * np.abs(
-        np.linalg.norm(raw[still, :3], axis=1) - 1).mean()
+
+    def error(a):  # mean | |a| - 1 g | over the still samples
+        return np.abs(np.linalg.norm(a[still], axis=1) - 1).mean()
+
+    # the error the distortion added is removed: measured against the samples' own error (their 3 mg
+    # noise), not against the raw error, which a small random distortion leaves near that floor
+    # (the raw-error form failed 3 of 200 seeds; the removed share is >= 99.996 % on all 200)
+    floor = error(x[:, :3])
+    assert error(cal) - floor < 0.05 * (error(raw[:, :3]) - floor)
     # still points do not depend on the chunking (epochs straddle chunk borders)
     acc2, res2 = fit(t, raw, chunk=1_237)
     np.testing.assert_allclose(acc2.array(), acc.array(), atol=1e-12)
