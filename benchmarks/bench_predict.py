@@ -167,8 +167,10 @@ def reference_bundle(bundle: Path, out: Path, ref_env: dict) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(bundle, out)
     (out / "model.onnx").unlink()
-    subprocess.run([sys.executable, "-m", "crossmodal_har", "-q", "export", "--model", str(out), "--format", "onnx",
-                    "--out", str(out / "model.onnx")], env=ref_env, check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "crossmodal_har", "-q", "export", "--model", str(out), "--format",
+                           "onnx", "--out", str(out / "model.onnx")], env=ref_env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the reference code could not export {out}:\n{done.stderr.strip()}")
     return out
 
 
