@@ -144,18 +144,26 @@ class CsvWriter:
         fh.write(",".join(csv_cell(c) for c in cols) + "\n")
 
     def write(self, rows: Rows, labels: np.ndarray, raw: np.ndarray, probs: np.ndarray) -> None:
-        names = np.array([csv_cell(c) for c in self.names] + [""], dtype=object)
-        n = len(rows.start)
-        parts = [np.char.mod("%.6f", rows.start), np.char.mod("%.6f", rows.end)]
+        n, k = len(rows.start), probs.shape[1]
+        if not n:
+            return
+        names = [csv_cell(c) for c in self.names] + [""]
+        cols = [rows.start.tolist(), rows.end.tolist()]
         if self.timebase is not None:
-            parts.append(self.timebase.iso(rows.start))
-        parts += [rows.status.astype(str), names[labels].astype(str)]
+            cols.append(self.timebase.iso(rows.start).tolist())
+        cols += [[str(s) for s in rows.status.tolist()], [names[i] for i in labels.tolist()]]
         if self.smoothing:
-            parts.append(names[raw].astype(str))
-        pstr = np.where(np.isnan(probs), "", np.char.mod("%.6f", np.nan_to_num(probs)))
-        cols = parts + [pstr[:, j] for j in range(probs.shape[1])]
-        if n:  # the block as one string: rows joined column-wise, no per-cell Python indexing
-            self.fh.write("\n".join(map(",".join, zip(*[c.tolist() for c in cols]))) + "\n")
+            cols.append([names[i] for i in raw.tolist()])
+        # each row by one %-format (a numpy scalar or float formats as "%.6f" of the same value); a row
+        # with no probabilities (not ok) gets k empty cells, a partly NaN row its cells one by one
+        head = "%.6f,%.6f" + ",%s" * (len(cols) - 2)
+        line, empty = head + ",%.6f" * k, head + "," * k
+        nan = np.isnan(probs)
+        whole = ~nan.any(axis=1)
+        lines = [line % (*c, *p) if w else (empty % c if e else head % c + "".join(
+                 "," if v != v else ",%.6f" % v for v in p))
+                 for c, p, w, e in zip(zip(*cols), probs.tolist(), whole.tolist(), nan.all(axis=1).tolist())]
+        self.fh.write("\n".join(lines) + "\n")
 
 
 class SmoothedWriter:
