@@ -105,21 +105,31 @@ def fir_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float, ste
     return done
 
 
-_PADDED: dict = {}  # id(table) -> (table, [PHASES, K + 2 MAX_SHIFT]): at most a few rate pairs
+_PADDED: dict = {}  # id(table) -> (table, [PHASES * (K + 2 MAX_SHIFT)]): at most a few rate pairs
 
 
 def _padded_table(table: np.ndarray) -> np.ndarray:
-    """``table`` with ``MAX_SHIFT`` zero columns on each side (``fir_table``'s tables are made once per
-    rate pair, so they are kept here by identity): a window of it is an output's weights at a shift."""
+    """``table`` with ``MAX_SHIFT`` zero columns on each side, flattened (``fir_table``'s tables are made
+    once per rate pair, so they are kept here by identity): row ``q``'s weights at shift ``s`` in a
+    row of ``Kw`` taps are the ``Kw`` values from ``q * (K + 2 MAX_SHIFT) + MAX_SHIFT - s`` on."""
     hit = _PADDED.get(id(table))
     if hit is None or hit[0] is not table:
         if len(_PADDED) >= 32:
             _PADDED.clear()
         padded = np.zeros((table.shape[0], table.shape[1] + 2 * MAX_SHIFT))
         padded[:, MAX_SHIFT:MAX_SHIFT + table.shape[1]] = table
+        padded = padded.ravel()
         padded.setflags(write=False)
         hit = _PADDED[id(table)] = (table, padded)
     return hit[1]
+
+
+def _strided(a: np.ndarray, start: int, shape: tuple, strides: tuple) -> np.ndarray:
+    """A read-only view of C-contiguous ``a``'s memory from its element ``start`` (numpy's
+    ``as_strided`` without its per-call overhead, a tenth of the FIR's time in 2,000 calls a day)."""
+    v = np.ndarray(shape, dtype=a.dtype, buffer=a, offset=start * a.itemsize, strides=strides)
+    v.flags.writeable = False
+    return v
 
 
 def _fir_chunk(xt: np.ndarray, base: np.ndarray, q: np.ndarray, k: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -146,18 +156,22 @@ def _fir_chunk(xt: np.ndarray, base: np.ndarray, q: np.ndarray, k: np.ndarray, t
         w = table[q]
     else:  # each row's weights at its shift (a window of the padded table: zeros around them);
         # rows missing from the selection (the exact path's) get zero weights
-        windows = np.lib.stride_tricks.sliding_window_view(_padded_table(table), Kw, axis=1)
-        picked = windows[q, MAX_SHIFT - (shift - lo)]  # [m, Kw]
+        flat = _padded_table(table)  # every run of Kw values of it as a row, taken by its start
+        starts = q * (K + 2 * MAX_SHIFT) + (MAX_SHIFT + lo) - shift
+        picked = _strided(flat, 0, (len(flat) - Kw + 1, Kw), (flat.itemsize,) * 2)[starts]  # [m, Kw]
         if m == span_k + 1:
             w = picked
         else:
             w = np.zeros((span_k + 1, Kw))
             w[rows] = picked
     r0, r1 = int(base[0] + lo), int(base[0] + lo + d * span_k + Kw)
-    src = xt[:, max(r0, 0):r1]
+    src, first = xt, r0
     if r0 < 0 or r1 > xt.shape[1]:  # rows off this chunk's line reach past the data: zero weights
-        src = np.concatenate([np.zeros((len(xt), max(-r0, 0))), src,  # there, so zeros change no sum
-                              np.zeros((len(xt), max(r1 - xt.shape[1], 0)))], axis=1)
-    view = np.lib.stride_tricks.sliding_window_view(src, Kw, axis=1)[:, ::d]
+        src = np.concatenate([np.zeros((len(xt), max(-r0, 0))), xt[:, max(r0, 0):r1],  # there, so
+                              np.zeros((len(xt), max(r1 - xt.shape[1], 0)))], axis=1)  # zeros change no sum
+        first = 0
+    # the windows of Kw samples every d samples from sample r0: [C, n_out, Kw]
+    n_out, item = (r1 - r0 - Kw) // d + 1, src.itemsize
+    view = _strided(src, first, (len(src), n_out, Kw), (src.shape[1] * item, d * item, item))
     y = np.einsum("cmk,mk->mc", view, w)  # [span_k + 1, C]; rows not in this chunk's selection unused
     return y if m == span_k + 1 else y[rows]
