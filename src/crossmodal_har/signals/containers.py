@@ -99,8 +99,12 @@ class BoundedReader(io.RawIOBase):
                 self.line = n - nl - 1
             if self.line > self.max_line:
                 self._long_line()
+        self._seen(data)
         b[:n] = data
         return n
+
+    def _seen(self, data: bytes) -> None:
+        """Every block read, before the reader gets it (a subclass may refuse it by raising)."""
 
     def _long_line(self) -> None:
         raise ContainerLimitError(self.path, f"{self.what}: a line is longer than {_mb(self.max_line)} (no "
