@@ -106,3 +106,23 @@ def test_unparseable_cell_is_the_exact_pass_error(tmp_path):
     path.write_text("\n".join([HEADER] + _late(_rows(40), "0.34,abc,0.1,0.2,0.3,0.4,0.5")) + "\n")
     with pytest.raises(DataError, match=r"r\.csv:19: "):
         list(iter_csv(path, 3, strict=False))
+
+
+def test_line_longer_than_the_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "MAX_LINE_BYTES", 400)
+    rows = _rows(20)
+    rows[10] = rows[10] + "," + "9" * 1000
+    path = tmp_path / "r.csv"
+    path.write_text("\n".join([HEADER + ",extra"] + [r + ",1" for r in rows]) + "\n")
+    with pytest.raises(DataError, match="longer than"):
+        list(iter_csv(path, 3, strict=False))
+
+
+@pytest.mark.parametrize("eol", ["\r", "\r\n"])
+def test_carriage_return_line_ends(tmp_path, monkeypatch, eol):
+    path = tmp_path / "r.csv"
+    path.write_bytes((eol.join([HEADER] + _rows(30)) + eol).encode())
+    want = _reference(path)
+    seen = _passes(monkeypatch)
+    np.testing.assert_array_equal(_read(path, chunk_rows=4), want)
+    assert seen[1] == (1 if eol == "\r" else 0)  # "\r" alone: the exact pass reads it

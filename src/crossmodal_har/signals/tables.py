@@ -198,7 +198,8 @@ def _csv_frames(path: Path, header: List[str], cols: Tuple[str, ...], chunk_rows
     lines are cut). On an error or a quote, the exact pass starts again from the top and takes over
     from the first block the first pass did not yield (both cut the same rows into the same blocks:
     without quotes a line is a row); an error that is really in the file is then raised by the exact
-    pass, as before.
+    pass, as before. A header line that does not end in a line feed (a carriage return alone ends a
+    line for pandas) goes to the exact pass from the start.
     """
     import pandas as pd
 
@@ -208,10 +209,13 @@ def _csv_frames(path: Path, header: List[str], cols: Tuple[str, ...], chunk_rows
         fh = open(path, "rb")
         if not exact:
             try:
-                read_line(fh, path, "CSV")  # the header (read_csv_header's): its quotes are allowed
+                first = read_line(fh, path, "CSV")  # the header (read_csv_header's): its quotes are allowed
             except BaseException:
                 fh.close()
                 raise
+            if not first.endswith(b"\n") or b"\r" in first[:-2]:  # a carriage return alone ends a line
+                fh.close()  # for pandas (an old Mac file): only the exact pass reads that
+                continue
         # through a stream that refuses a line longer than MAX_LINE_BYTES (a file with no newline would
         # otherwise be read whole by the parser)
         stream = io.BufferedReader((BoundedReader if exact else _QuoteFreeReader)(fh, path, what="CSV",
