@@ -120,11 +120,12 @@ class NonwearDetector:
     # ------------------------------------------------------------------ input
 
     def push(self, t: np.ndarray, acc: np.ndarray) -> None:
-        # a contiguous copy (the columns of [n, 6] are strided: each reduction below was 3x slower)
-        acc = np.ascontiguousarray(acc)
-        good = finite_rows(t, acc)
+        # the axes as contiguous rows [3, n] (a column of [n, 6] is strided: each reduction below was
+        # 3x slower; over rows of [3, n] 0.6x the time of columns of [n, 3], the same sums in the same order)
+        acc = np.ascontiguousarray(acc.T)
+        good = finite_rows(t, acc.T)
         if good is not None:  # (no copies when every row is good, the usual case)
-            t, acc = t[good], acc[good]
+            t, acc = t[good], acc[:, good]
         if not len(t):
             return
         idx = np.floor(t / self.sub).astype(np.int64)
@@ -134,14 +135,15 @@ class NonwearDetector:
         starts = np.concatenate([[0], np.flatnonzero(np.diff(idx)) + 1])
         ends = np.concatenate([starts[1:], [len(t)]])
         # statistics of every sub-block run at once (numpy), then merged one by one into the buffer;
-        # the deviations squared in place (the same sums in the same order)
+        # each run's deviations from its mean, squared in place
         n = (ends - starts).astype(np.float64)
-        mean = np.add.reduceat(acc, starts, axis=0) / n[:, None]
-        dev = np.repeat(mean, (ends - starts), axis=0)
-        np.subtract(acc, dev, out=dev)
+        mean = (np.add.reduceat(acc, starts, axis=1) / n[None, :]).T  # [runs, 3]
+        dev = np.empty_like(acc)
+        for j, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+            np.subtract(acc[:, a:b], mean[j][:, None], out=dev[:, a:b])
         np.multiply(dev, dev, out=dev)
-        m2 = np.add.reduceat(dev, starts, axis=0)
-        lo, hi = np.minimum.reduceat(acc, starts, axis=0), np.maximum.reduceat(acc, starts, axis=0)
+        m2 = np.add.reduceat(dev, starts, axis=1).T
+        lo, hi = np.minimum.reduceat(acc, starts, axis=1).T, np.maximum.reduceat(acc, starts, axis=1).T
         for j, (a, b) in enumerate(zip(starts, ends)):
             new = np.stack([np.full(3, n[j]), mean[j], m2[j], lo[j], hi[j]])
             self._merge(int(idx[a]), float(t[a]), float(t[b - 1]), new)
