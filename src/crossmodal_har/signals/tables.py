@@ -225,7 +225,7 @@ def _csv_frames(path: Path, header: List[str], cols: Tuple[str, ...], chunk_rows
                 reader = pd.read_csv(stream, header=0 if exact else None, names=_unique_names(header),
                                      usecols=list(cols), dtype={c: np.float64 for c in cols}, engine="c",
                                      skip_blank_lines=False, skipinitialspace=exact, encoding="utf-8",
-                                     chunksize=chunk_rows)
+                                     chunksize=chunk_rows, low_memory=False)  # (a block at once: 0.95x the time)
             except errors + (_QuoteSeen,) as exc:
                 if exact:
                     raise _OpenError(exc) from None
