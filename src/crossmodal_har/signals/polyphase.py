@@ -89,8 +89,8 @@ def fir_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float, ste
         sel = np.flatnonzero(ok[a:b]) + a
         if not len(sel):
             continue
-        if xt is None:
-            xt = np.ascontiguousarray(x[:, live].T)
+        if xt is None:  # the live channels as contiguous rows (one copy: no index array when all are live)
+            xt = np.ascontiguousarray((x if len(live) == x.shape[1] else x[:, live]).T)
         rows = slice(a, b) if len(sel) == b - a else sel  # usually every output of the chunk
         if len(live) == x.shape[1]:
             out[rows] = _fir_chunk(xt, base[sel], q[sel], k[sel], table)
