@@ -126,3 +126,46 @@ def test_carriage_return_line_ends(tmp_path, monkeypatch, eol):
     seen = _passes(monkeypatch)
     np.testing.assert_array_equal(_read(path, chunk_rows=4), want)
     assert seen[1] == (1 if eol == "\r" else 0)  # "\r" alone: the exact pass reads it
+
+
+def _raised(path, chunk_rows=3, strict=False):
+    with pytest.raises(DataError) as e:
+        list(iter_csv(path, chunk_rows, strict=strict))
+    return str(e.value)
+
+
+def test_byte_order_mark_on_line_2_is_a_number_error(tmp_path):
+    """pandas strips a BOM from the first line it reads: both passes read the header line first, so
+    a BOM on line 2 is a cell that is not a number, as it always was."""
+    path = tmp_path / "r.csv"
+    path.write_bytes((HEADER + "\n\ufeff0,1,2,3,4,5,6\n0.02,1,2,3,4,5,6\n").encode())
+    assert "r.csv:2: " in _raised(path)
+
+
+def test_quote_left_open_in_the_header(tmp_path, monkeypatch):
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER + ',"note\n' + "\n".join(r + ",7" for r in _rows(5)) + "\n")
+    assert "EOF inside string" in _raised(path)
+    # closed on a later line: the header swallows the lines before it, as pandas reads the file
+    rows = [r + ",7" for r in _rows(3000)]
+    rows[2500] += '"'
+    path.write_text(HEADER + ',"note\n' + "\n".join(rows) + "\n")
+    want = pd.read_csv(path, skipinitialspace=True, skip_blank_lines=False, engine="c",
+                       dtype={c: np.float64 for c in COLUMNS})[list(COLUMNS)].to_numpy()
+    np.testing.assert_array_equal(_read(path, chunk_rows=64), want)
+
+
+def test_header_quotes_after_spaces_go_to_the_exact_pass(tmp_path, monkeypatch):
+    path = tmp_path / "r.csv"
+    path.write_text(HEADER + ', "note"\n' + "\n".join(r + ",1" for r in _rows(20)) + "\n")
+    want = _reference(path)
+    seen = _passes(monkeypatch)
+    np.testing.assert_array_equal(_read(path, chunk_rows=3), want)
+    assert seen == [0, 1]
+
+
+def test_bad_utf8_in_a_long_header_is_the_exact_pass_error(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes((HEADER + ",x" * 5000).encode() + b"\xff\n" + ("\n".join(r + ",1" * 5000 for r in _rows(5))
+                                                                   + "\n").encode())
+    assert "utf-8" in _raised(path)

@@ -138,7 +138,7 @@ class NonwearDetector:
         # each run's deviations from its mean, squared in place
         n = (ends - starts).astype(np.float64)
         mean = (np.add.reduceat(acc, starts, axis=1) / n[None, :]).T  # [runs, 3]
-        dev = np.empty_like(acc)
+        dev = np.empty(acc.shape, mean.dtype)  # float64 (the mean's) whatever the input's float type
         for j, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
             np.subtract(acc[:, a:b], mean[j][:, None], out=dev[:, a:b])
         np.multiply(dev, dev, out=dev)

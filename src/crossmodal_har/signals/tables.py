@@ -24,7 +24,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from crossmodal_har.errors import DataError
-from crossmodal_har.signals.containers import MAX_LINE_BYTES, BoundedReader, read_line
+from crossmodal_har.signals.containers import MAX_LINE_BYTES, BoundedReader
 from crossmodal_har.signals.text import quote, strip_bom, visible
 from crossmodal_har.signals.types import ACC_CHANNELS, CHANNELS
 
@@ -178,11 +178,31 @@ class _QuoteSeen(Exception):
 
 
 class _QuoteFreeReader(BoundedReader):
-    """A :class:`BoundedReader` that stops (:class:`_QuoteSeen`) at a ``"`` byte."""
+    """A :class:`BoundedReader` that stops (:class:`_QuoteSeen`) at a ``"`` byte after the first line
+    feed (the header line's quotes are allowed: :func:`_fast_pass_header` checked that line)."""
+
+    in_header = True
 
     def _seen(self, data: bytes) -> None:
+        if self.in_header:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return
+            self.in_header = False
+            data = data[nl + 1:]
         if b'"' in data:
             raise _QuoteSeen()
+
+
+def _fast_pass_header(path: Path) -> bool:
+    """Whether the fast pass may read the file: its header line (line 1) ends in a line feed (a
+    carriage return alone ends a line for pandas, and only line feeds are looked for here) and is
+    tokenized alike with and without ``skipinitialspace`` (no quote, or no white space at all)."""
+    with open(path, "rb") as fh:
+        first = fh.readline(MAX_LINE_BYTES + 2)
+    if not first.endswith(b"\n") or b"\r" in first[:-2]:
+        return False
+    return b'"' not in first or not any(c in first[:-1].rstrip(b"\r") for c in (b" ", b"\t"))
 
 
 def _csv_frames(path: Path, header: List[str], cols: Tuple[str, ...], chunk_rows: int) -> Iterator:
@@ -198,31 +218,23 @@ def _csv_frames(path: Path, header: List[str], cols: Tuple[str, ...], chunk_rows
     lines are cut). On an error or a quote, the exact pass starts again from the top and takes over
     from the first block the first pass did not yield (both cut the same rows into the same blocks:
     without quotes a line is a row); an error that is really in the file is then raised by the exact
-    pass, as before. A header line that does not end in a line feed (a carriage return alone ends a
-    line for pandas) goes to the exact pass from the start.
+    pass, as before. Both passes read the header line through pandas; a header line that is not
+    tokenized alike by both, or that does not end in a line feed, goes to the exact pass from the
+    start (:func:`_fast_pass_header`).
     """
     import pandas as pd
 
     errors = (ValueError, pd.errors.ParserError, UnicodeDecodeError)
     done = 0  # blocks yielded
-    for exact in (False, True):
-        fh = open(path, "rb")
-        if not exact:
-            try:
-                first = read_line(fh, path, "CSV")  # the header (read_csv_header's): its quotes are allowed
-            except BaseException:
-                fh.close()
-                raise
-            if not first.endswith(b"\n") or b"\r" in first[:-2]:  # a carriage return alone ends a line
-                fh.close()  # for pandas (an old Mac file): only the exact pass reads that
-                continue
-        # through a stream that refuses a line longer than MAX_LINE_BYTES (a file with no newline would
-        # otherwise be read whole by the parser)
-        stream = io.BufferedReader((BoundedReader if exact else _QuoteFreeReader)(fh, path, what="CSV",
+    for exact in (False, True) if _fast_pass_header(path) else (True,):
+        # the whole file, the header included, through a stream that refuses a line longer than
+        # MAX_LINE_BYTES (a file with no newline would otherwise be read whole by the parser): pandas
+        # reads line 1 (its byte-order mark, its encoding, its length) the same way in both passes
+        stream = io.BufferedReader((BoundedReader if exact else _QuoteFreeReader)(open(path, "rb"), path, what="CSV",
                                                                                   max_line=MAX_LINE_BYTES))
         with stream:
             try:
-                reader = pd.read_csv(stream, header=0 if exact else None, names=_unique_names(header),
+                reader = pd.read_csv(stream, header=0, names=_unique_names(header),
                                      usecols=list(cols), dtype={c: np.float64 for c in cols}, engine="c",
                                      skip_blank_lines=False, skipinitialspace=exact, encoding="utf-8",
                                      chunksize=chunk_rows, low_memory=False)  # (a block at once: 0.95x the time)
