@@ -159,10 +159,14 @@ class CsvWriter:
         head = "%.6f,%.6f" + ",%s" * (len(cols) - 2)
         line, empty = head + ",%.6f" * k, head + "," * k
         nan = np.isnan(probs)
-        whole = ~nan.any(axis=1)
-        lines = [line % (*c, *p) if w else (empty % c if e else head % c + "".join(
-                 "," if v != v else ",%.6f" % v for v in p))
-                 for c, p, w, e in zip(zip(*cols), probs.tolist(), whole.tolist(), nan.all(axis=1).tolist())]
+        lines = []
+        for c, p, some, every in zip(zip(*cols), probs.tolist(), nan.any(axis=1).tolist(), nan.all(axis=1).tolist()):
+            if not some:
+                lines.append(line % (*c, *p))
+            elif every:
+                lines.append(empty % c)
+            else:
+                lines.append(head % c + "".join("," if v != v else ",%.6f" % v for v in p))
         self.fh.write("\n".join(lines) + "\n")
 
 
