@@ -65,17 +65,21 @@ def fir_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float, ste
         return done
     K = table.shape[1]
     L = (K - 2) // 2
-    bad = np.abs(np.diff(t) - step_s) > REGULAR_TOL * step_s
-    nbad = np.concatenate([[0], np.cumsum(bad)])  # irregular steps before sample i
+    dt = np.diff(t)
+    bad = np.abs(dt - step_s) > REGULAR_TOL * step_s
+    # irregular steps before sample i; None when every step is regular (the usual case: nothing to check)
+    nbad = np.concatenate([[0], np.cumsum(bad)]) if bad.any() else None
     j = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, n - 2)
-    q = np.rint((grid - t[j]) / (t[j + 1] - t[j]) * PHASES).astype(np.int64)
-    inside = (grid >= t[j]) & (q >= 0) & (q <= PHASES)
+    tj = t[j]
+    q = np.rint((grid - tj) / dt[j] * PHASES).astype(np.int64)
+    inside = (grid >= tj) & (q >= 0) & (q <= PHASES)
     wrap = q == PHASES  # rounds up onto the next sample: phase 0 there
     j = j + wrap
-    q = np.where(wrap, 0, q)
-    ok = inside & (j - L >= 0) & (j + L + 1 <= n - 1)
+    q[wrap] = 0
+    ok = inside & (j >= L) & (j <= n - L - 2)  # the support j - L .. j + L + 1 inside the samples
     base = np.where(ok, j - L, 0)
-    ok &= nbad[np.minimum(base + K - 1, n - 1)] == nbad[base]  # every step in the support regular
+    if nbad is not None:
+        ok &= nbad[np.minimum(base + K - 1, n - 1)] == nbad[base]  # every step in the support regular
     # Chunks of CHUNK global grid indices: a stream cut into blocks of a multiple of CHUNK grid
     # samples makes the same chunks, so the same choices below (they can change the bits).
     k = np.rint(grid * rate_hz).astype(np.int64)
@@ -85,13 +89,15 @@ def fir_eval(t: np.ndarray, x: np.ndarray, grid: np.ndarray, rate_hz: float, ste
     # a channel that is 0.0 throughout (an accelerometer-only model's gyroscope columns) gives 0.0
     # whatever the weights: it is not summed (half the work for such recordings; the same values)
     live = np.array([c for c in range(x.shape[1]) if x[0, c] != 0 or x[:, c].any()], dtype=np.int64)
-    for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(grid)]])):
-        sel = np.flatnonzero(ok[a:b]) + a
-        if not len(sel):
-            continue
+    for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(grid)]):
+        if ok[a:b].all():  # usually every output of the chunk: slices, no index arrays
+            sel = rows = slice(a, b)
+        else:
+            sel = rows = np.flatnonzero(ok[a:b]) + a
+            if not len(sel):
+                continue
         if xt is None:  # the live channels as contiguous rows (one copy: no index array when all are live)
             xt = np.ascontiguousarray((x if len(live) == x.shape[1] else x[:, live]).T)
-        rows = slice(a, b) if len(sel) == b - a else sel  # usually every output of the chunk
         if len(live) == x.shape[1]:
             out[rows] = _fir_chunk(xt, base[sel], q[sel], k[sel], table)
         else:
