@@ -64,8 +64,8 @@ class RowPipeline:
 
     def add_rows(self, rows: Rows, xs: np.ndarray) -> None:
         """Rows already marked by the non-wear gate (:func:`item_rows`, then :class:`NonwearGate`),
-        ``xs`` their windows (an object array of [W, 6] arrays, row-aligned): only the rows still
-        ``ok`` go to the model, so a window found to be non-wear costs no model work."""
+        ``xs`` their windows ([n, W, 6], row-aligned): only the rows still ``ok`` go to the model, so a
+        window found to be non-wear costs no model work (and when every row is ok, ``xs`` goes as it is)."""
         ok = rows.status == STATUS_OK
         n_ok = int(ok.sum())
         idx = np.full(len(ok), -1, np.int64)
@@ -73,7 +73,7 @@ class RowPipeline:
         self.next_ok += n_ok
         self.pending.append(Rows(rows.start, rows.end, rows.status, idx))
         if n_ok:
-            self.model.add(np.stack(list(xs[ok])))
+            self.model.add(xs if n_ok == len(ok) else xs[ok])
 
     def ready(self, final: bool = False) -> List[Tuple[Rows, Optional[np.ndarray]]]:
         """Yield (Rows, outputs for their ok rows) for every pending row whose results exist."""
@@ -103,17 +103,15 @@ class RowPipeline:
 
 
 def item_rows(item: Any) -> Tuple[Rows, np.ndarray]:
-    """A windower item as rows (``ok_index`` still -1) and their windows (an object array, row-aligned;
-    None for a marker), for the gate before the model."""
+    """A windower item as rows (``ok_index`` still -1) and their windows, row-aligned: the batch's
+    ``x`` [n, W, 6] itself (no copy; the gate only slices it), for a marker one empty row [1, 0, 6]
+    (a marker is never ok, so its row is never read), for the gate before the model."""
     if isinstance(item, Marker):
         return (Rows(np.array([item.start]), np.array([item.end]), np.array([item.status], dtype=object),
-                     np.array([-1])), np.array([None], dtype=object))
+                     np.array([-1])), np.empty((1, 0, 6), np.float32))
     n = len(item.start)
-    xs = np.empty(n, dtype=object)
-    for i in range(n):
-        xs[i] = item.x[i]
     status = np.where(item.reason == "", STATUS_OK, item.reason).astype(object)
-    return Rows(item.start, item.end, status, np.full(n, -1, np.int64)), xs
+    return Rows(item.start, item.end, status, np.full(n, -1, np.int64)), item.x
 
 
 def results_rows(rows: Rows, res: Optional[np.ndarray], n_classes: int) -> Tuple[np.ndarray, np.ndarray]:

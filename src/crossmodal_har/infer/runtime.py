@@ -226,11 +226,23 @@ class BatchedRunner:
             self._pool.shutdown()
             self._pool = None
 
+    def _take(self, n: int) -> np.ndarray:
+        """The first ``n`` queued windows: a view of the first queued array when it holds them (the
+        usual case), else its windows and the next arrays' joined (one batch copied, not the queue)."""
+        parts = []
+        while n:
+            x = self.queue[0]
+            parts.append(x[:n])
+            if len(x) > n:
+                self.queue[0] = x[n:]
+            else:
+                self.queue.pop(0)
+            self.queued -= len(parts[-1])
+            n -= len(parts[-1])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     def _run(self, n: int) -> None:
-        allx = np.concatenate(self.queue) if len(self.queue) > 1 else self.queue[0]
-        batch, rest = allx[:n], allx[n:]
-        self.queue = [rest] if len(rest) else []
-        self.queued = len(rest)
+        batch = self._take(n)
         if not self.background:
             self.results.append(self._call(batch))
             self._done += n
