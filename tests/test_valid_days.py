@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from crossmodal_har.errors import UserError
-from crossmodal_har.infer.clinical_report import DayAggregator, DayRules, daily_rows, valid_day_summary, write_report
+from crossmodal_har.infer.clinical_report import (DayAggregator, DayRules, _count_pairs, daily_rows, valid_day_summary,
+                                                  write_report)
 from crossmodal_har.signals.clock import TimeBase
 
 NAMES = ["rest", "walk"]
@@ -64,3 +65,16 @@ def test_no_valid_day_and_bad_rule():
     assert none["valid_days"] == 0 and none["per_valid_day"]["rest_min"] is None
     with pytest.raises(UserError, match="--min-wear-hours"):
         DayRules(25.0).validate()
+
+
+def test_count_pairs_is_the_unique_of_rows():
+    # the day aggregator's (slot, category) counts: the same pairs, in the same order, as numpy's unique
+    # of [key, cat] rows (the order the seconds are added in), for negative keys (times before 1970) too
+    rng = np.random.default_rng(1)
+    for i in range(200):
+        C, n = int(rng.integers(1, 10)), int(rng.integers(0, 2000))
+        key = rng.integers(-10**7, 10**7, n) if i % 2 else rng.integers(5_900_000, 5_900_050, n)
+        cat = rng.integers(0, C + 2, n)
+        u, counts = np.unique(np.stack([key, cat], axis=1), axis=0, return_counts=True)
+        k, c, m = _count_pairs(key, cat, C + 2)
+        assert np.array_equal(k, u[:, 0]) and np.array_equal(c, u[:, 1]) and np.array_equal(m, counts)
