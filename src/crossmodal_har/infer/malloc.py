@@ -2,12 +2,14 @@
 
 ``predict`` turns a recording into a stream of blocks: every block's arrays (a chunk of samples,
 its transposed copy, the resampled block, the windows) are allocated and freed again, a few hundred
-times a day of recording. glibc serves an allocation above its *mmap threshold* with a fresh
-``mmap`` and returns it to the system on ``free``, so each block's memory is faulted in (and zeroed
-by the kernel) anew; it also trims the top of its heap as soon as 128 KiB lie free there. Raising
-the threshold to glibc's largest (32 MiB) and the trim threshold to 256 MiB keeps those blocks in the
-heap, reused from one block to the next: on the build machine the 7-day AX6 ``.cwa`` predict took
-0.96x the CPU time (0.8 s less kernel time a run, paired runs) for 8 MB more peak memory.
+times a day of recording. glibc serves an allocation above its *mmap threshold* (128 KiB at first,
+raised by glibc itself, up to 32 MiB, as such blocks are freed) with a fresh ``mmap`` and unmaps it
+on ``free``, so that block's memory is faulted in (and zeroed by the kernel) anew the next time; and
+it trims the top of its heap once more than its *trim threshold* (twice the mmap threshold) lies free
+there. With the mmap threshold at glibc's largest (32 MiB) and the trim threshold at 256 MiB those
+blocks stay in the heap, reused from one block to the next: on the build machine the 7-day AX6
+``.cwa`` predict took 0.976x the CPU time and 0.967x the wall time (0.7 s less kernel time a run;
+paired runs, n = 3) for 6 MB more peak memory.
 
 Only glibc's allocator (Linux) is set, through ``mallopt``; elsewhere (macOS, musl) nothing is done.
 A user's own ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` malloc
