@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -124,13 +124,14 @@ def flat_windows(x: np.ndarray, std_g: float) -> np.ndarray:
     numpy's ``x[:, :, :3].std(axis=1)``, the same decisions, computed only where the channel's range
     ``r`` leaves them open. The population std lies between ``r / sqrt(2 W)`` and ``r / 2``; the
     computed one differs from it by float rounding and by the error of the float mean (below
-    ``W * eps * max|x|``): bounds with those margins decide nearly every window from ``r`` (4x
-    cheaper than the std: folded maxima and minima instead of a reduction over the middle axis)."""
+    ``W * eps * max|x|``): bounds with those margins decide nearly every window from ``r`` (the
+    maxima and minima along the last axis of one transposed copy: 2.8x faster than halving folds over
+    the middle axis, which were 4x cheaper than the std)."""
     W = x.shape[1]
     if W == 0 or x.dtype.kind not in "fiu":  # no samples (numpy's std: NaN, not flat), or not numbers
         return (x[:, :, :3].std(axis=1) < std_g).all(axis=1)
-    acc = x[:, :, :3]
-    hi, lo = _fold(acc, np.maximum).astype(np.float64), _fold(acc, np.minimum).astype(np.float64)
+    acc = np.ascontiguousarray(x[:, :, :3].transpose(0, 2, 1))  # [N, 3, W]: each channel's samples contiguous
+    hi, lo = acc.max(axis=2).astype(np.float64), acc.min(axis=2).astype(np.float64)
     r = hi - lo
     eps = float(np.finfo(np.result_type(x.dtype, np.float32)).eps)  # integers: numpy's std is float64
     rel = 1e-3 + 4 * W * eps  # rounding of the range, the squares, their sum and the root, with room
@@ -141,18 +142,6 @@ def flat_windows(x: np.ndarray, std_g: float) -> np.ndarray:
     if open_.any():  # the windows' own std, as the same view of the same rows gives it
         flat[open_] = (x[open_][:, :, :3].std(axis=1) < std_g).all(axis=1)
     return flat
-
-
-def _fold(x: np.ndarray, op: Callable) -> np.ndarray:
-    """``op.reduce`` of ``x`` [N, W, C] over W (``np.maximum`` / ``np.minimum``: exact) by halving:
-    element-wise passes over contiguous halves, far faster than numpy's reduction over a middle axis."""
-    while x.shape[1] > 1:
-        h = x.shape[1] // 2
-        y = op(x[:, :h], x[:, h:2 * h])
-        if x.shape[1] % 2:
-            y[:, 0] = op(y[:, 0], x[:, -1])
-        x = y
-    return x[:, 0]
 
 
 def window_starts(n_samples: int, window: int, stride: int) -> np.ndarray:
