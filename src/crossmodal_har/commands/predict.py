@@ -59,8 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from crossmodal_har.commands._args.flags import config_flags
+    from crossmodal_har.infer.malloc import keep_freed_blocks
     from crossmodal_har.infer.study import predict_any
 
+    keep_freed_blocks()  # this process streams recordings until it exits (a study's workers: their own)
     flags = {**config_flags(args, CONFIG_KEYS), "nonwear.enabled": args.nonwear == "on"}
     result = predict_any(flags, config_flags(args, STUDY_KEYS),  # one recording, or a study
                          progress=False if args.no_progress else None)

@@ -58,7 +58,6 @@ from crossmodal_har.errors import ConfigError, DataError, UserError
 from crossmodal_har.infer.calibration import CalibrationConfig
 from crossmodal_har.infer.clinical_report import (DayAggregator, DayRules, daily_rows, report_paths, valid_day_summary,
                                                   write_report)
-from crossmodal_har.infer.malloc import keep_freed_blocks
 from crossmodal_har.infer.nonwear import NonwearConfig, NonwearDetector, nonwear_settings
 from crossmodal_har.infer.predict_config import PredictConfig, PredictResult, parse_smooth
 from crossmodal_har.infer.rows import (CsvWriter, NonwearGate, RowPipeline, SmoothedWriter, item_rows,
@@ -326,7 +325,6 @@ def run_predict(config: PredictConfig, *, progress: Optional[bool] = None) -> Pr
             which no window could be classified (after writing the outputs), with the cause in one
             line (:func:`~crossmodal_har.infer.summary.no_window_cause`).
     """
-    keep_freed_blocks()  # the stream's block arrays reused, not mapped and faulted in anew (malloc.py)
     with output_session():  # this run's files: claimed now, committed together at its end
         return _run_predict(config, progress)
 

@@ -45,6 +45,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from crossmodal_har.config import build_config, from_dict, to_dict
 from crossmodal_har.errors import DataError, PartialRunError, UserError
 from crossmodal_har.infer.cohort import CohortResult, collate
+from crossmodal_har.infer.malloc import keep_freed_blocks
 from crossmodal_har.infer.predict import run_predict
 from crossmodal_har.infer.predict_config import PredictConfig, PredictResult, parse_smooth
 from crossmodal_har.io import atomic_write_json, guard_output_dir, read_json
@@ -316,7 +317,9 @@ def run_study(config: PredictConfig, study: StudyConfig) -> StudyResult:
         for r in todo:
             marks[r.stem] = _logged(run_recording(r, cfg, str(out), threads), len(marks) + 1, len(recs))
     elif todo:
-        with ProcessPoolExecutor(max_workers=study.workers, mp_context=get_context("spawn")) as pool:
+        # each worker process streams recordings until the study ends: glibc keeps its freed blocks
+        with ProcessPoolExecutor(max_workers=study.workers, mp_context=get_context("spawn"),
+                                 initializer=keep_freed_blocks) as pool:
             futures = {pool.submit(run_recording, r, cfg, str(out), threads): r for r in todo}
             for f in as_completed(futures):
                 try:
