@@ -606,6 +606,8 @@ def side_by_side(args) -> int:
 def byte_compile(src: Path) -> None:
     """The byte code of a checkout's package, written next to its modules as ``pip install`` writes
     an installed package's (see the module's docstring)."""
+    if not (src / "crossmodal_har").is_dir():  # compileall only prints a line for a folder that is not there
+        raise SystemExit(f"no crossmodal_har package in {src}")
     if not compileall.compile_dir(str(src), quiet=1):
         raise SystemExit(f"cannot byte-compile {src}")
 
